@@ -1,0 +1,326 @@
+"""The HTTP edge: request parsing, problem+json, ETags, paging, request ids, route registry.
+
+Every HTTP trigger is declared with `http(...)`, which registers it on its blueprint, records
+its models for the OpenAPI document and wraps it so that errors map to problem+json in one
+place (by exception class) and every response carries `x-request-id`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextvars
+import json
+import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any, TypeVar
+
+import azure.functions as func
+from pydantic import BaseModel, Field, ValidationError
+
+from shared.domain.errors import (
+    ConcurrencyConflict,
+    Conflict,
+    DomainError,
+    FieldError,
+    Forbidden,
+    NotFound,
+    PreconditionFailed,
+    PreconditionRequired,
+    Unauthenticated,
+    UpstreamRejected,
+    UpstreamUnavailable,
+    ValidationFailed,
+)
+from shared.domain.model import WireModel, new_id
+
+log = logging.getLogger("functions.http")
+B = TypeVar("B", bound=BaseModel)
+
+PROBLEM_JSON = "application/problem+json"
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+_REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+_old_factory = logging.getLogRecordFactory()
+
+
+def _record_with_request_id(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    record = _old_factory(*args, **kwargs)
+    record.request_id = REQUEST_ID.get()
+    return record
+
+
+# Every log line of the process carries the request id of the invocation that wrote it.
+logging.setLogRecordFactory(_record_with_request_id)
+
+# Status and problem slug by class; the first match in MRO order wins.
+_STATUS: list[tuple[type[Exception], int, str]] = [
+    (ValidationFailed, 400, "validation-failed"),
+    (Unauthenticated, 401, "unauthenticated"),
+    (Forbidden, 403, "forbidden"),
+    (NotFound, 404, "not-found"),
+    (ConcurrencyConflict, 412, "concurrent-modification"),
+    (Conflict, 409, "conflict"),
+    (PreconditionFailed, 412, "precondition-failed"),
+    (PreconditionRequired, 428, "precondition-required"),
+    (UpstreamRejected, 502, "upstream-rejected"),
+    (UpstreamUnavailable, 503, "upstream-unavailable"),
+]
+
+
+class PageQuery(WireModel):
+    """Paging parameters of every list route."""
+
+    page_size: int = Field(50, ge=1, le=1000, description="Items per page (1-1000).")
+    continuation_token: str | None = Field(
+        None, max_length=4096, description="Opaque token from the previous page."
+    )
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """One HTTP function as the OpenAPI document and the access rules see it."""
+
+    name: str
+    route: str
+    methods: tuple[str, ...]
+    summary: str
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    response: Any = None
+    status: int = 200
+    tags: tuple[str, ...] = ()
+    errors: tuple[int, ...] = ()
+
+
+ROUTES: list[RouteSpec] = []
+
+
+@dataclass
+class Reply:
+    """What a handler returns when it needs a status, headers or an ETag."""
+
+    body: Any = None
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    etag: str | None = None
+    content_type: str | None = None
+
+
+class Call:
+    """One HTTP invocation as a handler sees it."""
+
+    def __init__(self, req: func.HttpRequest, spec: RouteSpec, request_id: str) -> None:
+        self.req = req
+        self.spec = spec
+        self.request_id = request_id
+
+    @property
+    def route(self) -> Mapping[str, str]:
+        """Route parameters."""
+        params: Mapping[str, str] = self.req.route_params
+        return params
+
+    def header(self, name: str) -> str | None:
+        """A request header (case-insensitive)."""
+        value: str | None = self.req.headers.get(name)
+        return value
+
+    def body(self, model: type[B]) -> B:
+        """The JSON body validated into `model`; every invalid field named in one answer."""
+        raw = self.req.get_body() or b""
+        if not raw.strip():
+            raise ValidationFailed([FieldError("body", "a JSON body is required")])
+        ctype = (self.header("content-type") or "application/json").split(";")[0].strip()
+        if ctype and not (ctype == "application/json" or ctype.endswith("+json")):
+            raise ValidationFailed([FieldError("body", "Content-Type must be application/json")])
+        try:
+            return model.model_validate_json(raw)
+        except ValidationError as exc:
+            raise validation_failed(exc, prefix="") from exc
+
+    def query(self, model: type[B]) -> B:
+        """The query string validated into `model`."""
+        try:
+            return model.model_validate(dict(self.req.params))
+        except ValidationError as exc:
+            raise validation_failed(exc, prefix="") from exc
+
+    def if_match(self) -> str:
+        """The storage ETag from `If-Match` (428 when missing, 412 when unreadable)."""
+        value = self.header("if-match")
+        if not value:
+            raise PreconditionRequired("this change needs an If-Match header with the ETag")
+        etag = decode_etag(value)
+        if etag is None:
+            raise PreconditionFailed("If-Match does not match the current ETag")
+        return etag
+
+
+def validation_failed(exc: ValidationError, prefix: str = "") -> ValidationFailed:
+    """A pydantic error as a ValidationFailed naming each field in dotted camelCase."""
+    errors = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "body"
+        if err["type"] == "json_invalid":
+            loc, msg = "body", "is not valid JSON"
+        else:
+            msg = err["msg"]
+        errors.append(FieldError(f"{prefix}{loc}", msg))
+    return ValidationFailed(errors)
+
+
+def encode_etag(storage_etag: str) -> str:
+    """A storage ETag as a strong HTTP entity tag (opaque to clients)."""
+    return '"' + base64.urlsafe_b64encode(storage_etag.encode()).decode().rstrip("=") + '"'
+
+
+def decode_etag(header: str) -> str | None:
+    """An HTTP entity tag back to the storage ETag, or None if it is not one of ours."""
+    value = header.strip()
+    if value.startswith("W/"):
+        return None  # weak tags never match If-Match (RFC 9110)
+    value = value.strip('"')
+    try:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def _status_of(exc: Exception) -> tuple[int, str]:
+    for cls, status, slug in _STATUS:
+        if isinstance(exc, cls):
+            return status, slug
+    return 500, "internal-error"
+
+
+def problem(
+    status: int,
+    slug: str,
+    detail: str,
+    *,
+    instance: str = "",
+    errors: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+) -> func.HttpResponse:
+    """An RFC 9457 problem response."""
+    body: dict[str, Any] = {
+        "type": f"/problems/{slug}",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "instance": instance,
+        "requestId": REQUEST_ID.get(),
+    }
+    if errors is not None:
+        body["errors"] = [{"field": e.field, "message": e.message} for e in errors]
+    return func.HttpResponse(
+        json.dumps(body), status_code=status, mimetype=PROBLEM_JSON, headers=headers or {}
+    )
+
+
+def problem_for(exc: Exception, instance: str) -> func.HttpResponse:
+    """The problem+json answer for an exception; unknown ones are a bare 500 with a log."""
+    status, slug = _status_of(exc)
+    if status == 500 or not isinstance(exc, DomainError):
+        log.error("unhandled error", exc_info=exc)
+        return problem(500, "internal-error", "An unexpected error occurred.", instance=instance)
+    headers = {}
+    if isinstance(exc, UpstreamUnavailable) and exc.retry_after:
+        headers["Retry-After"] = str(int(exc.retry_after + 0.999))
+    errors = exc.errors if isinstance(exc, ValidationFailed) else None
+    return problem(status, slug, exc.detail, instance=instance, errors=errors, headers=headers)
+
+
+def _json(value: Any) -> str:
+    if isinstance(value, BaseModel):
+        return value.model_dump_json(by_alias=True)
+    return json.dumps(value, default=str)
+
+
+def render(result: Any, spec: RouteSpec) -> func.HttpResponse:
+    """A handler's result as an HTTP response."""
+    if isinstance(result, func.HttpResponse):
+        return result
+    reply = result if isinstance(result, Reply) else Reply(body=result, status=spec.status)
+    headers = dict(reply.headers)
+    if reply.etag:
+        headers["ETag"] = encode_etag(reply.etag)
+    if reply.body is None:
+        return func.HttpResponse(
+            status_code=204 if reply.status == 200 else reply.status, headers=headers
+        )
+    if isinstance(reply.body, bytes | str) and reply.content_type:
+        return func.HttpResponse(
+            reply.body, status_code=reply.status, headers=headers, mimetype=reply.content_type
+        )
+    return func.HttpResponse(
+        _json(reply.body),
+        status_code=reply.status,
+        headers=headers,
+        mimetype=reply.content_type or "application/json",
+    )
+
+
+def _request_id(req: func.HttpRequest) -> str:
+    given = req.headers.get("x-request-id") or ""
+    return given if _REQUEST_ID_OK.match(given) else new_id()
+
+
+def http(
+    bp: func.Blueprint,
+    route: str,
+    methods: list[str],
+    *,
+    name: str,
+    summary: str,
+    body: type[BaseModel] | None = None,
+    query: type[BaseModel] | None = None,
+    response: Any = None,
+    status: int = 200,
+    tags: tuple[str, ...] = (),
+    errors: tuple[int, ...] = (),
+) -> Callable[[Callable[[Call], Any]], Callable[[Call], Any]]:
+    """Declare an HTTP function: registered on `bp`, described in OpenAPI, errors mapped."""
+    spec = RouteSpec(
+        name,
+        route,
+        tuple(m.upper() for m in methods),
+        summary,
+        body,
+        query,
+        response,
+        status,
+        tags,
+        errors,
+    )
+    ROUTES.append(spec)
+
+    def decorate(handler: Callable[[Call], Any]) -> Callable[[Call], Any]:
+        def trigger(req: func.HttpRequest) -> func.HttpResponse:
+            rid = _request_id(req)
+            token = REQUEST_ID.set(rid)
+            try:
+                try:
+                    resp = render(handler(Call(req, spec, rid)), spec)
+                except Exception as exc:
+                    resp = problem_for(exc, instance=req.url.split("?", 1)[0])
+                resp.headers["x-request-id"] = rid
+                return resp
+            finally:
+                REQUEST_ID.reset(token)
+
+        trigger.__name__ = trigger.__qualname__ = name
+        trigger.__doc__ = summary
+        bp.function_name(name)(
+            bp.route(route=route, methods=list(spec.methods), auth_level=func.AuthLevel.ANONYMOUS)(
+                trigger
+            )
+        )
+        handler.trigger = trigger  # type: ignore[attr-defined]
+        return handler
+
+    return decorate

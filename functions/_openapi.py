@@ -1,0 +1,136 @@
+"""The OpenAPI 3.1 document, generated from the registered routes and their models."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter
+from pydantic.json_schema import models_json_schema
+
+from functions._http import PROBLEM_JSON, ROUTES, RouteSpec
+
+_PARAM = re.compile(r"\{([^}:?*]+)(?::[^}?]+)?\??\}")
+_ERRORS = {
+    400: "Invalid input (problem+json naming each field)",
+    401: "Not signed in",
+    403: "Not allowed for this role",
+    404: "Not found (or outside the caller's world)",
+    409: "Conflict with the current state",
+    412: "The ETag in If-Match is stale",
+    428: "If-Match is required",
+    503: "A dependency is unavailable; retry later",
+}
+
+
+def openapi_path(route: str, prefix: str = "/api") -> str:
+    """`resellers/{r}/customers/{c:guid}` → `/api/resellers/{r}/customers/{c}`."""
+    return f"{prefix}/" + _PARAM.sub(lambda m: "{" + m.group(1) + "}", route)
+
+
+def _schema_ref(model: Any, refs: dict[Any, Any]) -> dict[str, Any]:
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        ref: dict[str, Any] = refs[(model, "serialization")]
+        return ref
+    return TypeAdapter(model).json_schema(by_alias=True)
+
+
+def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    schema = model.model_json_schema(by_alias=True)
+    required = set(schema.get("required", []))
+    return [
+        {
+            "name": name,
+            "in": "query",
+            "required": name in required,
+            "description": prop.get("description", ""),
+            "schema": {k: v for k, v in prop.items() if k not in ("title", "description")},
+        }
+        for name, prop in schema.get("properties", {}).items()
+    ]
+
+
+def _operation(spec: RouteSpec, refs: dict[Any, Any]) -> dict[str, Any]:
+    params = [
+        {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+        for p in _PARAM.findall(spec.route)
+    ]
+    if spec.query is not None:
+        params += _query_parameters(spec.query)
+    op: dict[str, Any] = {
+        "operationId": spec.name,
+        "summary": spec.summary,
+        "tags": list(spec.tags),
+        "parameters": params,
+        "responses": {},
+    }
+    if spec.body is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": refs[(spec.body, "validation")]}},
+        }
+    ok: dict[str, Any] = {"description": "Success"}
+    if spec.response is not None:
+        ok["content"] = {"application/json": {"schema": _schema_ref(spec.response, refs)}}
+    op["responses"][str(spec.status)] = ok
+    problem = {"$ref": "#/components/schemas/Problem"}
+    for status in sorted({400, 500, *spec.errors}):
+        op["responses"][str(status)] = {
+            "description": _ERRORS.get(status, "Internal error"),
+            "content": {PROBLEM_JSON: {"schema": problem}},
+        }
+    return op
+
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "RFC 9457 problem details",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "requestId": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+
+
+def build_openapi(
+    title: str = "CSP reseller platform API", version: str = "0.1.0"
+) -> dict[str, Any]:
+    """The whole OpenAPI 3.1 document for every route declared with `http(...)`."""
+    models: list[tuple[type[BaseModel], Any]] = []
+    for spec in ROUTES:
+        if spec.body is not None:
+            models.append((spec.body, "validation"))
+        if isinstance(spec.response, type) and issubclass(spec.response, BaseModel):
+            models.append((spec.response, "serialization"))
+    refs, defs = models_json_schema(
+        list(dict.fromkeys(models)), by_alias=True, ref_template="#/components/schemas/{model}"
+    )
+    paths: dict[str, dict[str, Any]] = {}
+    for spec in ROUTES:
+        item = paths.setdefault(openapi_path(spec.route), {})
+        for method in spec.methods:
+            item[method.lower()] = _operation(spec, refs)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version},
+        "paths": paths,
+        "components": {
+            "schemas": {**defs.get("$defs", {}), "Problem": PROBLEM_SCHEMA},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+        },
+    }

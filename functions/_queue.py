@@ -1,0 +1,51 @@
+"""The queue edge: parse the message, run the step, decide retry vs. record-the-failure."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+import azure.functions as func
+from pydantic import BaseModel, ValidationError
+
+from functions._http import REQUEST_ID
+from shared.domain.errors import DomainError, NotFound, UpstreamRejected, ValidationFailed
+
+log = logging.getLogger("functions.queue")
+P = TypeVar("P", bound=BaseModel)
+
+# Must equal host.json extensions.queues.maxDequeueCount (a test checks it).
+MAX_DEQUEUE_COUNT = 5
+# Errors that no retry will cure: record them at once instead of trying five times.
+PERMANENT: tuple[type[DomainError], ...] = (UpstreamRejected, ValidationFailed, NotFound)
+
+
+def run_step(
+    msg: func.QueueMessage,
+    payload: type[P],
+    step: Callable[[P], None],
+    give_up: Callable[[P, str], None],
+) -> None:
+    """Run one queue step; transient failures re-raise (the host retries, then poisons)."""
+    try:
+        data = payload.model_validate_json(msg.get_body())
+    except ValidationError:
+        # Poison from birth: it goes to <queue>-poison after the host's retries, for a person.
+        log.error("queue message %s does not validate as %s", msg.id, payload.__name__)
+        raise
+    token = REQUEST_ID.set(str(data.model_dump().get("message_id") or msg.id))
+    try:
+        step(data)
+    except PERMANENT as exc:
+        log.warning("queue step refused for good: %s", exc)
+        give_up(data, exc.detail)
+    except Exception as exc:
+        last = (msg.dequeue_count or 1) >= MAX_DEQUEUE_COUNT
+        if last:
+            reason = exc.detail if isinstance(exc, DomainError) else type(exc).__name__
+            log.error("queue step failed on its last try; recording the failure", exc_info=True)
+            give_up(data, f"gave up after {MAX_DEQUEUE_COUNT} tries: {reason}")
+        raise
+    finally:
+        REQUEST_ID.reset(token)

@@ -1,0 +1,114 @@
+"""Queue sending (base64, as the Functions host expects) and the outbox dispatcher."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import TableClient
+from azure.storage.queue import (
+    QueueClient,
+    QueueServiceClient,
+    TextBase64DecodePolicy,
+    TextBase64EncodePolicy,
+)
+
+from shared.adapters.tables.repository import OUTBOX_END, OUTBOX_PREFIX, OutboxSink
+from shared.adapters.tables.store import TableStore, account_url, storage_credential
+from shared.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+class QueueSender:
+    """Sends text messages base64-encoded; each queue is created once per process."""
+
+    def __init__(self, service: QueueServiceClient) -> None:
+        self.service = service
+        self._clients: dict[str, QueueClient] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> QueueSender:
+        """A sender for the configured account (connection string locally, identity in Azure)."""
+        conn = settings.storage_connection_string
+        if conn is not None and conn.get_secret_value().strip():
+            service = QueueServiceClient.from_connection_string(conn.get_secret_value())
+        else:
+            service = QueueServiceClient(
+                account_url(settings, "queue"), credential=storage_credential(settings)
+            )
+        return cls(service)
+
+    def queue(self, name: str) -> QueueClient:
+        """The client for queue `name`, created if this process has not yet."""
+        client = self._clients.get(name)
+        if client is not None:
+            return client
+        with self._lock:
+            client = self._clients.get(name)
+            if client is None:
+                client = self.service.get_queue_client(
+                    name,
+                    message_encode_policy=TextBase64EncodePolicy(),
+                    message_decode_policy=TextBase64DecodePolicy(),
+                )
+                with contextlib.suppress(ResourceExistsError):
+                    client.create_queue()
+                self._clients[name] = client
+        return client
+
+    def ping(self) -> None:
+        """Raise if the queue service cannot be reached (one cheap call)."""
+        next(iter(self.service.list_queues(results_per_page=1).by_page()), None)
+
+    def send(self, queue: str, text: str) -> None:
+        """Put one message on `queue`."""
+        self.queue(queue).send_message(text)
+
+
+class OutboxDispatcher(OutboxSink):
+    """Sends committed outbox rows to their queues and deletes the rows."""
+
+    def __init__(self, sender: QueueSender) -> None:
+        self.sender = sender
+
+    def dispatch(self, table: TableClient, partition: str, rows: Sequence[dict[str, Any]]) -> None:
+        """Send each row's message, then delete the row; a failure leaves it to the sweeper."""
+        for row in rows:
+            try:
+                self.sender.send(row["Queue"], row["Body"])
+            except Exception:
+                log.warning("outbox send failed; the sweeper will retry", exc_info=True)
+                continue
+            try:
+                table.delete_entity(partition, row["RowKey"])
+            except ResourceNotFoundError:
+                pass  # another dispatcher got there first
+            except Exception:
+                # Sent but not deleted: the sweeper sends it again; handlers are idempotent.
+                log.warning("outbox row not deleted after send", exc_info=True)
+
+    def sweep(self, store: TableStore, tables: Iterable[str], older_than: datetime) -> int:
+        """Re-send every outbox row created before `older_than`; returns how many were sent."""
+        sent = 0
+        for name in tables:
+            table = store.table(name)
+            rows = table.query_entities(
+                "RowKey ge @lo and RowKey lt @hi and CreatedAt le @before",
+                parameters={"lo": OUTBOX_PREFIX, "hi": OUTBOX_END, "before": older_than},
+            )
+            for row in rows:
+                self.dispatch(table, row["PartitionKey"], [row])
+                sent += 1
+        return sent
+
+
+def sweep_cutoff(now: datetime, min_age_seconds: int) -> datetime:
+    """Rows older than this are taken as abandoned by the process that wrote them."""
+    return now - timedelta(seconds=min_age_seconds)

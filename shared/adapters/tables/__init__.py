@@ -1,0 +1,1 @@
+"""Table Storage adapters: entity mapping, the store, generic repositories, the outbox."""

@@ -1,0 +1,157 @@
+"""Typed mapping between pydantic records and Table Storage entities.
+
+Scalars become typed properties (so they can be filtered on), nested models are flattened
+into prefixed properties (`address.city` → `AddressCity`), and only genuinely nested parts
+(lists, dicts) are stored as JSON text. Decimal is stored as a string (never a double),
+datetimes as aware UTC, enums by value, `None` is left out.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Any, Generic, TypeVar
+from uuid import UUID
+
+from azure.data.tables import EdmType, EntityProperty
+from pydantic import BaseModel, TypeAdapter
+
+from shared.domain.model import Record
+
+M = TypeVar("M", bound=Record)
+
+RESERVED = {"PartitionKey", "RowKey", "Timestamp", "etag", "odata.etag"}
+_INT32 = 2**31
+_SCALARS: tuple[type, ...] = (str, int, float, bool, Decimal, datetime, date, UUID, Enum)
+
+
+def pascal(name: str) -> str:
+    """`company_name` → `CompanyName` (the property name used in storage)."""
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
+
+
+def _unwrap_optional(tp: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return _unwrap_optional(args[0])
+    if origin is typing.Annotated:
+        return _unwrap_optional(typing.get_args(tp)[0])
+    return tp
+
+
+def _is_scalar(tp: Any) -> bool:
+    tp = _unwrap_optional(tp)
+    if typing.get_origin(tp) is typing.Literal:
+        return True
+    return isinstance(tp, type) and issubclass(tp, _SCALARS)
+
+
+def _is_model(tp: Any) -> bool:
+    tp = _unwrap_optional(tp)
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+@dataclass(frozen=True)
+class _Field:
+    name: str
+    prop: str
+    kind: str  # "scalar" | "model" | "json"
+    nested: EntityCodec[Any] | None = None
+    adapter: TypeAdapter[Any] | None = None
+
+
+def _encode_scalar(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("naive datetime refused: store aware UTC only")
+        return value.astimezone(UTC)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, int) and not -_INT32 <= value < _INT32:
+        return EntityProperty(value, EdmType.INT64)
+    return value
+
+
+def _decode_scalar(value: Any) -> Any:
+    if isinstance(value, EntityProperty):
+        return value.value
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return value
+
+
+class EntityCodec(Generic[M]):
+    """Converts one record type to and from entity dictionaries."""
+
+    def __init__(self, model: type[M], prefix: str = "") -> None:
+        self.model = model
+        self.fields: list[_Field] = []
+        for name, info in model.model_fields.items():
+            if info.exclude:
+                continue
+            prop = prefix + pascal(name)
+            if prop in RESERVED:
+                raise TypeError(f"{model.__name__}.{name}: {prop} is reserved by Table Storage")
+            tp = info.annotation
+            if _is_scalar(tp):
+                self.fields.append(_Field(name, prop, "scalar"))
+            elif _is_model(tp):
+                nested = EntityCodec(_unwrap_optional(tp), prefix=prop)
+                self.fields.append(_Field(name, prop, "model", nested=nested))
+            else:
+                self.fields.append(_Field(name, prop, "json", adapter=TypeAdapter(tp or Any)))
+
+    def to_properties(self, item: BaseModel) -> dict[str, Any]:
+        """The storage properties of `item` (without keys)."""
+        out: dict[str, Any] = {}
+        for f in self.fields:
+            value = getattr(item, f.name)
+            if value is None:
+                continue
+            if f.kind == "scalar":
+                out[f.prop] = _encode_scalar(value)
+            elif f.kind == "model":
+                assert f.nested is not None
+                out[f.prop] = True  # presence marker, so an all-None nested model survives
+                out.update(f.nested.to_properties(value))
+            else:
+                assert f.adapter is not None
+                out[f.prop] = f.adapter.dump_json(value).decode()
+        return out
+
+    def values(self, entity: typing.Mapping[str, Any]) -> dict[str, Any]:
+        """Field values (not yet validated) read from an entity's properties."""
+        data: dict[str, Any] = {}
+        for f in self.fields:
+            if f.kind == "model":
+                assert f.nested is not None
+                if entity.get(f.prop):
+                    data[f.name] = f.nested.values(entity)
+                continue
+            if f.prop not in entity or entity[f.prop] is None:
+                continue
+            raw = entity[f.prop]
+            data[f.name] = _decode_scalar(raw) if f.kind == "scalar" else json.loads(raw)
+        return data
+
+    def from_entity(self, entity: typing.Mapping[str, Any]) -> M:
+        """The record stored in `entity`, with its ETag."""
+        item = self.model.model_validate(self.values(entity))
+        metadata = getattr(entity, "metadata", None) or {}
+        item.etag = metadata.get("etag") or entity.get("odata.etag")
+        return item

@@ -1,0 +1,276 @@
+"""A generic Table Storage repository with ETags, paging, batches and the outbox."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Generic, TypeVar
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.data.tables import TableClient, TableTransactionError, UpdateMode
+
+from shared.adapters.tables.codec import EntityCodec
+from shared.adapters.tables.paging import decode_token, encode_token
+from shared.adapters.tables.store import TableStore
+from shared.domain.errors import ConcurrencyConflict, Conflict, NotFound, UpstreamUnavailable
+from shared.domain.model import Page, Record
+from shared.domain.outbox import OutboxMessage
+
+M = TypeVar("M", bound=Record)
+log = logging.getLogger(__name__)
+
+# Outbox rows share their records' partition (one transaction) and sort after every data row.
+OUTBOX_PREFIX = "~outbox~"
+OUTBOX_END = "~outbox~~"
+DATA_END = "~"
+MAX_PAGE_SIZE = 1000
+_BAD_KEY = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
+
+
+def check_key(key: str, what: str) -> str:
+    """Refuse keys Table Storage does not allow (`/ \\ # ?`, control characters, empty)."""
+    if not key or len(key) > 512 or _BAD_KEY.search(key):
+        raise ValueError(f"invalid {what} {key!r}")
+    return key
+
+
+def outbox_entity(partition: str, message: OutboxMessage) -> dict[str, Any]:
+    """The outbox row for `message` in `partition`."""
+    return {
+        "PartitionKey": partition,
+        "RowKey": OUTBOX_PREFIX + message.id,
+        "Queue": message.queue.value,
+        "Body": json.dumps(message.payload(), separators=(",", ":")),
+        "CreatedAt": message.created_at,
+    }
+
+
+class OutboxSink:
+    """Where committed outbox rows go right after the commit (see adapters/queues.py)."""
+
+    def dispatch(self, table: TableClient, partition: str, rows: Sequence[dict[str, Any]]) -> None:
+        """Send the rows' messages and delete the rows; failures are left to the sweeper."""
+
+
+def storage_errors(error: Exception) -> Exception:
+    """Storage transport failures become UpstreamUnavailable; others pass through."""
+    if isinstance(error, ServiceRequestError | ServiceResponseError):
+        return UpstreamUnavailable(f"storage unreachable: {type(error).__name__}")
+    if isinstance(error, HttpResponseError) and (error.status_code or 0) >= 500:
+        return UpstreamUnavailable(f"storage error {error.status_code}")
+    return error
+
+
+class TableRepository(Generic[M]):
+    """Stores one record type in one table; keys come from the record."""
+
+    def __init__(
+        self,
+        store: TableStore,
+        table_name: str,
+        model: type[M],
+        keys: Callable[[M], tuple[str, str]],
+        outbox: OutboxSink | None = None,
+    ) -> None:
+        self.store = store
+        self.table_name = table_name
+        self.codec = EntityCodec(model)
+        self.keys = keys
+        self.outbox = outbox or OutboxSink()
+        self._props = {f.name: f.prop for f in self.codec.fields}
+
+    @property
+    def table(self) -> TableClient:
+        """The table client (created on first use in this process)."""
+        return self.store.table(self.table_name)
+
+    def entity(self, item: M) -> dict[str, Any]:
+        """The entity for `item`, keys included."""
+        pk, rk = self.keys(item)
+        return {
+            "PartitionKey": check_key(pk, "PartitionKey"),
+            "RowKey": check_key(rk, "RowKey"),
+            **self.codec.to_properties(item),
+        }
+
+    def find(self, partition: str, row: str) -> M | None:
+        """The record, or None."""
+        try:
+            entity = self.table.get_entity(partition, row)
+        except ResourceNotFoundError:
+            return None
+        except Exception as exc:
+            raise storage_errors(exc) from exc
+        return self.codec.from_entity(entity)
+
+    def get(self, partition: str, row: str) -> M:
+        """The record, or NotFound."""
+        item = self.find(partition, row)
+        if item is None:
+            raise NotFound(f"{self.codec.model.__name__} not found")
+        return item
+
+    def add(self, item: M, *, messages: Sequence[OutboxMessage] = ()) -> M:
+        """Insert a new record (Conflict if it exists), with its outbox messages."""
+        if messages:
+            return self.save_all(self.keys(item)[0], adds=[item], messages=messages)[0]
+        try:
+            meta = self.table.create_entity(self.entity(item))
+        except ResourceExistsError as exc:
+            raise Conflict(f"{self.codec.model.__name__} already exists") from exc
+        except Exception as exc:
+            raise storage_errors(exc) from exc
+        return self._with_etag(item, meta)
+
+    def update(self, item: M, *, messages: Sequence[OutboxMessage] = ()) -> M:
+        """Replace the record if unchanged since read (ConcurrencyConflict otherwise)."""
+        if messages:
+            return self.save_all(self.keys(item)[0], updates=[item], messages=messages)[0]
+        self._require_etag(item)
+        try:
+            meta = self.table.update_entity(
+                self.entity(item),
+                mode=UpdateMode.REPLACE,
+                etag=item.etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except (ResourceModifiedError, ResourceNotFoundError) as exc:
+            raise ConcurrencyConflict(self._lost_race()) from exc
+        except Exception as exc:
+            raise storage_errors(exc) from exc
+        return self._with_etag(item, meta)
+
+    def delete(self, item: M) -> None:
+        """Delete the record if unchanged since read (ConcurrencyConflict otherwise)."""
+        self._require_etag(item)
+        pk, rk = self.keys(item)
+        try:
+            self.table.delete_entity(
+                pk, rk, etag=item.etag, match_condition=MatchConditions.IfNotModified
+            )
+        except ResourceModifiedError as exc:
+            raise ConcurrencyConflict(self._lost_race()) from exc
+        except Exception as exc:
+            raise storage_errors(exc) from exc
+
+    def save_all(
+        self,
+        partition: str,
+        *,
+        adds: Sequence[M] = (),
+        updates: Sequence[M] = (),
+        messages: Sequence[OutboxMessage] = (),
+    ) -> list[M]:
+        """Insert and replace records of one partition atomically, with outbox messages."""
+        ops: list[tuple[str, dict[str, Any]] | tuple[str, dict[str, Any], dict[str, Any]]] = []
+        for item in adds:
+            ops.append(("create", self._in_partition(item, partition)))
+        for item in updates:
+            self._require_etag(item)
+            ops.append(
+                (
+                    "update",
+                    self._in_partition(item, partition),
+                    {
+                        "mode": UpdateMode.REPLACE,
+                        "etag": item.etag,
+                        "match_condition": MatchConditions.IfNotModified,
+                    },
+                )
+            )
+        rows = [outbox_entity(partition, m) for m in messages]
+        ops.extend(("create", row) for row in rows)
+        if len(ops) > 100:
+            raise ValueError("a transaction holds at most 100 operations")
+        if not ops:
+            return []
+        try:
+            results = self.table.submit_transaction(ops)
+        except TableTransactionError as exc:
+            code = str(getattr(exc, "error_code", "") or "")
+            if "AlreadyExists" in code:
+                raise Conflict(f"{self.codec.model.__name__} already exists") from exc
+            if "ConditionNotSatisfied" in code or "ResourceNotFound" in code:
+                raise ConcurrencyConflict(self._lost_race()) from exc
+            raise storage_errors(exc) from exc
+        except Exception as exc:
+            raise storage_errors(exc) from exc
+        saved = [
+            self._with_etag(item, meta)
+            for item, meta in zip([*adds, *updates], results, strict=False)
+        ]
+        if rows:
+            self.outbox.dispatch(self.table, partition, rows)
+        return saved
+
+    def list(
+        self,
+        partition: str | None = None,
+        *,
+        equals: Mapping[str, Any] | None = None,
+        page_size: int = 50,
+        continuation_token: str | None = None,
+    ) -> Page[M]:
+        """One page of records, optionally of one partition and with fields equal to values."""
+        clauses, params = ["RowKey lt @dataEnd"], {"dataEnd": DATA_END}
+        if partition is not None:
+            clauses.append("PartitionKey eq @pk")
+            params["pk"] = partition
+        for i, (name, value) in enumerate((equals or {}).items()):
+            prop = self._props.get(name)
+            if prop is None:
+                raise ValueError(f"{self.codec.model.__name__} has no field {name}")
+            clauses.append(f"{prop} eq @v{i}")
+            params[f"v{i}"] = value.value if hasattr(value, "value") else value
+        size = max(1, min(page_size, MAX_PAGE_SIZE))
+        try:
+            pager = self.table.query_entities(
+                " and ".join(clauses), parameters=params, results_per_page=size
+            ).by_page(continuation_token=decode_token(continuation_token))  # type: ignore[arg-type]
+            entities = list(next(pager, []))
+            token = pager.continuation_token  # type: ignore[attr-defined]
+        except Exception as exc:
+            raise storage_errors(exc) from exc
+        return Page(
+            items=[self.codec.from_entity(e) for e in entities],
+            continuation_token=encode_token(token),
+        )
+
+    def iterate(self, partition: str | None = None, **kw: Any) -> Iterator[M]:
+        """Every record (all pages) of a partition or the table."""
+        token: str | None = None
+        while True:
+            page = self.list(partition, page_size=MAX_PAGE_SIZE, continuation_token=token, **kw)
+            yield from page.items
+            token = page.continuation_token
+            if token is None:
+                return
+
+    def _in_partition(self, item: M, partition: str) -> dict[str, Any]:
+        entity = self.entity(item)
+        if entity["PartitionKey"] != partition:
+            raise ValueError("every record of a transaction must share its partition")
+        return entity
+
+    def _require_etag(self, item: M) -> None:
+        if not item.etag:
+            raise ValueError("an update needs the ETag the record was read at")
+
+    def _lost_race(self) -> str:
+        return f"{self.codec.model.__name__} was changed by someone else; read it again"
+
+    @staticmethod
+    def _with_etag(item: M, meta: Mapping[str, Any]) -> M:
+        saved = item.model_copy()
+        saved.etag = meta.get("etag")
+        return saved

@@ -1,0 +1,70 @@
+"""The Table Storage account: clients built once, tables created once per process."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Any
+
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import ResourceExistsError
+from azure.data.tables import TableClient, TableServiceClient
+
+from shared.config import Settings
+
+
+def storage_credential(settings: Settings) -> TokenCredential:
+    """The managed identity (user-assigned when a client id is set) for storage in Azure."""
+    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+    if settings.storage_client_id:
+        return ManagedIdentityCredential(client_id=settings.storage_client_id)
+    return DefaultAzureCredential()
+
+
+def account_url(settings: Settings, service: str) -> str:
+    """`https://<account>.<service>.core.windows.net` for identity-based access."""
+    return f"https://{settings.storage_account_name}.{service}.core.windows.net"
+
+
+class TableStore:
+    """Hands out table clients; each table is created the first time this process uses it."""
+
+    def __init__(self, service: TableServiceClient, prefix: str = "") -> None:
+        self.service = service
+        self.prefix = prefix
+        self._ready: dict[str, TableClient] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs: Any) -> TableStore:
+        """A store for the configured account (connection string locally, identity in Azure)."""
+        conn = settings.storage_connection_string
+        if conn is not None and conn.get_secret_value().strip():
+            service = TableServiceClient.from_connection_string(conn.get_secret_value(), **kwargs)
+        else:
+            service = TableServiceClient(
+                endpoint=account_url(settings, "table"),
+                credential=storage_credential(settings),
+                **kwargs,
+            )
+        return cls(service, settings.table_prefix)
+
+    def table(self, name: str) -> TableClient:
+        """The client for table `name` (prefixed), created if this process has not yet."""
+        full = self.prefix + name
+        client = self._ready.get(full)
+        if client is not None:
+            return client
+        with self._lock:
+            client = self._ready.get(full)
+            if client is None:
+                with contextlib.suppress(ResourceExistsError):
+                    self.service.create_table(full)
+                client = self.service.get_table_client(full)
+                self._ready[full] = client
+        return client
+
+    def ping(self) -> None:
+        """Raise if the account cannot be reached (one cheap call)."""
+        next(iter(self.service.list_tables(results_per_page=1).by_page()), None)

@@ -1,0 +1,111 @@
+"""Wiring: builds adapters and repositories once per process, lazily (never at import)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from functools import cached_property
+from typing import Any, TypeVar
+
+from shared.adapters.mail import build_mailer
+from shared.adapters.queues import OutboxDispatcher, QueueSender, sweep_cutoff
+from shared.adapters.tables.repository import TableRepository
+from shared.adapters.tables.store import TableStore
+from shared.config import Settings, get_settings
+from shared.domain.model import Record
+from shared.domain.notifications import Notification
+from shared.ports import Clock, Mailer, SystemClock
+
+M = TypeVar("M", bound=Record)
+R = TypeVar("R")
+
+_REPOSITORIES: list[str] = []
+
+
+def repository(build: Callable[[Container], R]) -> cached_property[R]:
+    """Declare a repository of the container; its table is swept for outbox rows."""
+    _REPOSITORIES.append(build.__name__)
+    return cached_property(build)
+
+
+class Container:
+    """Everything the triggers need, built on first use and shared by the process."""
+
+    def __init__(self, settings: Settings | None = None, clock: Clock | None = None) -> None:
+        self._settings = settings
+        self.clock: Clock = clock or SystemClock()
+
+    @cached_property
+    def settings(self) -> Settings:
+        """The app settings."""
+        return self._settings or get_settings()
+
+    @cached_property
+    def store(self) -> TableStore:
+        """The Table Storage account."""
+        return TableStore.from_settings(self.settings)
+
+    @cached_property
+    def queues(self) -> QueueSender:
+        """The queue sender."""
+        return QueueSender.from_settings(self.settings)
+
+    @cached_property
+    def outbox(self) -> OutboxDispatcher:
+        """Sends outbox rows after each commit and sweeps the abandoned ones."""
+        return OutboxDispatcher(self.queues)
+
+    @cached_property
+    def mailer(self) -> Mailer:
+        """The e-mail sender."""
+        return build_mailer(self.settings)
+
+    def table_repository(
+        self, table: str, model: type[M], keys: Callable[[M], tuple[str, str]]
+    ) -> TableRepository[M]:
+        """A Table Storage repository that dispatches its outbox rows after each commit."""
+        return TableRepository(self.store, table, model, keys, self.outbox)
+
+    @repository
+    def notifications(self) -> TableRepository[Notification]:
+        """Notifications, by scope and id."""
+        return self.table_repository("Notifications", Notification, lambda n: (n.scope, n.id))
+
+    def outbox_tables(self) -> list[str]:
+        """Every table that may hold outbox rows (the tables of all repositories)."""
+        return [getattr(self, name).table_name for name in _REPOSITORIES]
+
+    def sweep_outbox(self) -> int:
+        """Re-send outbox rows older than OUTBOX_MIN_AGE_SECONDS."""
+        cutoff = sweep_cutoff(self.clock.now(), self.settings.outbox_min_age_seconds)
+        return self.outbox.sweep(self.store, self.outbox_tables(), cutoff)
+
+
+_lock = threading.Lock()
+_container: Container | None = None
+
+
+def container() -> Container:
+    """The process's container, built on first use."""
+    global _container
+    if _container is None:
+        with _lock:
+            if _container is None:
+                _container = Container()
+    return _container
+
+
+def use(replacement: Container | None) -> None:
+    """Swap the container (tests); None resets to a fresh one on next use."""
+    global _container
+    _container = replacement
+
+
+def describe(c: Container) -> dict[str, Any]:
+    """What the container is wired to, for logs and health (no secrets)."""
+    s = c.settings
+    return {
+        "environment": s.environment,
+        "storage": "connection-string" if s.storage_connection_string else "managed-identity",
+        "tablePrefix": s.table_prefix,
+    }

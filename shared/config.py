@@ -1,0 +1,133 @@
+"""App settings, read from the environment (Function App settings / local.settings.json)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Environment = Literal["local", "test", "production"]
+
+_AZURITE_HOSTS = {"127.0.0.1", "localhost", "azurite", "host.docker.internal", "::1"}
+
+
+def is_azurite_connection_string(conn: str) -> bool:
+    """Whether a storage connection string points at a local emulator (Azurite)."""
+    if "UseDevelopmentStorage=true" in conn:
+        return True
+    parts = dict(p.split("=", 1) for p in conn.split(";") if "=" in p)
+    endpoints = [v for k, v in parts.items() if k.endswith("Endpoint")]
+    return bool(endpoints) and all(urlparse(e).hostname in _AZURITE_HOSTS for e in endpoints)
+
+
+class Settings(BaseSettings):
+    """Every setting the app reads; names are the app-setting names."""
+
+    model_config = SettingsConfigDict(
+        extra="ignore", populate_by_name=True, case_sensitive=False, env_ignore_empty=True
+    )
+
+    environment: Environment = Field("production", alias="APP_ENVIRONMENT")
+
+    # Storage: a connection string (Azurite only) or a managed identity in Azure.
+    storage_connection_string: SecretStr | None = Field(None, alias="AzureWebJobsStorage")
+    storage_account_name: str | None = Field(None, alias="AzureWebJobsStorage__accountName")
+    storage_client_id: str | None = Field(None, alias="AzureWebJobsStorage__clientId")
+    table_prefix: str = Field("", alias="TABLE_PREFIX", pattern=r"^[A-Za-z]{0,20}$")
+
+    # Outbox: how often the sweeper runs and how old a row must be before it is re-sent.
+    outbox_sweep_schedule: str = Field("0 */1 * * * *", alias="OUTBOX_SWEEP_SCHEDULE")
+    outbox_min_age_seconds: int = Field(60, alias="OUTBOX_MIN_AGE_SECONDS", ge=0)
+
+    # Partner Center (the simulator locally; api.partnercenter.microsoft.com in Azure).
+    partner_center_api_base_url: str = Field(
+        "https://api.partnercenter.microsoft.com", alias="PARTNER_CENTER_API_BASE_URL"
+    )
+    partner_center_price_sheet_base_url: str = Field(
+        "https://api.partner.microsoft.com", alias="PARTNER_CENTER_PRICE_SHEET_BASE_URL"
+    )
+    partner_center_authority: str = Field(
+        "https://login.microsoftonline.com", alias="PARTNER_CENTER_AUTHORITY"
+    )
+    partner_center_tenant_id: str = Field("", alias="PARTNER_CENTER_TENANT_ID")
+    partner_center_client_id: str = Field("", alias="PARTNER_CENTER_CLIENT_ID")
+    partner_center_client_secret: SecretStr | None = Field(
+        None, alias="PARTNER_CENTER_CLIENT_SECRET"
+    )
+    partner_center_ca_cert_path: Path | None = Field(None, alias="PARTNER_CENTER_CA_CERT_PATH")
+    # Certificate credential instead of the secret: a PEM with the private key (and the
+    # certificate, from which the thumbprint is computed when the setting is empty).
+    partner_center_certificate_path: Path | None = Field(
+        None, alias="PARTNER_CENTER_CERTIFICATE_PATH"
+    )
+    partner_center_certificate_thumbprint: str | None = Field(
+        None, alias="PARTNER_CENTER_CERTIFICATE_THUMBPRINT"
+    )
+    # App+user (Secure Application Model): operations that need a user run on this refresh
+    # token when it is set, and app-only otherwise.
+    partner_center_refresh_token: SecretStr | None = Field(
+        None, alias="PARTNER_CENTER_REFRESH_TOKEN"
+    )
+    partner_center_scope: str = Field(
+        "https://api.partnercenter.microsoft.com/.default", alias="PARTNER_CENTER_SCOPE"
+    )
+    partner_center_price_sheet_scope: str = Field(
+        "https://api.partner.microsoft.com/.default", alias="PARTNER_CENTER_PRICE_SHEET_SCOPE"
+    )
+    partner_center_locale: str = Field("en-US", alias="PARTNER_CENTER_LOCALE")
+    partner_center_connect_timeout_seconds: float = Field(
+        10.0, alias="PARTNER_CENTER_CONNECT_TIMEOUT_SECONDS", gt=0
+    )
+    partner_center_timeout_seconds: float = Field(
+        60.0, alias="PARTNER_CENTER_TIMEOUT_SECONDS", gt=0
+    )
+    partner_center_max_attempts: int = Field(5, alias="PARTNER_CENTER_MAX_ATTEMPTS", ge=1)
+    partner_center_max_retry_seconds: float = Field(
+        120.0, alias="PARTNER_CENTER_MAX_RETRY_SECONDS", ge=0
+    )
+    partner_center_backoff_base_seconds: float = Field(
+        1.0, alias="PARTNER_CENTER_BACKOFF_BASE_SECONDS", ge=0
+    )
+    partner_center_backoff_cap_seconds: float = Field(
+        30.0, alias="PARTNER_CENTER_BACKOFF_CAP_SECONDS", ge=0
+    )
+    partner_center_poll_interval_seconds: float = Field(
+        5.0, alias="PARTNER_CENTER_POLL_INTERVAL_SECONDS", ge=0
+    )
+    partner_center_poll_timeout_seconds: float = Field(
+        300.0, alias="PARTNER_CENTER_POLL_TIMEOUT_SECONDS", ge=0
+    )
+
+    # E-mail: a drop folder of .eml files locally, SMTP in Azure.
+    mail_drop_dir: Path | None = Field(None, alias="MAIL_DROP_DIR")
+    mail_from: str = Field("CSP Platform <no-reply@csp.example>", alias="MAIL_FROM")
+    smtp_host: str | None = Field(None, alias="SMTP_HOST")
+    smtp_port: int = Field(587, alias="SMTP_PORT")
+    smtp_username: str | None = Field(None, alias="SMTP_USERNAME")
+    smtp_password: SecretStr | None = Field(None, alias="SMTP_PASSWORD")
+
+    @model_validator(mode="after")
+    def _storage_is_safe(self) -> Settings:
+        conn = self.storage_connection_string
+        if conn is not None and conn.get_secret_value().strip():
+            if not is_azurite_connection_string(conn.get_secret_value()):
+                raise ValueError(
+                    "AzureWebJobsStorage: account keys are refused outside Azurite; "
+                    "set AzureWebJobsStorage__accountName to use the managed identity"
+                )
+        elif not self.storage_account_name:
+            raise ValueError(
+                "storage is not configured: set AzureWebJobsStorage (Azurite) "
+                "or AzureWebJobsStorage__accountName (managed identity)"
+            )
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once on first use (never at import)."""
+    return Settings()

@@ -1,0 +1,98 @@
+"""The domain's error hierarchy; `functions/_http.py` maps each class to an HTTP status."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One invalid input field: a dotted camelCase path and what is wrong with it."""
+
+    field: str
+    message: str
+
+
+class DomainError(Exception):
+    """Base of every error the services raise on purpose."""
+
+    title = "Error"
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+
+
+class NotFound(DomainError):
+    """The resource does not exist, or is outside the caller's world."""
+
+    title = "Not found"
+
+
+class Unauthenticated(DomainError):
+    """No valid credentials came with the request."""
+
+    title = "Unauthenticated"
+
+
+class Forbidden(DomainError):
+    """The caller is known but its role may not do this."""
+
+    title = "Forbidden"
+
+
+class Conflict(DomainError):
+    """The request conflicts with the current state (a duplicate, a state that forbids it)."""
+
+    title = "Conflict"
+
+
+class ConcurrencyConflict(Conflict):
+    """Someone else changed the record since it was read (ETag mismatch)."""
+
+    title = "Concurrent modification"
+
+
+class PreconditionFailed(DomainError):
+    """An If-Match precondition did not hold."""
+
+    title = "Precondition failed"
+
+
+class PreconditionRequired(DomainError):
+    """A write that needs If-Match came without it."""
+
+    title = "Precondition required"
+
+
+class ValidationFailed(DomainError):
+    """The input is invalid; `errors` names every bad field."""
+
+    title = "Validation failed"
+
+    def __init__(self, errors: list[FieldError], detail: str = "") -> None:
+        super().__init__(detail or "; ".join(f"{e.field}: {e.message}" for e in errors))
+        self.errors = errors
+
+
+class UpstreamUnavailable(DomainError):
+    """A dependency (Partner Center, storage) failed transiently; retrying may succeed."""
+
+    title = "Upstream unavailable"
+
+    def __init__(self, detail: str = "", retry_after: float | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class UpstreamRejected(DomainError):
+    """A dependency refused the request for good (e.g. Partner Center error code)."""
+
+    title = "Rejected by upstream"
+
+    def __init__(
+        self, detail: str = "", code: str | None = None, status: int | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.status = status

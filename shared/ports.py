@@ -1,0 +1,307 @@
+"""Protocols the services need; adapters implement them, tests fake them (tests/fakes.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
+
+from shared.domain.model import Page, Record
+from shared.domain.notifications import Email
+from shared.domain.outbox import OutboxMessage
+
+M = TypeVar("M", bound=Record)
+
+
+class Clock(Protocol):
+    """Where the services get the time from (aware UTC)."""
+
+    def now(self) -> datetime:
+        """The current time, aware UTC."""
+        ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    def now(self) -> datetime:
+        """The current time, aware UTC."""
+        return datetime.now(UTC)
+
+
+class Repository(Protocol[M]):
+    """Stores one record type; writes are atomic with the outbox messages given to them."""
+
+    def get(self, partition: str, row: str) -> M:
+        """The record, or NotFound."""
+        ...
+
+    def find(self, partition: str, row: str) -> M | None:
+        """The record, or None."""
+        ...
+
+    def add(self, item: M, *, messages: Sequence[OutboxMessage] = ()) -> M:
+        """Insert a new record (Conflict if it exists), with its outbox messages."""
+        ...
+
+    def update(self, item: M, *, messages: Sequence[OutboxMessage] = ()) -> M:
+        """Replace the record if unchanged since read (ConcurrencyConflict otherwise)."""
+        ...
+
+    def delete(self, item: M) -> None:
+        """Delete the record if unchanged since read (ConcurrencyConflict otherwise)."""
+        ...
+
+    def save_all(
+        self,
+        partition: str,
+        *,
+        adds: Sequence[M] = (),
+        updates: Sequence[M] = (),
+        messages: Sequence[OutboxMessage] = (),
+    ) -> list[M]:
+        """Insert and replace records of one partition atomically, with outbox messages."""
+        ...
+
+    def list(
+        self,
+        partition: str | None = None,
+        *,
+        equals: Mapping[str, Any] | None = None,
+        page_size: int = 50,
+        continuation_token: str | None = None,
+    ) -> Page[M]:
+        """One page of records, optionally of one partition and with fields equal to values."""
+        ...
+
+
+class Mailer(Protocol):
+    """Sends e-mail (a drop folder locally, SMTP in Azure)."""
+
+    def send(self, email: Email, *, message_id: str) -> None:
+        """Send `email`; `message_id` identifies it (the same id means the same e-mail)."""
+        ...
+
+
+# --- Partner Center -------------------------------------------------------------------------
+# The PartnerCenter protocol lives in this section (the Partner Center client implements it).
+# Imported here rather than at the top so this section stays self-contained for its owner.
+from collections.abc import Iterator  # noqa: E402
+from datetime import date  # noqa: E402
+
+from shared.domain import partner_center as pc  # noqa: E402
+
+
+class PartnerCenter(Protocol):
+    """Microsoft Partner Center as the services see it (REST client or a fake).
+
+    Errors: `NotFound`; `UpstreamRejected` with Partner Center's `code` (4xx answers, including
+    409 and 401/403, which mean a configuration problem); `ConcurrencyConflict` on an ETag
+    mismatch; `UpstreamUnavailable` (with `retry_after`) when retrying later may succeed.
+    Writes take an optional `request_id` (`MS-RequestId`): pass the same one when repeating a
+    write that may already have happened, and Partner Center does it only once.
+    """
+
+    def list_customers(
+        self, *, indirect_reseller_id: str | None = None, page_size: int = 500
+    ) -> Iterator[pc.Customer]:
+        """All customers (or one indirect reseller's), lazily, page after page."""
+        ...
+
+    def get_customer(self, customer_id: str) -> pc.Customer:
+        """One customer by tenant id."""
+        ...
+
+    def create_customer(
+        self, customer: pc.Customer, *, request_id: str | None = None
+    ) -> pc.Customer:
+        """Create a customer tenant; `associatedPartnerId` makes it an indirect reseller's."""
+        ...
+
+    def is_domain_available(self, domain: str) -> bool:
+        """Whether `<domain>` (e.g. `contoso.onmicrosoft.com`) is still free."""
+        ...
+
+    def get_relationship_request_link(self) -> pc.RelationshipRequest:
+        """The link a customer's admin opens to accept the partner as reseller."""
+        ...
+
+    def list_products(
+        self, country: str, target_view: str, *, target_segment: str | None = None
+    ) -> list[pc.Product]:
+        """Products of a catalog view (e.g. `OnlineServices`) in a country."""
+        ...
+
+    def get_product(self, product_id: str, country: str) -> pc.Product:
+        """One product in a country."""
+        ...
+
+    def list_skus(
+        self, product_id: str, country: str, *, target_segment: str | None = None
+    ) -> list[pc.Sku]:
+        """SKUs of a product in a country."""
+        ...
+
+    def list_availabilities(
+        self, product_id: str, sku_id: str, country: str, *, target_segment: str | None = None
+    ) -> list[pc.Availability]:
+        """Availabilities (purchasable terms) of a SKU in a country."""
+        ...
+
+    def get_price_sheet(
+        self, market: str, *, view: str = "updatedlicensebased"
+    ) -> Iterator[pc.PriceSheetRow]:
+        """The price sheet of a market, row by row."""
+        ...
+
+    def create_cart(
+        self, customer_id: str, cart: pc.Cart, *, request_id: str | None = None
+    ) -> pc.Cart:
+        """Create a cart for a customer."""
+        ...
+
+    def checkout(
+        self, customer_id: str, cart_id: str, *, request_id: str | None = None
+    ) -> pc.CartCheckoutResult:
+        """Check a cart out into orders; failed order groups come back in `orderErrors`."""
+        ...
+
+    def get_order(self, customer_id: str, order_id: str) -> pc.Order:
+        """One order of a customer."""
+        ...
+
+    def list_orders(self, customer_id: str) -> list[pc.Order]:
+        """All orders of a customer."""
+        ...
+
+    def get_order_provisioning_status(
+        self, customer_id: str, order_id: str
+    ) -> list[pc.OrderLineItemProvisioningStatus]:
+        """Provisioning status of each line of an order."""
+        ...
+
+    def list_subscriptions(self, customer_id: str) -> list[pc.Subscription]:
+        """All subscriptions of a customer."""
+        ...
+
+    def get_subscription(self, customer_id: str, subscription_id: str) -> pc.Subscription:
+        """One subscription (with its ETag in `attributes.etag`)."""
+        ...
+
+    def update_subscription(
+        self, customer_id: str, subscription: pc.Subscription, *, request_id: str | None = None
+    ) -> pc.Subscription:
+        """PATCH the whole subscription (If-Match its ETag); waits out a 202 operation."""
+        ...
+
+    def suspend_subscription(
+        self, customer_id: str, subscription_id: str, *, request_id: str | None = None
+    ) -> pc.Subscription:
+        """Suspend (billing continues)."""
+        ...
+
+    def reactivate_subscription(
+        self, customer_id: str, subscription_id: str, *, request_id: str | None = None
+    ) -> pc.Subscription:
+        """Reactivate a suspended subscription."""
+        ...
+
+    def cancel_subscription(
+        self, customer_id: str, subscription_id: str, *, request_id: str | None = None
+    ) -> pc.Subscription:
+        """Cancel (only inside the cancellation window; final)."""
+        ...
+
+    def set_subscription_quantity(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        quantity: int,
+        *,
+        request_id: str | None = None,
+    ) -> pc.Subscription:
+        """Change the seat count."""
+        ...
+
+    def set_auto_renew(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        enabled: bool,
+        *,
+        request_id: str | None = None,
+    ) -> pc.Subscription:
+        """Turn auto-renew on or off."""
+        ...
+
+    def set_billing_cycle(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        billing_cycle: str,
+        *,
+        request_id: str | None = None,
+    ) -> pc.Subscription:
+        """Change the billing cycle where Partner Center allows it."""
+        ...
+
+    def schedule_next_term(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        instructions: pc.ScheduledNextTermInstructions | None,
+        *,
+        request_id: str | None = None,
+    ) -> pc.Subscription:
+        """Set (or with None, clear) the changes applied at renewal."""
+        ...
+
+    def list_transition_eligibilities(
+        self, customer_id: str, subscription_id: str, *, eligibility_type: str = "immediate"
+    ) -> list[pc.TransitionEligibility]:
+        """What a subscription may transition to (`immediate` or `scheduled`)."""
+        ...
+
+    def create_transition(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        transition: pc.Transition,
+        *,
+        request_id: str | None = None,
+    ) -> pc.Transition:
+        """Transition a subscription (trial → paid, upgrade)."""
+        ...
+
+    def list_addons(self, customer_id: str, subscription_id: str) -> list[pc.Subscription]:
+        """Add-on subscriptions of a subscription."""
+        ...
+
+    def list_subscribed_skus(self, customer_id: str) -> list[pc.SubscribedSku]:
+        """Licence counts on the customer's tenant (assigned = `consumedUnits`)."""
+        ...
+
+    def list_azure_utilization(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        start: datetime,
+        end: datetime,
+        *,
+        granularity: str = "daily",
+        show_details: bool = True,
+        page_size: int = 1000,
+    ) -> Iterator[pc.AzureUtilizationRecord]:
+        """Azure utilization records of a subscription in [start, end), page after page."""
+        ...
+
+    def list_audit_records(
+        self,
+        start: date | datetime,
+        end: date | datetime | None = None,
+        *,
+        filter: str | None = None,
+        page_size: int = 500,
+    ) -> Iterator[pc.AuditRecord]:
+        """Audit records from `start` (to `end`), page after page."""
+        ...

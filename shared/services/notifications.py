@@ -1,0 +1,48 @@
+"""Queueing and delivering e-mail notifications (at most once per record)."""
+
+from __future__ import annotations
+
+import logging
+
+from shared.domain.model import utcnow
+from shared.domain.notifications import Email, Notification, NotificationMessage, NotificationStatus
+from shared.domain.outbox import OutboxMessage, Queue
+from shared.ports import Mailer, Repository
+
+log = logging.getLogger(__name__)
+
+
+def queue_email(notifications: Repository[Notification], scope: str, email: Email) -> Notification:
+    """Record an e-mail to send and, in the same transaction, the queue message for it."""
+    record = Notification(scope=scope, email=email)
+    message = OutboxMessage(queue=Queue.NOTIFICATIONS, body={"scope": scope, "id": record.id})
+    return notifications.add(record, messages=[message])
+
+
+def deliver(
+    notifications: Repository[Notification], mailer: Mailer, message: NotificationMessage
+) -> None:
+    """Send the e-mail unless it already went; a redelivered message does nothing."""
+    record = notifications.find(message.scope, message.id)
+    if record is None:
+        log.warning("notification %s/%s no longer exists", message.scope, message.id)
+        return
+    if record.status is not NotificationStatus.PENDING:
+        return
+    mailer.send(record.email, message_id=record.id)
+    record.status = NotificationStatus.SENT
+    record.sent_at = record.updated_at = utcnow()
+    notifications.update(record)
+
+
+def give_up(
+    notifications: Repository[Notification], message: NotificationMessage, reason: str
+) -> None:
+    """Mark the notification Failed so a person can see why it never went."""
+    record = notifications.find(message.scope, message.id)
+    if record is None or record.status is not NotificationStatus.PENDING:
+        return
+    record.status = NotificationStatus.FAILED
+    record.error = reason[:1000]
+    record.updated_at = utcnow()
+    notifications.update(record)

@@ -1,0 +1,134 @@
+"""In-memory fakes of the ports, for fast unit tests of the services."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Generic, TypeVar
+
+from shared.domain.errors import ConcurrencyConflict, Conflict, NotFound
+from shared.domain.model import Page, Record
+from shared.domain.notifications import Email
+from shared.domain.outbox import OutboxMessage
+
+M = TypeVar("M", bound=Record)
+_etags = itertools.count(1)
+
+
+class FakeClock:
+    """A clock that stands still until told to move."""
+
+    def __init__(self, now: datetime | None = None) -> None:
+        self.current = now or datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        """The current fake time."""
+        return self.current
+
+    def advance(self, **delta: float) -> None:
+        """Move the clock forward."""
+        self.current += timedelta(**delta)
+
+
+class InMemoryRepository(Generic[M]):
+    """The Repository port in memory, with the same ETag and outbox semantics."""
+
+    def __init__(self, keys: Callable[[M], tuple[str, str]]) -> None:
+        self.keys = keys
+        self.rows: dict[tuple[str, str], M] = {}
+        self.sent: list[OutboxMessage] = []
+
+    def _store(self, item: M) -> M:
+        saved = item.model_copy(deep=True)
+        saved.etag = f"etag-{next(_etags)}"
+        self.rows[self.keys(saved)] = saved
+        return saved.model_copy(deep=True)
+
+    def find(self, partition: str, row: str) -> M | None:
+        """The record, or None."""
+        item = self.rows.get((partition, row))
+        return item.model_copy(deep=True) if item else None
+
+    def get(self, partition: str, row: str) -> M:
+        """The record, or NotFound."""
+        item = self.find(partition, row)
+        if item is None:
+            raise NotFound("not found")
+        return item
+
+    def _check(self, adds: Sequence[M], updates: Sequence[M]) -> None:
+        for item in adds:
+            if self.keys(item) in self.rows:
+                raise Conflict("already exists")
+        for item in updates:
+            current = self.rows.get(self.keys(item))
+            if current is None or current.etag != item.etag:
+                raise ConcurrencyConflict("changed by someone else")
+
+    def add(self, item: M, *, messages: Sequence[OutboxMessage] = ()) -> M:
+        """Insert a new record with its outbox messages."""
+        return self.save_all(self.keys(item)[0], adds=[item], messages=messages)[0]
+
+    def update(self, item: M, *, messages: Sequence[OutboxMessage] = ()) -> M:
+        """Replace the record if unchanged since read."""
+        return self.save_all(self.keys(item)[0], updates=[item], messages=messages)[0]
+
+    def delete(self, item: M) -> None:
+        """Delete the record if unchanged since read."""
+        self._check([], [item])
+        del self.rows[self.keys(item)]
+
+    def save_all(
+        self,
+        partition: str,
+        *,
+        adds: Sequence[M] = (),
+        updates: Sequence[M] = (),
+        messages: Sequence[OutboxMessage] = (),
+    ) -> list[M]:
+        """All or nothing, like a table transaction."""
+        for item in [*adds, *updates]:
+            if self.keys(item)[0] != partition:
+                raise ValueError("every record of a transaction must share its partition")
+        self._check(adds, updates)
+        saved = [self._store(i) for i in [*adds, *updates]]
+        self.sent.extend(messages)
+        return saved
+
+    def list(
+        self,
+        partition: str | None = None,
+        *,
+        equals: Mapping[str, Any] | None = None,
+        page_size: int = 50,
+        continuation_token: str | None = None,
+    ) -> Page[M]:
+        """One page, in key order."""
+        keys = sorted(k for k in self.rows if partition is None or k[0] == partition)
+        items = [
+            self.rows[k]
+            for k in keys
+            if all(getattr(self.rows[k], f) == v for f, v in (equals or {}).items())
+        ]
+        start = int(continuation_token or 0)
+        page = items[start : start + page_size]
+        more = start + page_size < len(items)
+        return Page(
+            items=[i.model_copy(deep=True) for i in page],
+            continuation_token=str(start + page_size) if more else None,
+        )
+
+
+class FakeMailer:
+    """Keeps sent e-mails; can be told to fail."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Email]] = []
+        self.fail_with: Exception | None = None
+
+    def send(self, email: Email, *, message_id: str) -> None:
+        """Record the e-mail (or raise the configured failure)."""
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.sent.append((message_id, email))

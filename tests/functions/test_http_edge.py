@@ -1,0 +1,148 @@
+"""The HTTP edge: problem+json by class, field names, ETags, request ids, OpenAPI."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import azure.functions as func
+import pytest
+from openapi_spec_validator import validate
+from pydantic import Field
+
+from tests.app_index import functions, triggers
+from functions._http import (
+    PROBLEM_JSON,
+    Call,
+    RouteSpec,
+    decode_etag,
+    encode_etag,
+    problem_for,
+)
+from functions._openapi import build_openapi, openapi_path
+from shared.domain.errors import (
+    ConcurrencyConflict,
+    Conflict,
+    Forbidden,
+    NotFound,
+    UpstreamUnavailable,
+)
+from shared.domain.model import WireModel
+
+SPEC = RouteSpec("t", "things/{id}", ("POST",), "test")
+
+
+class Address(WireModel):
+    post_code: str = Field(pattern=r"^\d{3} ?\d{2}$")
+
+
+class ThingCreate(WireModel):
+    company_name: str = Field(min_length=1)
+    address: Address
+
+
+def request(body: bytes = b"", headers: dict[str, str] | None = None, **kw) -> func.HttpRequest:
+    return func.HttpRequest("POST", "http://h/api/things/1", headers=headers or {}, body=body, **kw)
+
+
+def problem_body(resp: func.HttpResponse) -> dict:
+    assert resp.mimetype == PROBLEM_JSON
+    return json.loads(resp.get_body())
+
+
+def test_every_invalid_field_is_named_in_one_answer():
+    call = Call(request(b'{"companyName": "", "address": {"postCode": "1"}}'), SPEC, "r1")
+    with pytest.raises(Exception) as info:
+        call.body(ThingCreate)
+    resp = problem_for(info.value, "/api/things/1")
+    body = problem_body(resp)
+    assert resp.status_code == 400
+    assert {e["field"] for e in body["errors"]} == {"companyName", "address.postCode"}
+    assert body["status"] == 400 and body["type"] == "/problems/validation-failed"
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [(b"", "body"), (b"{not json", "body"), (b'{"address": {"postCode": "110 00"}}', "companyName")],
+)
+def test_missing_or_broken_body_is_a_400_naming_the_field(raw, field):
+    with pytest.raises(Exception) as info:
+        Call(request(raw), SPEC, "r").body(ThingCreate)
+    body = problem_body(problem_for(info.value, "/x"))
+    assert field in [e["field"] for e in body["errors"]]
+
+
+def test_wrong_content_type_is_refused():
+    with pytest.raises(Exception) as info:
+        Call(request(b"a=b", {"content-type": "application/x-www-form-urlencoded"}), SPEC, "r").body(
+            ThingCreate
+        )
+    assert problem_for(info.value, "/x").status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("exc", "status"),
+    [
+        (NotFound("no"), 404),
+        (Forbidden("no"), 403),
+        (Conflict("dup"), 409),
+        (ConcurrencyConflict("race"), 412),
+        (UpstreamUnavailable("pc down", retry_after=2.5), 503),
+    ],
+)
+def test_domain_errors_map_to_status_by_class(exc, status):
+    resp = problem_for(exc, "/x")
+    assert resp.status_code == status
+    assert problem_body(resp)["detail"] == exc.detail
+
+
+def test_retry_after_is_passed_on_when_upstream_is_throttled():
+    resp = problem_for(UpstreamUnavailable("busy", retry_after=2.5), "/x")
+    assert resp.headers["Retry-After"] == "3"
+
+
+def test_unknown_error_is_a_500_without_internals(caplog):
+    with caplog.at_level(logging.ERROR):
+        resp = problem_for(RuntimeError("secret connection string xyz"), "/x")
+    body = problem_body(resp)
+    assert resp.status_code == 500
+    assert "xyz" not in resp.get_body().decode()
+    assert body["detail"] == "An unexpected error occurred."
+    assert "secret connection string xyz" in caplog.text
+
+
+def test_etag_round_trips_and_weak_or_foreign_tags_do_not_match():
+    storage = "W/\"datetime'2026-01-01T00%3A00%3A00.1Z'\""
+    header = encode_etag(storage)
+    assert header.startswith('"') and "/" not in header.strip('"')
+    assert decode_etag(header) == storage
+    assert decode_etag("W/" + header) is None
+
+
+def test_patch_without_if_match_needs_a_precondition():
+    call = Call(request(), SPEC, "r")
+    with pytest.raises(Exception) as info:
+        call.if_match()
+    assert problem_for(info.value, "/x").status_code == 428
+
+
+def test_every_http_function_has_an_openapi_operation_and_the_document_is_valid():
+    doc = build_openapi()
+    validate(doc)
+    http = {n: t for n, t in triggers().items() if t["type"] == "httpTrigger"}
+    assert http, "the app has no HTTP functions"
+    for name, trigger in http.items():
+        path = openapi_path(trigger["route"])
+        assert path in doc["paths"], f"{name} has no OpenAPI entry"
+        for method in trigger["methods"]:
+            verb = getattr(method, "value", method).lower()
+            assert verb in doc["paths"][path], f"{name} {verb} undocumented"
+
+
+def test_route_template_constraints_are_dropped_in_openapi_paths():
+    assert openapi_path("a/{id:guid}/b/{n?}") == "/api/a/{id}/b/{n}"
+
+
+def test_function_names_are_unique_across_the_app():
+    names = [f.get_function_name() for f in functions()]
+    assert len(names) == len(set(names))

@@ -1,0 +1,132 @@
+"""The Table Storage layer against Azurite: ETags, paging, transactions, the outbox."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+from azure.storage.queue import QueueClient, TextBase64DecodePolicy
+
+from shared.adapters.tables.repository import OUTBOX_PREFIX, TableRepository
+from shared.domain.errors import ConcurrencyConflict, Conflict, NotFound, ValidationFailed
+from shared.domain.model import Record
+from shared.domain.outbox import OutboxMessage, Queue
+
+pytestmark = pytest.mark.integration
+
+
+class Item(Record):
+    owner: str
+    id: str
+    name: str
+    price: Decimal = Decimal("0")
+    status: str = "New"
+
+
+def repo(container, outbox=True) -> TableRepository[Item]:
+    if outbox:
+        return container.table_repository("Items", Item, lambda i: (i.owner, i.id))
+    return TableRepository(container.store, "Items", Item, lambda i: (i.owner, i.id))
+
+
+def queue(container, name: Queue) -> QueueClient:
+    return container.queues.service.get_queue_client(
+        name.value, message_decode_policy=TextBase64DecodePolicy()
+    )
+
+
+@pytest.fixture(autouse=True)
+def empty_notifications_queue(container):
+    container.queues.queue(Queue.NOTIFICATIONS.value).clear_messages()
+
+
+def test_two_writers_racing_on_one_entity_one_wins_the_other_gets_a_conflict(container):
+    items = repo(container)
+    items.add(Item(owner="demo", id="1", name="first"))
+    alice = items.get("demo", "1")
+    bob = items.get("demo", "1")
+    alice.name = "alice"
+    saved = items.update(alice)
+    bob.name = "bob"
+    with pytest.raises(ConcurrencyConflict):
+        items.update(bob)
+    assert items.get("demo", "1").name == "alice"
+    assert saved.etag != bob.etag
+
+
+def test_adding_twice_is_a_conflict_and_money_survives_exactly(container):
+    items = repo(container)
+    items.add(Item(owner="demo", id="1", name="x", price=Decimal("1234.56")))
+    with pytest.raises(Conflict):
+        items.add(Item(owner="demo", id="1", name="y"))
+    assert items.get("demo", "1").price == Decimal("1234.56")
+
+
+def test_missing_record_is_not_found(container):
+    with pytest.raises(NotFound):
+        repo(container).get("demo", "nope")
+
+
+def test_pages_follow_opaque_tokens_and_filters_are_parameterised(container):
+    items = repo(container)
+    for i in range(7):
+        items.add(Item(owner="demo", id=f"{i:02}", name=f"n{i}", status="A" if i % 2 else "B"))
+    items.add(Item(owner="other", id="99", name="theirs"))
+    seen, token = [], None
+    while True:
+        page = items.list("demo", page_size=3, continuation_token=token)
+        assert len(page.items) <= 3
+        seen += [i.id for i in page.items]
+        token = page.continuation_token
+        if token is None:
+            break
+    assert seen == [f"{i:02}" for i in range(7)]
+    odd = items.list("demo", equals={"status": "A"}).items
+    assert [i.id for i in odd] == ["01", "03", "05"]
+    hostile = items.list("demo", equals={"name": "x' or PartitionKey ne 'demo"}).items
+    assert hostile == []
+
+
+def test_a_garbage_continuation_token_is_a_validation_error(container):
+    with pytest.raises(ValidationFailed):
+        repo(container).list("demo", continuation_token="%%%not-a-token")
+
+
+def test_record_and_outbox_row_commit_together_then_the_message_is_sent(container):
+    items = repo(container)
+    msg = OutboxMessage(queue=Queue.NOTIFICATIONS, body={"id": "1"})
+    items.add(Item(owner="demo", id="1", name="x"), messages=[msg])
+    sent = [json.loads(m.content) for m in queue(container, Queue.NOTIFICATIONS).peek_messages(32)]
+    assert {"id": "1", "messageId": msg.id} in sent
+    leftovers = list(items.table.query_entities("RowKey ge @p", parameters={"p": OUTBOX_PREFIX}))
+    assert leftovers == []
+
+
+def test_a_failed_transaction_writes_neither_record_nor_outbox_row(container):
+    items = repo(container)
+    items.add(Item(owner="demo", id="1", name="x"))
+    stale = items.get("demo", "1")
+    items.update(stale.model_copy(update={"name": "moved on"}))
+    msg = OutboxMessage(queue=Queue.NOTIFICATIONS, body={"id": "2"})
+    with pytest.raises(ConcurrencyConflict):
+        items.save_all("demo", adds=[Item(owner="demo", id="2", name="new")], updates=[stale],
+                       messages=[msg])
+    assert items.find("demo", "2") is None
+    assert list(items.table.query_entities("RowKey ge @p", parameters={"p": OUTBOX_PREFIX})) == []
+
+
+def test_outbox_rows_never_appear_in_lists_and_the_sweeper_sends_them(container):
+    items = repo(container, outbox=False)  # a writer that commits but never sends
+    msg = OutboxMessage(queue=Queue.NOTIFICATIONS, body={"id": "3"})
+    items.add(Item(owner="demo", id="3", name="x"), messages=[msg])
+    assert [i.id for i in items.list("demo").items] == ["3"]
+    assert container.outbox.sweep(container.store, ["Items"], container.clock.now()) == 1
+    sent = [json.loads(m.content) for m in queue(container, Queue.NOTIFICATIONS).peek_messages(32)]
+    assert {"id": "3", "messageId": msg.id} in sent
+    assert container.outbox.sweep(container.store, ["Items"], container.clock.now()) == 0
+
+
+def test_keys_with_forbidden_characters_are_refused_before_storage(container):
+    with pytest.raises(ValueError, match="invalid RowKey"):
+        repo(container).add(Item(owner="demo", id="a/b", name="x"))

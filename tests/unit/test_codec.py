@@ -1,0 +1,100 @@
+"""Entity mapping: typed properties, flattened nested models, JSON only for lists/dicts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+
+import pytest
+from azure.data.tables import EdmType, EntityProperty
+from pydantic import BaseModel
+
+from shared.adapters.tables.codec import EntityCodec
+from shared.domain.model import Record
+
+
+class Colour(StrEnum):
+    RED = "Red"
+
+
+class Address(BaseModel):
+    street: str
+    city: str | None = None
+
+
+class Line(BaseModel):
+    sku: str
+    price: Decimal
+
+
+class Thing(Record):
+    name: str
+    price: Decimal
+    count: int
+    big: int = 0
+    when: datetime
+    colour: Colour
+    address: Address | None = None
+    lines: list[Line] = []
+    note: str | None = None
+
+
+def thing(**kw) -> Thing:
+    base = dict(
+        name="A", price=Decimal("10.10"), count=3, when=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        colour=Colour.RED, address=Address(street="Main 1", city="Praha"),
+        lines=[Line(sku="x", price=Decimal("1.005"))],
+    )
+    return Thing(**{**base, **kw})
+
+
+def test_scalars_are_typed_properties_and_money_is_a_string():
+    props = EntityCodec(Thing).to_properties(thing())
+    assert props["Name"] == "A"
+    assert props["Price"] == "10.10"
+    assert props["Count"] == 3
+    assert props["Colour"] == "Red"
+    assert props["When"] == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+def test_nested_model_is_flattened_so_it_can_be_filtered_on():
+    props = EntityCodec(Thing).to_properties(thing())
+    assert props["AddressStreet"] == "Main 1"
+    assert props["AddressCity"] == "Praha"
+    assert "Address" in props
+
+
+def test_lists_are_json_text_and_none_is_left_out():
+    props = EntityCodec(Thing).to_properties(thing())
+    assert props["Lines"] == '[{"sku":"x","price":"1.005"}]'
+    assert "Note" not in props
+
+
+def test_large_int_is_stored_as_int64():
+    props = EntityCodec(Thing).to_properties(thing(big=2**40))
+    assert props["Big"] == EntityProperty(2**40, EdmType.INT64)
+
+
+def test_round_trip_keeps_every_value_exactly():
+    codec = EntityCodec(Thing)
+    original = thing(big=2**40, address=Address(street="S"))
+    props = codec.to_properties(original)
+    entity = {"PartitionKey": "p", "RowKey": "r", **props}
+    back = codec.from_entity(entity)
+    assert back == original
+    assert back.price == Decimal("10.10")
+    assert back.address == Address(street="S", city=None)
+
+
+def test_naive_datetime_is_refused():
+    with pytest.raises(ValueError, match="naive"):
+        EntityCodec(Thing).to_properties(thing().model_copy(update={"when": datetime(2026, 1, 1)}))
+
+
+def test_reserved_property_names_are_refused():
+    class Bad(Record):
+        row_key: str
+
+    with pytest.raises(TypeError, match="reserved"):
+        EntityCodec(Bad)

@@ -1,0 +1,46 @@
+"""Settings: identity in Azure, account keys only for Azurite, every setting documented."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from shared.config import Settings, is_azurite_connection_string
+from localdev.azurite import connection_string
+
+ROOT = Path(__file__).resolve().parents[2]
+AZURE_KEY_CONN = (
+    "DefaultEndpointsProtocol=https;AccountName=prod;AccountKey=abc=;EndpointSuffix=core.windows.net"
+)
+
+
+def test_azurite_connection_strings_are_recognised():
+    assert is_azurite_connection_string("UseDevelopmentStorage=true")
+    assert is_azurite_connection_string(connection_string(1, 2, 3))
+    assert not is_azurite_connection_string(AZURE_KEY_CONN)
+
+
+def test_account_key_for_a_real_account_is_refused():
+    with pytest.raises(ValidationError, match="account keys are refused"):
+        Settings(AzureWebJobsStorage=AZURE_KEY_CONN)
+
+
+def test_managed_identity_needs_only_the_account_name():
+    s = Settings(AzureWebJobsStorage__accountName="prodstore")
+    assert s.storage_connection_string is None
+
+
+def test_no_storage_at_all_is_refused():
+    with pytest.raises(ValidationError, match="storage is not configured"):
+        Settings()
+
+
+def test_example_local_settings_name_every_setting_the_app_reads():
+    values = json.loads((ROOT / "local.settings.example.json").read_text())["Values"]
+    aliases = {f.alias for f in Settings.model_fields.values()}
+    missing = sorted(a for a in aliases if a not in values)
+    assert not missing, f"local.settings.example.json lacks {missing}"
+    assert values["FUNCTIONS_WORKER_RUNTIME"] == "python"
