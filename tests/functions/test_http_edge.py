@@ -10,7 +10,6 @@ import pytest
 from openapi_spec_validator import validate
 from pydantic import Field
 
-from tests.app_index import functions, triggers
 from functions._http import (
     PROBLEM_JSON,
     Call,
@@ -28,6 +27,7 @@ from shared.domain.errors import (
     UpstreamUnavailable,
 )
 from shared.domain.model import WireModel
+from tests.app_index import functions, triggers
 
 SPEC = RouteSpec("t", "things/{id}", ("POST",), "test")
 
@@ -63,7 +63,11 @@ def test_every_invalid_field_is_named_in_one_answer():
 
 @pytest.mark.parametrize(
     ("raw", "field"),
-    [(b"", "body"), (b"{not json", "body"), (b'{"address": {"postCode": "110 00"}}', "companyName")],
+    [
+        (b"", "body"),
+        (b"{not json", "body"),
+        (b'{"address": {"postCode": "110 00"}}', "companyName"),
+    ],
 )
 def test_missing_or_broken_body_is_a_400_naming_the_field(raw, field):
     with pytest.raises(Exception) as info:
@@ -74,9 +78,9 @@ def test_missing_or_broken_body_is_a_400_naming_the_field(raw, field):
 
 def test_wrong_content_type_is_refused():
     with pytest.raises(Exception) as info:
-        Call(request(b"a=b", {"content-type": "application/x-www-form-urlencoded"}), SPEC, "r").body(
-            ThingCreate
-        )
+        Call(
+            request(b"a=b", {"content-type": "application/x-www-form-urlencoded"}), SPEC, "r"
+        ).body(ThingCreate)
     assert problem_for(info.value, "/x").status_code == 400
 
 

@@ -110,8 +110,9 @@ def test_a_failed_transaction_writes_neither_record_nor_outbox_row(container):
     items.update(stale.model_copy(update={"name": "moved on"}))
     msg = OutboxMessage(queue=Queue.NOTIFICATIONS, body={"id": "2"})
     with pytest.raises(ConcurrencyConflict):
-        items.save_all("demo", adds=[Item(owner="demo", id="2", name="new")], updates=[stale],
-                       messages=[msg])
+        items.save_all(
+            "demo", adds=[Item(owner="demo", id="2", name="new")], updates=[stale], messages=[msg]
+        )
     assert items.find("demo", "2") is None
     assert list(items.table.query_entities("RowKey ge @p", parameters={"p": OUTBOX_PREFIX})) == []
 

@@ -42,8 +42,12 @@ class Thing(Record):
 
 def thing(**kw) -> Thing:
     base = dict(
-        name="A", price=Decimal("10.10"), count=3, when=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
-        colour=Colour.RED, address=Address(street="Main 1", city="Praha"),
+        name="A",
+        price=Decimal("10.10"),
+        count=3,
+        when=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        colour=Colour.RED,
+        address=Address(street="Main 1", city="Praha"),
         lines=[Line(sku="x", price=Decimal("1.005"))],
     )
     return Thing(**{**base, **kw})

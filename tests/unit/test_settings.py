@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from shared.config import Settings, is_azurite_connection_string
 from localdev.azurite import connection_string
+from shared.config import Settings, is_azurite_connection_string
 
 ROOT = Path(__file__).resolve().parents[2]
 AZURE_KEY_CONN = (
-    "DefaultEndpointsProtocol=https;AccountName=prod;AccountKey=abc=;EndpointSuffix=core.windows.net"
+    "DefaultEndpointsProtocol=https;AccountName=prod;AccountKey=abc=;"
+    "EndpointSuffix=core.windows.net"
 )
 
 

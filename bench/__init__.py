@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`): figures to watch, never pass/fail tests."""
