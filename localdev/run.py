@@ -77,6 +77,7 @@ def _start_simulator(
         "PARTNER_CENTER_CLIENT_ID": conn["clientId"],
         "PARTNER_CENTER_CLIENT_SECRET": conn["clientSecret"],
         "PARTNER_CENTER_CA_CERT_PATH": conn["caCertPath"],
+        "PARTNER_CENTER_REFRESH_TOKEN": conn.get("refreshToken", ""),
     }
 
 

@@ -1,3 +1,3 @@
 """Shared pytest configuration."""
 
-pytest_plugins = ["tests.azurite_fixtures"]
+pytest_plugins = ["tests.azurite_fixtures", "tests.sim_fixtures"]
