@@ -64,7 +64,10 @@ async def _serve(options: ServerOptions) -> None:
     (state_dir / CONNECTION_FILE).unlink(missing_ok=True)
     tls = ensure_tls_files(state_dir)
     credentials = _credentials(state_dir)
-    sock = socket.socket(socket.AF_INET6 if ":" in options.host else socket.AF_INET)
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only when sock.proto says TCP, and
+    # without it every small response waits for the peer's delayed ACK (~40 ms).
+    family = socket.AF_INET6 if ":" in options.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((options.host, options.port))
     sock.listen(256)

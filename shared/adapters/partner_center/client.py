@@ -1,0 +1,624 @@
+"""The Partner Center REST client: every operation the platform uses, typed both ways.
+
+App+user: Partner Center allows some operations only with a user's token (Secure Application
+Model). Those calls ask the token provider for `user=True`, which uses the configured refresh
+token, or app-only when none is configured: creating customers, carts and checkouts (orders for
+an indirect reseller's customer), the relationship-request link, transitions (trial conversion),
+order provisioning status, subscribed SKUs and the price sheet.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from datetime import date, datetime
+from typing import IO, Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel
+
+from shared.adapters.partner_center.price_sheet import parse_price_sheet
+from shared.adapters.partner_center.transport import PartnerCenterTransport
+from shared.domain.errors import UpstreamRejected, UpstreamUnavailable
+from shared.domain.partner_center import (
+    AuditRecord,
+    Availability,
+    AzureUtilizationRecord,
+    Cart,
+    CartCheckoutResult,
+    Customer,
+    Order,
+    OrderLineItemProvisioningStatus,
+    PriceSheetRow,
+    Product,
+    RelationshipRequest,
+    ResourceCollection,
+    ScheduledNextTermInstructions,
+    Sku,
+    SubscribedSku,
+    Subscription,
+    SubscriptionStatus,
+    Transition,
+    TransitionEligibility,
+    iso_date,
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+DEFAULT_SCOPE = "https://api.partnercenter.microsoft.com/.default"
+PRICE_SHEET_SCOPE = "https://api.partner.microsoft.com/.default"
+
+# Keep small price sheets in memory, spill big ones (tens of MB unzipped) to a temporary file.
+_SPOOL_BYTES = 16 * 1024 * 1024
+
+# Operation statuses (202 + Location polling) that mean "not finished yet".
+_IN_PROGRESS = frozenset(
+    {"inprogress", "in_progress", "notstarted", "running", "pending", "accepted"}
+)
+_FAILED = frozenset({"failed", "error", "cancelled", "canceled"})
+
+
+def _seg(value: str) -> str:
+    # Ids come from Partner Center or our records, but a stray "/" or "?" must never change
+    # which resource is addressed.
+    return quote(value, safe="")
+
+
+class PartnerCenterClient:
+    """Talks to Partner Center (or the simulator) over HTTPS; implements `ports.PartnerCenter`."""
+
+    def __init__(
+        self,
+        transport: PartnerCenterTransport,
+        *,
+        price_sheet_base_url: str = "https://api.partner.microsoft.com",
+        scope: str = DEFAULT_SCOPE,
+        price_sheet_scope: str = PRICE_SHEET_SCOPE,
+        poll_interval_seconds: float = 5.0,
+        poll_timeout_seconds: float = 300.0,
+    ) -> None:
+        self._transport = transport
+        self._price_sheet_base_url = price_sheet_base_url.rstrip("/")
+        self._scope = scope
+        self._price_sheet_scope = price_sheet_scope
+        self._poll_interval = poll_interval_seconds
+        self._poll_timeout = poll_timeout_seconds
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self._transport.http.close()
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        user: bool = False,
+        params: Mapping[str, str | int] | None = None,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        request_id: str | None = None,
+        accept: tuple[int, ...] = (),
+    ) -> httpx.Response:
+        return self._transport.call(
+            method,
+            path,
+            scope=self._scope,
+            user=user,
+            params=params,
+            body=body,
+            headers=headers,
+            request_id=request_id,
+            accept=accept,
+        )
+
+    def _one(self, model: type[M], method: str, path: str, **kwargs: Any) -> M:
+        response = self._call(method, path, **kwargs)
+        return _parse(model, response)
+
+    def _all(self, model: type[M], path: str, **kwargs: Any) -> list[M]:
+        return list(self._pages(model, path, **kwargs))
+
+    def _pages(
+        self,
+        model: type[M],
+        path: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        user: bool = False,
+    ) -> Iterator[M]:
+        """Items of a collection, following `continuationToken` page by page."""
+        collection = ResourceCollection[model]  # type: ignore[valid-type]
+        token: str | None = None
+        while True:
+            page_params: dict[str, str | int] = dict(params or {})
+            headers: dict[str, str] = {}
+            if token:
+                page_params["seekOperation"] = "next"
+                headers["MS-ContinuationToken"] = token
+            response = self._call("GET", path, params=page_params, headers=headers, user=user)
+            page: ResourceCollection[M] = _parse(collection, response)
+            yield from page.items
+            next_token = page.next_page_token()
+            # An empty page or a token that does not move would loop forever.
+            if not next_token or not page.items or next_token == token:
+                return
+            token = next_token
+
+    # --- customers -------------------------------------------------------------------------
+
+    def list_customers(
+        self, *, indirect_reseller_id: str | None = None, page_size: int = 500
+    ) -> Iterator[Customer]:
+        """All customers (or one indirect reseller's), lazily, page after page."""
+        params: dict[str, str | int] = {"size": page_size}
+        if indirect_reseller_id:
+            params["filter"] = json.dumps(
+                {
+                    "Field": "IndirectReseller",
+                    "Value": indirect_reseller_id,
+                    "Operator": "starts_with",
+                },
+                separators=(",", ":"),
+            )
+        return self._pages(Customer, "/v1/customers", params=params)
+
+    def get_customer(self, customer_id: str) -> Customer:
+        """One customer by tenant id."""
+        return self._one(Customer, "GET", f"/v1/customers/{_seg(customer_id)}")
+
+    def create_customer(self, customer: Customer, *, request_id: str | None = None) -> Customer:
+        """Create a customer tenant; `associatedPartnerId` makes it an indirect reseller's."""
+        return self._one(
+            Customer,
+            "POST",
+            "/v1/customers",
+            body=customer.to_wire(),
+            request_id=request_id,
+            user=True,
+        )
+
+    def is_domain_available(self, domain: str) -> bool:
+        """Whether `<domain>` (e.g. `contoso.onmicrosoft.com`) is still free."""
+        response = self._call("HEAD", f"/v1/domains/{_seg(domain)}", accept=(404,))
+        # Partner Center answers the question "does it exist": 200 taken, 404 free.
+        return response.status_code == 404
+
+    def get_relationship_request_link(self) -> RelationshipRequest:
+        """The link a customer's admin opens to accept the partner as reseller."""
+        return self._one(
+            RelationshipRequest, "GET", "/v1/customers/relationshiprequests", user=True
+        )
+
+    # --- catalog ---------------------------------------------------------------------------
+
+    def list_products(
+        self, country: str, target_view: str, *, target_segment: str | None = None
+    ) -> list[Product]:
+        """Products of a catalog view (e.g. `OnlineServices`) in a country."""
+        params: dict[str, str | int] = {"country": country, "targetView": target_view}
+        if target_segment:
+            params["targetSegment"] = target_segment
+        return self._all(Product, "/v1/products", params=params)
+
+    def get_product(self, product_id: str, country: str) -> Product:
+        """One product in a country."""
+        return self._one(
+            Product, "GET", f"/v1/products/{_seg(product_id)}", params={"country": country}
+        )
+
+    def list_skus(
+        self, product_id: str, country: str, *, target_segment: str | None = None
+    ) -> list[Sku]:
+        """SKUs of a product in a country."""
+        params: dict[str, str | int] = {"country": country}
+        if target_segment:
+            params["targetSegment"] = target_segment
+        return self._all(Sku, f"/v1/products/{_seg(product_id)}/skus", params=params)
+
+    def list_availabilities(
+        self, product_id: str, sku_id: str, country: str, *, target_segment: str | None = None
+    ) -> list[Availability]:
+        """Availabilities (purchasable terms) of a SKU in a country."""
+        params: dict[str, str | int] = {"country": country}
+        if target_segment:
+            params["targetSegment"] = target_segment
+        return self._all(
+            Availability,
+            f"/v1/products/{_seg(product_id)}/skus/{_seg(sku_id)}/availabilities",
+            params=params,
+        )
+
+    def get_price_sheet(
+        self, market: str, *, view: str = "updatedlicensebased"
+    ) -> Iterator[PriceSheetRow]:
+        """The price sheet of a market, row by row (downloaded first, then parsed lazily)."""
+        market_code = market.upper().replace("'", "")
+        view_name = view.replace("'", "")
+        url = (
+            f"{self._price_sheet_base_url}/v1.0/sales/pricesheets"
+            f"(Market='{market_code}',PricesheetView='{view_name}')/$value"
+        )
+        spool = self._transport.execute(
+            "GET",
+            url,
+            scope=self._price_sheet_scope,
+            user=True,
+            headers={"Accept": "text/csv, application/zip, application/octet-stream, */*"},
+            consume=_spool_body,
+        )
+        return _rows_then_close(spool)
+
+    # --- carts and orders ------------------------------------------------------------------
+
+    def create_cart(self, customer_id: str, cart: Cart, *, request_id: str | None = None) -> Cart:
+        """Create a cart for a customer (lines carry the indirect reseller as participant)."""
+        return self._one(
+            Cart,
+            "POST",
+            f"/v1/customers/{_seg(customer_id)}/carts",
+            body=cart.to_wire(),
+            request_id=request_id,
+            user=True,
+        )
+
+    def checkout(
+        self, customer_id: str, cart_id: str, *, request_id: str | None = None
+    ) -> CartCheckoutResult:
+        """Check a cart out into orders; failed order groups come back in `orderErrors`."""
+        return self._one(
+            CartCheckoutResult,
+            "POST",
+            f"/v1/customers/{_seg(customer_id)}/carts/{_seg(cart_id)}/checkout",
+            request_id=request_id,
+            user=True,
+        )
+
+    def get_order(self, customer_id: str, order_id: str) -> Order:
+        """One order of a customer."""
+        return self._one(Order, "GET", f"/v1/customers/{_seg(customer_id)}/orders/{_seg(order_id)}")
+
+    def list_orders(self, customer_id: str) -> list[Order]:
+        """All orders of a customer."""
+        return self._all(Order, f"/v1/customers/{_seg(customer_id)}/orders")
+
+    def get_order_provisioning_status(
+        self, customer_id: str, order_id: str
+    ) -> list[OrderLineItemProvisioningStatus]:
+        """Provisioning status of each line of an order."""
+        return self._all(
+            OrderLineItemProvisioningStatus,
+            f"/v1/customers/{_seg(customer_id)}/orders/{_seg(order_id)}/provisioningstatus",
+            user=True,
+        )
+
+    # --- subscriptions ---------------------------------------------------------------------
+
+    def list_subscriptions(self, customer_id: str) -> list[Subscription]:
+        """All subscriptions of a customer."""
+        return self._all(Subscription, f"/v1/customers/{_seg(customer_id)}/subscriptions")
+
+    def get_subscription(self, customer_id: str, subscription_id: str) -> Subscription:
+        """One subscription (with its ETag in `attributes.etag`)."""
+        return self._one(
+            Subscription,
+            "GET",
+            f"/v1/customers/{_seg(customer_id)}/subscriptions/{_seg(subscription_id)}",
+        )
+
+    def update_subscription(
+        self, customer_id: str, subscription: Subscription, *, request_id: str | None = None
+    ) -> Subscription:
+        """PATCH the whole subscription; waits for a 202 + Location operation to finish."""
+        path = f"/v1/customers/{_seg(customer_id)}/subscriptions/{_seg(subscription.id)}"
+        headers: dict[str, str] = {}
+        if subscription.attributes is not None and subscription.attributes.etag:
+            headers["If-Match"] = subscription.attributes.etag
+        response = self._call(
+            "PATCH",
+            path,
+            body=subscription.to_wire(as_read=True),
+            headers=headers,
+            request_id=request_id,
+        )
+        if response.status_code == 202:
+            self._wait_for_operation(response, path)
+            return self.get_subscription(customer_id, subscription.id)
+        return _parse(Subscription, response)
+
+    def _change(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        change: Callable[[Subscription], Subscription],
+        request_id: str | None,
+    ) -> Subscription:
+        # Read-modify-write on the current object and its ETag: Partner Center wants the whole
+        # subscription back, and the ETag turns a concurrent change into a 412, not a lost update.
+        current = self.get_subscription(customer_id, subscription_id)
+        return self.update_subscription(customer_id, change(current), request_id=request_id)
+
+    def suspend_subscription(
+        self, customer_id: str, subscription_id: str, *, request_id: str | None = None
+    ) -> Subscription:
+        """Suspend (billing continues; auto-renew and scheduled changes are cleared)."""
+        return self._set_status(
+            customer_id, subscription_id, SubscriptionStatus.SUSPENDED, request_id
+        )
+
+    def reactivate_subscription(
+        self, customer_id: str, subscription_id: str, *, request_id: str | None = None
+    ) -> Subscription:
+        """Reactivate a suspended subscription."""
+        return self._set_status(customer_id, subscription_id, SubscriptionStatus.ACTIVE, request_id)
+
+    def cancel_subscription(
+        self, customer_id: str, subscription_id: str, *, request_id: str | None = None
+    ) -> Subscription:
+        """Cancel (only inside the cancellation window; final)."""
+        return self._set_status(
+            customer_id, subscription_id, SubscriptionStatus.DELETED, request_id
+        )
+
+    def _set_status(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        status: SubscriptionStatus,
+        request_id: str | None,
+    ) -> Subscription:
+        return self._change(
+            customer_id,
+            subscription_id,
+            lambda s: s.model_copy(update={"status": status.value}),
+            request_id,
+        )
+
+    def set_subscription_quantity(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        quantity: int,
+        *,
+        request_id: str | None = None,
+    ) -> Subscription:
+        """Change the seat count (decreases only for seats inside their 7-day window)."""
+        return self._change(
+            customer_id,
+            subscription_id,
+            lambda s: s.model_copy(update={"quantity": quantity}),
+            request_id,
+        )
+
+    def set_auto_renew(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        enabled: bool,
+        *,
+        request_id: str | None = None,
+    ) -> Subscription:
+        """Turn auto-renew on or off."""
+        return self._change(
+            customer_id,
+            subscription_id,
+            lambda s: s.model_copy(update={"auto_renew_enabled": enabled}),
+            request_id,
+        )
+
+    def set_billing_cycle(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        billing_cycle: str,
+        *,
+        request_id: str | None = None,
+    ) -> Subscription:
+        """Change the billing cycle (`monthly`, `annual`, `triennial`) where allowed."""
+        return self._change(
+            customer_id,
+            subscription_id,
+            lambda s: s.model_copy(update={"billing_cycle": billing_cycle}),
+            request_id,
+        )
+
+    def schedule_next_term(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        instructions: ScheduledNextTermInstructions | None,
+        *,
+        request_id: str | None = None,
+    ) -> Subscription:
+        """Set (or with None, clear) the changes applied at renewal."""
+        return self._change(
+            customer_id,
+            subscription_id,
+            # None is sent as an explicit null (the PATCH keeps set fields), which clears them.
+            lambda s: s.model_copy(update={"scheduled_next_term_instructions": instructions}),
+            request_id,
+        )
+
+    def list_transition_eligibilities(
+        self, customer_id: str, subscription_id: str, *, eligibility_type: str = "immediate"
+    ) -> list[TransitionEligibility]:
+        """What a subscription may transition to (`immediate` or `scheduled`)."""
+        return self._all(
+            TransitionEligibility,
+            f"/v1/customers/{_seg(customer_id)}/subscriptions/{_seg(subscription_id)}"
+            "/transitionEligibilities",
+            params={"eligibilityType": eligibility_type},
+            user=True,
+        )
+
+    def create_transition(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        transition: Transition,
+        *,
+        request_id: str | None = None,
+    ) -> Transition:
+        """Transition a subscription (trial → paid, upgrade)."""
+        return self._one(
+            Transition,
+            "POST",
+            f"/v1/customers/{_seg(customer_id)}/subscriptions/{_seg(subscription_id)}/transitions",
+            body=transition.to_wire(),
+            request_id=request_id,
+            user=True,
+        )
+
+    def list_addons(self, customer_id: str, subscription_id: str) -> list[Subscription]:
+        """Add-on subscriptions of a subscription."""
+        return self._all(
+            Subscription,
+            f"/v1/customers/{_seg(customer_id)}/subscriptions/{_seg(subscription_id)}/addons",
+        )
+
+    def list_subscribed_skus(self, customer_id: str) -> list[SubscribedSku]:
+        """Licence counts on the customer's tenant (assigned = `consumedUnits`)."""
+        return self._all(
+            SubscribedSku, f"/v1/customers/{_seg(customer_id)}/subscribedskus", user=True
+        )
+
+    # --- usage and audit -------------------------------------------------------------------
+
+    def list_azure_utilization(
+        self,
+        customer_id: str,
+        subscription_id: str,
+        start: datetime,
+        end: datetime,
+        *,
+        granularity: str = "daily",
+        show_details: bool = True,
+        page_size: int = 1000,
+    ) -> Iterator[AzureUtilizationRecord]:
+        """Azure utilization records of a subscription in [start, end), page after page."""
+        return self._pages(
+            AzureUtilizationRecord,
+            f"/v1/customers/{_seg(customer_id)}/subscriptions/{_seg(subscription_id)}"
+            "/utilizations/azure",
+            params={
+                "start_time": iso_date(start),
+                "end_time": iso_date(end),
+                "granularity": granularity,
+                "show_details": str(show_details).lower(),
+                "size": page_size,
+            },
+        )
+
+    def list_audit_records(
+        self,
+        start: date | datetime,
+        end: date | datetime | None = None,
+        *,
+        filter: str | None = None,
+        page_size: int = 500,
+    ) -> Iterator[AuditRecord]:
+        """Audit records from `start` (to `end`), page after page."""
+        params: dict[str, str | int] = {"startDate": iso_date(start), "size": page_size}
+        if end is not None:
+            params["endDate"] = iso_date(end)
+        if filter:
+            params["filter"] = filter
+        return self._pages(AuditRecord, "/v1/auditrecords", params=params)
+
+    # --- 202 + Location ----------------------------------------------------------------------
+
+    def _wait_for_operation(self, accepted: httpx.Response, resource_path: str) -> None:
+        """Poll a 202's Location until the operation is done (or give up as transient)."""
+        location = accepted.headers.get("Location") or resource_path
+        transport = self._transport
+        deadline = transport.clock() + self._poll_timeout
+        delay = _retry_after(accepted, self._poll_interval)
+        while True:
+            if transport.clock() + delay > deadline:
+                raise UpstreamUnavailable(
+                    f"Partner Center operation {location} still running after "
+                    f"{self._poll_timeout:.0f}s",
+                    retry_after=self._poll_interval,
+                )
+            transport.sleep(delay)
+            response = self._call("GET", location)
+            if response.status_code == 202:
+                delay = _retry_after(response, self._poll_interval)
+                continue
+            status = _operation_status(response)
+            if status in _FAILED:
+                code, description = _operation_error(response)
+                raise UpstreamRejected(
+                    f"Partner Center operation {location} failed: {description}",
+                    code=code,
+                    status=response.status_code,
+                )
+            if status in _IN_PROGRESS:
+                delay = _retry_after(response, self._poll_interval)
+                continue
+            return
+
+
+def _parse(model: type[M], response: httpx.Response) -> M:
+    try:
+        return model.model_validate_json(response.content)
+    except ValueError as exc:
+        # A 2xx whose body is not what the contract says: an upstream bug, not transient.
+        raise UpstreamRejected(
+            f"Partner Center {response.request.method} {response.request.url.path}: "
+            f"unexpected response ({type(exc).__name__})",
+            code="invalid_response",
+            status=response.status_code,
+        ) from exc
+
+
+def _retry_after(response: httpx.Response, default: float) -> float:
+    value = response.headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value else default
+    except ValueError:
+        return default
+
+
+def _operation_status(response: httpx.Response) -> str | None:
+    if not response.content:
+        return None
+    try:
+        payload = response.json()
+    except ValueError:
+        return None
+    status = payload.get("status") if isinstance(payload, dict) else None
+    return status.replace(" ", "").lower() if isinstance(status, str) else None
+
+
+def _operation_error(response: httpx.Response) -> tuple[str | None, str]:
+    try:
+        payload = response.json()
+    except ValueError:
+        return None, f"HTTP {response.status_code}"
+    error = payload.get("error") if isinstance(payload, dict) else None
+    source = error if isinstance(error, dict) else payload if isinstance(payload, dict) else {}
+    code = source.get("code")
+    description = source.get("description") or source.get("message") or "operation failed"
+    return (str(code) if code is not None else None), str(description)
+
+
+def _spool_body(response: httpx.Response) -> IO[bytes]:
+    spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)  # noqa: SIM115
+    try:
+        for chunk in response.iter_bytes():
+            spool.write(chunk)
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+    return spool
+
+
+def _rows_then_close(spool: IO[bytes]) -> Iterator[PriceSheetRow]:
+    with spool:
+        yield from parse_price_sheet(spool)
