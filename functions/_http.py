@@ -15,12 +15,14 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from http import HTTPStatus
 from typing import Any, TypeVar
 
 import azure.functions as func
 from pydantic import BaseModel, Field, ValidationError
 
+from shared.bootstrap import container
 from shared.domain.errors import (
     ConcurrencyConflict,
     Conflict,
@@ -35,7 +37,12 @@ from shared.domain.errors import (
     UpstreamUnavailable,
     ValidationFailed,
 )
+from shared.domain.idempotency import StoredResponse
+from shared.domain.identity import SIGN_IN_REQUIRED, Principal, VerifiedToken
 from shared.domain.model import WireModel, new_id
+from shared.services import idempotency, identity
+from shared.services.access import PUBLIC, Rule, Scope, decide
+from shared.services.identity import SignIn
 
 log = logging.getLogger("functions.http")
 B = TypeVar("B", bound=BaseModel)
@@ -94,9 +101,13 @@ class RouteSpec:
     status: int = 200
     tags: tuple[str, ...] = ()
     errors: tuple[int, ...] = ()
+    access: Rule = PUBLIC
+    idempotent: bool = False
 
 
 ROUTES: list[RouteSpec] = []
+# Headers a replayed idempotent answer repeats (the rest are per request, like x-request-id).
+_REPLAYED_HEADERS = {"etag", "location", "content-location"}
 
 
 @dataclass
@@ -113,10 +124,36 @@ class Reply:
 class Call:
     """One HTTP invocation as a handler sees it."""
 
-    def __init__(self, req: func.HttpRequest, spec: RouteSpec, request_id: str) -> None:
+    def __init__(
+        self,
+        req: func.HttpRequest,
+        spec: RouteSpec,
+        request_id: str,
+        sign_in: SignIn | None = None,
+    ) -> None:
         self.req = req
         self.spec = spec
         self.request_id = request_id
+        self.sign_in = sign_in
+
+    @property
+    def principal(self) -> Principal:
+        """The signed-in user (every route with an `allow(...)` rule has one)."""
+        if self.sign_in is None or self.sign_in.principal is None:
+            raise Unauthenticated(SIGN_IN_REQUIRED)
+        return self.sign_in.principal
+
+    @property
+    def viewer(self) -> Principal | None:
+        """The signed-in user if there is one (public routes may be called without)."""
+        return self.sign_in.principal if self.sign_in is not None else None
+
+    @property
+    def token(self) -> VerifiedToken:
+        """The caller's verified sign-in (routes with the `IDENTIFIED` rule and above)."""
+        if self.sign_in is None:
+            raise Unauthenticated(SIGN_IN_REQUIRED)
+        return self.sign_in.token
 
     @property
     def route(self) -> Mapping[str, str]:
@@ -158,6 +195,10 @@ class Call:
         if etag is None:
             raise PreconditionFailed("If-Match does not match the current ETag")
         return etag
+
+    def if_match_optional(self) -> str | None:
+        """The storage ETag from `If-Match` when one is sent (None when not)."""
+        return self.if_match() if self.header("if-match") else None
 
 
 def validation_failed(exc: ValidationError, prefix: str = "") -> ValidationFailed:
@@ -229,6 +270,8 @@ def problem_for(exc: Exception, instance: str) -> func.HttpResponse:
         log.error("unhandled error", exc_info=exc)
         return problem(500, "internal-error", "An unexpected error occurred.", instance=instance)
     headers = {}
+    if isinstance(exc, Unauthenticated):
+        headers["WWW-Authenticate"] = "Bearer"
     if isinstance(exc, UpstreamUnavailable) and exc.retry_after:
         headers["Retry-After"] = str(int(exc.retry_after + 0.999))
     errors = exc.errors if isinstance(exc, ValidationFailed) else None
@@ -265,6 +308,64 @@ def render(result: Any, spec: RouteSpec) -> func.HttpResponse:
     )
 
 
+def authorize(req: func.HttpRequest, rule: Rule) -> SignIn | None:
+    """Who calls, and whether it may (the route's rule, decided by `shared.services.access`)."""
+    if rule.kind == "public":
+        return None
+    c = container()
+    sign_in = identity.authenticate(
+        c.token_verifier,
+        c.directory,
+        authorization=req.headers.get("authorization"),
+        easy_auth=req.headers.get("x-ms-client-principal"),
+        easy_auth_enabled=c.settings.auth_easy_auth_enabled,
+    )
+    if rule.kind == "signed_in":
+        assert rule.action is not None
+        decide(identity.require_user(sign_in), Scope.of_route(req.route_params), rule.action)
+    return sign_in
+
+
+def _stored(resp: func.HttpResponse) -> StoredResponse:
+    return StoredResponse(
+        status=resp.status_code,
+        body=(resp.get_body() or b"").decode(),
+        content_type=resp.mimetype,
+        headers={k: v for k, v in resp.headers.items() if k.lower() in _REPLAYED_HEADERS},
+    )
+
+
+def _respond_once(call: Call, run: Callable[[], func.HttpResponse]) -> func.HttpResponse:
+    """Run a creating request once per Idempotency-Key; a repeat gets the stored answer."""
+    raw_key = call.header(idempotency.HEADER)
+    if not call.spec.idempotent or raw_key is None:
+        return run()
+    c = container()
+    viewer = call.viewer
+    key = idempotency.key_hash(
+        raw_key, caller=viewer.user_id if viewer else "-", operation=call.spec.name
+    )
+    path = call.req.url.split("?", 1)[0]
+    stored, replayed = idempotency.run_once(
+        c.idempotency,
+        c.clock,
+        scope=viewer.reseller if viewer else "-",
+        key=key,
+        request=idempotency.request_hash(call.req.method, path, call.req.get_body() or b""),
+        ttl=timedelta(seconds=c.settings.idempotency_ttl_seconds),
+        action=lambda: _stored(run()),
+    )
+    headers = dict(stored.headers)
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return func.HttpResponse(
+        stored.body or None,
+        status_code=stored.status,
+        headers=headers,
+        mimetype=stored.content_type,
+    )
+
+
 def _request_id(req: func.HttpRequest) -> str:
     given = req.headers.get("x-request-id") or ""
     return given if _REQUEST_ID_OK.match(given) else new_id()
@@ -283,8 +384,19 @@ def http(
     status: int = 200,
     tags: tuple[str, ...] = (),
     errors: tuple[int, ...] = (),
+    access: Rule,
+    idempotent: bool = False,
 ) -> Callable[[Callable[[Call], Any]], Callable[[Call], Any]]:
-    """Declare an HTTP function: registered on `bp`, described in OpenAPI, errors mapped."""
+    """Declare an HTTP function: registered on `bp`, access-checked, in OpenAPI, errors mapped.
+
+    `access` is required: `PUBLIC`, `IDENTIFIED` or `allow(Action.X)` (shared/services/access).
+    `idempotent` POSTs honour `Idempotency-Key`.
+    """
+    if access.kind != "public":
+        # Every protected route can answer these; OpenAPI should say so.
+        errors = (*errors, 401, 403, 404)
+    if idempotent:
+        errors = (*errors, 409)
     spec = RouteSpec(
         name,
         route,
@@ -295,7 +407,9 @@ def http(
         response,
         status,
         tags,
-        errors,
+        tuple(sorted(set(errors))),
+        access,
+        idempotent,
     )
     ROUTES.append(spec)
 
@@ -305,7 +419,8 @@ def http(
             token = REQUEST_ID.set(rid)
             try:
                 try:
-                    resp = render(handler(Call(req, spec, rid)), spec)
+                    call = Call(req, spec, rid, authorize(req, spec.access))
+                    resp = _respond_once(call, lambda: render(handler(call), spec))
                 except Exception as exc:
                     resp = problem_for(exc, instance=req.url.split("?", 1)[0])
                 resp.headers["x-request-id"] = rid

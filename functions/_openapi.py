@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import types
+import typing
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
@@ -28,10 +30,24 @@ def openapi_path(route: str, prefix: str = "/api") -> str:
     return f"{prefix}/" + _PARAM.sub(lambda m: "{" + m.group(1) + "}", route)
 
 
+def _models_of(response: Any) -> list[type[BaseModel]]:
+    """The models a response declares: one, or each of a union (`XStaff | XPublic`)."""
+    if isinstance(response, type) and issubclass(response, BaseModel):
+        return [response]
+    if typing.get_origin(response) in (typing.Union, types.UnionType):
+        args = typing.get_args(response)
+        if all(isinstance(a, type) and issubclass(a, BaseModel) for a in args):
+            return list(args)
+    return []
+
+
 def _schema_ref(model: Any, refs: dict[Any, Any]) -> dict[str, Any]:
-    if isinstance(model, type) and issubclass(model, BaseModel):
-        ref: dict[str, Any] = refs[(model, "serialization")]
+    models = _models_of(model)
+    if len(models) == 1:
+        ref: dict[str, Any] = refs[(models[0], "serialization")]
         return ref
+    if models:
+        return {"oneOf": [refs[(m, "serialization")] for m in models]}
     return TypeAdapter(model).json_schema(by_alias=True)
 
 
@@ -64,6 +80,18 @@ def _operation(spec: RouteSpec, refs: dict[Any, Any]) -> dict[str, Any]:
         "parameters": params,
         "responses": {},
     }
+    if spec.access.kind != "public":
+        op["security"] = [{"bearer": []}]
+    if spec.idempotent:
+        op["parameters"].append(
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": "Repeat a create safely: the same key and body get the same answer.",
+                "schema": {"type": "string", "maxLength": 255},
+            }
+        )
     if spec.body is not None:
         op["requestBody"] = {
             "required": True,
@@ -113,8 +141,7 @@ def build_openapi(
     for spec in ROUTES:
         if spec.body is not None:
             models.append((spec.body, "validation"))
-        if isinstance(spec.response, type) and issubclass(spec.response, BaseModel):
-            models.append((spec.response, "serialization"))
+        models.extend((m, "serialization") for m in _models_of(spec.response))
     refs, defs = models_json_schema(
         list(dict.fromkeys(models)), by_alias=True, ref_template="#/components/schemas/{model}"
     )

@@ -9,6 +9,7 @@ import azure.functions as func
 from functions._http import Call, Reply, http
 from functions._openapi import build_openapi
 from shared.bootstrap import container
+from shared.services.access import PUBLIC
 from shared.services.health import Health, check_health
 
 bp = func.Blueprint()
@@ -24,6 +25,7 @@ _openapi: dict[str, Any] | None = None
     response=Health,
     tags=("meta",),
     errors=(503,),
+    access=PUBLIC,
 )
 def health(call: Call) -> Reply:
     """Health: 200 when storage answers, 503 otherwise."""
@@ -41,6 +43,7 @@ def health(call: Call) -> Reply:
     name="http_openapi",
     summary="The OpenAPI 3.1 document.",
     tags=("meta",),
+    access=PUBLIC,
 )
 def openapi(call: Call) -> dict[str, Any]:
     """The OpenAPI document (built once per process)."""

@@ -67,6 +67,19 @@ param smtpUsername string = ''
 @description('SMTP password; stored in Key Vault. Empty: keep what the vault holds.')
 param smtpPassword string = ''
 
+// --- sign-in ----------------------------------------------------------------------------------
+
+@description('Trusted sign-in issuers as JSON: [{"issuer", "jwksUri", "audience", "kind": "platform|work|personal"}]; `{tenantid}` in an issuer stands for any Entra tenant.')
+@minLength(2)
+param authIssuers string
+
+@description('Public https base URL of the web client, used in links in e-mails (invitations).')
+@minLength(1)
+param publicBaseUrl string
+
+@description('Trust the App Service Authentication (Easy Auth) header X-MS-CLIENT-PRINCIPAL. Only when Easy Auth is on for the app.')
+param authEasyAuthEnabled bool = false
+
 // --- sizing and safety -----------------------------------------------------------------------
 
 @description('Prefix for table names (TABLE_PREFIX), letters only.')
@@ -205,6 +218,14 @@ var appSettings = {
   PARTNER_CENTER_BACKOFF_CAP_SECONDS: '30'
   PARTNER_CENTER_POLL_INTERVAL_SECONDS: '5'
   PARTNER_CENTER_POLL_TIMEOUT_SECONDS: '300'
+
+  AUTH_ISSUERS: authIssuers
+  AUTH_EASY_AUTH_ENABLED: string(authEasyAuthEnabled)
+  AUTH_CLOCK_SKEW_SECONDS: '60'
+  AUTH_JWKS_CACHE_SECONDS: '3600'
+  INVITATION_VALID_DAYS: '7'
+  PUBLIC_BASE_URL: publicBaseUrl
+  IDEMPOTENCY_TTL_SECONDS: '86400'
 
   MAIL_FROM: mailFrom
   SMTP_HOST: smtpHost

@@ -50,11 +50,14 @@ class Azurite:
     def stop(self) -> None:
         """Stop what we started (nothing when the user brought their own)."""
         if self.process is not None and self.process.poll() is None:
+            # An idle Azurite may ignore SIGTERM; its data is flushed on each write, so a short
+            # grace period and then SIGKILL loses nothing.
             self.process.terminate()
             try:
-                self.process.wait(timeout=10)
+                self.process.wait(timeout=2)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+                self.process.wait(timeout=5)
         if self.container is not None:
             self.container.stop()  # type: ignore[attr-defined]
 

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / ".local"
 HOST_PORT = int(os.environ.get("HOST_PORT", "7071"))
 SIM_PORT = int(os.environ.get("PARTNER_CENTER_SIM_PORT", "8443"))
+ISSUER_PORT = int(os.environ.get("LOCAL_ISSUER_PORT", "7072"))
 AZURITE_PORTS = (10000, 10001, 10002)
 
 
@@ -81,6 +82,44 @@ def _start_simulator(
     }
 
 
+def _start_issuer(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+    """The local OpenID issuer (localdev/tokens.py) and the AUTH_ISSUERS that trust it."""
+    from localdev.tokens import issuers_json
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "localdev.tokens",
+            "serve",
+            "--port",
+            str(ISSUER_PORT),
+            "--state-dir",
+            str(STATE / "issuer"),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{ISSUER_PORT}"
+    _wait_http(f"{base}/platform/jwks", 30, proc)
+    return proc, {"AUTH_ISSUERS": issuers_json(base)}
+
+
+def _demo_token(env: dict[str, str]) -> str | None:
+    minted = subprocess.run(
+        [sys.executable, "-m", "localdev.tokens", "--email", "owner@demo.example"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if minted.returncode != 0:
+        return None
+    return minted.stdout.strip() or None
+
+
 def _local_settings() -> Path:
     target = ROOT / "local.settings.json"
     if not target.exists():
@@ -91,7 +130,11 @@ def _local_settings() -> Path:
 
 def main() -> int:
     """Start everything, print how to call it, stop everything on Ctrl-C."""
-    for port, what in [(HOST_PORT, "the functions host"), *((p, "Azurite") for p in AZURITE_PORTS)]:
+    for port, what in [
+        (HOST_PORT, "the functions host"),
+        (ISSUER_PORT, "the local token issuer"),
+        *((p, "Azurite") for p in AZURITE_PORTS),
+    ]:
         if _busy(port):
             print(f"port {port} ({what}) is in use: is `make run` already up?", file=sys.stderr)
             return 1
@@ -128,6 +171,9 @@ def main() -> int:
             if sim is not None:
                 children.append(sim)
         env.update(sim_env)
+        issuer, issuer_env = _start_issuer(env, logs / "issuer.log")
+        children.append(issuer)
+        env.update(issuer_env)
         settings = _local_settings()
         host = subprocess.Popen(
             [
@@ -147,7 +193,7 @@ def main() -> int:
         seed = ROOT / "localdev" / "seed.py"
         if seed.exists():
             subprocess.run([sys.executable, "-m", "localdev.seed"], cwd=ROOT, env=env, check=True)
-        _banner(sim_env)
+        _banner(sim_env, _demo_token(env))
         while all(c.poll() is None for c in children):
             time.sleep(0.5)
         print("a process exited; stopping the rest", file=sys.stderr)
@@ -159,7 +205,7 @@ def main() -> int:
         stop()
 
 
-def _banner(sim: dict[str, str]) -> None:
+def _banner(sim: dict[str, str], token: str | None = None) -> None:
     base = f"http://127.0.0.1:{HOST_PORT}/api"
     lines = [
         "",
@@ -174,14 +220,22 @@ def _banner(sim: dict[str, str]) -> None:
             f"  Partner Center sim {sim['PARTNER_CENTER_API_BASE_URL']}  (state in .local/pc-sim)"
         )
     lines += [
+        f"  token issuer       http://127.0.0.1:{ISSUER_PORT}  (key in .local/issuer)",
         f"  e-mail drop folder {STATE / 'mail'}",
         f"  logs               {STATE / 'logs'}",
         "",
         "Try:",
         f"  curl {base}/health",
         f"  curl {base}/openapi.json",
-        "",
     ]
+    if token:
+        lines += [
+            "",
+            "As owner@demo.example (Account Manager of reseller demo; token valid 1 h):",
+            f'  curl -H "Authorization: Bearer {token}" {base}/me',
+            "Another user's token: .venv/bin/python -m localdev.tokens --email sales@demo.example",
+        ]
+    lines.append("")
     print("\n".join(lines), flush=True)
 
 

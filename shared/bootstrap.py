@@ -7,14 +7,18 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import Any, TypeVar
 
+from shared.adapters.auth import JwtVerifier
 from shared.adapters.mail import build_mailer
 from shared.adapters.queues import OutboxDispatcher, QueueSender, sweep_cutoff
 from shared.adapters.tables.repository import TableRepository
 from shared.adapters.tables.store import TableStore
 from shared.config import Settings, get_settings
+from shared.domain.idempotency import IdempotencyRecord
+from shared.domain.identity import Identity, Invitation, Reseller, User
 from shared.domain.model import Record
 from shared.domain.notifications import Notification
-from shared.ports import Clock, Mailer, SystemClock
+from shared.ports import Clock, Mailer, SystemClock, TokenVerifier
+from shared.services.identity import Directory
 
 M = TypeVar("M", bound=Record)
 R = TypeVar("R")
@@ -70,6 +74,59 @@ class Container:
     def notifications(self) -> TableRepository[Notification]:
         """Notifications, by scope and id."""
         return self.table_repository("Notifications", Notification, lambda n: (n.scope, n.id))
+
+    @repository
+    def resellers(self) -> TableRepository[Reseller]:
+        """Resellers, by slug."""
+        return self.table_repository("Resellers", Reseller, lambda r: ("reseller", r.slug))
+
+    @repository
+    def users(self) -> TableRepository[User]:
+        """Users, by reseller slug (`*` for the distributor) and id."""
+        return self.table_repository("Users", User, lambda u: (u.reseller, u.id))
+
+    @repository
+    def identities(self) -> TableRepository[Identity]:
+        """Sign-in identities: (issuer hash, subject) → user."""
+        return self.table_repository(
+            "Identities", Identity, lambda i: (i.issuer_key, i.subject_key)
+        )
+
+    @repository
+    def invitations(self) -> TableRepository[Invitation]:
+        """Invitations, by reseller slug and token hash."""
+        return self.table_repository(
+            "Invitations", Invitation, lambda i: (i.reseller, i.token_hash)
+        )
+
+    @repository
+    def idempotency(self) -> TableRepository[IdempotencyRecord]:
+        """Idempotency keys, by scope and key hash."""
+        return self.table_repository(
+            "Idempotency", IdempotencyRecord, lambda i: (i.scope, i.key_hash)
+        )
+
+    @cached_property
+    def directory(self) -> Directory:
+        """The records of sign-in, users and resellers, for the services."""
+        return Directory(
+            resellers=self.resellers,
+            users=self.users,
+            identities=self.identities,
+            invitations=self.invitations,
+            notifications=self.notifications,
+            clock=self.clock,
+        )
+
+    @cached_property
+    def token_verifier(self) -> TokenVerifier:
+        """Checks bearer tokens against AUTH_ISSUERS (JWKS fetched lazily, cached)."""
+        s = self.settings
+        return JwtVerifier(
+            s.auth_issuers,
+            leeway_seconds=s.auth_clock_skew_seconds,
+            jwks_ttl_seconds=s.auth_jwks_cache_seconds,
+        )
 
     def outbox_tables(self) -> list[str]:
         """Every table that may hold outbox rows (the tables of all repositories)."""

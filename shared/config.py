@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic.alias_generators import to_camel
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.domain.identity import SignInKind
 
 Environment = Literal["local", "test", "production"]
 
@@ -22,6 +26,18 @@ def is_azurite_connection_string(conn: str) -> bool:
     parts = dict(p.split("=", 1) for p in conn.split(";") if "=" in p)
     endpoints = [v for k, v in parts.items() if k.endswith("Endpoint")]
     return bool(endpoints) and all(urlparse(e).hostname in _AZURITE_HOSTS for e in endpoints)
+
+
+class TrustedIssuer(BaseModel):
+    """One issuer whose tokens the app accepts (an entry of AUTH_ISSUERS)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    # The `iss` claim; `{tenantid}` stands for any tenant, which must equal the `tid` claim.
+    issuer: str = Field(min_length=1)
+    jwks_uri: str = Field(pattern=r"^https?://")
+    audience: str = Field(min_length=1)
+    kind: SignInKind
 
 
 class Settings(BaseSettings):
@@ -109,6 +125,35 @@ class Settings(BaseSettings):
     smtp_port: int = Field(587, alias="SMTP_PORT")
     smtp_username: str | None = Field(None, alias="SMTP_USERNAME")
     smtp_password: SecretStr | None = Field(None, alias="SMTP_PASSWORD")
+
+    # Sign-in: trusted issuers (JSON list of {issuer, jwksUri, audience, kind}), Easy Auth.
+    auth_issuers: list[TrustedIssuer] = Field(default_factory=list, alias="AUTH_ISSUERS")
+    auth_easy_auth_enabled: bool = Field(False, alias="AUTH_EASY_AUTH_ENABLED")
+    auth_clock_skew_seconds: int = Field(60, alias="AUTH_CLOCK_SKEW_SECONDS", ge=0, le=600)
+    auth_jwks_cache_seconds: int = Field(3600, alias="AUTH_JWKS_CACHE_SECONDS", ge=0)
+
+    # Invitations and links in e-mails; idempotent POSTs.
+    invitation_valid_days: int = Field(7, alias="INVITATION_VALID_DAYS", ge=1, le=90)
+    public_base_url: str = Field("", alias="PUBLIC_BASE_URL", pattern=r"^(https?://\S+)?$")
+    idempotency_ttl_seconds: int = Field(86400, alias="IDEMPOTENCY_TTL_SECONDS", ge=60)
+
+    @field_validator("auth_issuers", mode="before")
+    @classmethod
+    def _issuers_from_json(cls, value: object) -> object:
+        # The environment gives JSON text; so may code that builds Settings from the same values.
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else []
+        return value
+
+    @model_validator(mode="after")
+    def _auth_is_safe(self) -> Settings:
+        if self.environment == "production":
+            plain = [i.jwks_uri for i in self.auth_issuers if not i.jwks_uri.startswith("https://")]
+            if plain:
+                raise ValueError("AUTH_ISSUERS: outside local and test, jwksUri must be https")
+            if self.public_base_url.startswith("http://"):
+                raise ValueError("PUBLIC_BASE_URL: outside local and test, use https")
+        return self
 
     @model_validator(mode="after")
     def _storage_is_safe(self) -> Settings:

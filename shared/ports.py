@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
+from shared.domain.identity import VerifiedToken
 from shared.domain.model import Page, Record
 from shared.domain.notifications import Email
 from shared.domain.outbox import OutboxMessage
@@ -80,6 +81,18 @@ class Mailer(Protocol):
 
     def send(self, email: Email, *, message_id: str) -> None:
         """Send `email`; `message_id` identifies it (the same id means the same e-mail)."""
+        ...
+
+
+class TokenVerifier(Protocol):
+    """Checks a caller's credentials against the trusted issuers (JWKS-backed in Azure)."""
+
+    def verify(self, token: str) -> VerifiedToken:
+        """The checked token; Unauthenticated (with no reason given) if anything is wrong."""
+        ...
+
+    def from_easy_auth(self, header: str) -> VerifiedToken:
+        """The caller App Service authentication vouches for (`X-MS-CLIENT-PRINCIPAL`)."""
         ...
 
 

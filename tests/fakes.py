@@ -132,3 +132,129 @@ class FakeMailer:
         if self.fail_with is not None:
             raise self.fail_with
         self.sent.append((message_id, email))
+
+
+# --- Sign-in, users and resellers ------------------------------------------------------------
+
+from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
+
+from localdev.tokens import local_subject, mint, public_jwk  # noqa: E402
+from shared.adapters.auth import JwtVerifier  # noqa: E402
+from shared.bootstrap import Container  # noqa: E402
+from shared.config import Settings, TrustedIssuer  # noqa: E402
+from shared.domain.idempotency import IdempotencyRecord  # noqa: E402
+from shared.domain.identity import (  # noqa: E402
+    Identity,
+    Invitation,
+    Reseller,
+    SignInKind,
+    User,
+    VerifiedToken,
+)
+from shared.domain.notifications import Notification  # noqa: E402
+from shared.services.identity import Directory  # noqa: E402
+
+AUDIENCE = "api://csp-test"
+_KEY: rsa.RSAPrivateKey | None = None
+
+
+def _shared_key() -> rsa.RSAPrivateKey:
+    # One RSA key per test process: generating keys is the slow part of token tests.
+    global _KEY
+    if _KEY is None:
+        _KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return _KEY
+
+
+class TestIssuer:
+    """Three trusted issuers (one per sign-in kind) signing with one real RSA key."""
+
+    __test__ = False
+
+    def __init__(self, key: rsa.RSAPrivateKey | None = None) -> None:
+        self.key = key or _shared_key()
+        self.jwks_fetches = 0
+
+    @staticmethod
+    def issuer(kind: SignInKind) -> str:
+        """The issuer URL of a kind."""
+        return f"https://issuer.test/{kind.value}"
+
+    def trusted(self) -> list[TrustedIssuer]:
+        """AUTH_ISSUERS for these issuers."""
+        return [
+            TrustedIssuer(
+                issuer=self.issuer(k),
+                jwks_uri=f"https://issuer.test/{k.value}/jwks",
+                audience=AUDIENCE,
+                kind=k,
+            )
+            for k in SignInKind
+        ]
+
+    def _jwks(self, uri: str) -> dict[str, Any]:
+        self.jwks_fetches += 1
+        return {"keys": [public_jwk(self.key)]}
+
+    def verifier(self, **kw: Any) -> JwtVerifier:
+        """A real verifier whose JWKS comes from memory."""
+        return JwtVerifier(self.trusted(), fetch=self._jwks, **kw)
+
+    def token(self, email: str, kind: SignInKind = SignInKind.PLATFORM, **kw: Any) -> str:
+        """A valid token of `email`'s stable subject at the issuer of `kind`."""
+        kw.setdefault("subject", local_subject(email, kind))
+        kw.setdefault("issuer", self.issuer(kind))
+        kw.setdefault("audience", AUDIENCE)
+        return mint(self.key, email=email, **kw)
+
+    def sign_in(self, email: str, kind: SignInKind = SignInKind.PLATFORM) -> VerifiedToken:
+        """What the verifier makes of `token(email, kind)`."""
+        return VerifiedToken(
+            issuer=self.issuer(kind), subject=local_subject(email, kind), kind=kind, email=email
+        )
+
+
+def fake_directory(clock: FakeClock | None = None) -> Directory:
+    """A Directory of in-memory repositories."""
+    return Directory(
+        resellers=InMemoryRepository[Reseller](lambda r: ("reseller", r.slug)),
+        users=InMemoryRepository[User](lambda u: (u.reseller, u.id)),
+        identities=InMemoryRepository[Identity](lambda i: (i.issuer_key, i.subject_key)),
+        invitations=InMemoryRepository[Invitation](lambda i: (i.reseller, i.token_hash)),
+        notifications=InMemoryRepository[Notification](lambda n: (n.scope, n.id)),
+        clock=clock or FakeClock(),
+    )
+
+
+class _Pingable:
+    def ping(self) -> None:
+        """Storage answers."""
+
+
+def fake_container(
+    issuer: TestIssuer, clock: FakeClock | None = None, **settings: Any
+) -> Container:
+    """A Container whose repositories live in memory and whose tokens `issuer` signs."""
+    values: dict[str, Any] = {
+        "APP_ENVIRONMENT": "test",
+        "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+        "AUTH_ISSUERS": [i.model_dump() for i in issuer.trusted()],
+        "PUBLIC_BASE_URL": "https://portal.test",
+        **settings,
+    }
+    clock = clock or FakeClock()
+    c = Container(Settings(**values), clock=clock)
+    d = fake_directory(clock)
+    c.__dict__.update(
+        resellers=d.resellers,
+        users=d.users,
+        identities=d.identities,
+        invitations=d.invitations,
+        notifications=d.notifications,
+        idempotency=InMemoryRepository[IdempotencyRecord](lambda i: (i.scope, i.key_hash)),
+        directory=d,
+        token_verifier=issuer.verifier(),
+        store=_Pingable(),
+        queues=_Pingable(),
+    )
+    return c

@@ -648,11 +648,11 @@ def test_app_runs_as_production():
 def test_the_app_bindings_use_only_queues_and_settings_that_exist():
     if not (ROOT / "function_app.py").exists():
         pytest.skip("function_app.py is not written yet")
-    from function_app import app
+    from tests.app_index import functions
 
     provided = app_settings()
     queues = queues_in_bicep()
-    for function in app.get_functions():
+    for function in functions():
         for binding in function.get_bindings_dict()["bindings"]:
             for value in binding.values():
                 for setting in re.findall(r"%(\w+)%", str(value)):

@@ -18,6 +18,13 @@ AZURE_KEY_CONN = (
 )
 
 
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    """Settings read the environment: start each test from none of ours."""
+    for field in Settings.model_fields.values():
+        monkeypatch.delenv(str(field.alias), raising=False)
+
+
 def test_azurite_connection_strings_are_recognised():
     assert is_azurite_connection_string("UseDevelopmentStorage=true")
     assert is_azurite_connection_string(connection_string(1, 2, 3))

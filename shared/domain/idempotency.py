@@ -1,0 +1,39 @@
+"""Idempotency records: one per (scope, key), holding the answer a repeated request gets."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import AwareDatetime, BaseModel, Field
+
+from shared.domain.model import Record
+
+
+class IdempotencyStatus(StrEnum):
+    """Whether the first request with a key is still running or has answered."""
+
+    IN_PROGRESS = "InProgress"
+    COMPLETED = "Completed"
+
+
+class StoredResponse(BaseModel):
+    """An answer as it is replayed: status, body text, content type, chosen headers."""
+
+    status: int
+    body: str = ""
+    content_type: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class IdempotencyRecord(Record):
+    """The lock and the memory of one idempotent request (table `Idempotency`)."""
+
+    scope: str
+    key_hash: str
+    request_hash: str
+    status: IdempotencyStatus = IdempotencyStatus.IN_PROGRESS
+    created_at: AwareDatetime
+    # An in-progress record whose owner died is taken over after this moment.
+    locked_until: AwareDatetime
+    expires_at: AwareDatetime
+    response: StoredResponse | None = None

@@ -1,0 +1,154 @@
+"""Access control: the one place that decides who may do what, where.
+
+Every HTTP route declares a `Rule` (`functions/_http.py` refuses a route without one):
+
+- `PUBLIC`: anyone, signed in or not (health, the OpenAPI document, the public catalog);
+- `IDENTIFIED`: any caller with a valid token, even one not yet linked to a user (accepting an
+  invitation is how a new sign-in becomes a user);
+- `allow(Action.X)`: a signed-in, active user whose role holds action X *and* whose world holds
+  the route's scope.
+
+`decide(principal, scope, action)` is evaluated by the HTTP edge before the handler runs, with
+the scope taken from the route parameters (`{r}` reseller slug, `{c}` customer id):
+
+1. Outside the caller's world → `NotFound` (404): another reseller's anything, or, for a
+   customer user, another customer. A caller cannot even learn that it exists.
+2. Inside its world but the role lacks the action → `Forbidden` (403).
+
+Services check *records* whose scope the route does not show (the user `{u}` of a reseller may
+belong to one of its customers, an invitation names an organisation) with `ensure_visible`,
+which applies rule 1 to the record's own (reseller, customer).
+
+Cost and margin: reseller roles and distributor admins see them; customer users never do.
+This is not a filtered dict but a different response model, chosen by `view()`:
+
+    class ResellerStaff(WireModel): ... default_margin_percent ...   # cost/margin fields
+    class ResellerPublic(WireModel): ...                             # none of them at all
+
+    return view(call.principal, reseller, staff=ResellerStaff, public=ResellerPublic)
+
+Priced resources (catalog, orders, quotes, subscriptions, reports) follow the same pattern:
+`<Thing>Staff` carries purchase price and margin, `<Thing>Public` only the customer's price;
+the route declares `response=<Thing>Staff | <Thing>Public` so both appear in OpenAPI. The
+public catalog (a `PUBLIC` route) always answers its `...Public` model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel
+
+from shared.domain.errors import Forbidden, NotFound
+from shared.domain.identity import Principal, Role
+
+S = TypeVar("S", bound=BaseModel)
+P = TypeVar("P", bound=BaseModel)
+
+
+class Action(StrEnum):
+    """What a route does, as far as access is concerned."""
+
+    SELF = "self"  # the caller's own profile and sign-in methods
+    LIST_RESELLERS = "resellers.list"
+    MANAGE_RESELLERS = "resellers.manage"  # onboard and edit resellers
+    READ_RESELLER = "reseller.read"
+    READ_USERS = "users.read"
+    MANAGE_USERS = "users.manage"
+    READ_SETTINGS = "settings.read"
+    MANAGE_SETTINGS = "settings.manage"
+
+
+_EVERYONE = frozenset({Action.SELF, Action.READ_RESELLER})
+
+# Who may do what (DESIGN.md). A customer role's actions apply inside its own customer only.
+ROLE_ACTIONS: Mapping[Role, frozenset[Action]] = {
+    Role.DISTRIBUTOR_ADMIN: frozenset(Action),
+    Role.ACCOUNT_MANAGER: _EVERYONE
+    | {Action.READ_USERS, Action.MANAGE_USERS, Action.READ_SETTINGS, Action.MANAGE_SETTINGS},
+    Role.SALES: _EVERYONE,
+    Role.READ_ONLY: _EVERYONE,
+    Role.CUSTOMER_ADMIN: _EVERYONE | {Action.READ_USERS, Action.MANAGE_USERS},
+    Role.CUSTOMER_READER: _EVERYONE,
+}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A route's access rule."""
+
+    kind: Literal["public", "identified", "signed_in"]
+    action: Action | None = None
+
+
+PUBLIC = Rule("public")
+IDENTIFIED = Rule("identified")
+
+
+def allow(action: Action) -> Rule:
+    """A route for signed-in users whose role holds `action`."""
+    return Rule("signed_in", action)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Where a request or a record lives: a reseller and possibly one of its customers."""
+
+    reseller: str | None = None
+    customer: str | None = None
+
+    @classmethod
+    def of_route(cls, params: Mapping[str, str]) -> Scope:
+        """The scope named by route parameters `{r}` and `{c}`."""
+        return cls(params.get("r") or None, params.get("c") or None)
+
+
+def may(principal: Principal, action: Action) -> bool:
+    """Whether the principal's role holds `action` (anywhere in its world)."""
+    return action in ROLE_ACTIONS.get(principal.role, frozenset())
+
+
+def _outside(principal: Principal, scope: Scope) -> bool:
+    if principal.is_distributor:
+        return False
+    if scope.reseller is not None and scope.reseller != principal.reseller:
+        return True
+    return (
+        principal.is_customer_user
+        and scope.customer is not None
+        and scope.customer != principal.customer_id
+    )
+
+
+def decide(principal: Principal, scope: Scope, action: Action) -> None:
+    """Allow, or raise NotFound (outside the caller's world) or Forbidden (role lacks it)."""
+    if _outside(principal, scope):
+        raise NotFound("not found")
+    if not may(principal, action):
+        raise Forbidden(f"your role ({principal.role.value}) may not do this")
+
+
+def ensure_visible(principal: Principal, reseller: str, customer: str | None) -> None:
+    """NotFound unless a record of (reseller, customer) is inside the caller's world.
+
+    A customer user's world holds its own customer only: records of the reseller's own
+    organisation (customer None) are outside it, like other customers' records.
+    """
+    if _outside(principal, Scope(reseller, customer)):
+        raise NotFound("not found")
+    if principal.is_customer_user and customer != principal.customer_id:
+        raise NotFound("not found")
+
+
+def sees_cost(principal: Principal | None) -> bool:
+    """Whether the caller may see purchase prices and margins (reseller and distributor staff)."""
+    return principal is not None and not principal.is_customer_user
+
+
+def view(principal: Principal | None, record: Any, *, staff: type[S], public: type[P]) -> S | P:
+    """The response model the caller may see: `staff` with cost and margin, else `public`."""
+    model: type[S] | type[P] = staff if sees_cost(principal) else public
+    return model.model_validate(record, from_attributes=True)

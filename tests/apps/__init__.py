@@ -1,0 +1,1 @@
+"""Small FunctionApps used only to test localdev.host."""

@@ -1,0 +1,173 @@
+"""Every HTTP route × every role × own/other reseller and own/other customer → expected status.
+
+Generated from the app's functions: a route missing from EXPECT fails the suite, so no route
+can ship without someone deciding who may call it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from functions._http import encode_etag
+from shared import bootstrap
+from shared.domain.identity import SignInKind
+from tests.app_index import triggers
+from tests.functions.helpers import call
+from tests.functions.world import CALLERS, CUST_A, CUST_B, World, build_world
+
+ROLES = ("anonymous", *CALLERS)  # anonymous, DA, AM, Sales, ReadOnly, CustomerAdmin, CustomerReader
+VARIANTS = ("own_reseller", "other_reseller", "own_customer", "other_customer")
+RESELLER_OF = {"own_reseller": "demo", "other_reseller": "other"}
+# Whose customer a variant is about (None: the reseller's own organisation).
+CUSTOMER_OF = {"own_customer": CUST_A, "other_customer": CUST_B}
+
+
+def same(statuses: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    """One row of statuses for every variant."""
+    return dict.fromkeys(VARIANTS, statuses)
+
+
+def by_reseller(own: tuple[int, ...], other: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    """Statuses for the caller's own reseller (and its customers) and for another reseller."""
+    return {**dict.fromkeys(VARIANTS, own), "other_reseller": other}
+
+
+OUTSIDE = (401, 200, 404, 404, 404, 404, 404)
+
+#        anonymous  DA   AM   Sales  RO  CustAdmin CustReader
+EXPECT: dict[str, dict[str, tuple[int, ...]]] = {
+    "http_health": same((200, 200, 200, 200, 200, 200, 200)),
+    "http_openapi": same((200, 200, 200, 200, 200, 200, 200)),
+    "http_me": same((401, 200, 200, 200, 200, 200, 200)),
+    "http_link_sign_in": same((401, 200, 200, 200, 200, 200, 200)),
+    "http_accept_invitation": same((401, 404, 404, 404, 404, 404, 404)),
+    "http_list_resellers": same((401, 200, 403, 403, 403, 403, 403)),
+    "http_onboard_reseller": same((401, 201, 403, 403, 403, 403, 403)),
+    "http_get_reseller": by_reseller((401, 200, 200, 200, 200, 200, 200), OUTSIDE),
+    "http_update_reseller": by_reseller((401, 200, 403, 403, 403, 403, 403), OUTSIDE),
+    "http_get_settings": by_reseller((401, 200, 200, 403, 403, 403, 403), OUTSIDE),
+    "http_put_settings": by_reseller((401, 200, 200, 403, 403, 403, 403), OUTSIDE),
+    "http_list_users": by_reseller((401, 200, 200, 403, 403, 200, 403), OUTSIDE),
+    "http_invite_user": {
+        "own_reseller": (401, 201, 201, 403, 403, 403, 403),
+        "other_reseller": (401, 201, 404, 404, 404, 404, 404),
+        "own_customer": (401, 201, 201, 403, 403, 201, 403),
+        "other_customer": (401, 201, 201, 403, 403, 404, 403),
+    },
+    "http_update_user": {
+        "own_reseller": (401, 200, 200, 403, 403, 404, 403),
+        "other_reseller": (401, 200, 404, 404, 404, 404, 404),
+        "own_customer": (401, 200, 200, 403, 403, 200, 403),
+        "other_customer": (401, 200, 200, 403, 403, 404, 403),
+    },
+}
+EXPECT["http_disable_user"] = EXPECT["http_update_user"]
+
+ROUTE_PARAMS = {"r", "u", "token"}
+
+
+def http_functions() -> dict[str, dict[str, Any]]:
+    return {n: t for n, t in triggers().items() if t["type"] == "httpTrigger"}
+
+
+def test_every_http_route_has_an_access_expectation():
+    missing = sorted(set(http_functions()) - set(EXPECT))
+    assert not missing, f"routes without an access expectation (add them to EXPECT): {missing}"
+    assert not sorted(set(EXPECT) - set(http_functions())), "EXPECT names unknown functions"
+
+
+def test_every_route_only_uses_route_parameters_the_matrix_knows():
+    import re
+
+    for name, t in http_functions().items():
+        params = set(re.findall(r"\{([^}:?]+)", t["route"]))
+        assert params <= ROUTE_PARAMS, f"{name}: teach the matrix about {params - ROUTE_PARAMS}"
+
+
+@pytest.fixture
+def world() -> Iterator[World]:
+    w = build_world()
+    bootstrap.use(w.container)
+    yield w
+    bootstrap.use(None)
+
+
+def _request(world: World, name: str, variant: str, role: str) -> dict[str, Any]:
+    trig = http_functions()[name]
+    reseller = RESELLER_OF.get(variant, "demo")
+    target = world.users[variant]
+    route: dict[str, str] = {}
+    path = trig["route"]
+    if "{r}" in path:
+        route["r"] = reseller
+    if "{u}" in path:
+        route["u"] = target.id
+        if variant == "other_reseller":
+            route["r"] = target.reseller
+    if "{token}" in path:
+        route["token"] = "demo.this-invitation-does-not-exist-at-all"
+    for key, value in route.items():
+        path = path.replace("{" + key + "}", value)
+    method = getattr(trig["methods"][0], "value", trig["methods"][0])
+    headers: dict[str, str] = {}
+    body: Any = None
+    c = world.container
+    if name == "http_onboard_reseller":
+        body = {
+            "slug": "fresh",
+            "name": "Fresh",
+            "partnerCenterId": "1234567",
+            "country": "CZ",
+            "currency": "CZK",
+        }
+    elif name == "http_update_reseller":
+        body = {"name": "Renamed"}
+        headers["If-Match"] = encode_etag(c.resellers.get("reseller", reseller).etag)
+    elif name == "http_put_settings":
+        body = {"appearance": {"displayName": "Renamed"}}
+        headers["If-Match"] = encode_etag(c.resellers.get("reseller", reseller).etag)
+    elif name == "http_invite_user":
+        customer = CUSTOMER_OF.get(variant)
+        body = {
+            "email": "new.person@example.com",
+            "role": "CustomerReader" if customer else "ReadOnly",
+        }
+        if customer:
+            body["customerId"] = customer
+    elif name == "http_update_user":
+        body = {"status": "Disabled"}
+        headers["If-Match"] = encode_etag(target.etag)
+    elif name == "http_link_sign_in" and role != "anonymous":
+        body = {"token": world.issuer.token(CALLERS[role][1], SignInKind.WORK)}
+    elif name == "http_link_sign_in":
+        body = {"token": "x"}
+    token = None if role == "anonymous" else world.token(role)
+    return {
+        "method": method,
+        "path": path,
+        "route": route,
+        "body": body,
+        "headers": headers,
+        "token": token,
+    }
+
+
+CASES = [
+    (name, variant, role, EXPECT[name][variant][i])
+    for name in sorted(EXPECT)
+    for variant in VARIANTS
+    for i, role in enumerate(ROLES)
+]
+
+
+@pytest.mark.parametrize(("name", "variant", "role", "status"), CASES)
+def test_access(world: World, name: str, variant: str, role: str, status: int):
+    req = _request(world, name, variant, role)
+    resp = call(name, req.pop("method"), req.pop("path"), **req)
+    body = resp.get_body().decode()
+    assert resp.status_code == status, f"{name} {variant} as {role}: {resp.status_code} {body}"
+    if status >= 400:
+        assert resp.mimetype == "application/problem+json"

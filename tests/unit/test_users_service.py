@@ -1,0 +1,162 @@
+"""Invitations and users: single use, expiry, the invited address only, roles fit organisations."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+
+from shared.domain.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from shared.domain.identity import DISTRIBUTOR, Principal, Role, SignInKind, UserStatus
+from shared.services import identity, resellers, users
+from shared.services.resellers import ResellerCreate
+from shared.services.users import UserInvite, UserUpdate
+from tests.fakes import FakeClock, TestIssuer, fake_directory
+
+CUSTOMER = "01JCXSTA00000000000000000A"
+EMAIL = "jana@customer.example"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def directory(clock):
+    d = fake_directory(clock)
+    resellers.onboard(
+        d.resellers,
+        clock,
+        ResellerCreate(
+            slug="demo", name="Demo", partner_center_id="1234567", country="CZ", currency="CZK"
+        ),
+    )
+    return d
+
+
+@pytest.fixture
+def owner(directory) -> Principal:
+    user = users.ensure_user(
+        directory,
+        "demo",
+        "owner@demo.example",
+        Role.ACCOUNT_MANAGER,
+        sign_ins=[TestIssuer().sign_in("owner@demo.example")],
+    )
+    return Principal(user.id, "demo", None, Role.ACCOUNT_MANAGER, user.email, SignInKind.PLATFORM)
+
+
+def invite(directory, owner, email=EMAIL, role=Role.CUSTOMER_ADMIN, customer=CUSTOMER, days=7):
+    users.invite(
+        directory,
+        owner,
+        "demo",
+        UserInvite(email=email, role=role, customer_id=customer),
+        valid_for=timedelta(days=days),
+        public_base_url="https://portal.test",
+    )
+    mails = list(directory.notifications.rows.values())
+    return re.search(r"/invitations/(\S+)", mails[-1].email.text).group(1)
+
+
+def test_invitation_is_accepted_once(directory, owner):
+    token = invite(directory, owner)
+    user = users.accept_invitation(directory, token, TestIssuer().sign_in(EMAIL))
+    assert (user.status, user.customer_id, user.role) == (
+        UserStatus.ACTIVE,
+        CUSTOMER,
+        Role.CUSTOMER_ADMIN,
+    )
+    assert identity.principal_of(directory, TestIssuer().sign_in(EMAIL)).user_id == user.id
+    with pytest.raises(Conflict, match="already been used"):
+        users.accept_invitation(directory, token, TestIssuer().sign_in(EMAIL))
+
+
+def test_expired_invitation_fails(directory, owner, clock):
+    token = invite(directory, owner, days=1)
+    clock.advance(days=1, seconds=1)
+    with pytest.raises(Conflict, match="expired"):
+        users.accept_invitation(directory, token, TestIssuer().sign_in(EMAIL))
+
+
+def test_invitation_for_another_email_fails(directory, owner):
+    token = invite(directory, owner)
+    with pytest.raises(Forbidden, match="another e-mail"):
+        users.accept_invitation(directory, token, TestIssuer().sign_in("mallory@evil.example"))
+    # ...and is still usable by the invited person.
+    assert users.accept_invitation(directory, token, TestIssuer().sign_in(EMAIL)).status is (
+        UserStatus.ACTIVE
+    )
+
+
+def test_invitation_is_accepted_with_the_platform_account_only(directory, owner):
+    token = invite(directory, owner)
+    with pytest.raises(Forbidden, match="platform account"):
+        users.accept_invitation(directory, token, TestIssuer().sign_in(EMAIL, SignInKind.WORK))
+
+
+@pytest.mark.parametrize("token", ["", "demo", "demo.short", "other." + "x" * 43, "x" * 300])
+def test_unknown_or_malformed_invitation_tokens_are_not_found(directory, token):
+    with pytest.raises(NotFound):
+        users.accept_invitation(directory, token, TestIssuer().sign_in(EMAIL))
+
+
+def test_a_tampered_token_of_a_real_invitation_is_not_found(directory, owner):
+    token = invite(directory, owner)
+    with pytest.raises(NotFound):
+        users.accept_invitation(directory, token[:-2] + "xx", TestIssuer().sign_in(EMAIL))
+
+
+def test_reinviting_a_pending_person_sends_a_new_link_and_keeps_one_user(directory, owner):
+    first = invite(directory, owner)
+    second = invite(directory, owner)
+    assert first != second
+    assert len([u for u in directory.users.rows.values() if u.email == EMAIL]) == 1
+
+
+def test_inviting_an_active_user_again_is_a_conflict(directory, owner):
+    token = invite(directory, owner)
+    users.accept_invitation(directory, token, TestIssuer().sign_in(EMAIL))
+    with pytest.raises(Conflict, match="already a user"):
+        invite(directory, owner)
+
+
+@pytest.mark.parametrize(
+    ("role", "customer"),
+    [
+        (Role.SALES, CUSTOMER),
+        (Role.CUSTOMER_READER, None),
+        (Role.DISTRIBUTOR_ADMIN, None),
+    ],
+)
+def test_role_must_fit_the_organisation(directory, owner, role, customer):
+    with pytest.raises(ValidationFailed):
+        invite(directory, owner, role=role, customer=customer)
+
+
+def test_nobody_changes_its_own_role(directory, owner):
+    me = directory.users.get("demo", owner.user_id)
+    with pytest.raises(Conflict):
+        users.update_user(directory, owner, "demo", me.id, me.etag, UserUpdate(role=Role.SALES))
+
+
+def test_distributor_admin_is_seeded_outside_every_reseller(directory):
+    admin = users.ensure_user(
+        directory,
+        DISTRIBUTOR,
+        "Admin@Distributor.example",
+        Role.DISTRIBUTOR_ADMIN,
+        sign_ins=[TestIssuer().sign_in("admin@distributor.example")],
+    )
+    again = users.ensure_user(
+        directory,
+        DISTRIBUTOR,
+        "admin@distributor.example",
+        Role.DISTRIBUTOR_ADMIN,
+        sign_ins=[TestIssuer().sign_in("admin@distributor.example")],
+    )
+    assert again.id == admin.id and again.etag == admin.etag
+    principal = identity.principal_of(directory, TestIssuer().sign_in("admin@distributor.example"))
+    assert principal is not None and principal.is_distributor
