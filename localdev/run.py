@@ -142,8 +142,10 @@ def main() -> int:
     logs = STATE / "logs"
     logs.mkdir(exist_ok=True)
     children: list[subprocess.Popen[bytes]] = []
+    storage: azurite.Azurite | None = None
 
-    def stop(*_: object) -> None:
+    def stop() -> None:
+        # Our own processes first (they finish what they run), storage last.
         for child in reversed(children):
             if child.poll() is None:
                 child.send_signal(signal.SIGINT)
@@ -152,14 +154,20 @@ def main() -> int:
                 child.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 child.kill()
+        if storage is not None:
+            storage.stop()
 
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    # Explicit handlers: a `make run` started in the background inherits an ignored SIGINT.
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         storage = azurite.start_npm(
             STATE / "azurite", ports=AZURITE_PORTS, log=logs / "azurite.log"
         )
         assert storage.process is not None
-        children.append(storage.process)
         env = {
             **os.environ,
             "AzureWebJobsStorage": storage.connection_string,
@@ -194,7 +202,7 @@ def main() -> int:
         if seed.exists():
             subprocess.run([sys.executable, "-m", "localdev.seed"], cwd=ROOT, env=env, check=True)
         _banner(sim_env, _demo_token(env))
-        while all(c.poll() is None for c in children):
+        while all(c.poll() is None for c in [*children, storage.process]):
             time.sleep(0.5)
         print("a process exited; stopping the rest", file=sys.stderr)
         return 1
