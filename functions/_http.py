@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from http import HTTPStatus
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import azure.functions as func
 from pydantic import BaseModel, Field, ValidationError
@@ -422,7 +423,7 @@ def http(
                     call = Call(req, spec, rid, authorize(req, spec.access))
                     resp = _respond_once(call, lambda: render(handler(call), spec))
                 except Exception as exc:
-                    resp = problem_for(exc, instance=req.url.split("?", 1)[0])
+                    resp = problem_for(exc, instance=urlsplit(req.url).path)
                 resp.headers["x-request-id"] = rid
                 return resp
             finally:
