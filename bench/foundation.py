@@ -61,6 +61,7 @@ def health_vs_point_read(n: int = 400, total: int = 800, workers: int = 8) -> li
             "AzureWebJobsStorage": storage.connection_string,
             "APP_ENVIRONMENT": "test",
             "OUTBOX_SWEEP_SCHEDULE": "0 0 0 * * *",
+            "CATALOG_IMPORT_SCHEDULE": "0 0 0 1 1 *",
         }
         host = subprocess.Popen(
             [

@@ -10,14 +10,26 @@ from typing import Any, TypeVar
 from shared.adapters.auth import JwtVerifier
 from shared.adapters.mail import build_mailer
 from shared.adapters.queues import OutboxDispatcher, QueueSender, sweep_cutoff
+from shared.adapters.tables.catalog import CatalogTable
+from shared.adapters.tables.customer_segments import TableCustomerSegments
 from shared.adapters.tables.repository import TableRepository
 from shared.adapters.tables.store import TableStore
 from shared.config import Settings, get_settings
+from shared.domain.catalog import MARKET_STAMPS, MarketStamp, Product
 from shared.domain.idempotency import IdempotencyRecord
 from shared.domain.identity import Identity, Invitation, Reseller, User
 from shared.domain.model import Record
 from shared.domain.notifications import Notification
-from shared.ports import Clock, Mailer, SystemClock, TokenVerifier
+from shared.ports import (
+    CatalogStore,
+    Clock,
+    CustomerDirectory,
+    Mailer,
+    PartnerCenter,
+    SystemClock,
+    TokenVerifier,
+)
+from shared.services.catalog import CatalogReader
 from shared.services.identity import Directory
 
 M = TypeVar("M", bound=Record)
@@ -127,6 +139,43 @@ class Container:
             leeway_seconds=s.auth_clock_skew_seconds,
             jwks_ttl_seconds=s.auth_jwks_cache_seconds,
         )
+
+    @cached_property
+    def partner_center(self) -> PartnerCenter:
+        """The Partner Center client (msal, pooled connections), built on first use."""
+        # Imported here: msal and the client are only needed by the triggers that call it.
+        from shared.adapters.partner_center import build_partner_center
+
+        return build_partner_center(self.settings)
+
+    @repository
+    def products(self) -> TableRepository[Product]:
+        """Microsoft's catalog, by market and product id."""
+        return self.table_repository("Products", Product, lambda p: (p.market, p.id))
+
+    @repository
+    def market_stamps(self) -> TableRepository[MarketStamp]:
+        """The last catalog import of each market (what public catalog caches compare)."""
+        return self.table_repository(
+            "CatalogVersions", MarketStamp, lambda s: (MARKET_STAMPS, s.market)
+        )
+
+    @cached_property
+    def catalog_store(self) -> CatalogStore:
+        """Resellers' catalogs: settings, entries and version, one partition each."""
+        return CatalogTable(self.store)
+
+    @cached_property
+    def catalog_reader(self) -> CatalogReader:
+        """The per-process cache of resellers' catalogs."""
+        return CatalogReader(
+            self.catalog_store, self.products, self.market_stamps, self.resellers, self.clock
+        )
+
+    @cached_property
+    def customer_directory(self) -> CustomerDirectory:
+        """Customers' segments (read from the Customers table)."""
+        return TableCustomerSegments(self.store)
 
     def outbox_tables(self) -> list[str]:
         """Every table that may hold outbox rows (the tables of all repositories)."""

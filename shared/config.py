@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic.alias_generators import to_camel
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.domain.identity import SignInKind
 
@@ -117,6 +117,29 @@ class Settings(BaseSettings):
     partner_center_poll_timeout_seconds: float = Field(
         300.0, alias="PARTNER_CENTER_POLL_TIMEOUT_SECONDS", ge=0
     )
+
+    # Catalog: the daily import of Microsoft's catalog and price sheet, per market.
+    catalog_import_schedule: str = Field("0 30 2 * * *", alias="CATALOG_IMPORT_SCHEDULE")
+    catalog_markets: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["CZ"], alias="CATALOG_MARKETS"
+    )
+
+    @field_validator("catalog_markets", mode="before")
+    @classmethod
+    def _markets(cls, value: object) -> object:
+        # A plain "CZ,SK" reads better in app settings than a JSON list; both are accepted.
+        if isinstance(value, str):
+            text = value.strip()
+            items = json.loads(text) if text.startswith("[") else text.split(",")
+            return [str(m).strip().upper() for m in items if str(m).strip()]
+        return value
+
+    @field_validator("catalog_markets")
+    @classmethod
+    def _market_codes(cls, value: list[str]) -> list[str]:
+        if not value or not all(len(m) == 2 and m.isalpha() and m.isupper() for m in value):
+            raise ValueError("CATALOG_MARKETS: two-letter country codes, e.g. CZ or CZ,SK")
+        return value
 
     # E-mail: a drop folder of .eml files locally, SMTP in Azure.
     mail_drop_dir: Path | None = Field(None, alias="MAIL_DROP_DIR")

@@ -318,3 +318,48 @@ class PartnerCenter(Protocol):
     ) -> Iterator[pc.AuditRecord]:
         """Audit records from `start` (to `end`), page after page."""
         ...
+
+
+# --- Catalog ----------------------------------------------------------------------------------
+from shared.domain.catalog import (  # noqa: E402
+    CatalogEntry,
+    CatalogSettings,
+    CatalogState,
+    CatalogVersion,
+)
+
+
+class CatalogStore(Protocol):
+    """A reseller's catalog rows; every write also rewrites its version, atomically."""
+
+    def version(self, reseller: str) -> str | None:
+        """The reseller's catalog version (one point read; None if it never changed)."""
+        ...
+
+    def load(self, reseller: str) -> CatalogState:
+        """Settings, entries and version of a reseller (one partition query)."""
+        ...
+
+    def find_settings(self, reseller: str) -> CatalogSettings | None:
+        """The reseller's categories and segments, if it ever set them."""
+        ...
+
+    def find_entry(self, reseller: str, product_id: str) -> CatalogEntry | None:
+        """The reseller's entry for a product, if any."""
+        ...
+
+    def save_settings(self, settings: CatalogSettings, version: CatalogVersion) -> CatalogSettings:
+        """Insert (no ETag) or replace (If-Match its ETag) the settings, with a new version."""
+        ...
+
+    def save_entry(self, entry: CatalogEntry, version: CatalogVersion) -> CatalogEntry:
+        """Insert (no ETag) or replace (If-Match its ETag) an entry, with a new version."""
+        ...
+
+
+class CustomerDirectory(Protocol):
+    """What the catalog needs to know about a customer (the customers module owns them)."""
+
+    def segment_of(self, reseller: str, customer_id: str) -> str:
+        """The segment id the customer buys in; NotFound if the reseller has no such customer."""
+        ...

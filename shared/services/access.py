@@ -60,17 +60,23 @@ class Action(StrEnum):
     MANAGE_USERS = "users.manage"
     READ_SETTINGS = "settings.read"
     MANAGE_SETTINGS = "settings.manage"
+    BROWSE_CATALOG = "catalog.browse"  # a customer's catalog with its prices
+    READ_CATALOG_SETUP = "catalog.setup.read"  # entries, categories, segments, price rules
+    MANAGE_CATALOG = "catalog.manage"
+    IMPORT_CATALOG = "catalog.import"  # refresh Microsoft's catalog (distributor only)
 
 
-_EVERYONE = frozenset({Action.SELF, Action.READ_RESELLER})
+_EVERYONE = frozenset({Action.SELF, Action.READ_RESELLER, Action.BROWSE_CATALOG})
+_CATALOG_STAFF = frozenset({Action.READ_CATALOG_SETUP, Action.MANAGE_CATALOG})
 
 # Who may do what (DESIGN.md). A customer role's actions apply inside its own customer only.
 ROLE_ACTIONS: Mapping[Role, frozenset[Action]] = {
     Role.DISTRIBUTOR_ADMIN: frozenset(Action),
     Role.ACCOUNT_MANAGER: _EVERYONE
+    | _CATALOG_STAFF
     | {Action.READ_USERS, Action.MANAGE_USERS, Action.READ_SETTINGS, Action.MANAGE_SETTINGS},
-    Role.SALES: _EVERYONE,
-    Role.READ_ONLY: _EVERYONE,
+    Role.SALES: _EVERYONE | _CATALOG_STAFF,
+    Role.READ_ONLY: _EVERYONE | {Action.READ_CATALOG_SETUP},
     Role.CUSTOMER_ADMIN: _EVERYONE | {Action.READ_USERS, Action.MANAGE_USERS},
     Role.CUSTOMER_READER: _EVERYONE,
 }

@@ -15,6 +15,7 @@ from functions._http import encode_etag
 from shared import bootstrap
 from shared.domain.identity import SignInKind
 from tests.app_index import triggers
+from tests.catalog_fakes import BOTH, install_catalog
 from tests.functions.helpers import call
 from tests.functions.world import CALLERS, CUST_A, CUST_B, World, build_world
 
@@ -66,7 +67,33 @@ EXPECT: dict[str, dict[str, tuple[int, ...]]] = {
 }
 EXPECT["http_disable_user"] = EXPECT["http_update_user"]
 
-ROUTE_PARAMS = {"r", "u", "token"}
+# The catalog: public reads, the customer catalog, curation by staff, the import.
+CATALOG_STAFF_READ = by_reseller((401, 200, 200, 200, 200, 403, 403), OUTSIDE)
+CATALOG_STAFF_WRITE = by_reseller((401, 200, 200, 200, 403, 403, 403), OUTSIDE)
+EXPECT.update(
+    {
+        "http_public_catalog": same((200, 200, 200, 200, 200, 200, 200)),
+        "http_public_catalog_product": same((200, 200, 200, 200, 200, 200, 200)),
+        "http_customer_catalog": {
+            "own_reseller": (401, 200, 200, 200, 200, 200, 200),
+            "other_reseller": OUTSIDE,
+            "own_customer": (401, 200, 200, 200, 200, 200, 200),
+            "other_customer": (401, 200, 200, 200, 200, 404, 404),
+        },
+        "http_list_catalog_entries": CATALOG_STAFF_READ,
+        "http_get_catalog_entry": CATALOG_STAFF_READ,
+        "http_get_catalog_categories": CATALOG_STAFF_READ,
+        "http_get_segments": CATALOG_STAFF_READ,
+        "http_put_catalog_entry": CATALOG_STAFF_WRITE,
+        "http_put_catalog_categories": CATALOG_STAFF_WRITE,
+        "http_put_segments": CATALOG_STAFF_WRITE,
+        "http_import_catalog": same((401, 200, 403, 403, 403, 403, 403)),
+    }
+)
+# A customer of `other`, for the customer catalog of another reseller.
+CUST_OTHER = "01JCXSTC00000000000000000C"
+
+ROUTE_PARAMS = {"r", "u", "token", "c", "p"}
 
 
 def http_functions() -> dict[str, dict[str, Any]]:
@@ -90,9 +117,20 @@ def test_every_route_only_uses_route_parameters_the_matrix_knows():
 @pytest.fixture
 def world() -> Iterator[World]:
     w = build_world()
+    install_catalog(
+        w.container,
+        w.clock,
+        {("demo", CUST_A): "education", ("demo", CUST_B): "commercial", ("other", CUST_OTHER): ""},
+    )
     bootstrap.use(w.container)
     yield w
     bootstrap.use(None)
+
+
+def _catalog_product(world: World) -> str:
+    """A product in both resellers' catalogs."""
+    products: Any = world.container.partner_center
+    return str(products.product_id(BOTH))
 
 
 def _request(world: World, name: str, variant: str, role: str) -> dict[str, Any]:
@@ -109,6 +147,12 @@ def _request(world: World, name: str, variant: str, role: str) -> dict[str, Any]
             route["r"] = target.reseller
     if "{token}" in path:
         route["token"] = "demo.this-invitation-does-not-exist-at-all"
+    if "{c}" in path:
+        route["c"] = CUSTOMER_OF.get(variant) or (
+            CUST_OTHER if variant == "other_reseller" else CUST_A
+        )
+    if "{p}" in path:
+        route["p"] = _catalog_product(world)
     for key, value in route.items():
         path = path.replace("{" + key + "}", value)
     method = getattr(trig["methods"][0], "value", trig["methods"][0])
@@ -144,6 +188,17 @@ def _request(world: World, name: str, variant: str, role: str) -> dict[str, Any]
         body = {"token": world.issuer.token(CALLERS[role][1], SignInKind.WORK)}
     elif name == "http_link_sign_in":
         body = {"token": "x"}
+    elif name == "http_put_catalog_entry":
+        body = {"visible": True}
+        entry = c.catalog_store.find_entry(reseller, route["p"])
+        headers["If-Match"] = encode_etag(entry.etag)
+    elif name in ("http_put_catalog_categories", "http_put_segments"):
+        body = (
+            {"categories": [{"id": "x", "name": "X"}]}
+            if name == "http_put_catalog_categories"
+            else {"segments": [{"id": "x", "name": "X", "base": "education"}]}
+        )
+        headers["If-Match"] = encode_etag(c.catalog_store.find_settings(reseller).etag)
     token = None if role == "anonymous" else world.token(role)
     return {
         "method": method,
