@@ -1,5 +1,7 @@
 """Demo data for `make run`: the distributor admin, reseller `demo` with three users, and
-reseller `other` with one (for isolation checks). Idempotent: a second run changes nothing.
+reseller `other` with one (for isolation checks); the CZ catalog imported from Partner Center
+(the simulator) and a curated public catalog for each reseller. Idempotent: a second run
+changes nothing.
 
     python -m localdev.seed
 """
@@ -11,8 +13,10 @@ from dataclasses import dataclass
 from localdev.tokens import local_sign_ins
 from shared.bootstrap import Container
 from shared.config import Settings
+from shared.domain.catalog import Category
 from shared.domain.identity import DISTRIBUTOR, RESELLER_PARTITION, Role, User
-from shared.services import resellers, users
+from shared.services import catalog, catalog_import, resellers, users
+from shared.services.catalog import CatalogEntryPut, CategoriesPut
 from shared.services.resellers import ResellerCreate
 
 
@@ -51,6 +55,76 @@ USERS = [
 ]
 
 
+# (category id, name, parent) and which product titles go where: the first matching keyword wins.
+CATEGORIES = {
+    "demo": [
+        ("m365", "Microsoft 365", None),
+        ("m365-business", "For business (up to 300 users)", "m365"),
+        ("m365-enterprise", "For enterprise", "m365"),
+        ("security", "Security & identity", None),
+        ("dynamics", "Dynamics 365", None),
+        ("windows-servers", "Windows & servers", None),
+        ("add-ons", "Add-ons", None),
+    ],
+    "other": [("m365", "Microsoft 365", None)],
+}
+PLACEMENT = {
+    "demo": [
+        ("Business", "m365-business"),
+        ("Teams Phone", "add-ons"),
+        ("Audio Conferencing", "add-ons"),
+        ("Archiving", "add-ons"),
+        ("Copilot", "add-ons"),
+        ("365 E", "m365-enterprise"),
+        ("365 F", "m365-enterprise"),
+        ("Office 365", "m365-enterprise"),
+        ("Exchange", "m365-enterprise"),
+        ("Teams", "m365-enterprise"),
+        ("Defender", "security"),
+        ("Entra", "security"),
+        ("Intune", "security"),
+        ("Dynamics", "dynamics"),
+        ("Windows", "windows-servers"),
+        ("SQL", "windows-servers"),
+    ],
+    "other": [("Business", "m365")],
+}
+
+
+def seed_catalog(c: Container, market: str = "CZ") -> int:
+    """Import the market from Partner Center, then lay out each reseller's catalog once."""
+    catalog_import.import_market(c.partner_center, c.products, c.market_stamps, c.clock, market)
+    placed = 0
+    for slug, categories in CATEGORIES.items():
+        if c.catalog_store.find_settings(slug) is not None:
+            continue  # the reseller's catalog exists: leave its edits alone
+        catalog.put_categories(
+            c.catalog_store,
+            c.clock,
+            slug,
+            None,
+            CategoriesPut(
+                categories=[Category(id=i, name=n, parent_id=p) for i, n, p in categories]
+            ),
+        )
+        for position, product in enumerate(c.products.iterate(market)):
+            where = next((cat for key, cat in PLACEMENT[slug] if key in product.title), None)
+            if where is None or product.withdrawn:
+                continue
+            catalog.put_entry(
+                c.catalog_store,
+                c.products,
+                c.resellers,
+                c.clock,
+                slug,
+                product.id,
+                None,
+                CatalogEntryPut(categories=[where], position=position),
+            )
+            placed += 1
+    return placed
+
+
 def seed(c: Container) -> list[User]:
     """Create whatever of the demo data is missing; returns the demo users."""
     for command in RESELLERS:
@@ -75,9 +149,12 @@ def main() -> int:
     from localdev.tokens import ROOT
 
     load_settings(ROOT / "local.settings.json")
-    seeded = seed(Container(Settings()))
+    c = Container(Settings())
+    seeded = seed(c)
     for user in seeded:
         print(f"seeded {user.role.value:<17} {user.email}  ({user.reseller})")
+    placed = seed_catalog(c)
+    print(f"seeded the CZ catalog ({placed} products placed in the resellers' categories)")
     return 0
 
 
