@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+from localdev import azurite
+from localdev.funchost.process import HostProcess
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
@@ -47,3 +58,48 @@ def table(title: str, rows: list[tuple[str, ...]]) -> str:
     """A Markdown table: measure | value | floor | ratio."""
     head = f"\n### {title}\n\n| measure | value | floor | ratio |\n| --- | ---: | ---: | ---: |\n"
     return head + "".join("| " + " | ".join(r) + " |\n" for r in rows)
+
+
+@contextlib.contextmanager
+def running_app(seed: Callable[[str], None] | None = None) -> Iterator[tuple[str, str]]:
+    """A fresh Azurite and the local host serving function_app (HTTP only): (base URL, storage).
+
+    `seed` gets the storage connection string before the host starts.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        storage = azurite.start_npm(Path(tmp) / "az")
+        try:
+            if seed is not None:
+                seed(storage.connection_string)
+            env = {
+                **os.environ,
+                "AzureWebJobsStorage": storage.connection_string,
+                "APP_ENVIRONMENT": "test",
+                "OUTBOX_SWEEP_SCHEDULE": "0 0 0 * * *",
+                "CATALOG_IMPORT_SCHEDULE": "0 0 0 1 1 *",
+                "LOCALHOST_LOG_LEVEL": "WARNING",
+            }
+            host = HostProcess(
+                cwd=ROOT,
+                env=env,
+                settings=Path(tmp) / "none.json",
+                extra_args=["--no-queues", "--no-timers"],
+                log_path=Path(tmp) / "host.log",
+            )
+            host.start(timeout=60)
+            try:
+                yield host.base_url + "/api", storage.connection_string
+            finally:
+                host.stop()
+        finally:
+            storage.stop()
+
+
+def http_caller(url: str) -> Callable[[], Callable[[], object]]:
+    """A factory of GET callables, one HTTP client (connection) per worker."""
+
+    def make() -> Callable[[], object]:
+        client = httpx.Client()
+        return lambda: client.get(url)
+
+    return make

@@ -6,17 +6,13 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import httpx
 from azure.data.tables import TableClient
 
-from bench.common import latency, table, throughput
-from localdev import azurite
+from bench.common import ROOT, http_caller, latency, running_app, table, throughput
 
-ROOT = Path(__file__).resolve().parent.parent
 SDKS = (
     "import azure.functions, azure.data.tables, azure.storage.queue, azure.identity, msal, "
     "httpx, pydantic, pydantic_settings, jwt, ulid"
@@ -53,67 +49,21 @@ def cold_import() -> list[tuple[str, ...]]:
 
 def health_vs_point_read(n: int = 400, total: int = 800, workers: int = 8) -> list[tuple[str, ...]]:
     """/api/health through the local host vs. a raw Table point read on the same Azurite."""
-    with tempfile.TemporaryDirectory() as tmp:
-        storage = azurite.start_npm(Path(tmp) / "az")
-        port = azurite.free_port()
-        env = {
-            **os.environ,
-            "AzureWebJobsStorage": storage.connection_string,
-            "APP_ENVIRONMENT": "test",
-            "OUTBOX_SWEEP_SCHEDULE": "0 0 0 * * *",
-            "CATALOG_IMPORT_SCHEDULE": "0 0 0 1 1 *",
-        }
-        host = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "localdev.host",
-                "--port",
-                str(port),
-                "--no-queues",
-                "--no-timers",
-                "--settings",
-                str(Path(tmp) / "none.json"),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            url = f"http://127.0.0.1:{port}/api/health"
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(url).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline or host.poll() is not None:
-                    raise RuntimeError("the local host did not start")
-                time.sleep(0.3)
-            tc = TableClient.from_connection_string(storage.connection_string, "BenchFloor")
-            tc.create_table()
-            tc.upsert_entity({"PartitionKey": "p", "RowKey": "r", "v": 1})
+    with running_app() as (base, storage):
+        url = f"{base}/health"
+        tc = TableClient.from_connection_string(storage, "BenchFloor")
+        tc.create_table()
+        tc.upsert_entity({"PartitionKey": "p", "RowKey": "r", "v": 1})
+        client = httpx.Client()
+        h50, h99 = latency(lambda: client.get(url), n)
+        f50, f99 = latency(lambda: tc.get_entity("p", "r"), n)
 
-            client = httpx.Client()
-            h50, h99 = latency(lambda: client.get(url), n)
-            f50, f99 = latency(lambda: tc.get_entity("p", "r"), n)
+        def read_caller():  # type: ignore[no-untyped-def]
+            t = TableClient.from_connection_string(storage, "BenchFloor")
+            return lambda: t.get_entity("p", "r")
 
-            def health_caller():  # type: ignore[no-untyped-def]
-                c = httpx.Client()
-                return lambda: c.get(url)
-
-            def read_caller():  # type: ignore[no-untyped-def]
-                t = TableClient.from_connection_string(storage.connection_string, "BenchFloor")
-                return lambda: t.get_entity("p", "r")
-
-            h_rps = throughput(health_caller, total, workers)
-            f_rps = throughput(read_caller, total, workers)
-        finally:
-            host.terminate()
-            host.wait(timeout=20)
-            storage.stop()
+        h_rps = throughput(http_caller(url), total, workers)
+        f_rps = throughput(read_caller, total, workers)
     return [
         (
             "/api/health p50 (ms) vs Table point read",
