@@ -57,11 +57,16 @@ _old_factory = logging.getLogRecordFactory()
 
 def _record_with_request_id(*args: Any, **kwargs: Any) -> logging.LogRecord:
     record = _old_factory(*args, **kwargs)
-    record.request_id = REQUEST_ID.get()
+    rid = REQUEST_ID.get()
+    record.request_id = rid
+    if rid != "-" and isinstance(record.msg, str):
+        # In the message itself: the Functions worker forwards only the message to the host,
+        # so an attribute alone would not reach Application Insights.
+        record.msg = f"[{rid}] {record.msg}"
     return record
 
 
-# Every log line of the process carries the request id of the invocation that wrote it.
+# Every log line written during an invocation carries that invocation's request id.
 logging.setLogRecordFactory(_record_with_request_id)
 
 # Status and problem slug by class; the first match in MRO order wins.

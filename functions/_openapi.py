@@ -41,18 +41,27 @@ def _models_of(response: Any) -> list[type[BaseModel]]:
     return []
 
 
-def _schema_ref(model: Any, refs: dict[Any, Any]) -> dict[str, Any]:
+COMPONENT = "#/components/schemas/{model}"
+
+
+def _schema_ref(model: Any, refs: dict[Any, Any], extra: dict[str, Any]) -> dict[str, Any]:
     models = _models_of(model)
     if len(models) == 1:
         ref: dict[str, Any] = refs[(models[0], "serialization")]
         return ref
     if models:
         return {"oneOf": [refs[(m, "serialization")] for m in models]}
-    return TypeAdapter(model).json_schema(by_alias=True)
+    schema = TypeAdapter(model).json_schema(
+        by_alias=True, mode="serialization", ref_template=COMPONENT
+    )
+    extra.update(schema.pop("$defs", {}))
+    return schema
 
 
-def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
-    schema = model.model_json_schema(by_alias=True)
+def _query_parameters(model: type[BaseModel], extra: dict[str, Any]) -> list[dict[str, Any]]:
+    # Enums and nested types of a query model live in components, like every other schema.
+    schema = model.model_json_schema(by_alias=True, ref_template=COMPONENT)
+    extra.update(schema.pop("$defs", {}))
     required = set(schema.get("required", []))
     return [
         {
@@ -66,13 +75,13 @@ def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     ]
 
 
-def _operation(spec: RouteSpec, refs: dict[Any, Any]) -> dict[str, Any]:
+def _operation(spec: RouteSpec, refs: dict[Any, Any], extra: dict[str, Any]) -> dict[str, Any]:
     params = [
         {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
         for p in _PARAM.findall(spec.route)
     ]
     if spec.query is not None:
-        params += _query_parameters(spec.query)
+        params += _query_parameters(spec.query, extra)
     op: dict[str, Any] = {
         "operationId": spec.name,
         "summary": spec.summary,
@@ -99,7 +108,7 @@ def _operation(spec: RouteSpec, refs: dict[Any, Any]) -> dict[str, Any]:
         }
     ok: dict[str, Any] = {"description": "Success"}
     if spec.response is not None:
-        ok["content"] = {"application/json": {"schema": _schema_ref(spec.response, refs)}}
+        ok["content"] = {"application/json": {"schema": _schema_ref(spec.response, refs, extra)}}
     op["responses"][str(spec.status)] = ok
     problem = {"$ref": "#/components/schemas/Problem"}
     for status in sorted({400, 500, *spec.errors}):
@@ -143,19 +152,20 @@ def build_openapi(
             models.append((spec.body, "validation"))
         models.extend((m, "serialization") for m in _models_of(spec.response))
     refs, defs = models_json_schema(
-        list(dict.fromkeys(models)), by_alias=True, ref_template="#/components/schemas/{model}"
+        list(dict.fromkeys(models)), by_alias=True, ref_template=COMPONENT
     )
+    extra: dict[str, Any] = {}
     paths: dict[str, dict[str, Any]] = {}
     for spec in ROUTES:
         item = paths.setdefault(openapi_path(spec.route), {})
         for method in spec.methods:
-            item[method.lower()] = _operation(spec, refs)
+            item[method.lower()] = _operation(spec, refs, extra)
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version},
         "paths": paths,
         "components": {
-            "schemas": {**defs.get("$defs", {}), "Problem": PROBLEM_SCHEMA},
+            "schemas": {**extra, **defs.get("$defs", {}), "Problem": PROBLEM_SCHEMA},
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
             },

@@ -150,3 +150,15 @@ def test_route_template_constraints_are_dropped_in_openapi_paths():
 def test_function_names_are_unique_across_the_app():
     names = [f.get_function_name() for f in functions()]
     assert len(names) == len(set(names))
+
+
+def test_log_lines_written_during_a_request_carry_its_request_id(caplog):
+    from functions._http import REQUEST_ID
+
+    token = REQUEST_ID.set("req-123")
+    try:
+        with caplog.at_level(logging.INFO):
+            logging.getLogger("shared.anything").info("provisioning %s", "c1")
+    finally:
+        REQUEST_ID.reset(token)
+    assert "[req-123] provisioning c1" in caplog.text
