@@ -27,6 +27,7 @@ from shared.bootstrap import container
 from shared.domain.errors import (
     ConcurrencyConflict,
     Conflict,
+    ConflictingFields,
     DomainError,
     FieldError,
     Forbidden,
@@ -215,7 +216,7 @@ def validation_failed(exc: ValidationError, prefix: str = "") -> ValidationFaile
         if err["type"] == "json_invalid":
             loc, msg = "body", "is not valid JSON"
         else:
-            msg = err["msg"]
+            msg = str(err["msg"]).removeprefix("Value error, ")
         errors.append(FieldError(f"{prefix}{loc}", msg))
     return ValidationFailed(errors)
 
@@ -280,7 +281,7 @@ def problem_for(exc: Exception, instance: str) -> func.HttpResponse:
         headers["WWW-Authenticate"] = "Bearer"
     if isinstance(exc, UpstreamUnavailable) and exc.retry_after:
         headers["Retry-After"] = str(int(exc.retry_after + 0.999))
-    errors = exc.errors if isinstance(exc, ValidationFailed) else None
+    errors = exc.errors if isinstance(exc, ValidationFailed | ConflictingFields) else None
     return problem(status, slug, exc.detail, instance=instance, errors=errors, headers=headers)
 
 

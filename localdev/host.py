@@ -50,6 +50,7 @@ import signal
 import sys
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 
@@ -64,6 +65,7 @@ from localdev.funchost.config import (
     parse_timespan,
 )
 from localdev.funchost.process import HostProcess, free_port
+from localdev.funchost.queues import DEFAULT_LEASE
 from localdev.funchost.runtime import LocalHost
 
 __all__ = [
@@ -142,6 +144,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--shutdown-grace", type=float, default=30.0, help="seconds to let runs finish"
     )
+    parser.add_argument(
+        "--queue-lease-seconds",
+        type=float,
+        default=DEFAULT_LEASE.total_seconds(),
+        help="how long a received message stays invisible while it runs (renewed; tests shorten "
+        "it so a killed host's message comes back quickly)",
+    )
     parser.add_argument("--log-level", default=os.environ.get("LOCALHOST_LOG_LEVEL", "INFO"))
     return parser
 
@@ -165,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             queues=not args.no_queues,
             timers=not args.no_timers,
             shutdown_grace=args.shutdown_grace,
+            message_lease=timedelta(seconds=args.queue_lease_seconds),
         )
     except HostConfigError as error:
         log.error("The host cannot start: %s", error)

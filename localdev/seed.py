@@ -1,21 +1,26 @@
 """Demo data for `make run`: the distributor admin, reseller `demo` with three users, and
-reseller `other` with one (for isolation checks); the CZ catalog imported from Partner Center
-(the simulator) and a curated public catalog for each reseller. Idempotent: a second run
-changes nothing.
+reseller `other` with one (for isolation checks); two Active customers of `demo` (one
+commercial, one education) with the customer user `it@customer.example`; the CZ catalog
+imported from Partner Center (the simulator) and a curated public catalog for each reseller.
+Idempotent: a second run changes nothing.
 
     python -m localdev.seed
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 from localdev.tokens import local_sign_ins
 from shared.bootstrap import Container
 from shared.config import Settings
+from shared.domain import partner_center as pc
 from shared.domain.catalog import Category
+from shared.domain.customers import Customer, CustomerImport
 from shared.domain.identity import DISTRIBUTOR, RESELLER_PARTITION, Role, User
 from shared.services import catalog, catalog_import, resellers, users
+from shared.services import customers as customer_service
 from shared.services.catalog import CatalogEntryPut, CategoriesPut
 from shared.services.resellers import ResellerCreate
 
@@ -143,6 +148,87 @@ def seed(c: Container) -> list[User]:
     ]
 
 
+# Reseller demo's two existing customers (tenants in the simulator), and its customer user.
+DEMO_CUSTOMERS = [
+    # (tenant name, organisation, IČO, segment, industry)
+    ("alfastrojirny", "Alfa Strojírny s.r.o.", "25596641", "commercial", "Manufacturing"),
+    ("gymnaziumbrno", "Gymnázium Brno, příspěvková organizace", "26168685", "education", None),
+]
+CUSTOMER_USER = DemoUser("demo", "it@customer.example", Role.CUSTOMER_ADMIN, "Ivan IT")
+
+
+def seed_customers(c: Container, reseller_slug: str = "demo") -> list[Customer]:
+    """Two Active customers of `demo` (their tenants made in Partner Center once) and the
+    customer user `it@customer.example` (CustomerAdmin of the first)."""
+    reseller = c.resellers.get(RESELLER_PARTITION, reseller_slug)
+    seeded: list[Customer] = []
+    for tenant_name, name, ico, segment, industry in DEMO_CUSTOMERS:
+        domain = f"{tenant_name}.onmicrosoft.com"
+        known = c.customers.list(reseller.slug, equals={"domain": domain}, page_size=1).items
+        if known:
+            seeded.append(known[0])
+            continue
+        tenant = next(
+            (
+                t
+                for t in c.partner_center.list_customers(
+                    indirect_reseller_id=reseller.partner_center_id
+                )
+                if t.company_profile and t.company_profile.domain == domain
+            ),
+            None,
+        )
+        if tenant is None:
+            tenant = c.partner_center.create_customer(
+                _demo_tenant(reseller.partner_center_id, domain, name, ico),
+                request_id=str(uuid.uuid5(uuid.NAMESPACE_DNS, domain)),
+            )
+        command = CustomerImport(segment=segment, industry=industry)
+        seeded.append(
+            c.customers.add(
+                customer_service.from_partner_center(tenant, reseller.slug, c.clock, command)
+            )
+        )
+    u = CUSTOMER_USER
+    users.ensure_user(
+        c.directory,
+        u.reseller,
+        u.email,
+        u.role,
+        customer_id=seeded[0].id,
+        display_name=u.name,
+        sign_ins=local_sign_ins(c.settings, u.email),
+    )
+    return seeded
+
+
+def _demo_tenant(partner_id: str, domain: str, name: str, ico: str) -> pc.Customer:
+    address = pc.Address(
+        country="CZ",
+        city="Brno",
+        address_line1="Kounicova 1",
+        postal_code="602 00",
+        first_name="Ivan",
+        last_name="Dvořák",
+        phone_number="+420541123456",
+    )
+    return pc.Customer(
+        associated_partner_id=partner_id,
+        company_profile=pc.CompanyProfile(
+            domain=domain, company_name=name, organization_registration_number=ico
+        ),
+        billing_profile=pc.BillingProfile(
+            first_name="Ivan",
+            last_name="Dvořák",
+            email="it@customer.example",
+            culture="cs-CZ",
+            language="cs",
+            company_name=name,
+            default_address=address,
+        ),
+    )
+
+
 def main() -> int:
     """Seed the storage that the settings (environment, local.settings.json) point at."""
     from localdev.funchost.config import load_settings
@@ -155,6 +241,9 @@ def main() -> int:
         print(f"seeded {user.role.value:<17} {user.email}  ({user.reseller})")
     placed = seed_catalog(c)
     print(f"seeded the CZ catalog ({placed} products placed in the resellers' categories)")
+    for customer in seed_customers(c):
+        print(f"seeded customer {customer.name} ({customer.domain}, {customer.segment})")
+    print(f"seeded {CUSTOMER_USER.role.value:<17} {CUSTOMER_USER.email}  (demo, first customer)")
     return 0
 
 

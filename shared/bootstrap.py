@@ -16,6 +16,7 @@ from shared.adapters.tables.repository import TableRepository
 from shared.adapters.tables.store import TableStore
 from shared.config import Settings, get_settings
 from shared.domain.catalog import MARKET_STAMPS, MarketStamp, Product
+from shared.domain.customers import Customer
 from shared.domain.idempotency import IdempotencyRecord
 from shared.domain.identity import Identity, Invitation, Reseller, User
 from shared.domain.model import Record
@@ -30,6 +31,7 @@ from shared.ports import (
     TokenVerifier,
 )
 from shared.services.catalog import CatalogReader
+from shared.services.customers import CustomerBook
 from shared.services.identity import Directory
 
 M = TypeVar("M", bound=Record)
@@ -176,6 +178,16 @@ class Container:
     def customer_directory(self) -> CustomerDirectory:
         """Customers' segments (read from the Customers table)."""
         return TableCustomerSegments(self.store)
+
+    @repository
+    def customers(self) -> TableRepository[Customer]:
+        """Customers, by reseller slug and customer id (ULID)."""
+        return self.table_repository("Customers", Customer, lambda c: (c.reseller, c.id))
+
+    @cached_property
+    def customer_book(self) -> CustomerBook:
+        """The records the customer services work on."""
+        return CustomerBook(self.customers, self.resellers, self.clock, self.catalog_store)
 
     def outbox_tables(self) -> list[str]:
         """Every table that may hold outbox rows (the tables of all repositories)."""

@@ -258,3 +258,111 @@ def fake_container(
         queues=_Pingable(),
     )
     return c
+
+
+# --- Customers -------------------------------------------------------------------------------
+
+import secrets as _secrets  # noqa: E402
+import uuid as _uuid  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+
+from shared.domain import partner_center as pc  # noqa: E402
+from shared.domain.customers import Customer  # noqa: E402
+from shared.domain.errors import UpstreamRejected  # noqa: E402
+from shared.services.customers import CustomerBook  # noqa: E402
+
+
+class FakeCustomerPartnerCenter:
+    """The customer half of the PartnerCenter port, with MS-RequestId replay like the real one.
+
+    Other operations go to `fallback` (e.g. the catalog's fake) when one is given.
+    """
+
+    def __init__(self, fallback: Any = None) -> None:
+        self.fallback = fallback
+        self.tenants: dict[str, pc.Customer] = {}
+        self.passwords: dict[str, str] = {}
+        self.taken: set[str] = set()
+        self.replies: dict[str, dict[str, Any]] = {}
+        self.create_calls: list[str | None] = []
+        self.fail_create_with: Exception | None = None
+        self.fail_domain_check_with: Exception | None = None
+        self.link = "https://admin.microsoft.com/Adminportal/Home?invType=ResellerRelationship&partnerId=p#/x"
+
+    def __getattr__(self, name: str) -> Any:
+        if self.fallback is None:
+            raise AttributeError(name)
+        return getattr(self.fallback, name)
+
+    def is_domain_available(self, domain: str) -> bool:
+        """Free unless taken or a tenant holds it."""
+        if self.fail_domain_check_with is not None:
+            raise self.fail_domain_check_with
+        domain = domain.lower()
+        return domain not in self.taken and all(
+            t.company_profile is None or t.company_profile.domain != domain
+            for t in self.tenants.values()
+        )
+
+    def create_customer(
+        self, customer: pc.Customer, *, request_id: str | None = None
+    ) -> pc.Customer:
+        """Create a tenant once per request id; the reply carries the admin's credentials."""
+        self.create_calls.append(request_id)
+        if request_id is not None and request_id in self.replies:
+            return pc.Customer.model_validate(self.replies[request_id])
+        if self.fail_create_with is not None:
+            raise self.fail_create_with
+        assert customer.company_profile is not None and customer.company_profile.domain
+        domain = customer.company_profile.domain.lower()
+        if not self.is_domain_available(domain):
+            raise UpstreamRejected(f"Domain {domain} already exists.", code="1001", status=409)
+        tenant_id = str(_uuid.uuid4())
+        tenant = customer.model_copy(deep=True)
+        tenant.id = tenant_id
+        tenant.company_profile = customer.company_profile.model_copy(
+            update={"tenant_id": tenant_id, "domain": domain}
+        )
+        self.tenants[tenant_id] = tenant
+        password = _secrets.token_urlsafe(12)
+        self.passwords[tenant_id] = password
+        reply = {
+            **tenant.to_wire(),
+            "userCredentials": {"userName": "admin", "password": password},
+        }
+        if request_id is not None:
+            self.replies[request_id] = reply
+        return pc.Customer.model_validate(reply)
+
+    def get_customer(self, customer_id: str) -> pc.Customer:
+        """A tenant by id."""
+        try:
+            return self.tenants[customer_id]
+        except KeyError:
+            raise NotFound(f"customer {customer_id}") from None
+
+    def list_customers(
+        self, *, indirect_reseller_id: str | None = None, page_size: int = 500
+    ) -> Iterator[pc.Customer]:
+        """Tenants, optionally of one indirect reseller."""
+        for t in list(self.tenants.values()):
+            if indirect_reseller_id is None or t.associated_partner_id == indirect_reseller_id:
+                yield t
+
+    def get_relationship_request_link(self) -> pc.RelationshipRequest:
+        """The partner's relationship request link."""
+        return pc.RelationshipRequest(url=self.link)
+
+
+def install_customers(c: Container, fallback: Any = None) -> FakeCustomerPartnerCenter:
+    """Customers in memory, a customer-capable Partner Center fake and a fake mailer on `c`."""
+    partner_center = FakeCustomerPartnerCenter(fallback)
+    repo = InMemoryRepository[Customer](lambda x: (x.reseller, x.id))
+    catalog = c.__dict__.get("catalog_store")
+    c.__dict__.update(
+        customers=repo,
+        customer_book=CustomerBook(repo, c.resellers, c.clock, catalog),
+        partner_center=partner_center,
+        mailer=FakeMailer(),
+    )
+    return partner_center

@@ -96,3 +96,13 @@ class UpstreamRejected(DomainError):
         super().__init__(detail)
         self.code = code
         self.status = status
+
+
+class ConflictingFields(Conflict):
+    """The input is well-formed but conflicts with what exists (a taken name); names the fields."""
+
+    title = "Conflict"
+
+    def __init__(self, errors: list[FieldError], detail: str = "") -> None:
+        super().__init__(detail or "; ".join(f"{e.field}: {e.message}" for e in errors))
+        self.errors = errors

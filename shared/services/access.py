@@ -64,9 +64,13 @@ class Action(StrEnum):
     READ_CATALOG_SETUP = "catalog.setup.read"  # entries, categories, segments, price rules
     MANAGE_CATALOG = "catalog.manage"
     IMPORT_CATALOG = "catalog.import"  # refresh Microsoft's catalog (distributor only)
+    READ_CUSTOMERS = "customers.read"  # a customer user: its own customer only
+    MANAGE_CUSTOMERS = "customers.manage"  # create, import, change; tenant names and links
 
 
-_EVERYONE = frozenset({Action.SELF, Action.READ_RESELLER, Action.BROWSE_CATALOG})
+_EVERYONE = frozenset(
+    {Action.SELF, Action.READ_RESELLER, Action.BROWSE_CATALOG, Action.READ_CUSTOMERS}
+)
 _CATALOG_STAFF = frozenset({Action.READ_CATALOG_SETUP, Action.MANAGE_CATALOG})
 
 # Who may do what (DESIGN.md). A customer role's actions apply inside its own customer only.
@@ -74,8 +78,9 @@ ROLE_ACTIONS: Mapping[Role, frozenset[Action]] = {
     Role.DISTRIBUTOR_ADMIN: frozenset(Action),
     Role.ACCOUNT_MANAGER: _EVERYONE
     | _CATALOG_STAFF
-    | {Action.READ_USERS, Action.MANAGE_USERS, Action.READ_SETTINGS, Action.MANAGE_SETTINGS},
-    Role.SALES: _EVERYONE | _CATALOG_STAFF,
+    | {Action.READ_USERS, Action.MANAGE_USERS, Action.READ_SETTINGS, Action.MANAGE_SETTINGS}
+    | {Action.MANAGE_CUSTOMERS},
+    Role.SALES: _EVERYONE | _CATALOG_STAFF | {Action.MANAGE_CUSTOMERS},
     Role.READ_ONLY: _EVERYONE | {Action.READ_CATALOG_SETUP},
     Role.CUSTOMER_ADMIN: _EVERYONE | {Action.READ_USERS, Action.MANAGE_USERS},
     Role.CUSTOMER_READER: _EVERYONE,

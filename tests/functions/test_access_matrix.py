@@ -13,11 +13,13 @@ import pytest
 
 from functions._http import encode_etag
 from shared import bootstrap
+from shared.domain import partner_center as pc
 from shared.domain.identity import SignInKind
 from tests.app_index import triggers
 from tests.catalog_fakes import BOTH, install_catalog
+from tests.customer_bodies import new_customer_body
 from tests.functions.helpers import call
-from tests.functions.world import CALLERS, CUST_A, CUST_B, World, build_world
+from tests.functions.world import CALLERS, CUST_A, CUST_B, World, add_customers, build_world
 
 ROLES = ("anonymous", *CALLERS)  # anonymous, DA, AM, Sales, ReadOnly, CustomerAdmin, CustomerReader
 VARIANTS = ("own_reseller", "other_reseller", "own_customer", "other_customer")
@@ -93,7 +95,36 @@ EXPECT.update(
 # A customer of `other`, for the customer catalog of another reseller.
 CUST_OTHER = "01JCXSTC00000000000000000C"
 
-ROUTE_PARAMS = {"r", "u", "token", "c", "p"}
+# Customers: everyone reads (a customer user: its own), staff but ReadOnly manage.
+CUSTOMER_STAFF_WRITE = by_reseller((401, 200, 200, 200, 403, 403, 403), OUTSIDE)
+CUSTOMER_WRITE_ONE = {
+    "own_reseller": (401, 200, 200, 200, 403, 403, 403),
+    "other_reseller": OUTSIDE,
+    "own_customer": (401, 200, 200, 200, 403, 403, 403),
+    "other_customer": (401, 200, 200, 200, 403, 404, 404),
+}
+EXPECT.update(
+    {
+        "http_list_customers": by_reseller((401, 200, 200, 200, 200, 200, 200), OUTSIDE),
+        "http_create_customer": by_reseller(
+            (401, 202, 202, 202, 403, 403, 403), (401, 202, 404, 404, 404, 404, 404)
+        ),
+        "http_import_customer": by_reseller(
+            (401, 201, 201, 201, 403, 403, 403), (401, 201, 404, 404, 404, 404, 404)
+        ),
+        "http_get_customer": {
+            "own_reseller": (401, 200, 200, 200, 200, 200, 200),
+            "other_reseller": OUTSIDE,
+            "own_customer": (401, 200, 200, 200, 200, 200, 200),
+            "other_customer": (401, 200, 200, 200, 200, 404, 404),
+        },
+        "http_update_customer": CUSTOMER_WRITE_ONE,
+        "http_check_domain": CUSTOMER_STAFF_WRITE,
+        "http_relationship_link": CUSTOMER_STAFF_WRITE,
+    }
+)
+
+ROUTE_PARAMS = {"r", "u", "token", "c", "p", "name"}
 
 
 def http_functions() -> dict[str, dict[str, Any]]:
@@ -122,6 +153,7 @@ def world() -> Iterator[World]:
         w.clock,
         {("demo", CUST_A): "education", ("demo", CUST_B): "commercial", ("other", CUST_OTHER): ""},
     )
+    add_customers(w)
     bootstrap.use(w.container)
     yield w
     bootstrap.use(None)
@@ -153,6 +185,8 @@ def _request(world: World, name: str, variant: str, role: str) -> dict[str, Any]
         )
     if "{p}" in path:
         route["p"] = _catalog_product(world)
+    if "{name}" in path:
+        route["name"] = "freshtenant"
     for key, value in route.items():
         path = path.replace("{" + key + "}", value)
     method = getattr(trig["methods"][0], "value", trig["methods"][0])
@@ -199,6 +233,19 @@ def _request(world: World, name: str, variant: str, role: str) -> dict[str, Any]
             else {"segments": [{"id": "x", "name": "X", "base": "education"}]}
         )
         headers["If-Match"] = encode_etag(c.catalog_store.find_settings(reseller).etag)
+    elif name == "http_create_customer":
+        body = new_customer_body()
+    elif name == "http_import_customer":
+        tenant = c.partner_center.create_customer(
+            pc.Customer(
+                associated_partner_id="12345678",
+                company_profile=pc.CompanyProfile(domain="existing.onmicrosoft.com"),
+            )
+        )
+        body = {"tenantId": tenant.id}
+    elif name == "http_update_customer":
+        body = {"industry": "Retail"}
+        headers["If-Match"] = encode_etag(c.customers.get(reseller, route["c"]).etag)
     token = None if role == "anonymous" else world.token(role)
     return {
         "method": method,

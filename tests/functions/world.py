@@ -72,3 +72,35 @@ def build_world(**settings: object) -> World:
             sign_ins=[issuer.sign_in(email)],
         )
     return world
+
+
+# A customer of `other`, for routes about another reseller's customer.
+CUST_OTHER = "01JCXSTC00000000000000000C"
+
+
+def add_customers(world: World) -> None:
+    """Customer records for CUST_A, CUST_B (demo) and CUST_OTHER (other), Active; a
+    customer-capable Partner Center fake and a fake mailer (tests.fakes.install_customers)."""
+    from shared.domain.customers import Address, Contact, Customer, CustomerStatus
+    from tests.fakes import install_customers
+
+    c = world.container
+    install_customers(c, fallback=c.__dict__.get("partner_center"))
+    for reseller, customer_id, name in (
+        ("demo", CUST_A, "Alfa s.r.o."),
+        ("demo", CUST_B, "Beta a.s."),
+        ("other", CUST_OTHER, "Gama s.r.o."),
+    ):
+        c.customers.add(
+            Customer(
+                reseller=reseller,
+                id=customer_id,
+                name=name,
+                company_id="25596641",
+                address=Address(country="CZ", street="Ulice 1", city="Praha", postcode="110 00"),
+                contact=Contact(first_name="Jana", last_name="Nová", email="jana@a.example"),
+                domain=f"{name.split()[0].lower()}.onmicrosoft.com",
+                tenant_id=None,
+                status=CustomerStatus.ACTIVE,
+            )
+        )

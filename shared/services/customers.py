@@ -1,0 +1,577 @@
+"""Customers: create (new tenant, provisioned through `provision-customer`), import an existing
+tenant, list, read, change; the provisioning step itself.
+
+The first admin's password: Partner Center returns it once, in the answer to the create call.
+The step sends it straight from that answer to the contact (and the reseller, in copy) through
+the mailer, *before* it marks the customer Active, and never puts it in a record, a queue
+message or a log line. A redelivered message for a customer still Provisioning repeats the
+create with the customer's stored MS-RequestId, which Partner Center answers with its first
+result (the same tenant, the same password), so a crash anywhere in the step re-sends the same
+e-mail at worst (the drop folder and the Message-ID make it the same message); once Active, a
+redelivery does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import AwareDatetime
+
+from shared.domain import partner_center as pc
+from shared.domain.customers import (
+    DEFAULT_SEGMENT,
+    Address,
+    Contact,
+    Customer,
+    CustomerCreate,
+    CustomerImport,
+    CustomerOrigin,
+    CustomerStatus,
+    CustomerUpdate,
+    ProvisionCustomerMessage,
+    default_locale,
+    is_tenant_name,
+    is_valid_ico,
+    tenant_domain,
+)
+from shared.domain.errors import (
+    ConcurrencyConflict,
+    Conflict,
+    ConflictingFields,
+    FieldError,
+    Forbidden,
+    NotFound,
+    ValidationFailed,
+)
+from shared.domain.identity import CUSTOMER_ID_PATTERN, Principal, Reseller
+from shared.domain.model import Page, WireModel
+from shared.domain.notifications import Email
+from shared.domain.outbox import OutboxMessage, Queue
+from shared.ports import CatalogStore, Clock, Mailer, PartnerCenter, Repository
+from shared.services import access, resellers
+
+log = logging.getLogger(__name__)
+
+_CUSTOMER_ID = re.compile(CUSTOMER_ID_PATTERN)
+# The catalog's own four; a reseller may add more (read from its catalog when one is wired).
+_BUILTIN_SEGMENTS = frozenset({"commercial", "education", "government", "nonprofit"})
+_MAX_SCAN_PAGES = 20
+
+
+@dataclass
+class CustomerBook:
+    """The records the customer services work on."""
+
+    customers: Repository[Customer]
+    resellers: Repository[Reseller]
+    clock: Clock
+    catalog: CatalogStore | None = None
+
+
+class DomainCheck(WireModel):
+    """Whether `<name>.onmicrosoft.com` can still be had."""
+
+    name: str
+    domain: str
+    available: bool
+
+
+class RelationshipLink(WireModel):
+    """The link an existing tenant's admin opens to accept the reseller."""
+
+    url: str
+
+
+class CustomerView(WireModel):
+    """A customer as the platform shows it (no cost fields exist on a customer)."""
+
+    id: str
+    reseller: str
+    name: str
+    company_id: str | None
+    address: Address
+    contact: Contact
+    domain: str
+    tenant_id: str | None
+    industry: str | None
+    segment: str
+    language: str | None
+    culture: str | None
+    status: CustomerStatus
+    origin: CustomerOrigin
+    failure_reason: str | None
+    subscription_count: int
+    created_at: AwareDatetime
+    updated_at: AwareDatetime
+
+
+class CustomerListQuery(WireModel):
+    """Filters of the customer list, with paging."""
+
+    status: CustomerStatus | None = None
+    name: str | None = None
+    page_size: int = 50
+    continuation_token: str | None = None
+
+
+def present(customer: Customer) -> CustomerView:
+    """The wire view of a customer."""
+    return CustomerView.model_validate(customer, from_attributes=True)
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def get(book: CustomerBook, principal: Principal, reseller: str, customer_id: str) -> Customer:
+    """One customer inside the caller's world (NotFound otherwise, also for odd ids)."""
+    resellers.get(book.resellers, reseller)
+    access.ensure_visible(principal, reseller, customer_id)
+    found = book.customers.find(reseller, customer_id) if _CUSTOMER_ID.match(customer_id) else None
+    if found is None:
+        raise NotFound("customer not found")
+    return found
+
+
+def list_customers(
+    book: CustomerBook,
+    principal: Principal,
+    reseller: str,
+    *,
+    status: CustomerStatus | None = None,
+    name: str | None = None,
+    page_size: int = 50,
+    continuation_token: str | None = None,
+) -> Page[CustomerView]:
+    """A page of the reseller's customers (a customer user: its own), filtered.
+
+    The name filter matches anywhere in the name, case-insensitively; as Table Storage cannot,
+    pages are read until one is full or the partition ends (at most a bounded number of reads),
+    so a page may hold fewer items than asked while `continuationToken` still leads on.
+    """
+    resellers.get(book.resellers, reseller)
+    needle = name.strip().lower() if name else ""
+    if principal.is_customer_user:
+        own = book.customers.find(reseller, principal.customer_id or "")
+        mine = [
+            c
+            for c in ([own] if own is not None else [])
+            if (status is None or c.status is status) and needle in c.search_name
+        ]
+        return Page[CustomerView](items=[present(c) for c in mine])
+    equals: dict[str, Any] = {}
+    if status is not None:
+        equals["status"] = status
+    items: list[Customer] = []
+    token = continuation_token
+    for _ in range(_MAX_SCAN_PAGES):
+        page = book.customers.list(
+            reseller,
+            equals=equals or None,
+            page_size=page_size - len(items),
+            continuation_token=token,
+        )
+        items += [c for c in page.items if needle in c.search_name]
+        token = page.continuation_token
+        if token is None or len(items) >= page_size or not needle:
+            break
+    return Page[CustomerView](items=[present(c) for c in items], continuation_token=token)
+
+
+# --- creating a new tenant -------------------------------------------------------------------
+
+
+def _check_segment(book: CustomerBook, reseller: str, segment: str, field: str) -> None:
+    known = set(_BUILTIN_SEGMENTS)
+    if book.catalog is not None:
+        settings = book.catalog.find_settings(reseller)
+        if settings is not None:
+            known |= {s.id for s in settings.segments}
+    if segment not in known:
+        raise ValidationFailed([FieldError(field, f"{segment!r} is not a segment of the catalog")])
+
+
+def check_domain(
+    book: CustomerBook, partner_center: PartnerCenter, reseller: str, name: str
+) -> DomainCheck:
+    """Whether `<name>.onmicrosoft.com` is free: at Microsoft and among our own new customers."""
+    resellers.get(book.resellers, reseller)
+    if not is_tenant_name(name):
+        raise ValidationFailed(
+            [FieldError("name", "letters and digits only, 1-27 characters, without the suffix")]
+        )
+    domain = tenant_domain(name)
+    available = not _claimed_here(book, reseller, domain) and partner_center.is_domain_available(
+        domain
+    )
+    return DomainCheck(name=name.lower(), domain=domain, available=available)
+
+
+def _claimed_here(book: CustomerBook, reseller: str, domain: str) -> bool:
+    # Microsoft answers "free" until the tenant exists; a customer of ours still Provisioning
+    # has already claimed it.
+    page = book.customers.list(reseller, equals={"domain": domain}, page_size=10)
+    return any(c.status is not CustomerStatus.FAILED for c in page.items)
+
+
+def create(
+    book: CustomerBook,
+    partner_center: PartnerCenter,
+    principal: Principal,
+    reseller_slug: str,
+    command: CustomerCreate,
+) -> Customer:
+    """Store the customer (Provisioning) and its `provision-customer` message, atomically.
+
+    The tenant name is checked with Partner Center first: a taken name stores nothing.
+    """
+    reseller = resellers.get(book.resellers, reseller_slug)
+    if principal.is_customer_user:
+        raise Forbidden("a customer's user cannot create customers")
+    _check_segment(book, reseller.slug, command.segment, "segment")
+    domain = tenant_domain(command.tenant_name)
+    if _claimed_here(book, reseller.slug, domain) or not partner_center.is_domain_available(domain):
+        raise ConflictingFields(
+            [FieldError("tenantName", f"{domain} is already taken; choose another name")]
+        )
+    language, culture = default_locale(command.address.country)
+    now = book.clock.now()
+    customer = Customer(
+        reseller=reseller.slug,
+        name=command.name,
+        company_id=command.company_id,
+        address=Address(**command.address.model_dump()),
+        contact=Contact(**command.contact.model_dump(mode="json")),
+        domain=domain,
+        industry=command.industry,
+        segment=command.segment,
+        language=command.language or language,
+        culture=command.culture or culture,
+        created_by=principal.email,
+        created_at=now,
+        updated_at=now,
+    )
+    message = OutboxMessage(
+        queue=Queue.PROVISION_CUSTOMER,
+        body={"reseller": reseller.slug, "customerId": customer.id},
+    )
+    return book.customers.add(customer, messages=[message])
+
+
+def _partner_center_body(customer: Customer, reseller: Reseller) -> pc.Customer:
+    contact, address = customer.contact, customer.address
+    return pc.Customer(
+        associated_partner_id=reseller.partner_center_id,
+        company_profile=pc.CompanyProfile(
+            domain=customer.domain,
+            company_name=customer.name,
+            organization_registration_number=customer.company_id,
+        ),
+        billing_profile=pc.BillingProfile(
+            first_name=contact.first_name,
+            last_name=contact.last_name,
+            email=contact.email,
+            culture=customer.culture,
+            language=customer.language,
+            company_name=customer.name,
+            default_address=pc.Address(
+                country=address.country,
+                city=address.city,
+                address_line1=address.street,
+                postal_code=address.postcode,
+                first_name=contact.first_name,
+                last_name=contact.last_name,
+                phone_number=contact.phone,
+            ),
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class _Credentials:
+    """The first admin's sign-in, held in memory only (never stored, never logged)."""
+
+    user_name: str
+    password: str
+
+    def __repr__(self) -> str:
+        return "_Credentials(<redacted>)"
+
+
+def _credentials(created: pc.Customer, domain: str) -> _Credentials | None:
+    raw = (created.model_extra or {}).get("userCredentials")
+    if not isinstance(raw, dict) or not raw.get("password"):
+        return None
+    user = str(raw.get("userName") or "admin")
+    if "@" not in user:
+        user = f"{user}@{domain}"
+    return _Credentials(user, str(raw["password"]))
+
+
+def welcome_email_id(customer: Customer) -> str:
+    """The e-mail's fixed id: a re-send after a crash is the same message, not a second one."""
+    return f"customer-{customer.id}-welcome"
+
+
+def _welcome_email(customer: Customer, reseller: Reseller, creds: _Credentials) -> Email:
+    brand = reseller.settings.appearance.display_name
+    copy = [
+        e
+        for e in (
+            customer.created_by,
+            reseller.settings.appearance.support_email,
+            *reseller.settings.notifications.extra_recipients,
+        )
+        if e
+    ]
+    assert customer.contact.email is not None
+    return Email(
+        to=[customer.contact.email],
+        cc=list(
+            dict.fromkeys(
+                str(e).lower() for e in copy if str(e).lower() != customer.contact.email.lower()
+            )
+        ),
+        subject=f"Your Microsoft tenant {customer.domain} is ready",
+        text=(
+            f"Hello {customer.contact.first_name or ''},\n\n"
+            f"{brand} has created the Microsoft tenant of {customer.name}.\n\n"
+            f"Sign in at https://portal.office.com with\n"
+            f"  user name: {creds.user_name}\n"
+            f"  temporary password: {creds.password}\n\n"
+            "You will be asked to choose a new password at the first sign-in.\n"
+            "Keep this e-mail private and delete it once you have signed in.\n"
+        ),
+    )
+
+
+def provision(
+    book: CustomerBook,
+    partner_center: PartnerCenter,
+    mailer: Mailer,
+    message: ProvisionCustomerMessage,
+) -> None:
+    """The `provision-customer` step: create the tenant, e-mail the sign-in, mark Active."""
+    customer = book.customers.find(message.reseller, message.customer_id)
+    if customer is None:
+        log.warning("customer %s/%s no longer exists", message.reseller, message.customer_id)
+        return
+    if customer.status is not CustomerStatus.PROVISIONING:
+        return  # redelivered after the step finished: nothing to do
+    reseller = book.resellers.get("reseller", customer.reseller)
+    created = partner_center.create_customer(
+        _partner_center_body(customer, reseller), request_id=customer.request_id
+    )
+    profile = created.company_profile
+    tenant_id = (profile.tenant_id if profile else None) or created.id
+    domain = (profile.domain if profile and profile.domain else customer.domain).lower()
+    creds = _credentials(created, domain)
+    del created  # the answer holds the password: let it go as soon as the e-mail is written
+    if creds is not None:
+        mailer.send(
+            _welcome_email(customer, reseller, creds), message_id=welcome_email_id(customer)
+        )
+    else:
+        log.warning("Partner Center returned no sign-in details for customer %s", customer.id)
+
+    def activate(c: Customer) -> bool:
+        if c.status is not CustomerStatus.PROVISIONING:
+            return False
+        c.status, c.tenant_id, c.domain, c.failure_reason = (
+            CustomerStatus.ACTIVE,
+            tenant_id,
+            domain,
+            None,
+        )
+        return True
+
+    _change(book, customer, activate)
+    log.info("customer %s/%s is Active (tenant %s)", customer.reseller, customer.id, tenant_id)
+
+
+def give_up(book: CustomerBook, message: ProvisionCustomerMessage, reason: str) -> None:
+    """Mark a customer still Provisioning Failed, with the reason, so a person can see it."""
+    customer = book.customers.find(message.reseller, message.customer_id)
+    if customer is None:
+        return
+
+    def fail(c: Customer) -> bool:
+        if c.status is not CustomerStatus.PROVISIONING:
+            return False
+        c.status, c.failure_reason = CustomerStatus.FAILED, reason[:1000]
+        return True
+
+    _change(book, customer, fail)
+
+
+def _change(book: CustomerBook, customer: Customer, mutate: Callable[[Customer], bool]) -> None:
+    """Apply `mutate` and save; a concurrent edit (a PATCH) is re-read and the change re-applied."""
+    current = customer
+    for _ in range(5):
+        if not mutate(current):
+            return
+        current.updated_at = book.clock.now()
+        try:
+            book.customers.update(current)
+            return
+        except ConcurrencyConflict:
+            current = book.customers.get(customer.reseller, customer.id)
+    raise ConcurrencyConflict("the customer keeps changing; retry later")
+
+
+# --- existing tenants ------------------------------------------------------------------------
+
+
+def relationship_link(
+    book: CustomerBook, partner_center: PartnerCenter, reseller_slug: str
+) -> RelationshipLink:
+    """The link an existing tenant's admin opens to accept this reseller (indirect)."""
+    reseller = resellers.get(book.resellers, reseller_slug)
+    url = partner_center.get_relationship_request_link().url
+    if "indirectCSPId=" not in url:
+        base, hash_, fragment = url.partition("#")
+        url = f"{base}&indirectCSPId={reseller.partner_center_id}{hash_}{fragment}"
+    return RelationshipLink(url=url)
+
+
+def _reseller_tenants(partner_center: PartnerCenter, reseller: Reseller) -> Iterator[pc.Customer]:
+    return partner_center.list_customers(indirect_reseller_id=reseller.partner_center_id)
+
+
+def _find_tenant(
+    partner_center: PartnerCenter, reseller: Reseller, command: CustomerImport
+) -> pc.Customer:
+    if command.tenant_id:
+        tenant = partner_center.get_customer(command.tenant_id)
+        if (tenant.associated_partner_id or "").lower() != reseller.partner_center_id.lower():
+            raise NotFound("no tenant with this id has accepted this reseller")
+        return tenant
+    wanted = (command.domain or "").lower()
+    for tenant in _reseller_tenants(partner_center, reseller):
+        domains = (
+            {(tenant.company_profile.domain or "").lower()} if tenant.company_profile else set()
+        )
+        domains |= {d.lower() for d in tenant.custom_domains or []}
+        if wanted in domains:
+            return tenant
+    raise NotFound("no tenant with this domain has accepted this reseller")
+
+
+def import_existing(
+    book: CustomerBook,
+    partner_center: PartnerCenter,
+    principal: Principal,
+    reseller_slug: str,
+    command: CustomerImport,
+) -> Customer:
+    """Record one existing tenant that accepted the reseller (until sync finds them itself)."""
+    if (command.domain is None) == (command.tenant_id is None):
+        raise ValidationFailed([FieldError("body", "give exactly one of domain or tenantId")])
+    reseller = resellers.get(book.resellers, reseller_slug)
+    if principal.is_customer_user:
+        raise Forbidden("a customer's user cannot import customers")
+    _check_segment(book, reseller.slug, command.segment, "segment")
+    tenant = _find_tenant(partner_center, reseller, command)
+    tenant_id = (tenant.company_profile.tenant_id if tenant.company_profile else None) or tenant.id
+    known = book.customers.list(reseller.slug, equals={"tenant_id": tenant_id}, page_size=1)
+    if known.items:
+        raise Conflict(f"this tenant is already the customer {known.items[0].id}")
+    return book.customers.add(from_partner_center(tenant, reseller.slug, book.clock, command))
+
+
+def from_partner_center(
+    tenant: pc.Customer, reseller: str, clock: Clock, command: CustomerImport | None = None
+) -> Customer:
+    """An Active customer record for a tenant Partner Center already holds."""
+    company = tenant.company_profile or pc.CompanyProfile()
+    billing = tenant.billing_profile or pc.BillingProfile()
+    address = billing.default_address or pc.Address()
+    country = (address.country or "").upper() or None
+    company_id = company.organization_registration_number
+    if country in ("CZ", "SK") and company_id and not is_valid_ico(company_id):
+        log.warning("tenant %s has a registration number that is no IČO", tenant.id)
+    now = clock.now()
+    return Customer(
+        reseller=reseller,
+        name=company.company_name or billing.company_name or (company.domain or "?"),
+        company_id=company_id,
+        address=Address(
+            country=country,
+            street=address.address_line1,
+            city=address.city,
+            postcode=address.postal_code,
+        ),
+        contact=Contact(
+            first_name=billing.first_name or address.first_name,
+            last_name=billing.last_name or address.last_name,
+            email=billing.email,
+            phone=address.phone_number,
+        ),
+        domain=(company.domain or "").lower(),
+        tenant_id=company.tenant_id or tenant.id,
+        industry=command.industry if command else None,
+        segment=command.segment if command else DEFAULT_SEGMENT,
+        language=billing.language,
+        culture=billing.culture,
+        status=CustomerStatus.ACTIVE,
+        origin=CustomerOrigin.EXISTING_TENANT,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+# --- changing ---------------------------------------------------------------------------------
+
+
+def update(
+    book: CustomerBook,
+    principal: Principal,
+    reseller: str,
+    customer_id: str,
+    etag: str,
+    command: CustomerUpdate,
+) -> Customer:
+    """Change industry, segment, contact or address, if the customer is still at `etag`."""
+    customer = get(book, principal, reseller, customer_id)
+    if principal.is_customer_user:
+        raise Forbidden("a customer's user cannot change the customer")
+    changes = command.model_dump(exclude_unset=True)
+    if "segment" in changes and command.segment is not None:
+        _check_segment(book, reseller, command.segment, "segment")
+        customer.segment = command.segment
+    if "industry" in changes:
+        customer.industry = command.industry
+    if command.contact is not None:
+        customer.contact = Contact(**command.contact.model_dump(mode="json"))
+    if command.address is not None:
+        country = command.address.country
+        if country in ("CZ", "SK") and not is_valid_ico(customer.company_id or ""):
+            raise ValidationFailed(
+                [FieldError("address.country", f"the company id is not a valid IČO for {country}")]
+            )
+        customer.address = Address(**command.address.model_dump())
+    customer.etag = etag
+    customer.updated_at = book.clock.now()
+    return book.customers.update(customer)
+
+
+# --- the catalog's view of a customer ---------------------------------------------------------
+
+
+class CustomerSegments:
+    """The catalog's `CustomerDirectory` port, served from the Customers repository."""
+
+    def __init__(self, customers: Repository[Customer]) -> None:
+        self.customers = customers
+
+    def segment_of(self, reseller: str, customer_id: str) -> str:
+        """The segment id the customer buys in; NotFound if the reseller has no such customer."""
+        found = (
+            self.customers.find(reseller, customer_id) if _CUSTOMER_ID.match(customer_id) else None
+        )
+        if found is None:
+            raise NotFound("there is no such customer")
+        return found.segment or DEFAULT_SEGMENT
