@@ -130,6 +130,7 @@ class Container:
             invitations=self.invitations,
             notifications=self.notifications,
             clock=self.clock,
+            customers=self.customers,
         )
 
     @cached_property

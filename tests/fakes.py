@@ -262,6 +262,7 @@ def fake_container(
 
 # --- Customers -------------------------------------------------------------------------------
 
+import dataclasses  # noqa: E402
 import secrets as _secrets  # noqa: E402
 import uuid as _uuid  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
@@ -359,6 +360,8 @@ def install_customers(c: Container, fallback: Any = None) -> FakeCustomerPartner
     partner_center = FakeCustomerPartnerCenter(fallback)
     repo = InMemoryRepository[Customer](lambda x: (x.reseller, x.id))
     catalog = c.__dict__.get("catalog_store")
+    if "directory" in c.__dict__:
+        c.__dict__["directory"] = dataclasses.replace(c.__dict__["directory"], customers=repo)
     c.__dict__.update(
         customers=repo,
         customer_book=CustomerBook(repo, c.resellers, c.clock, catalog),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from shared.domain.customers import Customer
 from shared.domain.errors import (
     Conflict,
     FieldError,
@@ -50,6 +51,8 @@ class Directory:
     invitations: Repository[Invitation]
     notifications: Repository[Notification]
     clock: Clock
+    # Customers, to check that an invitation's organisation exists (None: not checked).
+    customers: Repository[Customer] | None = None
 
 
 @dataclass(frozen=True)

@@ -138,6 +138,14 @@ def _organisation_allowed(principal: Principal, reseller: str, customer_id: str 
     access.ensure_visible(principal, reseller, customer_id)
 
 
+def _customer_exists(directory: Directory, reseller: str, customer_id: str | None) -> None:
+    # An invitation for a customer the reseller does not have would make a user of nothing.
+    if customer_id is None or directory.customers is None:
+        return
+    if directory.customers.find(reseller, customer_id) is None:
+        raise ValidationFailed([FieldError("customerId", "is not a customer of this reseller")])
+
+
 def list_users(
     directory: Directory,
     principal: Principal,
@@ -180,6 +188,7 @@ def invite(
     reseller = resellers.get(directory.resellers, reseller_slug)
     _organisation_allowed(principal, reseller.slug, command.customer_id)
     _check_role(command.role, command.customer_id, "role")
+    _customer_exists(directory, reseller.slug, command.customer_id)
     email = normalise_email(str(command.email))
     now = directory.clock.now()
     existing = directory.users.list(reseller.slug, equals={"email": email}, page_size=1).items

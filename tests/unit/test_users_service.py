@@ -160,3 +160,32 @@ def test_distributor_admin_is_seeded_outside_every_reseller(directory):
     assert again.id == admin.id and again.etag == admin.etag
     principal = identity.principal_of(directory, TestIssuer().sign_in("admin@distributor.example"))
     assert principal is not None and principal.is_distributor
+
+
+def test_an_invitation_for_a_customer_the_reseller_does_not_have_names_the_field(directory, owner):
+    import dataclasses
+
+    from shared.domain.customers import Address, Contact, Customer, CustomerStatus
+    from tests.fakes import InMemoryRepository
+
+    customers = InMemoryRepository[Customer](lambda x: (x.reseller, x.id))
+    checked = dataclasses.replace(directory, customers=customers)
+    with pytest.raises(ValidationFailed) as info:
+        invite(checked, owner)
+    assert [e.field for e in info.value.errors] == ["customerId"]
+    assert not any(u.email == EMAIL for u in directory.users.rows.values())
+
+    customers.add(
+        Customer(
+            reseller="demo",
+            id=CUSTOMER,
+            name="Alfa s.r.o.",
+            company_id="25596641",
+            address=Address(country="CZ", street="Ulice 1", city="Praha", postcode="110 00"),
+            contact=Contact(first_name="Jana", last_name="Nová", email="jana@a.example"),
+            domain="alfa.onmicrosoft.com",
+            tenant_id=None,
+            status=CustomerStatus.ACTIVE,
+        )
+    )
+    assert invite(checked, owner)
