@@ -42,8 +42,7 @@ _USER_ID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
 class UserInvite(Command):
     """Invite a person: e-mail, role, and organisation (the reseller, or one of its customers).
 
-    Customer ids are not checked against the Customers table yet (customers come later); any
-    customer id of the right shape is accepted.
+    A customer id must be one of the reseller's customers.
     """
 
     email: EmailStr
