@@ -41,7 +41,7 @@ _REPOSITORIES: list[str] = []
 
 
 def repository(build: Callable[[Container], R]) -> cached_property[R]:
-    """Declare a repository of the container; its table is swept for outbox rows."""
+    """Declare a repository of the container (those with an outbox are swept)."""
     _REPOSITORIES.append(build.__name__)
     return cached_property(build)
 
@@ -79,15 +79,22 @@ class Container:
         return build_mailer(self.settings)
 
     def table_repository(
-        self, table: str, model: type[M], keys: Callable[[M], tuple[str, str]]
+        self,
+        table: str,
+        model: type[M],
+        keys: Callable[[M], tuple[str, str]],
+        *,
+        outbox: bool = False,
     ) -> TableRepository[M]:
-        """A Table Storage repository that dispatches its outbox rows after each commit."""
-        return TableRepository(self.store, table, model, keys, self.outbox)
+        """A Table Storage repository; with `outbox`, its writes may carry queue messages."""
+        return TableRepository(self.store, table, model, keys, self.outbox if outbox else None)
 
     @repository
     def notifications(self) -> TableRepository[Notification]:
         """Notifications, by scope and id."""
-        return self.table_repository("Notifications", Notification, lambda n: (n.scope, n.id))
+        return self.table_repository(
+            "Notifications", Notification, lambda n: (n.scope, n.id), outbox=True
+        )
 
     @repository
     def resellers(self) -> TableRepository[Reseller]:
@@ -183,7 +190,9 @@ class Container:
     @repository
     def customers(self) -> TableRepository[Customer]:
         """Customers, by reseller slug and customer id (ULID)."""
-        return self.table_repository("Customers", Customer, lambda c: (c.reseller, c.id))
+        return self.table_repository(
+            "Customers", Customer, lambda c: (c.reseller, c.id), outbox=True
+        )
 
     @cached_property
     def customer_book(self) -> CustomerBook:
@@ -191,8 +200,9 @@ class Container:
         return CustomerBook(self.customers, self.resellers, self.clock, self.catalog_store)
 
     def outbox_tables(self) -> list[str]:
-        """Every table that may hold outbox rows (the tables of all repositories)."""
-        return [getattr(self, name).table_name for name in _REPOSITORIES]
+        """Every table that may hold outbox rows: those of the repositories built with one."""
+        repos = [getattr(self, name) for name in _REPOSITORIES]
+        return [r.table_name for r in repos if getattr(r, "outbox", None) is not None]
 
     def sweep_outbox(self) -> int:
         """Re-send outbox rows older than OUTBOX_MIN_AGE_SECONDS."""

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 
-from shared.adapters.tables.repository import OUTBOX_PREFIX, TableRepository
+from shared.adapters.tables.repository import OUTBOX_PREFIX, OutboxSink, TableRepository
 from shared.domain.errors import ConcurrencyConflict, Conflict, NotFound, ValidationFailed
 from shared.domain.model import Record
 from shared.domain.outbox import OutboxMessage, Queue
@@ -26,8 +26,9 @@ class Item(Record):
 
 def repo(container, outbox=True) -> TableRepository[Item]:
     if outbox:
-        return container.table_repository("Items", Item, lambda i: (i.owner, i.id))
-    return TableRepository(container.store, "Items", Item, lambda i: (i.owner, i.id))
+        return container.table_repository("Items", Item, lambda i: (i.owner, i.id), outbox=True)
+    # A writer that commits its outbox rows but never sends them (as if it died right after).
+    return TableRepository(container.store, "Items", Item, lambda i: (i.owner, i.id), OutboxSink())
 
 
 def queue(container, name: Queue) -> QueueClient:
@@ -131,3 +132,15 @@ def test_outbox_rows_never_appear_in_lists_and_the_sweeper_sends_them(container)
 def test_keys_with_forbidden_characters_are_refused_before_storage(container):
     with pytest.raises(ValueError, match="invalid RowKey"):
         repo(container).add(Item(owner="demo", id="a/b", name="x"))
+
+
+def test_a_table_without_an_outbox_refuses_messages_so_none_go_unswept(container):
+    plain = container.table_repository("Items", Item, lambda i: (i.owner, i.id))
+    msg = OutboxMessage(queue=Queue.NOTIFICATIONS, body={"id": "4"})
+    with pytest.raises(ValueError, match="carries no outbox rows"):
+        plain.add(Item(owner="demo", id="4", name="x"), messages=[msg])
+    assert plain.find("demo", "4") is None
+
+
+def test_only_tables_whose_repositories_carry_an_outbox_are_swept(container):
+    assert sorted(container.outbox_tables()) == ["Customers", "Notifications"]

@@ -86,7 +86,8 @@ class TableRepository(Generic[M]):
         self.table_name = table_name
         self.codec = EntityCodec(model)
         self.keys = keys
-        self.outbox = outbox or OutboxSink()
+        # None: this table carries no outbox rows, so the sweeper need not scan it.
+        self.outbox = outbox
         self._props = {f.name: f.prop for f in self.codec.fields}
 
     @property
@@ -188,6 +189,10 @@ class TableRepository(Generic[M]):
                     },
                 )
             )
+        if messages and self.outbox is None:
+            raise ValueError(
+                f"table {self.table_name} carries no outbox rows: build its repository with one"
+            )
         rows = [outbox_entity(partition, m) for m in messages]
         ops.extend(("create", row) for row in rows)
         if len(ops) > 100:
@@ -209,7 +214,7 @@ class TableRepository(Generic[M]):
             self._with_etag(item, meta)
             for item, meta in zip([*adds, *updates], results, strict=False)
         ]
-        if rows:
+        if rows and self.outbox is not None:
             self.outbox.dispatch(self.table, partition, rows)
         return saved
 
