@@ -50,7 +50,9 @@ def _schema_ref(model: Any, refs: dict[Any, Any], extra: dict[str, Any]) -> dict
         ref: dict[str, Any] = refs[(models[0], "serialization")]
         return ref
     if models:
-        return {"oneOf": [refs[(m, "serialization")] for m in models]}
+        # anyOf, not oneOf: the views of one resource nest (a staff view is a public view with
+        # more fields), so a staff answer is valid under both and oneOf would reject it.
+        return {"anyOf": [refs[(m, "serialization")] for m in models]}
     schema = TypeAdapter(model).json_schema(
         by_alias=True, mode="serialization", ref_template=COMPONENT
     )

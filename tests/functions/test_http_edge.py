@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 
 import azure.functions as func
 import pytest
+from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 from pydantic import Field
 
@@ -14,6 +16,7 @@ from functions._http import (
     PROBLEM_JSON,
     Call,
     RouteSpec,
+    _json,
     decode_etag,
     encode_etag,
     problem_for,
@@ -26,7 +29,16 @@ from shared.domain.errors import (
     NotFound,
     UpstreamUnavailable,
 )
+from shared.domain.identity import (
+    Appearance,
+    Principal,
+    Reseller,
+    ResellerSettings,
+    Role,
+    SignInKind,
+)
 from shared.domain.model import WireModel
+from shared.services import resellers
 from tests.app_index import functions, triggers
 
 SPEC = RouteSpec("t", "things/{id}", ("POST",), "test")
@@ -141,6 +153,36 @@ def test_every_http_function_has_an_openapi_operation_and_the_document_is_valid(
         for method in trigger["methods"]:
             verb = getattr(method, "value", method).lower()
             assert verb in doc["paths"][path], f"{name} {verb} undocumented"
+
+
+def _answer_schema(doc: dict, path: str, method: str, status: str) -> Draft202012Validator:
+    content = doc["paths"][path][method]["responses"][status]["content"]
+    schema = next(iter(content.values()))["schema"]
+    return Draft202012Validator({**schema, "components": doc["components"]})
+
+
+def test_a_staff_answer_matches_a_route_that_answers_staff_or_public_views():
+    # The staff view is the public view with more fields, so a staff answer is valid under
+    # both: the document must say anyOf (oneOf rejected every staff answer of GET reseller).
+    doc = build_openapi()
+    validator = _answer_schema(doc, "/api/resellers/{r}", "get", "200")
+    reseller = Reseller(
+        slug="demo",
+        name="Demo s.r.o.",
+        partner_center_id="3f2c6a1e-8d4b-4c1a-9b7e-2a5d0c9e4f10",
+        country="CZ",
+        currency="CZK",
+        settings=ResellerSettings(appearance=Appearance(display_name="Demo")),
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+        updated_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    who = {"reseller": "demo", "email": "x@demo.example", "kind": SignInKind.PLATFORM}
+    staff = Principal(user_id="u", customer_id=None, role=Role.ACCOUNT_MANAGER, **who)
+    customer = Principal(user_id="c", customer_id="c1", role=Role.CUSTOMER_ADMIN, **who)
+    for viewer in (staff, customer):
+        answer = json.loads(_json(resellers.present(viewer, reseller)))
+        assert not list(validator.iter_errors(answer)), (viewer.role, answer)
+    assert "defaultMarginPercent" in json.loads(_json(resellers.present(staff, reseller)))
 
 
 def test_route_template_constraints_are_dropped_in_openapi_paths():
