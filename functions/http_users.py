@@ -114,6 +114,22 @@ def invite_user(call: Call) -> Reply:
 @http(
     bp,
     "resellers/{r}/users/{u}",
+    ["GET"],
+    name="http_get_user",
+    summary="One user, with the ETag a change needs.",
+    response=UserView,
+    tags=TAGS,
+    access=allow(Action.READ_USERS),
+)
+def get_user(call: Call) -> Reply:
+    """One user."""
+    user = users.get_user(container().directory, call.principal, call.route["r"], call.route["u"])
+    return Reply(users.present(user), etag=user.etag)
+
+
+@http(
+    bp,
+    "resellers/{r}/users/{u}",
     ["PATCH"],
     name="http_update_user",
     summary="Change a user's role or status (If-Match required).",

@@ -68,6 +68,7 @@ EXPECT: dict[str, dict[str, tuple[int, ...]]] = {
     },
 }
 EXPECT["http_disable_user"] = EXPECT["http_update_user"]
+EXPECT["http_get_user"] = EXPECT["http_update_user"]
 
 # The catalog: public reads, the customer catalog, curation by staff, the import.
 CATALOG_STAFF_READ = by_reseller((401, 200, 200, 200, 200, 403, 403), OUTSIDE)

@@ -322,3 +322,32 @@ def test_odd_route_values_are_404_never_500(world, name, method, route):
     resp = call(name, method, "x", route=route, token=world.token("DistributorAdmin"))
     assert resp.status_code == 404, resp.get_body()
     assert resp.mimetype == "application/problem+json"
+
+
+def test_a_user_read_alone_carries_the_etag_its_change_needs(world):
+    token = world.token("AccountManager")
+    target = world.users["own_reseller"]
+    path, route = f"resellers/demo/users/{target.id}", {"r": "demo", "u": target.id}
+    got = call("http_get_user", "GET", path, route=route, token=token)
+    assert got.status_code == 200
+    assert json_of(got)["email"] == target.email
+    changed = call(
+        "http_update_user",
+        "PATCH",
+        path,
+        route=route,
+        token=token,
+        body={"role": "Sales"},
+        headers={"If-Match": got.headers["ETag"]},
+    )
+    assert changed.status_code == 200, changed.get_body()
+    stale = call(
+        "http_update_user",
+        "PATCH",
+        path,
+        route=route,
+        token=token,
+        body={"role": "ReadOnly"},
+        headers={"If-Match": got.headers["ETag"]},
+    )
+    assert stale.status_code == 412
