@@ -1,4 +1,4 @@
-"""Customers: create (new tenant), import (existing tenant), list, read, change; tenant names."""
+"""Customers: create (new tenant), import (existing tenant), list, read, change, retry; names."""
 
 from __future__ import annotations
 
@@ -167,6 +167,33 @@ def update_customer(call: Call) -> Reply:
         call.body(CustomerUpdate),
     )
     return Reply(customers.present(customer), etag=customer.etag)
+
+
+@http(
+    bp,
+    "resellers/{r}/customers/{c}/retry",
+    ["POST"],
+    name="http_retry_customer",
+    summary="Provision a Failed customer (new tenant) again, with its same MS-RequestId.",
+    response=CustomerView,
+    status=202,
+    tags=TAGS,
+    errors=(409, 412),
+    access=allow(Action.MANAGE_CUSTOMERS),
+    idempotent=True,
+)
+def retry_customer(call: Call) -> Reply:
+    """Back to Provisioning with its `provision-customer` message (If-Match optional)."""
+    customer = customers.retry(
+        container().customer_book,
+        call.principal,
+        call.route["r"],
+        call.route["c"],
+        call.if_match_optional(),
+    )
+    return Reply(
+        customers.present(customer), status=202, headers=_location(customer), etag=customer.etag
+    )
 
 
 @http(

@@ -197,7 +197,9 @@ class Container:
     @cached_property
     def customer_book(self) -> CustomerBook:
         """The records the customer services work on."""
-        return CustomerBook(self.customers, self.resellers, self.clock, self.catalog_store)
+        return CustomerBook(
+            self.customers, self.resellers, self.clock, self.catalog_store, self.notifications
+        )
 
     def outbox_tables(self) -> list[str]:
         """Every table that may hold outbox rows: those of the repositories built with one."""

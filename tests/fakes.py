@@ -360,11 +360,15 @@ def install_customers(c: Container, fallback: Any = None) -> FakeCustomerPartner
     partner_center = FakeCustomerPartnerCenter(fallback)
     repo = InMemoryRepository[Customer](lambda x: (x.reseller, x.id))
     catalog = c.__dict__.get("catalog_store")
+    notifications = c.__dict__.get("notifications") or InMemoryRepository[Notification](
+        lambda n: (n.scope, n.id)
+    )
     if "directory" in c.__dict__:
         c.__dict__["directory"] = dataclasses.replace(c.__dict__["directory"], customers=repo)
     c.__dict__.update(
         customers=repo,
-        customer_book=CustomerBook(repo, c.resellers, c.clock, catalog),
+        notifications=notifications,
+        customer_book=CustomerBook(repo, c.resellers, c.clock, catalog, notifications),
         partner_center=partner_center,
         mailer=FakeMailer(),
     )

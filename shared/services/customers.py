@@ -1,5 +1,5 @@
 """Customers: create (new tenant, provisioned through `provision-customer`), import an existing
-tenant, list, read, change; the provisioning step itself.
+tenant, list, read, change, retry a Failed one; the provisioning step itself.
 
 The first admin's password: Partner Center returns it once, in the answer to the create call.
 The step sends it straight from that answer to the contact (and the reseller, in copy) through
@@ -9,6 +9,11 @@ create with the customer's stored MS-RequestId, which Partner Center answers wit
 result (the same tenant, the same password), so a crash anywhere in the step re-sends the same
 e-mail at worst (the drop folder and the Message-ID make it the same message); once Active, a
 redelivery does nothing.
+
+A create refused because the domain is taken, where the tenant is among the reseller's own in
+Partner Center (and no other record of ours holds it), is the tenant of an earlier attempt whose
+answer was lost: the step adopts it (Active) and, as no sign-in can be recovered, queues an
+e-mail asking the requester and the reseller to reset the admin's password instead.
 """
 
 from __future__ import annotations
@@ -45,14 +50,15 @@ from shared.domain.errors import (
     FieldError,
     Forbidden,
     NotFound,
+    UpstreamRejected,
     ValidationFailed,
 )
 from shared.domain.identity import CUSTOMER_ID_PATTERN, Principal, Reseller
 from shared.domain.model import Page, WireModel
-from shared.domain.notifications import Email
+from shared.domain.notifications import Email, Notification
 from shared.domain.outbox import OutboxMessage, Queue
 from shared.ports import CatalogStore, Clock, Mailer, PartnerCenter, Repository
-from shared.services import access, resellers
+from shared.services import access, notifications, resellers
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +66,8 @@ _CUSTOMER_ID = re.compile(CUSTOMER_ID_PATTERN)
 # The catalog's own four; a reseller may add more (read from its catalog when one is wired).
 _BUILTIN_SEGMENTS = frozenset({"commercial", "education", "government", "nonprofit"})
 _MAX_SCAN_PAGES = 20
+# Partner Center's error code for a create whose domain already exists.
+_DOMAIN_TAKEN_CODE = "600041"
 
 
 @dataclass
@@ -70,6 +78,8 @@ class CustomerBook:
     resellers: Repository[Reseller]
     clock: Clock
     catalog: CatalogStore | None = None
+    # Where the e-mail about an adopted tenant is queued (the notifications outbox).
+    notifications: Repository[Notification] | None = None
 
 
 class DomainCheck(WireModel):
@@ -362,9 +372,18 @@ def provision(
     if customer.status is not CustomerStatus.PROVISIONING:
         return  # redelivered after the step finished: nothing to do
     reseller = book.resellers.get("reseller", customer.reseller)
-    created = partner_center.create_customer(
-        _partner_center_body(customer, reseller), request_id=customer.request_id
-    )
+    try:
+        created = partner_center.create_customer(
+            _partner_center_body(customer, reseller), request_id=customer.request_id
+        )
+    except UpstreamRejected as exc:
+        if not _domain_taken(exc):
+            raise
+        earlier = _our_earlier_tenant(book, partner_center, reseller, customer)
+        if earlier is None:
+            raise  # taken by someone else: Failed, with Partner Center's reason
+        _adopt(book, reseller, customer, earlier)
+        return
     profile = created.company_profile
     tenant_id = (profile.tenant_id if profile else None) or created.id
     domain = (profile.domain if profile and profile.domain else customer.domain).lower()
@@ -390,6 +409,140 @@ def provision(
 
     _change(book, customer, activate)
     log.info("customer %s/%s is Active (tenant %s)", customer.reseller, customer.id, tenant_id)
+
+
+def _domain_taken(exc: UpstreamRejected) -> bool:
+    return exc.status == 409 or exc.code == _DOMAIN_TAKEN_CODE
+
+
+def _tenant_id_of(tenant: pc.Customer) -> str | None:
+    return (tenant.company_profile.tenant_id if tenant.company_profile else None) or tenant.id
+
+
+def _our_earlier_tenant(
+    book: CustomerBook, partner_center: PartnerCenter, reseller: Reseller, customer: Customer
+) -> pc.Customer | None:
+    """The reseller's tenant with the customer's domain, unless another record of ours holds it.
+
+    The domain is taken; if the tenant is among the reseller's own in Partner Center (and no
+    other customer record has it), an earlier attempt of this customer created it and its
+    answer was lost or its replay forgotten.
+    """
+    wanted = customer.domain.lower()
+    for tenant in _reseller_tenants(partner_center, reseller):
+        profile = tenant.company_profile
+        if profile is None or (profile.domain or "").lower() != wanted:
+            continue
+        tenant_id = _tenant_id_of(tenant)
+        if not tenant_id:
+            return None
+        known = book.customers.list(reseller.slug, equals={"tenant_id": tenant_id}, page_size=5)
+        if any(c.id != customer.id for c in known.items):
+            log.warning("tenant %s is already another customer's; not adopting it", tenant_id)
+            return None
+        return tenant
+    return None
+
+
+def adopted_email_id(customer: Customer) -> str:
+    """The fixed id of the e-mail about an adopted tenant (queued once per customer)."""
+    return f"customer-{customer.id}-adopted"
+
+
+def _adopted_email(customer: Customer, reseller: Reseller) -> Email | None:
+    """To the requester and the reseller's contacts: the tenant is ready, reset the password."""
+    recipients = list(
+        dict.fromkeys(
+            str(e).lower()
+            for e in (
+                customer.created_by,
+                reseller.settings.appearance.support_email,
+                *reseller.settings.notifications.extra_recipients,
+            )
+            if e
+        )
+    )
+    if not recipients:
+        return None
+    return Email(
+        to=recipients[:1],
+        cc=recipients[1:],
+        subject=f"The Microsoft tenant {customer.domain} is ready",
+        text=(
+            f"The Microsoft tenant {customer.domain} of {customer.name} is ready.\n\n"
+            "It was created by an earlier attempt whose answer was lost, so its first admin's "
+            "sign-in could not be sent.\n"
+            "Reset the admin's password in the Microsoft 365 admin center "
+            "(https://admin.microsoft.com) and hand it to the customer.\n"
+        ),
+    )
+
+
+def _adopt(book: CustomerBook, reseller: Reseller, customer: Customer, tenant: pc.Customer) -> None:
+    """Mark the customer Active with the earlier tenant; e-mail the reseller to reset the admin.
+
+    The e-mail is queued first, under a fixed id, so a crash before activation queues it once.
+    """
+    tenant_id = _tenant_id_of(tenant)
+    email = _adopted_email(customer, reseller)
+    if book.notifications is None or email is None:
+        log.warning("no e-mail about the adopted tenant of customer %s can be queued", customer.id)
+    elif book.notifications.find(reseller.slug, adopted_email_id(customer)) is None:
+        notifications.queue_email(
+            book.notifications, reseller.slug, email, notification_id=adopted_email_id(customer)
+        )
+
+    def activate(c: Customer) -> bool:
+        if c.status is not CustomerStatus.PROVISIONING:
+            return False
+        c.status, c.tenant_id, c.failure_reason = CustomerStatus.ACTIVE, tenant_id, None
+        return True
+
+    _change(book, customer, activate)
+    log.info(
+        "customer %s/%s is Active with the tenant an earlier attempt created (%s)",
+        customer.reseller,
+        customer.id,
+        tenant_id,
+    )
+
+
+def retry(
+    book: CustomerBook,
+    principal: Principal,
+    reseller: str,
+    customer_id: str,
+    etag: str | None = None,
+) -> Customer:
+    """Provision a Failed new-tenant customer again, with its same MS-RequestId.
+
+    Back to Provisioning (the failure reason cleared) with its `provision-customer` message in
+    the same transaction. The same request id lets Partner Center replay a create that did
+    happen; a tenant it no longer replays is found among the reseller's by the step.
+    """
+    customer = get(book, principal, reseller, customer_id)
+    if principal.is_customer_user:
+        raise Forbidden("a customer's user cannot retry the provisioning")
+    if customer.origin is not CustomerOrigin.NEW_TENANT:
+        raise Conflict("only a customer created with a new tenant can be retried")
+    if customer.status is not CustomerStatus.FAILED:
+        raise Conflict(
+            f"only a Failed customer can be retried; this one is {customer.status.value}"
+        )
+    same_domain = book.customers.list(reseller, equals={"domain": customer.domain}, page_size=10)
+    if any(
+        c.id != customer.id and c.status is not CustomerStatus.FAILED for c in same_domain.items
+    ):
+        raise Conflict(f"another customer now holds {customer.domain}; this one cannot be retried")
+    if etag is not None:
+        customer.etag = etag
+    customer.status, customer.failure_reason = CustomerStatus.PROVISIONING, None
+    customer.updated_at = book.clock.now()
+    message = OutboxMessage(
+        queue=Queue.PROVISION_CUSTOMER,
+        body={"reseller": customer.reseller, "customerId": customer.id},
+    )
+    return book.customers.update(customer, messages=[message])
 
 
 def give_up(book: CustomerBook, message: ProvisionCustomerMessage, reason: str) -> None:

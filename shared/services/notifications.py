@@ -12,9 +12,20 @@ from shared.ports import Mailer, Repository
 log = logging.getLogger(__name__)
 
 
-def queue_email(notifications: Repository[Notification], scope: str, email: Email) -> Notification:
-    """Record an e-mail to send and, in the same transaction, the queue message for it."""
+def queue_email(
+    notifications: Repository[Notification],
+    scope: str,
+    email: Email,
+    *,
+    notification_id: str | None = None,
+) -> Notification:
+    """Record an e-mail to send and, in the same transaction, the queue message for it.
+
+    A fixed `notification_id` makes a repeated call find the first record (Conflict on add).
+    """
     record = Notification(scope=scope, email=email)
+    if notification_id is not None:
+        record.id = notification_id
     message = OutboxMessage(queue=Queue.NOTIFICATIONS, body={"scope": scope, "id": record.id})
     return notifications.add(record, messages=[message])
 

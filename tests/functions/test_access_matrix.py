@@ -14,6 +14,7 @@ import pytest
 from functions._http import encode_etag
 from shared import bootstrap
 from shared.domain import partner_center as pc
+from shared.domain.customers import CustomerStatus
 from shared.domain.identity import SignInKind
 from tests.app_index import triggers
 from tests.catalog_fakes import BOTH, install_catalog
@@ -120,6 +121,10 @@ EXPECT.update(
             "other_customer": (401, 200, 200, 200, 200, 404, 404),
         },
         "http_update_customer": CUSTOMER_WRITE_ONE,
+        "http_retry_customer": {
+            variant: tuple(202 if s == 200 else s for s in statuses)
+            for variant, statuses in CUSTOMER_WRITE_ONE.items()
+        },
         "http_check_domain": CUSTOMER_STAFF_WRITE,
         "http_relationship_link": CUSTOMER_STAFF_WRITE,
     }
@@ -247,6 +252,11 @@ def _request(world: World, name: str, variant: str, role: str) -> dict[str, Any]
     elif name == "http_update_customer":
         body = {"industry": "Retail"}
         headers["If-Match"] = encode_etag(c.customers.get(reseller, route["c"]).etag)
+    elif name == "http_retry_customer":
+        # Only a Failed customer can be retried: make the target one.
+        failed = c.customers.get(reseller, route["c"])
+        failed.status, failed.failure_reason = CustomerStatus.FAILED, "Partner Center refused"
+        headers["If-Match"] = encode_etag(c.customers.update(failed).etag)
     token = None if role == "anonymous" else world.token(role)
     return {
         "method": method,

@@ -18,7 +18,7 @@ from tests.app_index import functions
 from tests.customer_bodies import new_customer_body
 from tests.fakes import FakeCustomerPartnerCenter
 from tests.functions.helpers import call, json_of
-from tests.functions.world import CUST_A, CUST_B, World, add_customers, build_world
+from tests.functions.world import CUST_A, CUST_B, CUST_OTHER, World, add_customers, build_world
 
 
 @pytest.fixture
@@ -242,6 +242,91 @@ def test_transient_errors_retry_and_the_last_try_marks_failed(world):
     stored = world.container.customers.get("demo", created["id"])
     assert stored.status is CustomerStatus.FAILED
     assert stored.failure_reason == "gave up after 5 tries: Partner Center is down"
+
+
+def retry(world: World, customer_id: str, role: str = "Sales", **headers: str) -> func.HttpResponse:
+    return call(
+        "http_retry_customer",
+        "POST",
+        f"resellers/demo/customers/{customer_id}/retry",
+        route={"r": "demo", "c": customer_id},
+        token=world.token(role),
+        headers=headers,
+    )
+
+
+def test_retry_of_a_failed_customer_answers_202_and_it_ends_active(world):
+    created = json_of(create(world, new_customer_body("retryme")))
+    pc_of(world).fail_create_with = UpstreamRejected("Address is invalid", code="2001", status=400)
+    deliver(world)
+    failed = world.container.customers.get("demo", created["id"])
+    assert failed.status is CustomerStatus.FAILED
+    pc_of(world).fail_create_with = None
+    world.container.customers.sent.clear()
+
+    resp = retry(world, created["id"], **{"If-Match": encode_etag(failed.etag)})
+    assert resp.status_code == 202, resp.get_body()
+    shown = json_of(resp)
+    assert shown["status"] == "Provisioning" and shown["failureReason"] is None
+    assert resp.headers["Location"] == f"/api/resellers/demo/customers/{created['id']}"
+    assert resp.headers["ETag"] == encode_etag(
+        world.container.customers.get("demo", created["id"]).etag
+    )
+    [message] = world.container.customers.sent
+    assert message.body == {"reseller": "demo", "customerId": created["id"]}
+
+    deliver(world)
+    stored = world.container.customers.get("demo", created["id"])
+    assert stored.status is CustomerStatus.ACTIVE and stored.request_id == failed.request_id
+    assert set(pc_of(world).create_calls) == {failed.request_id}
+    assert len(pc_of(world).tenants) == 1
+
+
+def test_retry_of_a_customer_that_is_not_failed_is_409_problem(world):
+    resp = retry(world, CUST_A)  # Active
+    assert resp.status_code == 409
+    assert resp.mimetype == "application/problem+json"
+    assert "only a Failed customer" in json_of(resp)["detail"]
+    provisioning = json_of(create(world, new_customer_body("stillgoing")))
+    resp = retry(world, provisioning["id"])
+    assert resp.status_code == 409 and "Provisioning" in json_of(resp)["detail"]
+
+
+def test_retry_with_a_stale_if_match_is_412(world):
+    created = json_of(create(world, new_customer_body("stale")))
+    pc_of(world).fail_create_with = UpstreamRejected("no", code="2001", status=400)
+    deliver(world)
+    resp = retry(world, created["id"], **{"If-Match": encode_etag("etag-0")})
+    assert resp.status_code == 412
+    stored = world.container.customers.get("demo", created["id"])
+    assert stored.status is CustomerStatus.FAILED
+
+
+def test_retry_outside_the_callers_world_is_404(world):
+    repo = world.container.customers
+    for reseller, customer_id in (("other", CUST_OTHER), ("demo", CUST_B)):
+        failed = repo.get(reseller, customer_id)
+        failed.status = CustomerStatus.FAILED
+        repo.update(failed)
+    sent_before = len(repo.sent)
+    # Another reseller's Failed customer, for a caller of demo.
+    resp = call(
+        "http_retry_customer",
+        "POST",
+        f"resellers/other/customers/{CUST_OTHER}/retry",
+        route={"r": "other", "c": CUST_OTHER},
+        token=world.token("Sales"),
+    )
+    assert resp.status_code == 404 and resp.mimetype == "application/problem+json"
+    # Another customer's Failed record, for a customer user of CUST_A.
+    resp = retry(world, CUST_B, role="CustomerAdmin")
+    assert resp.status_code == 404
+    for odd in ("01JCXSTC0000000000000000ZZ", "not-an-id"):
+        resp = retry(world, odd)
+        assert resp.status_code == 404 and resp.mimetype == "application/problem+json"
+    assert repo.get("other", CUST_OTHER).status is CustomerStatus.FAILED
+    assert repo.get("demo", CUST_B).status is CustomerStatus.FAILED
+    assert len(repo.sent) == sent_before
 
 
 def test_a_customer_user_of_one_customer_gets_404_for_the_other(world):

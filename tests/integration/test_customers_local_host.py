@@ -373,3 +373,58 @@ def test_other_reseller_and_other_customer_get_404(stack):
     assert sorted(c["id"] for c in page["items"]) == sorted([first.id, second.id])
     status, _, link = stack.call("GET", "resellers/demo/relationship-link", "owner@demo.example")
     assert status == 200 and f"indirectCSPId={stack.demo_partner_id()}" in link["url"]
+
+
+def test_a_failed_customer_retried_ends_active_with_its_one_tenant(stack):
+    # Partner Center creates the tenant, but every answer is lost after the work is done and the
+    # client does not retry by itself: the step fails five times and the customer shows Failed
+    # while its tenant exists at Microsoft.
+    stack.sim.inject_faults(
+        pathPrefix="/v1/customers", methods=["POST"], dropRate=1.0, dropPhase="after"
+    )
+    stack.start_host(PARTNER_CENTER_MAX_ATTEMPTS="1")
+    owner = "owner@demo.example"
+    status, _, created = stack.call(
+        "POST", "resellers/demo/customers", owner, new_customer_body("againco")
+    )
+    assert status == 202, created
+    wait_until(
+        lambda: customer_status(stack, created["id"]) is CustomerStatus.FAILED,
+        timeout=90,
+        what="the customer to be Failed",
+    )
+    failed = stack.c.customers.get("demo", created["id"])
+    assert "gave up after 5 tries" in (failed.failure_reason or "")
+    tenants = stack.sim.customers(reseller_id=stack.demo_partner_id())
+    assert [t["domain"] for t in tenants] == ["againco.onmicrosoft.com"]
+    assert stack.emails() == []
+
+    # The retry answers 202 and provisions it again; once Active, a second retry is 409.
+    status, headers, shown = stack.call("GET", f"resellers/demo/customers/{created['id']}", owner)
+    assert status == 200 and shown["status"] == "Failed"
+    stack.sim.clear_faults()
+    path = f"resellers/demo/customers/{created['id']}/retry"
+    status, headers, retried = stack.call(
+        "POST", path, owner, headers={"If-Match": headers["etag"]}
+    )
+    assert status == 202, retried
+    assert retried["status"] == "Provisioning" and retried["failureReason"] is None
+    assert headers["location"] == f"/api/resellers/demo/customers/{created['id']}"
+    wait_until(
+        lambda: customer_status(stack, created["id"]) is CustomerStatus.ACTIVE,
+        timeout=60,
+        what="the retried customer to be Active",
+    )
+    status, _, again = stack.call("POST", path, owner)
+    assert status == 409 and "only a Failed customer" in again["detail"]
+
+    # Exactly one tenant, the one the first attempt made; every create used one MS-RequestId.
+    tenants = stack.sim.customers(reseller_id=stack.demo_partner_id())
+    assert [t["domain"] for t in tenants] == ["againco.onmicrosoft.com"]
+    active = stack.c.customers.get("demo", created["id"])
+    assert active.tenant_id == tenants[0]["id"] and active.request_id == failed.request_id
+    creates = [r for r in stack.sim.requests(path_prefix="/v1/customers") if r["method"] == "POST"]
+    assert len(creates) >= 6
+    assert {r["requestId"] for r in creates} == {failed.request_id}
+    [mail] = wait_until(stack.emails, what="the sign-in e-mail")
+    assert stack.password_of(failed.request_id) in mail.get_payload(decode=True).decode()

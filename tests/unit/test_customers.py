@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from shared.domain.customers import (
     CustomerCreate,
+    CustomerOrigin,
     CustomerStatus,
     CustomerUpdate,
     ProvisionCustomerMessage,
@@ -21,6 +22,8 @@ from shared.domain.customers import (
     normalise_postcode,
 )
 from shared.domain.errors import (
+    ConcurrencyConflict,
+    Conflict,
     ConflictingFields,
     Forbidden,
     NotFound,
@@ -29,6 +32,7 @@ from shared.domain.errors import (
     ValidationFailed,
 )
 from shared.domain.identity import Principal, Reseller, Role, SignInKind
+from shared.domain.notifications import Notification
 from shared.domain.outbox import Queue
 from shared.services import customers, resellers
 from shared.services.customers import CustomerBook, CustomerSegments
@@ -182,7 +186,10 @@ class World:
                 ),
             )
         self.repo = InMemoryRepository[customers.Customer](lambda c: (c.reseller, c.id))
-        self.book = CustomerBook(self.repo, self.resellers, self.clock)
+        self.notifications = InMemoryRepository[Notification](lambda n: (n.scope, n.id))
+        self.book = CustomerBook(
+            self.repo, self.resellers, self.clock, notifications=self.notifications
+        )
         self.pc = FakeCustomerPartnerCenter()
         self.mailer = FakeMailer()
 
@@ -442,3 +449,180 @@ def test_the_catalog_reads_a_customers_segment(w):
     assert segments.segment_of("demo", customer.id) == "education"
     with pytest.raises(NotFound):
         segments.segment_of("other", customer.id)
+
+
+# --- retrying a Failed customer, adopting the tenant an earlier attempt made -------------------
+
+
+def _failed_after_the_tenant_was_made(w: World) -> customers.Customer:
+    """Partner Center created the tenant, but the sign-in e-mail failed on every try."""
+    customer = w.create()
+    w.mailer.fail_with = UpstreamUnavailable("smtp down")
+    for _ in range(5):
+        with pytest.raises(UpstreamUnavailable):
+            customers.provision(w.book, w.pc, w.mailer, w.message(customer))
+    customers.give_up(w.book, w.message(customer), "gave up after 5 tries: smtp down")
+    w.mailer.fail_with = None
+    failed = w.repo.get("demo", customer.id)
+    assert failed.status is CustomerStatus.FAILED and len(w.pc.tenants) == 1
+    return failed
+
+
+def _fail(w: World, customer: customers.Customer, reason: str = "refused") -> customers.Customer:
+    customers.give_up(w.book, w.message(customer), reason)
+    return w.repo.get("demo", customer.id)
+
+
+def test_retry_puts_a_failed_customer_back_to_provisioning_with_the_same_request_id(w):
+    failed = _failed_after_the_tenant_was_made(w)
+    sent_before = len(w.repo.sent)
+    retried = customers.retry(w.book, OWNER, "demo", failed.id, failed.etag)
+    assert retried.status is CustomerStatus.PROVISIONING and retried.failure_reason is None
+    assert retried.request_id == failed.request_id
+    [message] = w.repo.sent[sent_before:]
+    assert message.queue is Queue.PROVISION_CUSTOMER
+    assert message.body == {"reseller": "demo", "customerId": failed.id}
+
+    # Partner Center replays the create that did happen: the same tenant, the sign-in e-mail.
+    customers.provision(w.book, w.pc, w.mailer, w.message(retried))
+    active = w.repo.get("demo", failed.id)
+    [tenant_id] = w.pc.tenants
+    assert active.status is CustomerStatus.ACTIVE and active.tenant_id == tenant_id
+    assert set(w.pc.create_calls) == {failed.request_id}
+    [(message_id, email)] = w.mailer.sent
+    assert message_id == customers.welcome_email_id(failed)
+    assert w.pc.passwords[tenant_id] in email.text
+
+
+def test_retry_without_if_match_works_and_a_stale_etag_is_refused(w):
+    failed = _fail(w, w.create())
+    with pytest.raises(ConcurrencyConflict):
+        customers.retry(w.book, OWNER, "demo", failed.id, "etag-stale")
+    assert w.repo.get("demo", failed.id).status is CustomerStatus.FAILED
+    retried = customers.retry(w.book, OWNER, "demo", failed.id)
+    assert retried.status is CustomerStatus.PROVISIONING
+
+
+@pytest.mark.parametrize("state", ["Provisioning", "Active", "imported"])
+def test_retry_is_refused_unless_failed_and_created_with_a_new_tenant(w, state):
+    customer = w.create()
+    if state == "Active":
+        customers.provision(w.book, w.pc, w.mailer, w.message(customer))
+    elif state == "imported":
+        stored = w.repo.get("demo", customer.id)
+        stored.origin, stored.status = CustomerOrigin.EXISTING_TENANT, CustomerStatus.FAILED
+        w.repo.update(stored)
+    before = w.repo.get("demo", customer.id)
+    sent_before = len(w.repo.sent)
+    with pytest.raises(Conflict) as err:
+        customers.retry(w.book, OWNER, "demo", customer.id)
+    assert not isinstance(err.value, ConcurrencyConflict)
+    assert ("new tenant" if state == "imported" else "Failed") in err.value.detail
+    after = w.repo.get("demo", customer.id)
+    assert (after.status, after.etag) == (before.status, before.etag)
+    assert len(w.repo.sent) == sent_before
+
+
+def test_retry_is_refused_when_another_customer_now_holds_the_domain(w):
+    failed = _fail(w, w.create())
+    w.create()  # a new customer with the same tenant name, allowed since the first Failed
+    with pytest.raises(Conflict, match="another customer"):
+        customers.retry(w.book, OWNER, "demo", failed.id)
+
+
+def test_retry_outside_the_callers_world_is_not_found(w):
+    failed = _fail(w, w.create())
+    with pytest.raises(NotFound):
+        customers.retry(w.book, OTHER, "other", failed.id)
+    with pytest.raises(NotFound):
+        customers.retry(w.book, OTHER, "demo", failed.id)
+    assert w.repo.get("demo", failed.id).status is CustomerStatus.FAILED
+
+
+def test_a_taken_domain_that_is_the_resellers_earlier_tenant_is_adopted_without_a_password(
+    w, caplog
+):
+    caplog.set_level(logging.DEBUG)
+    failed = _failed_after_the_tenant_was_made(w)
+    [tenant_id] = w.pc.tenants
+    password = w.pc.passwords[tenant_id]
+    w.pc.replies.clear()  # Partner Center no longer replays the first create: 409, domain taken
+    retried = customers.retry(w.book, OWNER, "demo", failed.id)
+    customers.provision(w.book, w.pc, w.mailer, w.message(retried))
+
+    active = w.repo.get("demo", failed.id)
+    assert active.status is CustomerStatus.ACTIVE and active.tenant_id == tenant_id
+    assert active.failure_reason is None and len(w.pc.tenants) == 1
+    assert w.mailer.sent == []  # no sign-in e-mail: no credentials came back
+    [note] = w.notifications.rows.values()
+    assert note.id == customers.adopted_email_id(failed) and note.scope == "demo"
+    assert note.email.to == ["owner@demo.example"]
+    assert "Microsoft 365 admin center" in note.email.text and "alfanova" in note.email.subject
+    [queued] = w.notifications.sent
+    assert queued.queue is Queue.NOTIFICATIONS and queued.body["id"] == note.id
+    # The password is nowhere: not in the e-mail, a record or a log line.
+    assert password not in note.model_dump_json()
+    assert all(password not in r.model_dump_json() for r in w.repo.rows.values())
+    assert password not in caplog.text
+
+    # A redelivery does nothing more.
+    customers.provision(w.book, w.pc, w.mailer, w.message(retried))
+    assert len(w.notifications.rows) == 1 and w.mailer.sent == []
+
+
+def test_adoption_interrupted_before_activation_queues_its_email_once(w):
+    failed = _failed_after_the_tenant_was_made(w)
+    w.pc.replies.clear()
+    retried = customers.retry(w.book, OWNER, "demo", failed.id)
+    w.repo.update = lambda *a, **k: (_ for _ in ()).throw(RuntimeError("process died"))  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        customers.provision(w.book, w.pc, w.mailer, w.message(retried))
+    del w.repo.update
+    customers.provision(w.book, w.pc, w.mailer, w.message(retried))
+    assert w.repo.get("demo", failed.id).status is CustomerStatus.ACTIVE
+    assert len(w.notifications.rows) == 1 and len(w.notifications.sent) == 1
+
+
+def test_a_domain_taken_by_someone_else_still_fails(w):
+    from shared.domain import partner_center as pc
+
+    customer = w.create()
+    # Another partner's customer, and a tenant outside Partner Center, take names meanwhile.
+    w.pc.create_customer(
+        pc.Customer(
+            associated_partner_id="22222222",
+            company_profile=pc.CompanyProfile(domain="alfanova.onmicrosoft.com"),
+        )
+    )
+    with pytest.raises(UpstreamRejected) as err:
+        customers.provision(w.book, w.pc, w.mailer, w.message(customer))
+    assert err.value.status == 409
+    customers.give_up(w.book, w.message(customer), err.value.detail)
+    stored = w.repo.get("demo", customer.id)
+    assert stored.status is CustomerStatus.FAILED and stored.tenant_id is None
+    assert w.mailer.sent == [] and w.notifications.rows == {}
+
+    other = w.create("betanova")
+    w.pc.taken.add("betanova.onmicrosoft.com")
+    with pytest.raises(UpstreamRejected):
+        customers.provision(w.book, w.pc, w.mailer, w.message(other))
+    assert w.notifications.rows == {}
+
+
+def test_a_tenant_already_another_customers_is_not_adopted(w):
+    first = w.create()
+    customers.provision(w.book, w.pc, w.mailer, w.message(first))
+    # A second record for the same domain (e.g. made while the first one was Failed).
+    second = w.repo.add(
+        w.repo.get("demo", first.id).model_copy(
+            update={
+                "id": "01JCXSTC00000000000000000Z",
+                "status": CustomerStatus.PROVISIONING,
+                "tenant_id": None,
+                "request_id": "22222222-0000-0000-0000-000000000000",
+            }
+        )
+    )
+    with pytest.raises(UpstreamRejected):
+        customers.provision(w.book, w.pc, w.mailer, w.message(second))
+    assert w.repo.get("demo", second.id).tenant_id is None and w.notifications.rows == {}
