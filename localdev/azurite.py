@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from localdev.funchost.process import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "devstoreaccount1"
 # Azurite's well-known development key (public, documented; not a secret).
@@ -75,13 +77,6 @@ def connection_string(blob: int, queue: int, table: int, host: str = "127.0.0.1"
 def _endpoints(conn: str) -> dict[str, str]:
     parts = dict(p.split("=", 1) for p in conn.split(";") if "=" in p)
     return {k: v for k, v in parts.items() if k.endswith("Endpoint")}
-
-
-def free_port() -> int:
-    """A TCP port that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_for_ports(ports: list[int], proc: subprocess.Popen[bytes], timeout: float) -> None:

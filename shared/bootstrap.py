@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from functools import cached_property
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from shared.adapters.auth import JwtVerifier
 from shared.adapters.mail import build_mailer
@@ -230,13 +230,3 @@ def use(replacement: Container | None) -> None:
     """Swap the container (tests); None resets to a fresh one on next use."""
     global _container
     _container = replacement
-
-
-def describe(c: Container) -> dict[str, Any]:
-    """What the container is wired to, for logs and health (no secrets)."""
-    s = c.settings
-    return {
-        "environment": s.environment,
-        "storage": "connection-string" if s.storage_connection_string else "managed-identity",
-        "tablePrefix": s.table_prefix,
-    }

@@ -178,11 +178,17 @@ class Settings(BaseSettings):
                 raise ValueError("PUBLIC_BASE_URL: outside local and test, use https")
         return self
 
+    def storage_connection(self) -> str | None:
+        """The storage connection string (Azurite), or None to use the managed identity."""
+        conn = self.storage_connection_string
+        value = conn.get_secret_value().strip() if conn is not None else ""
+        return value or None
+
     @model_validator(mode="after")
     def _storage_is_safe(self) -> Settings:
-        conn = self.storage_connection_string
-        if conn is not None and conn.get_secret_value().strip():
-            if not is_azurite_connection_string(conn.get_secret_value()):
+        conn = self.storage_connection()
+        if conn is not None:
+            if not is_azurite_connection_string(conn):
                 raise ValueError(
                     "AzureWebJobsStorage: account keys are refused outside Azurite; "
                     "set AzureWebJobsStorage__accountName to use the managed identity"

@@ -36,9 +36,9 @@ class QueueSender:
     @classmethod
     def from_settings(cls, settings: Settings) -> QueueSender:
         """A sender for the configured account (connection string locally, identity in Azure)."""
-        conn = settings.storage_connection_string
-        if conn is not None and conn.get_secret_value().strip():
-            service = QueueServiceClient.from_connection_string(conn.get_secret_value())
+        conn = settings.storage_connection()
+        if conn is not None:
+            service = QueueServiceClient.from_connection_string(conn)
         else:
             service = QueueServiceClient(
                 account_url(settings, "queue"), credential=storage_credential(settings)

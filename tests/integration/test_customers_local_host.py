@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from email import message_from_bytes
 from email.message import Message
 from pathlib import Path
@@ -32,21 +32,11 @@ from shared.domain.customers import CustomerStatus
 from shared.domain.identity import SignInKind
 from tests.customer_bodies import new_customer_body
 from tests.integration.test_partner_center_contract import pc_settings
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 LEASE_SECONDS = 4
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 40.0, what: str = "it") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 class Stack:

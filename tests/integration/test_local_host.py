@@ -17,23 +17,13 @@ from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64E
 
 from localdev.azurite import Azurite
 from localdev.host import HostProcess, LocalHost, load_host_json
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST_JSON = ROOT / "tests" / "apps" / "host.json"
 NEVER = "0 0 0 1 1 *"  # once a year: keeps the sample timer quiet where it is not under test
-
-
-def wait_for(condition: Any, timeout: float = 30.0, interval: float = 0.1) -> Any:
-    """Poll until condition() is truthy; return its value or fail."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(f"condition not met within {timeout}s")
 
 
 def records(directory: Path, function: str) -> list[dict[str, Any]]:
@@ -199,7 +189,7 @@ def test_exception_is_500_with_empty_body_and_traceback_in_log(sample: SampleHos
     status, _, body = sample.process.request("GET", "/api/boom")
     assert status == 500
     assert body == b""
-    logs = wait_for(lambda: "secret internals" in sample.process.logs() and sample.process.logs())
+    logs = wait_until(lambda: "secret internals" in sample.process.logs() and sample.process.logs())
     assert "Traceback" in logs
     assert "Executed 'Functions.http_boom' (Failed" in logs
 
@@ -211,7 +201,7 @@ def test_returning_none_is_204(sample: SampleHost) -> None:
 
 def test_each_invocation_is_logged_like_the_host(sample: SampleHost) -> None:
     sample.process.request("GET", "/api/items/new")
-    logs = wait_for(
+    logs = wait_until(
         lambda: (
             "Executed 'Functions.http_new_item' (Succeeded" in sample.process.logs()
             and sample.process.logs()
@@ -231,7 +221,7 @@ def test_failing_message_is_tried_five_times_then_moved_to_poison(
     base64_queue(azurite.connection_string, queue).send_message(content)
 
     poison = base64_queue(azurite.connection_string, f"{queue}-poison")
-    messages = wait_for(lambda: list(poison.peek_messages(max_messages=32)), timeout=60)
+    messages = wait_until(lambda: list(poison.peek_messages(max_messages=32)), timeout=60)
     assert [m.content for m in messages] == [content]
     attempts = sample.records("queue_always_fails")
     assert [a["dequeue_count"] for a in attempts] == [1, 2, 3, 4, 5]
@@ -248,12 +238,12 @@ def test_successful_message_arrives_decoded_and_is_deleted(
     content = json.dumps({"customerId": str(uuid.uuid4()), "name": "Příliš žluťoučký kůň"})
     sent = base64_queue(azurite.connection_string, queue).send_message(content)
 
-    got = wait_for(lambda: [r for r in sample.records("queue_records") if r["id"] == sent.id])
+    got = wait_until(lambda: [r for r in sample.records("queue_records") if r["id"] == sent.id])
     assert got[0]["body"] == content
     assert got[0]["dequeue_count"] == 1
     assert got[0]["pop_receipt"] is True
     assert got[0]["inserted"] is not None
-    wait_for(lambda: not list(raw_queue(azurite.connection_string, queue).peek_messages()))
+    wait_until(lambda: not list(raw_queue(azurite.connection_string, queue).peek_messages()))
     assert not list(raw_queue(azurite.connection_string, f"{queue}-poison").peek_messages())
 
 
@@ -264,7 +254,7 @@ def test_message_that_is_not_base64_fails_until_poisoned(
     raw_queue(azurite.connection_string, queue).send_message("not base64 at all!")
 
     poison = raw_queue(azurite.connection_string, f"{queue}-poison")
-    messages = wait_for(lambda: list(poison.peek_messages()), timeout=60)
+    messages = wait_until(lambda: list(poison.peek_messages()), timeout=60)
     assert [m.content for m in messages] == ["not base64 at all!"]
     assert all("not base64" not in r["body"].lower() for r in sample.records("queue_records"))
 
@@ -272,7 +262,7 @@ def test_message_that_is_not_base64_fails_until_poisoned(
 def test_queue_output_binding_is_sent_after_success(sample: SampleHost, azurite: Azurite) -> None:
     marker = f"relay-{uuid.uuid4()}"
     base64_queue(azurite.connection_string, sample.env["SAMPLE_RELAY_QUEUE"]).send_message(marker)
-    wait_for(lambda: any(r["body"] == marker.upper() for r in sample.records("queue_records")))
+    wait_until(lambda: any(r["body"] == marker.upper() for r in sample.records("queue_records")))
 
 
 def test_admin_endpoint_runs_a_queue_function_once(sample: SampleHost) -> None:
@@ -281,7 +271,7 @@ def test_admin_endpoint_runs_a_queue_function_once(sample: SampleHost) -> None:
         "POST", "/admin/functions/queue_records", body=json.dumps({"input": marker}).encode()
     )
     assert status == 202
-    wait_for(lambda: any(r["body"] == marker for r in sample.records("queue_records")))
+    wait_until(lambda: any(r["body"] == marker for r in sample.records("queue_records")))
     assert sample.process.request("POST", "/admin/functions/nope", body=b"{}")[0] == 404
 
 
@@ -302,7 +292,7 @@ def test_timer_from_setting_fires_every_second_without_overlapping(
         settings_values=schedule_only_in_settings,
     )
     try:
-        wait_for(lambda: len(host.records("timer_sleeps")) >= 3, timeout=20)
+        wait_until(lambda: len(host.records("timer_sleeps")) >= 3, timeout=20)
     finally:
         code = host.process.stop()
     assert code == 0, host.process.logs()
@@ -337,5 +327,5 @@ def test_in_process_host_serves_http_and_queues(
         with urllib.request.urlopen(f"{host.base_url}/api/items/new", timeout=10) as reply:
             assert reply.read() == b"new"
         base64_queue(azurite.connection_string, f"{unique_name}-ok").send_message("in-process")
-        wait_for(lambda: records(tmp_path, "queue_records"))
+        wait_until(lambda: records(tmp_path, "queue_records"))
     assert records(tmp_path, "queue_records")[0]["body"] == "in-process"

@@ -25,6 +25,7 @@ from shared.adapters.tables.repository import OUTBOX_PREFIX
 from shared.bootstrap import Container
 from shared.config import Settings
 from shared.domain.notifications import NotificationStatus
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,14 +51,6 @@ def smtp() -> Iterator[tuple[Inbox, int]]:
     controller.start()
     yield inbox, port
     controller.stop()
-
-
-def wait_until(predicate, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 WRITER = textwrap.dedent(

@@ -21,6 +21,7 @@ from localdev.funchost.invocation import (
     queue_output_values,
 )
 from localdev.funchost.queues import QueueListener, UndecodableMessage, decode_body
+from tests.waiting import wait_until
 
 CONNECTION = (
     "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
@@ -138,13 +139,6 @@ def listener(
 
 def b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
-
-
-def wait_until(condition: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 FAST = QueueOptions(max_polling_interval=timedelta(milliseconds=200))

@@ -39,9 +39,9 @@ class TableStore:
     @classmethod
     def from_settings(cls, settings: Settings, **kwargs: Any) -> TableStore:
         """A store for the configured account (connection string locally, identity in Azure)."""
-        conn = settings.storage_connection_string
-        if conn is not None and conn.get_secret_value().strip():
-            service = TableServiceClient.from_connection_string(conn.get_secret_value(), **kwargs)
+        conn = settings.storage_connection()
+        if conn is not None:
+            service = TableServiceClient.from_connection_string(conn, **kwargs)
         else:
             service = TableServiceClient(
                 endpoint=account_url(settings, "table"),
