@@ -58,7 +58,7 @@ def test_anonymous_public_catalog_has_prices_and_no_cost_or_margin_anywhere(worl
     assert resp.status_code == 200
     body = json_of(resp)
     assert body["items"] and cost_fields(body) == []
-    assert any(o["recommendedPrice"] for i in body["items"] for o in i["offers"])
+    assert any(o["recommendedRetailPrice"] for i in body["items"] for o in i["offers"])
     assert "public" in resp.headers["Cache-Control"]
     detail = call(
         "http_public_catalog_product",
@@ -110,7 +110,17 @@ def test_customer_users_see_only_their_price_and_staff_the_breakdown(world):
         assert body["items"] and cost_fields(body) == [], role
     staff = json_of(customer(w, "Sales"))
     offer = staff["items"][0]["offers"][0]
-    assert {"cost", "recommendedPrice", "customerPrice", "margin", "marginPercent"} <= set(offer)
+    assert {
+        "resellerCost",
+        "recommendedRetailPrice",
+        "customerPrice",
+        "margin",
+        "marginPercent",
+        "markupPercent",
+        "belowCost",
+    } <= set(offer)
+    assert offer["customerPrice"]["currency"] == "CZK"
+    assert isinstance(offer["customerPrice"]["amount"], str)
     assert cost_fields(staff)  # the scan does find them when they are there
 
 
