@@ -2,7 +2,8 @@
 reseller `other` with one (for isolation checks); the distributor charges `demo` a 5 % mark-up
 over Microsoft's cost and `demo` pins one customer price (Business Basic, annual); two Active
 customers of `demo` (one commercial, one education) with the customer user
-`it@customer.example`; the CZ catalog imported from Partner Center (the simulator) and a curated public catalog for each reseller.
+`it@customer.example`; the CZ catalog imported from Partner Center (the simulator) and a
+curated public catalog for each reseller.
 Idempotent: a second run changes nothing.
 
     python -m localdev.seed
