@@ -8,8 +8,8 @@ from bench.common import http_caller, latency, running_app, table, throughput
 from localdev.partner_center_sim.catalog import Catalog
 from shared.bootstrap import Container
 from shared.config import Settings
-from shared.services import catalog, catalog_import, resellers
-from shared.services.catalog import CatalogEntryPut, CategoriesPut
+from shared.services import catalog_editing, catalog_import, resellers
+from shared.services.catalog_editing import CatalogEntryPut, CategoriesPut
 from shared.services.resellers import ResellerCreate
 from tests.catalog_fakes import DEMO_CATEGORIES, DEMO_ENTRIES, SimCatalogPartnerCenter
 from tests.fakes import FakeClock
@@ -32,12 +32,12 @@ def _seed(connection_string: str) -> None:
     catalog_import.import_market(
         SimCatalogPartnerCenter(FakeClock()), c.products, c.market_stamps, c.clock, "CZ"
     )
-    catalog.put_categories(
+    catalog_editing.put_categories(
         c.catalog_store, c.clock, "demo", None, CategoriesPut(categories=DEMO_CATEGORIES)
     )
     sim = Catalog()
     for slug, cats, extra in DEMO_ENTRIES:
-        catalog.put_entry(
+        catalog_editing.put_entry(
             c.catalog_store,
             c.products,
             c.resellers,

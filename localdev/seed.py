@@ -1,7 +1,9 @@
 """Demo data for `make run`: the distributor admin, reseller `demo` with three users, and
-reseller `other` with one (for isolation checks); two Active customers of `demo` (one
-commercial, one education) with the customer user `it@customer.example`; the CZ catalog
-imported from Partner Center (the simulator) and a curated public catalog for each reseller.
+reseller `other` with one (for isolation checks); the distributor charges `demo` a 5 % mark-up
+over Microsoft's cost and `demo` pins one customer price (Business Basic, annual); two Active
+customers of `demo` (one commercial, one education) with the customer user
+`it@customer.example`; the CZ catalog imported from Partner Center (the simulator) and a
+curated public catalog for each reseller.
 Idempotent: a second run changes nothing.
 
     python -m localdev.seed
@@ -11,17 +13,19 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from decimal import ROUND_CEILING, Decimal
 
 from localdev.tokens import local_sign_ins
 from shared.bootstrap import Container
 from shared.config import Settings
 from shared.domain import partner_center as pc
-from shared.domain.catalog import Category
+from shared.domain.catalog import Category, PinnedPrice, Product
 from shared.domain.customers import Customer, CustomerImport
 from shared.domain.identity import DISTRIBUTOR, RESELLER_PARTITION, Role, User
-from shared.services import catalog, catalog_import, resellers, users
+from shared.domain.money import Money
+from shared.services import catalog_editing, catalog_import, resellers, users
 from shared.services import customers as customer_service
-from shared.services.catalog import CatalogEntryPut, CategoriesPut
+from shared.services.catalog_editing import CatalogEntryPut, CategoriesPut
 from shared.services.resellers import ResellerCreate
 
 
@@ -42,6 +46,8 @@ RESELLERS = [
         partner_center_id="3f2c6a1e-8d4b-4c1a-9b7e-2a5d0c9e4f10",
         country="CZ",
         currency="CZK",
+        # The distributor charges demo 5 % over Microsoft's cost: demo's staff see only the result.
+        distributor_markup_percent=Decimal(5),
     ),
     ResellerCreate(
         slug="other",
@@ -103,7 +109,7 @@ def seed_catalog(c: Container, market: str = "CZ") -> int:
     for slug, categories in CATEGORIES.items():
         if c.catalog_store.find_settings(slug) is not None:
             continue  # the reseller's catalog exists: leave its edits alone
-        catalog.put_categories(
+        catalog_editing.put_categories(
             c.catalog_store,
             c.clock,
             slug,
@@ -116,7 +122,7 @@ def seed_catalog(c: Container, market: str = "CZ") -> int:
             where = next((cat for key, cat in PLACEMENT[slug] if key in product.title), None)
             if where is None or product.withdrawn:
                 continue
-            catalog.put_entry(
+            catalog_editing.put_entry(
                 c.catalog_store,
                 c.products,
                 c.resellers,
@@ -124,10 +130,36 @@ def seed_catalog(c: Container, market: str = "CZ") -> int:
                 slug,
                 product.id,
                 None,
-                CatalogEntryPut(categories=[where], position=position),
+                CatalogEntryPut(
+                    categories=[where],
+                    position=position,
+                    customer_prices=_pinned(product) if slug == "demo" else [],
+                ),
             )
             placed += 1
     return placed
+
+
+PINNED_PRODUCT = "Microsoft 365 Business Basic"
+
+
+def _pinned(product: Product) -> list[PinnedPrice]:
+    """Demo's one pinned price: Business Basic, annual, a round 20 % over Microsoft's cost."""
+    if product.title != PINNED_PRODUCT:
+        return []
+    for sku in product.skus:
+        price = sku.price("commercial", "P1Y", "annual", "CZK")
+        if price is not None and not sku.is_trial:
+            amount = (price.cost * Decimal("1.2")).to_integral_value(rounding=ROUND_CEILING)
+            return [
+                PinnedPrice(
+                    sku_id=sku.id,
+                    term="P1Y",
+                    billing_cycle="annual",
+                    price=Money(amount=amount, currency="CZK"),
+                )
+            ]
+    return []
 
 
 def seed(c: Container) -> list[User]:

@@ -179,7 +179,12 @@ class Container:
     def catalog_reader(self) -> CatalogReader:
         """The per-process cache of resellers' catalogs."""
         return CatalogReader(
-            self.catalog_store, self.products, self.market_stamps, self.resellers, self.clock
+            self.catalog_store,
+            self.products,
+            self.market_stamps,
+            self.resellers,
+            self.clock,
+            self.settings.distributor_markup_percent,
         )
 
     @cached_property

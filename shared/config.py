@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -140,6 +141,11 @@ class Settings(BaseSettings):
         if not value or not all(len(m) == 2 and m.isalpha() and m.isupper() for m in value):
             raise ValueError("CATALOG_MARKETS: two-letter country codes, e.g. CZ or CZ,SK")
         return value
+
+    # Pricing: the distributor's mark-up over Microsoft's cost for resellers that have no own.
+    distributor_markup_percent: Decimal = Field(
+        Decimal(0), alias="DISTRIBUTOR_MARKUP_PERCENT", ge=0, le=1000, decimal_places=2
+    )
 
     # E-mail: a drop folder of .eml files locally, SMTP in Azure.
     mail_drop_dir: Path | None = Field(None, alias="MAIL_DROP_DIR")

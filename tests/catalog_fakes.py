@@ -21,8 +21,9 @@ from shared.domain.catalog import (
 )
 from shared.domain.errors import ConcurrencyConflict, Conflict
 from shared.domain.identity import Reseller
-from shared.services import catalog, catalog_import, resellers
-from shared.services.catalog import CatalogEntryPut, CatalogReader, CategoriesPut, SegmentsPut
+from shared.services import catalog_editing, catalog_import, resellers
+from shared.services.catalog import CatalogReader
+from shared.services.catalog_editing import CatalogEntryPut, CategoriesPut, SegmentsPut
 from shared.services.resellers import ResellerCreate
 from tests.fakes import FakeClock, InMemoryRepository
 
@@ -218,7 +219,7 @@ class CatalogWorld:
                 partner_center_id="12345678",
                 country="CZ",
                 currency=currency,
-                default_margin_percent=Decimal(margin),
+                default_markup_percent=Decimal(margin),
             ),
         )
 
@@ -243,7 +244,7 @@ class CatalogWorld:
     def categories(self, reseller: str, categories: list[dict[str, Any]]) -> None:
         """Replace a reseller's categories."""
         current = self.store.settings.get(reseller)
-        catalog.put_categories(
+        catalog_editing.put_categories(
             self.store,
             self.clock,
             reseller,
@@ -254,7 +255,7 @@ class CatalogWorld:
     def segments(self, reseller: str, segments: list[dict[str, Any]]) -> None:
         """Replace a reseller's own segments."""
         current = self.store.settings.get(reseller)
-        catalog.put_segments(
+        catalog_editing.put_segments(
             self.store,
             self.clock,
             reseller,
@@ -266,7 +267,7 @@ class CatalogWorld:
         """Create or replace a reseller's entry for a simulator product."""
         pid = self.pid(slug)
         current = self.store.entries.get((reseller, pid))
-        return catalog.put_entry(
+        return catalog_editing.put_entry(
             self.store,
             self.products,
             self.resellers,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import ClassVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, field_validator
 
@@ -219,8 +221,16 @@ class Reseller(Timestamped):
     partner_center_id: str = Field(pattern=PARTNER_ID_PATTERN)
     country: str = Field(pattern=r"^[A-Z]{2}$")
     currency: str = Field(pattern=r"^[A-Z]{3}$")
-    default_margin_percent: Decimal = Field(Decimal("10"), ge=0, le=1000, decimal_places=2)
+    # Customer price = reseller cost × (1 + this %) when nothing more specific is set.
+    default_markup_percent: Decimal = Field(Decimal("10"), ge=0, le=1000, decimal_places=2)
+    # Reseller cost = Microsoft cost × (1 + this %); None: the distributor's default setting.
+    distributor_markup_percent: Decimal | None = Field(None, ge=0, le=1000, decimal_places=2)
     settings: ResellerSettings
+
+    # Rows written before the rename call the default mark-up a "margin".
+    renamed_fields: ClassVar[Mapping[str, str]] = {
+        "default_markup_percent": "default_margin_percent"
+    }
 
 
 # --- Users and invitations -------------------------------------------------------------------

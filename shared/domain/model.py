@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -26,6 +27,8 @@ class Record(BaseModel):
     model_config = ConfigDict(validate_assignment=True, extra="forbid")
 
     etag: str | None = Field(default=None, exclude=True, repr=False)
+    # field → the name it was stored under before a rename (storage reads either).
+    renamed_fields: ClassVar[Mapping[str, str]] = {}
 
 
 class Timestamped(Record):

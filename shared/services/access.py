@@ -159,7 +159,31 @@ def sees_cost(principal: Principal | None) -> bool:
     return principal is not None and not principal.is_customer_user
 
 
-def view(principal: Principal | None, record: Any, *, staff: type[S], public: type[P]) -> S | P:
+class Audience(StrEnum):
+    """Who a priced answer is for: each sees its own response model."""
+
+    DISTRIBUTOR = "distributor"  # every layer, Microsoft's cost included
+    RESELLER = "reseller"  # reseller cost, recommended and customer price, margin
+    CUSTOMER = "customer"  # the customer's price only (also anonymous callers)
+
+
+def audience(principal: Principal | None) -> Audience:
+    """The audience of a caller: Microsoft's cost is for distributor admins only."""
+    if principal is not None and principal.is_distributor:
+        return Audience.DISTRIBUTOR
+    return Audience.RESELLER if sees_cost(principal) else Audience.CUSTOMER
+
+
+def view(
+    principal: Principal | None,
+    record: Any,
+    *,
+    staff: type[S],
+    public: type[P],
+    distributor: type[S] | None = None,
+) -> S | P:
     """The response model the caller may see: `staff` with cost and margin, else `public`."""
     model: type[S] | type[P] = staff if sees_cost(principal) else public
+    if distributor is not None and audience(principal) is Audience.DISTRIBUTOR:
+        model = distributor
     return model.model_validate(record, from_attributes=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from pydantic import AwareDatetime, Field
+from pydantic import AliasChoices, AwareDatetime, Field
 
 from shared.domain.errors import Conflict, NotFound
 from shared.domain.identity import (
@@ -19,12 +19,23 @@ from shared.domain.identity import (
     ResellerSettings,
 )
 from shared.domain.model import Page, WireModel
-from shared.ports import Clock, Repository
+from shared.ports import CatalogStore, Clock, Repository
 from shared.services import access
+from shared.services.catalog_editing import priced_entries
 
 _SLUG = re.compile(SLUG_PATTERN)
 # Slugs that would read as part of the platform itself in `https://<slug>.<domain>/`.
 RESERVED_SLUGS = frozenset({"api", "www", "admin", "app", "mail", "login", "static", "platform"})
+
+
+# The default mark-up was called a margin before; bodies may still use the old name.
+_MARKUP_NAMES = AliasChoices(
+    "defaultMarkupPercent", "default_markup_percent", "defaultMarginPercent"
+)
+_DISTRIBUTOR_MARKUP = (
+    "Reseller cost = Microsoft cost × (1 + this %); null: DISTRIBUTOR_MARKUP_PERCENT. "
+    "Distributor admins only: resellers see only the resulting reseller cost."
+)
 
 
 class ResellerCreate(Command):
@@ -37,8 +48,16 @@ class ResellerCreate(Command):
     )
     country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2.")
     currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217.")
-    default_margin_percent: Decimal = Field(
-        Decimal("10"), ge=0, le=1000, decimal_places=2, description="Percent over cost."
+    default_markup_percent: Decimal = Field(
+        Decimal("10"),
+        ge=0,
+        le=1000,
+        decimal_places=2,
+        validation_alias=_MARKUP_NAMES,
+        description="Customer price = reseller cost × (1 + this %) unless set otherwise.",
+    )
+    distributor_markup_percent: Decimal | None = Field(
+        None, ge=0, le=1000, decimal_places=2, description=_DISTRIBUTOR_MARKUP
     )
 
 
@@ -49,21 +68,32 @@ class ResellerUpdate(Command):
     partner_center_id: str | None = Field(None, pattern=PARTNER_ID_PATTERN)
     country: str | None = Field(None, pattern=r"^[A-Z]{2}$")
     currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
-    default_margin_percent: Decimal | None = Field(None, ge=0, le=1000, decimal_places=2)
+    default_markup_percent: Decimal | None = Field(
+        None, ge=0, le=1000, decimal_places=2, validation_alias=_MARKUP_NAMES
+    )
+    distributor_markup_percent: Decimal | None = Field(
+        None, ge=0, le=1000, decimal_places=2, description=_DISTRIBUTOR_MARKUP
+    )
 
 
 class ResellerStaff(WireModel):
-    """A reseller as its staff and the distributor see it (margin included)."""
+    """A reseller as its staff see it (its default mark-up included)."""
 
     slug: str
     name: str
     partner_center_id: str
     country: str
     currency: str
-    default_margin_percent: Decimal
+    default_markup_percent: Decimal
     appearance: Appearance
     created_at: AwareDatetime
     updated_at: AwareDatetime
+
+
+class ResellerDistributor(ResellerStaff):
+    """A reseller as distributor admins see it: with the distributor's mark-up for it."""
+
+    distributor_markup_percent: Decimal | None = Field(description=_DISTRIBUTOR_MARKUP)
 
 
 class ResellerPublic(WireModel):
@@ -80,9 +110,17 @@ def _fields(reseller: Reseller) -> dict[str, object]:
     return {**dict(reseller), "appearance": reseller.settings.appearance}
 
 
-def present(principal: Principal | None, reseller: Reseller) -> ResellerStaff | ResellerPublic:
+def present(
+    principal: Principal | None, reseller: Reseller
+) -> ResellerDistributor | ResellerStaff | ResellerPublic:
     """The view of `reseller` the caller may see."""
-    return access.view(principal, _fields(reseller), staff=ResellerStaff, public=ResellerPublic)
+    return access.view(
+        principal,
+        _fields(reseller),
+        staff=ResellerStaff,
+        public=ResellerPublic,
+        distributor=ResellerDistributor,
+    )
 
 
 def onboard(repo: Repository[Reseller], clock: Clock, command: ResellerCreate) -> Reseller:
@@ -96,7 +134,8 @@ def onboard(repo: Repository[Reseller], clock: Clock, command: ResellerCreate) -
         partner_center_id=command.partner_center_id.lower(),
         country=command.country,
         currency=command.currency,
-        default_margin_percent=command.default_margin_percent,
+        default_markup_percent=command.default_markup_percent,
+        distributor_markup_percent=command.distributor_markup_percent,
         settings=ResellerSettings(appearance=Appearance(display_name=command.name)),
         created_at=now,
         updated_at=now,
@@ -116,22 +155,43 @@ def get(repo: Repository[Reseller], slug: str) -> Reseller:
 
 def list_resellers(
     repo: Repository[Reseller], *, page_size: int, continuation_token: str | None
-) -> Page[ResellerStaff]:
+) -> Page[ResellerDistributor]:
     """A page of every reseller (for distributor admins)."""
     page = repo.list(RESELLER_PARTITION, page_size=page_size, continuation_token=continuation_token)
-    return Page[ResellerStaff](
-        items=[ResellerStaff.model_validate(_fields(r)) for r in page.items],
+    return Page[ResellerDistributor](
+        items=[ResellerDistributor.model_validate(_fields(r)) for r in page.items],
         continuation_token=page.continuation_token,
     )
 
 
 def update(
-    repo: Repository[Reseller], clock: Clock, slug: str, etag: str, command: ResellerUpdate
+    repo: Repository[Reseller],
+    clock: Clock,
+    slug: str,
+    etag: str,
+    command: ResellerUpdate,
+    catalog: CatalogStore,
 ) -> Reseller:
-    """Change the fields given, if the reseller is still at `etag`."""
+    """Change the fields given, if the reseller is still at `etag`.
+
+    Currency and market cannot change while catalog entries hold prices or mark-ups: those are
+    in the old currency and for the old market's offers (Conflict, naming what to clear).
+    """
     reseller = get(repo, slug)
     reseller.etag = etag
     changes = command.model_dump(exclude_unset=True, exclude_none=True)
+    moved = [
+        name
+        for name in ("currency", "country")
+        if name in changes and changes[name] != getattr(reseller, name)
+    ]
+    if moved and (priced := priced_entries(catalog, slug)):
+        shown = ", ".join(priced[:5]) + (" …" if len(priced) > 5 else "")
+        raise Conflict(
+            f"the {' and '.join(moved)} cannot change while {len(priced)} catalog entries set "
+            f"prices or mark-ups in {reseller.currency} for market {reseller.country} "
+            f"({shown}); clear their prices first"
+        )
     if "partner_center_id" in changes:
         changes["partner_center_id"] = changes["partner_center_id"].lower()
     for name, value in changes.items():

@@ -182,7 +182,7 @@ def test_a_staff_answer_matches_a_route_that_answers_staff_or_public_views():
     for viewer in (staff, customer):
         answer = json.loads(_json(resellers.present(viewer, reseller)))
         assert not list(validator.iter_errors(answer)), (viewer.role, answer)
-    assert "defaultMarginPercent" in json.loads(_json(resellers.present(staff, reseller)))
+    assert "defaultMarkupPercent" in json.loads(_json(resellers.present(staff, reseller)))
 
 
 def test_route_template_constraints_are_dropped_in_openapi_paths():

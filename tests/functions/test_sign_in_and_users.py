@@ -162,10 +162,12 @@ def test_customer_users_get_a_reseller_model_without_margin_fields(world, role, 
     )
     body = json_of(resp)
     assert resp.status_code == 200 and body["slug"] == "demo"
-    assert ("defaultMarginPercent" in body) is sees_margin
+    assert ("defaultMarkupPercent" in body) is sees_margin
     assert ("partnerCenterId" in body) is sees_margin
+    # The distributor's mark-up is the distributor's business: resellers see only their cost.
+    assert ("distributorMarkupPercent" in body) is (role == "DistributorAdmin")
     if sees_margin:
-        assert body["defaultMarginPercent"] == "10"
+        assert body["defaultMarkupPercent"] == "10"
 
 
 def test_patch_needs_if_match_and_a_stale_etag_is_412(world):

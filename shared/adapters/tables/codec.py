@@ -65,6 +65,7 @@ class _Field:
     kind: str  # "scalar" | "model" | "json"
     nested: EntityCodec[Any] | None = None
     adapter: TypeAdapter[Any] | None = None
+    old_prop: str | None = None  # the property it was stored under before a rename
 
 
 def _encode_scalar(value: Any) -> Any:
@@ -108,8 +109,10 @@ class EntityCodec(Generic[M]):
             if prop in RESERVED:
                 raise TypeError(f"{model.__name__}.{name}: {prop} is reserved by Table Storage")
             tp = info.annotation
+            renamed = getattr(model, "renamed_fields", {}).get(name)
             if _is_scalar(tp):
-                self.fields.append(_Field(name, prop, "scalar"))
+                old = prefix + pascal(renamed) if renamed else None
+                self.fields.append(_Field(name, prop, "scalar", old_prop=old))
             elif _is_model(tp):
                 nested = EntityCodec(_unwrap_optional(tp), prefix=prop)
                 self.fields.append(_Field(name, prop, "model", nested=nested))
@@ -143,9 +146,12 @@ class EntityCodec(Generic[M]):
                 if entity.get(f.prop):
                     data[f.name] = f.nested.values(entity)
                 continue
-            if f.prop not in entity or entity[f.prop] is None:
+            prop = f.prop
+            if entity.get(prop) is None and f.old_prop is not None:
+                prop = f.old_prop
+            if entity.get(prop) is None:
                 continue
-            raw = entity[f.prop]
+            raw = entity[prop]
             data[f.name] = _decode_scalar(raw) if f.kind == "scalar" else json.loads(raw)
         return data
 
