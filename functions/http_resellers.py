@@ -39,19 +39,19 @@ def list_resellers(call: Call) -> Page[ResellerStaff]:
     "resellers",
     ["POST"],
     name="http_onboard_reseller",
-    summary="Onboard a reseller (default margin 10 % over cost).",
+    summary="Onboard a reseller Partner Center knows (default margin 10 % over cost).",
     body=ResellerCreate,
     response=ResellerStaff,
     status=201,
     tags=TAGS,
-    errors=(409,),
+    errors=(409, 502, 503),
     access=allow(Action.MANAGE_RESELLERS),
     idempotent=True,
 )
 def onboard_reseller(call: Call) -> Reply:
     """Create a reseller."""
     c = container()
-    reseller = resellers.onboard(c.resellers, c.clock, call.body(ResellerCreate))
+    reseller = resellers.onboard(c.resellers, c.clock, call.body(ResellerCreate), c.partner_center)
     return Reply(
         resellers.present(call.principal, reseller),
         status=201,
@@ -85,7 +85,7 @@ def get_reseller(call: Call) -> Reply:
     body=ResellerUpdate,
     response=ResellerStaff,
     tags=TAGS,
-    errors=(412, 428),
+    errors=(412, 428, 502, 503),
     access=allow(Action.MANAGE_RESELLERS),
 )
 def update_reseller(call: Call) -> Reply:
@@ -93,5 +93,7 @@ def update_reseller(call: Call) -> Reply:
     c = container()
     etag = call.if_match()
     command = call.body(ResellerUpdate)
-    reseller = resellers.update(c.resellers, c.clock, call.route["r"], etag, command)
+    reseller = resellers.update(
+        c.resellers, c.clock, call.route["r"], etag, command, c.partner_center
+    )
     return Reply(resellers.present(call.principal, reseller), etag=reseller.etag)

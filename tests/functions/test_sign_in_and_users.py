@@ -14,6 +14,7 @@ from localdev.tokens import public_jwk
 from shared import bootstrap
 from shared.domain.identity import SIGN_IN_REQUIRED, SignInKind, UserStatus
 from shared.services import identity
+from tests.fakes import reseller_ids
 from tests.functions.helpers import call, json_of
 from tests.functions.world import World, build_world
 
@@ -163,7 +164,8 @@ def test_customer_users_get_a_reseller_model_without_margin_fields(world, role, 
     body = json_of(resp)
     assert resp.status_code == 200 and body["slug"] == "demo"
     assert ("defaultMarginPercent" in body) is sees_margin
-    assert ("partnerCenterId" in body) is sees_margin
+    assert ("partnerCenterTenantId" in body) is sees_margin
+    assert ("mpnId" in body) is sees_margin
     if sees_margin:
         assert body["defaultMarginPercent"] == "10"
 
@@ -198,7 +200,8 @@ def test_onboarding_validates_every_field_in_one_answer(world):
         body={
             "slug": "Bad Slug",
             "name": "",
-            "partnerCenterId": "x",
+            "partnerCenterTenantId": "x",
+            "mpnId": "12ab",
             "country": "cz",
             "currency": "czk",
             "defaultMarginPercent": "-1",
@@ -210,7 +213,8 @@ def test_onboarding_validates_every_field_in_one_answer(world):
     assert fields == {
         "slug",
         "name",
-        "partnerCenterId",
+        "partnerCenterTenantId",
+        "mpnId",
         "country",
         "currency",
         "defaultMarginPercent",
@@ -221,7 +225,8 @@ def test_onboarding_validates_every_field_in_one_answer(world):
 NEW = {
     "slug": "acme",
     "name": "Acme",
-    "partnerCenterId": "1234567",
+    "partnerCenterTenantId": reseller_ids("acme")[0],
+    "mpnId": reseller_ids("acme")[1],
     "country": "CZ",
     "currency": "CZK",
 }

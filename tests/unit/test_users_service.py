@@ -9,10 +9,9 @@ import pytest
 
 from shared.domain.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from shared.domain.identity import DISTRIBUTOR, Principal, Role, SignInKind, UserStatus
-from shared.services import identity, resellers, users
-from shared.services.resellers import ResellerCreate
+from shared.services import identity, users
 from shared.services.users import UserInvite, UserUpdate
-from tests.fakes import FakeClock, TestIssuer, fake_directory
+from tests.fakes import FakeClock, TestIssuer, fake_directory, onboard
 
 CUSTOMER = "01JCXSTA00000000000000000A"
 EMAIL = "jana@customer.example"
@@ -26,13 +25,7 @@ def clock() -> FakeClock:
 @pytest.fixture
 def directory(clock):
     d = fake_directory(clock)
-    resellers.onboard(
-        d.resellers,
-        clock,
-        ResellerCreate(
-            slug="demo", name="Demo", partner_center_id="1234567", country="CZ", currency="CZK"
-        ),
-    )
+    onboard(d.resellers, clock, "demo", name="Demo")
     return d
 
 
