@@ -248,7 +248,7 @@ def _request(world: World, name: str, variant: str, role: str) -> dict[str, Any]
     elif name == "http_import_customer":
         tenant = c.partner_center.create_customer(
             pc.Customer(
-                associated_partner_id="12345678",
+                associated_partner_id=reseller_ids(reseller)[0],
                 company_profile=pc.CompanyProfile(domain="existing.onmicrosoft.com"),
             )
         )

@@ -379,7 +379,7 @@ def _token_from_mail(world: World) -> str:
     [note] = [
         n for n in world.container.notifications.rows.values() if "it@b.example" in n.email.to
     ]
-    return note.email.text.split("/invitations/")[1].split()[0]
+    return note.render().text.split("/invitations/")[1].split()[0]
 
 
 def test_etag_of_get_is_usable_for_patch(world):

@@ -266,7 +266,7 @@ def test_a_failed_request_releases_its_idempotency_key(world):
 def _invitation_token(world: World, email: str) -> str:
     mails = [n for n in world.container.notifications.rows.values() if email in n.email.to]
     assert len(mails) == 1
-    match = re.search(r"/invitations/([A-Za-z0-9._-]+)", mails[-1].email.text)
+    match = re.search(r"/invitations/([A-Za-z0-9._-]+)", mails[-1].render().text)
     assert match is not None
     return match.group(1)
 

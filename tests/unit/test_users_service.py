@@ -51,7 +51,7 @@ def invite(directory, owner, email=EMAIL, role=Role.CUSTOMER_ADMIN, customer=CUS
         public_base_url="https://portal.test",
     )
     mails = list(directory.notifications.rows.values())
-    return re.search(r"/invitations/(\S+)", mails[-1].email.text).group(1)
+    return re.search(r"/invitations/(\S+)", mails[-1].render().text).group(1)
 
 
 def test_invitation_is_accepted_once(directory, owner):
