@@ -365,6 +365,8 @@ class FakeCustomerPartnerCenter(FakeIndirectResellers):
         self.create_calls: list[str | None] = []
         self.fail_create_with: Exception | None = None
         self.fail_domain_check_with: Exception | None = None
+        # Partner Center's answer to a create may lack `userCredentials`.
+        self.omit_credentials = False
         self.link = "https://admin.microsoft.com/Adminportal/Home?invType=ResellerRelationship&partnerId=p#/x"
 
     def __getattr__(self, name: str) -> Any:
@@ -408,6 +410,8 @@ class FakeCustomerPartnerCenter(FakeIndirectResellers):
             **tenant.to_wire(),
             "userCredentials": {"userName": "admin", "password": password},
         }
+        if self.omit_credentials:
+            del reply["userCredentials"]
         if request_id is not None:
             self.replies[request_id] = reply
         return pc.Customer.model_validate(reply)
