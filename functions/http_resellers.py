@@ -45,19 +45,19 @@ def list_resellers(call: Call) -> Page[ResellerDistributor]:
     "resellers",
     ["POST"],
     name="http_onboard_reseller",
-    summary="Onboard a reseller (default mark-up 10 % over its cost).",
+    summary="Onboard a reseller Partner Center knows (default mark-up 10 % over its cost).",
     body=ResellerCreate,
     response=ResellerDistributor,
     status=201,
     tags=TAGS,
-    errors=(409,),
+    errors=(409, 502, 503),
     access=allow(Action.MANAGE_RESELLERS),
     idempotent=True,
 )
 def onboard_reseller(call: Call) -> Reply:
     """Create a reseller."""
     c = container()
-    reseller = resellers.onboard(c.resellers, c.clock, call.body(ResellerCreate))
+    reseller = resellers.onboard(c.resellers, c.clock, call.body(ResellerCreate), c.partner_center)
     return Reply(
         resellers.present(call.principal, reseller),
         status=201,
@@ -92,7 +92,7 @@ def get_reseller(call: Call) -> Reply:
     body=ResellerUpdate,
     response=ResellerDistributor,
     tags=TAGS,
-    errors=(409, 412, 428),
+    errors=(409, 412, 428, 502, 503),
     access=allow(Action.MANAGE_RESELLERS),
 )
 def update_reseller(call: Call) -> Reply:
@@ -101,6 +101,6 @@ def update_reseller(call: Call) -> Reply:
     etag = call.if_match()
     command = call.body(ResellerUpdate)
     reseller = resellers.update(
-        c.resellers, c.clock, call.route["r"], etag, command, c.catalog_store
+        c.resellers, c.clock, call.route["r"], etag, command, c.catalog_store, c.partner_center
     )
     return Reply(resellers.present(call.principal, reseller), etag=reseller.etag)

@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 
+from localdev.partner_center_sim.resellers import DEMO_RESELLERS
 from localdev.tokens import local_sign_ins
 from shared.bootstrap import Container
 from shared.config import Settings
@@ -26,7 +27,7 @@ from shared.domain.money import Money
 from shared.services import catalog_editing, catalog_import, resellers, users
 from shared.services import customers as customer_service
 from shared.services.catalog_editing import CatalogEntryPut, CategoriesPut
-from shared.services.resellers import ResellerCreate
+from shared.services.resellers import ResellerCreate, ResellerUpdate
 
 
 @dataclass(frozen=True)
@@ -39,11 +40,14 @@ class DemoUser:
     name: str
 
 
+# Both Partner Center ids of each reseller, as the simulator lists them (IsIndirect...Of).
+_DEMO, _OTHER = DEMO_RESELLERS
 RESELLERS = [
     ResellerCreate(
         slug="demo",
-        name="Demo Reseller s.r.o.",
-        partner_center_id="3f2c6a1e-8d4b-4c1a-9b7e-2a5d0c9e4f10",
+        name=_DEMO.name,
+        partner_center_tenant_id=_DEMO.id,
+        mpn_id=_DEMO.mpn_id,
         country="CZ",
         currency="CZK",
         # The distributor charges demo 5 % over Microsoft's cost: demo's staff see only the result.
@@ -51,8 +55,9 @@ RESELLERS = [
     ),
     ResellerCreate(
         slug="other",
-        name="Other Reseller a.s.",
-        partner_center_id="7b1e9d2c-5a3f-4e8b-8c6d-1f0a2b3c4d5e",
+        name=_OTHER.name,
+        partner_center_tenant_id=_OTHER.id,
+        mpn_id=_OTHER.mpn_id,
         country="CZ",
         currency="EUR",
     ),
@@ -163,10 +168,30 @@ def _pinned(product: Product) -> list[PinnedPrice]:
 
 
 def seed(c: Container) -> list[User]:
-    """Create whatever of the demo data is missing; returns the demo users."""
+    """Create whatever of the demo data is missing; returns the demo users.
+
+    A demo reseller stored before resellers had two Partner Center ids gets the missing one.
+    """
     for command in RESELLERS:
-        if c.resellers.find(RESELLER_PARTITION, command.slug) is None:
-            resellers.onboard(c.resellers, c.clock, command)
+        found = c.resellers.find(RESELLER_PARTITION, command.slug)
+        if found is None:
+            resellers.onboard(c.resellers, c.clock, command, c.partner_center)
+        elif (found.partner_center_tenant_id, found.mpn_id) != (
+            command.partner_center_tenant_id,
+            command.mpn_id,
+        ):
+            resellers.update(
+                c.resellers,
+                c.clock,
+                command.slug,
+                found.etag or "",
+                ResellerUpdate(
+                    partner_center_tenant_id=command.partner_center_tenant_id,
+                    mpn_id=command.mpn_id,
+                ),
+                c.catalog_store,
+                c.partner_center,
+            )
     return [
         users.ensure_user(
             c.directory,
@@ -203,16 +228,14 @@ def seed_customers(c: Container, reseller_slug: str = "demo") -> list[Customer]:
         tenant = next(
             (
                 t
-                for t in c.partner_center.list_customers(
-                    indirect_reseller_id=reseller.partner_center_id
-                )
+                for t in customer_service.reseller_tenants(c.partner_center, reseller)
                 if t.company_profile and t.company_profile.domain == domain
             ),
             None,
         )
         if tenant is None:
             tenant = c.partner_center.create_customer(
-                _demo_tenant(reseller.partner_center_id, domain, name, ico),
+                _demo_tenant(reseller.require_tenant_id(), domain, name, ico),
                 request_id=str(uuid.uuid5(uuid.NAMESPACE_DNS, domain)),
             )
         command = CustomerImport(segment=segment, industry=industry)

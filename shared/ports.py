@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-from shared.domain.identity import VerifiedToken
+from shared.domain.identity import IndirectReseller, VerifiedToken
 from shared.domain.model import Page, Record
 from shared.domain.notifications import Email
 from shared.domain.outbox import OutboxMessage
@@ -105,7 +105,15 @@ from datetime import date  # noqa: E402
 from shared.domain import partner_center as pc  # noqa: E402
 
 
-class PartnerCenter(Protocol):
+class IndirectResellers(Protocol):
+    """The distributor's indirect resellers as Partner Center knows them."""
+
+    def list_indirect_resellers(self) -> list[IndirectReseller]:
+        """Every indirect reseller in a relationship with the distributor (app+user)."""
+        ...
+
+
+class PartnerCenter(IndirectResellers, Protocol):
     """Microsoft Partner Center as the services see it (REST client or a fake).
 
     Errors: `NotFound`; `UpstreamRejected` with Partner Center's `code` (4xx answers, including

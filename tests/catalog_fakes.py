@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from localdev.partner_center_sim import render
@@ -21,11 +20,10 @@ from shared.domain.catalog import (
 )
 from shared.domain.errors import ConcurrencyConflict, Conflict
 from shared.domain.identity import Reseller
-from shared.services import catalog_editing, catalog_import, resellers
+from shared.services import catalog_editing, catalog_import
 from shared.services.catalog import CatalogReader
 from shared.services.catalog_editing import CatalogEntryPut, CategoriesPut, SegmentsPut
-from shared.services.resellers import ResellerCreate
-from tests.fakes import FakeClock, InMemoryRepository
+from tests.fakes import FakeClock, InMemoryRepository, onboard
 
 EDU_ONLY = "m365-a3-faculty"  # sold to education only
 COMMERCIAL_ONLY = "visio-plan-1"  # sold to commercial only
@@ -210,17 +208,8 @@ class CatalogWorld:
 
     def add_reseller(self, slug: str, currency: str, margin: str = "10") -> Reseller:
         """Onboard a reseller in CZ."""
-        return resellers.onboard(
-            self.resellers,
-            self.clock,
-            ResellerCreate(
-                slug=slug,
-                name=f"{slug.title()} s.r.o.",
-                partner_center_id="12345678",
-                country="CZ",
-                currency=currency,
-                default_markup_percent=Decimal(margin),
-            ),
+        return onboard(
+            self.resellers, self.clock, slug, currency, name=f"{slug.title()} s.r.o.", margin=margin
         )
 
     def run_import(self) -> catalog_import.ImportReport:

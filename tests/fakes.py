@@ -276,6 +276,82 @@ def crashing_directory(directory: Directory, budget: WriteBudget) -> Directory:
     )
 
 
+# --- Partner Center's list of the distributor's indirect resellers -----------------------------
+
+import hashlib as _hashlib  # noqa: E402
+from decimal import Decimal as _Decimal  # noqa: E402
+from uuid import NAMESPACE_URL as _NS  # noqa: E402
+from uuid import uuid5 as _uuid5  # noqa: E402
+
+from localdev.partner_center_sim.resellers import DEMO_RESELLERS  # noqa: E402
+from shared.domain.identity import IndirectReseller  # noqa: E402
+from shared.ports import Clock, Repository  # noqa: E402
+from shared.services import resellers as _resellers  # noqa: E402
+from shared.services.resellers import ResellerCreate  # noqa: E402
+
+
+def reseller_ids(slug: str) -> tuple[str, str]:
+    """A test reseller's (tenant id, MPN id), derived from its slug (stable across tests)."""
+    tenant_id = str(_uuid5(_NS, f"reseller:{slug}"))
+    mpn_id = str(int(_hashlib.sha256(slug.encode()).hexdigest(), 16) % 9_000_000 + 1_000_000)
+    return tenant_id, mpn_id
+
+
+def _known(slug: str) -> IndirectReseller:
+    tenant_id, mpn_id = reseller_ids(slug)
+    return IndirectReseller(tenant_id=tenant_id, name=slug, mpn_id=mpn_id)
+
+
+# Resellers Partner Center knows in unit tests: the test slugs and the local demo resellers.
+KNOWN_RESELLERS = [
+    *(_known(slug) for slug in ("demo", "other", "acme", "fresh")),
+    *(IndirectReseller(tenant_id=r.id, name=r.name, mpn_id=r.mpn_id) for r in DEMO_RESELLERS),
+]
+
+
+class FakeIndirectResellers:
+    """The IndirectResellers port: Partner Center's `IsIndirectCloudSolutionProviderOf` list."""
+
+    def __init__(self, resellers: list[IndirectReseller] | None = None) -> None:
+        self.resellers = list(KNOWN_RESELLERS if resellers is None else resellers)
+        self.fail_with: Exception | None = None
+
+    def list_indirect_resellers(self) -> list[IndirectReseller]:
+        """The distributor's indirect resellers (or the configured failure)."""
+        if self.fail_with is not None:
+            raise self.fail_with
+        return list(self.resellers)
+
+    def add(self, tenant_id: str, mpn_id: str | None, name: str = "", active: bool = True) -> None:
+        """Make Partner Center know one more reseller."""
+        self.resellers.append(
+            IndirectReseller(tenant_id=tenant_id, name=name, mpn_id=mpn_id, active=active)
+        )
+
+
+def onboard(
+    repo: Repository[Reseller],
+    clock: Clock,
+    slug: str,
+    currency: str = "CZK",
+    *,
+    name: str | None = None,
+    margin: str = "10",
+) -> Reseller:
+    """Onboard a test reseller through the service, with the ids Partner Center knows for it."""
+    tenant_id, mpn_id = reseller_ids(slug)
+    command = ResellerCreate(
+        slug=slug,
+        name=name or slug,
+        partner_center_tenant_id=tenant_id,
+        mpn_id=mpn_id,
+        country="CZ",
+        currency=currency,
+        default_markup_percent=_Decimal(margin),
+    )
+    return _resellers.onboard(repo, clock, command, FakeIndirectResellers([_known(slug)]))
+
+
 def fake_directory(clock: FakeClock | None = None) -> Directory:
     """A Directory of in-memory repositories."""
     return Directory(
@@ -334,13 +410,14 @@ from shared.domain.errors import UpstreamRejected  # noqa: E402
 from shared.services.customers import CustomerBook  # noqa: E402
 
 
-class FakeCustomerPartnerCenter:
+class FakeCustomerPartnerCenter(FakeIndirectResellers):
     """The customer half of the PartnerCenter port, with MS-RequestId replay like the real one.
 
     Other operations go to `fallback` (e.g. the catalog's fake) when one is given.
     """
 
     def __init__(self, fallback: Any = None) -> None:
+        super().__init__(getattr(fallback, "resellers", None))
         self.fallback = fallback
         self.tenants: dict[str, pc.Customer] = {}
         self.passwords: dict[str, str] = {}
@@ -349,6 +426,8 @@ class FakeCustomerPartnerCenter:
         self.create_calls: list[str | None] = []
         self.fail_create_with: Exception | None = None
         self.fail_domain_check_with: Exception | None = None
+        # Partner Center's answer to a create may lack `userCredentials`.
+        self.omit_credentials = False
         self.link = "https://admin.microsoft.com/Adminportal/Home?invType=ResellerRelationship&partnerId=p#/x"
 
     def __getattr__(self, name: str) -> Any:
@@ -392,6 +471,8 @@ class FakeCustomerPartnerCenter:
             **tenant.to_wire(),
             "userCredentials": {"userName": "admin", "password": password},
         }
+        if self.omit_credentials:
+            del reply["userCredentials"]
         if request_id is not None:
             self.replies[request_id] = reply
         return pc.Customer.model_validate(reply)
@@ -406,9 +487,11 @@ class FakeCustomerPartnerCenter:
     def list_customers(
         self, *, indirect_reseller_id: str | None = None, page_size: int = 500
     ) -> Iterator[pc.Customer]:
-        """Tenants, optionally of one indirect reseller."""
+        """Tenants, optionally of one indirect reseller, with Partner Center's `starts_with` filter
+        (a reseller whose id begins with another's sees both resellers' tenants)."""
+        needle = (indirect_reseller_id or "").lower()
         for t in list(self.tenants.values()):
-            if indirect_reseller_id is None or t.associated_partner_id == indirect_reseller_id:
+            if (t.associated_partner_id or "").lower().startswith(needle):
                 yield t
 
     def get_relationship_request_link(self) -> pc.RelationshipRequest:

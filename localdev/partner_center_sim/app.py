@@ -28,6 +28,7 @@ from . import render
 from .auth import Principal, TokenService, audience_for
 from .errors import ErrorCode, SimError, bad_request, not_found
 from .faults import FaultInjector, RateLimiter
+from .resellers import IndirectReseller
 from .state import AZURE_PLAN_PRODUCT_ID, SimState, StoredResponse
 
 log = logging.getLogger("partner_center_sim")
@@ -261,6 +262,11 @@ class Simulator:
                 methods=["GET"],
             ),
             Route(cust, api(self.get_customer), methods=["GET"]),
+            Route(
+                f"{v1}/relationships",
+                api(self.list_relationships, app_user=True),
+                methods=["GET"],
+            ),
             Route(f"{v1}/domains/{{domain}}", api(self.domain_exists), methods=["HEAD", "GET"]),
             Route(f"{v1}/products", api(self.list_products), methods=["GET"]),
             Route(f"{v1}/products/{{product_id}}", api(self.get_product), methods=["GET"]),
@@ -322,6 +328,7 @@ class Simulator:
             Route("/_sim/clock", self.sim_clock, methods=["GET"]),
             Route("/_sim/clock/advance", self.sim_clock_advance, methods=["POST"]),
             Route("/_sim/seed", self.sim_seed, methods=["POST"]),
+            Route("/_sim/resellers", self.sim_resellers, methods=["GET", "POST"]),
             Route("/_sim/faults", self.sim_faults, methods=["GET", "POST", "DELETE"]),
             Route("/_sim/requests", self.sim_requests, methods=["GET", "DELETE"]),
             Route("/_sim/state/summary", self.sim_summary),
@@ -468,6 +475,18 @@ class Simulator:
         return json_response(
             {"url": url, "attributes": {"objectType": "CustomerRelationshipRequest"}}
         )
+
+    def list_relationships(self, request: Request, principal: Principal, body: bytes) -> Response:
+        """GET /v1/relationships?relationship_type=IsIndirectCloudSolutionProviderOf (app+user)."""
+        kind = request.query_params.get("relationship_type") or ""
+        if kind.lower() != "isindirectcloudsolutionproviderof":
+            raise bad_request(
+                "relationship_type must be IsIndirectCloudSolutionProviderOf for a distributor."
+            )
+        with self.state.session():
+            items = [r.to_json() for r in self.state.indirect_resellers()]
+        self_uri = f"/relationships?relationship_type={kind}"
+        return json_response(render.collection(items, self_uri=self_uri))
 
     # ----------------------------------------------------------------- catalog
 
@@ -884,6 +903,20 @@ class Simulator:
             },
             201,
         )
+
+    async def sim_resellers(self, request: Request) -> Response:
+        """GET the indirect resellers; POST one {id, name, mpnId, location?, state?}."""
+        if request.method == "POST":
+            try:
+                reseller = IndirectReseller.from_json(await _control_json(request))
+            except SimError as error:
+                return error_response(error)
+            with self.state.session():
+                self.state.add_indirect_reseller(reseller)
+            return json_response(reseller.to_json(), 201)
+        with self.state.session():
+            items = [r.to_json() for r in self.state.indirect_resellers()]
+        return json_response({"items": items})
 
     async def sim_faults(self, request: Request) -> Response:
         """GET the fault rules, POST one (or {"rules": [...]}, {"seed": n}), DELETE all."""

@@ -142,6 +142,14 @@ class SimulatorHandle:
         result: dict[str, Any] = self._call("POST", "/seed", body)
         return result
 
+    def add_reseller(
+        self, tenant_id: str, mpn_id: str, name: str | None = None, state: str = "Active"
+    ) -> dict[str, Any]:
+        """Make Partner Center list an indirect reseller of the distributor."""
+        body = {"id": tenant_id, "mpnId": mpn_id, "name": name, "state": state}
+        result: dict[str, Any] = self._call("POST", "/resellers", body)
+        return result
+
     def summary(self) -> dict[str, Any]:
         """Counts of customers, subscriptions, orders, carts and audit records."""
         result: dict[str, Any] = self._call("GET", "/state/summary")

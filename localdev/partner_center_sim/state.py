@@ -36,6 +36,7 @@ from .models import (
     Subscription,
     Transition,
 )
+from .resellers import DEMO_RESELLERS, IndirectReseller
 from .rules import (
     CANCELLATION_WINDOW,
     DISABLED_GRACE,
@@ -162,6 +163,7 @@ class SimState:
         self.idempotent: OrderedDict[str, StoredResponse] = OrderedDict()
         self.trials_used: set[tuple[str, str]] = set()
         self.refresh_tokens: dict[str, dict[str, str]] = {}
+        self.resellers: dict[str, IndirectReseller] = {r.id: copy.copy(r) for r in DEMO_RESELLERS}
         self._next_due: datetime | None = None
         self._seeded = 0
 
@@ -225,6 +227,7 @@ class SimState:
                 "idempotent": self.idempotent,
                 "trials_used": self.trials_used,
                 "refresh_tokens": self.refresh_tokens,
+                "resellers": self.resellers,
                 "seeded": self._seeded,
             }
             payload = pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)
@@ -268,6 +271,8 @@ class SimState:
                 "refresh_tokens",
             ):
                 setattr(self, name, data[name])
+            # Snapshots older than the reseller list keep the demo resellers.
+            self.resellers = data.get("resellers", self.resellers)
             self._seeded = data["seeded"]
             self._next_due = self.clock.now()  # re-evaluate lifecycles on the next request
         return True
@@ -286,6 +291,18 @@ class SimState:
             while len(self.idempotent) > MAX_IDEMPOTENT_RESPONSES:
                 self.idempotent.popitem(last=False)
             self.touch()
+
+    # ----------------------------------------------------------------- indirect resellers
+
+    def indirect_resellers(self) -> list[IndirectReseller]:
+        """The distributor's indirect resellers, in the order they were added."""
+        return list(self.resellers.values())
+
+    def add_indirect_reseller(self, reseller: IndirectReseller) -> IndirectReseller:
+        """Add (or replace) an indirect reseller relationship."""
+        self.resellers[reseller.id] = reseller
+        self.touch()
+        return reseller
 
     # ----------------------------------------------------------------- customers
 

@@ -2,13 +2,15 @@
 tenant, list, read, change, retry a Failed one; the provisioning step itself.
 
 The first admin's password: Partner Center returns it once, in the answer to the create call.
-The step sends it straight from that answer to the contact (and the reseller, in copy) through
-the mailer, *before* it marks the customer Active, and never puts it in a record, a queue
-message or a log line. A redelivered message for a customer still Provisioning repeats the
-create with the customer's stored MS-RequestId, which Partner Center answers with its first
-result (the same tenant, the same password), so a crash anywhere in the step re-sends the same
-e-mail at worst (the drop folder and the Message-ID make it the same message); once Active, a
-redelivery does nothing.
+The step sends it straight from that answer to the contact (and, in copy, the reseller user who
+asked for the tenant; never the support address or other notification recipients) through the
+mailer, *before* it marks the customer Active, and never puts it in a record (not even a
+Notifications row), a queue message or a log line. An answer without sign-in details queues the
+"reset the admin's password" e-mail instead, so the customer never goes Active silently.
+A redelivered message for a customer still Provisioning repeats the create with the customer's
+stored MS-RequestId, which Partner Center answers with its first result (the same tenant, the
+same password), so a crash anywhere in the step re-sends the same e-mail at worst (the drop
+folder and the Message-ID make it the same message); once Active, a redelivery does nothing.
 
 A create refused because the domain is taken, where the tenant is among the reseller's own in
 Partner Center (and no other record of ours holds it), is the tenant of an earlier attempt whose
@@ -245,6 +247,7 @@ def create(
         raise Forbidden("a customer's user cannot create customers")
     if (earlier := _created_earlier(book, reseller.slug, customer_id)) is not None:
         return earlier
+    reseller.require_tenant_id()
     _check_segment(book, reseller.slug, command.segment, "segment")
     domain = tenant_domain(command.tenant_name)
     if _claimed_here(book, reseller.slug, domain) or not partner_center.is_domain_available(domain):
@@ -285,7 +288,7 @@ def _created_earlier(book: CustomerBook, reseller: str, customer_id: str | None)
 def _partner_center_body(customer: Customer, reseller: Reseller) -> pc.Customer:
     contact, address = customer.contact, customer.address
     return pc.Customer(
-        associated_partner_id=reseller.partner_center_id,
+        associated_partner_id=reseller.require_tenant_id(),
         company_profile=pc.CompanyProfile(
             domain=customer.domain,
             company_name=customer.name,
@@ -338,24 +341,16 @@ def welcome_email_id(customer: Customer) -> str:
 
 
 def _welcome_email(customer: Customer, reseller: Reseller, creds: _Credentials) -> Email:
+    """The first admin's sign-in: to the customer's contact and, in copy, the reseller user who
+    asked for the tenant, and no one else (not the support address, not the extra recipients of
+    notifications: a password goes only to the people who need it)."""
     brand = reseller.settings.appearance.display_name
-    copy = [
-        e
-        for e in (
-            customer.created_by,
-            reseller.settings.appearance.support_email,
-            *reseller.settings.notifications.extra_recipients,
-        )
-        if e
-    ]
     assert customer.contact.email is not None
+    contact = customer.contact.email.lower()
+    requester = (customer.created_by or "").lower()
     return Email(
         to=[customer.contact.email],
-        cc=list(
-            dict.fromkeys(
-                str(e).lower() for e in copy if str(e).lower() != customer.contact.email.lower()
-            )
-        ),
+        cc=[requester] if requester and requester != contact else [],
         subject=f"Your Microsoft tenant {customer.domain} is ready",
         text=(
             f"Hello {customer.contact.first_name or ''},\n\n"
@@ -405,7 +400,9 @@ def provision(
             _welcome_email(customer, reseller, creds), message_id=welcome_email_id(customer)
         )
     else:
+        # The tenant exists but nobody can sign in to it: tell the reseller to reset the admin.
         log.warning("Partner Center returned no sign-in details for customer %s", customer.id)
+        _queue_reset_notice(book, reseller, customer, _NO_SIGN_IN_RETURNED)
 
     def activate(c: Customer) -> bool:
         if c.status is not CustomerStatus.PROVISIONING:
@@ -440,7 +437,7 @@ def _our_earlier_tenant(
     answer was lost or its replay forgotten.
     """
     wanted = customer.domain.lower()
-    for tenant in _reseller_tenants(partner_center, reseller):
+    for tenant in reseller_tenants(partner_center, reseller):
         profile = tenant.company_profile
         if profile is None or (profile.domain or "").lower() != wanted:
             continue
@@ -455,12 +452,23 @@ def _our_earlier_tenant(
     return None
 
 
-def adopted_email_id(customer: Customer) -> str:
-    """The fixed id of the e-mail about an adopted tenant (queued once per customer)."""
+def reset_notice_id(customer: Customer) -> str:
+    """The fixed id of the "reset the admin's password" e-mail (queued once per customer)."""
     return f"customer-{customer.id}-adopted"
 
 
-def _adopted_email(customer: Customer, reseller: Reseller) -> Email | None:
+# Why no sign-in could be sent, as the reset notice says it.
+_EARLIER_ATTEMPT = (
+    "It was created by an earlier attempt whose answer was lost, so its first admin's "
+    "sign-in could not be sent.\n"
+)
+_NO_SIGN_IN_RETURNED = (
+    "Microsoft Partner Center returned no sign-in details for its first admin, so none "
+    "could be sent.\n"
+)
+
+
+def _reset_notice(customer: Customer, reseller: Reseller, why: str) -> Email | None:
     """To the requester and the reseller's contacts: the tenant is ready, reset the password."""
     recipients = list(
         dict.fromkeys(
@@ -481,12 +489,24 @@ def _adopted_email(customer: Customer, reseller: Reseller) -> Email | None:
         subject=f"The Microsoft tenant {customer.domain} is ready",
         text=(
             f"The Microsoft tenant {customer.domain} of {customer.name} is ready.\n\n"
-            "It was created by an earlier attempt whose answer was lost, so its first admin's "
-            "sign-in could not be sent.\n"
+            f"{why}"
             "Reset the admin's password in the Microsoft 365 admin center "
             "(https://admin.microsoft.com) and hand it to the customer.\n"
         ),
     )
+
+
+def _queue_reset_notice(
+    book: CustomerBook, reseller: Reseller, customer: Customer, why: str
+) -> None:
+    """Queue the "reset the admin's password" e-mail once (a fixed id), before activation."""
+    email = _reset_notice(customer, reseller, why)
+    if book.notifications is None or email is None:
+        log.warning("no reset-the-admin e-mail for customer %s can be queued", customer.id)
+    elif book.notifications.find(reseller.slug, reset_notice_id(customer)) is None:
+        notifications.queue_email(
+            book.notifications, reseller.slug, email, notification_id=reset_notice_id(customer)
+        )
 
 
 def _adopt(book: CustomerBook, reseller: Reseller, customer: Customer, tenant: pc.Customer) -> None:
@@ -495,13 +515,7 @@ def _adopt(book: CustomerBook, reseller: Reseller, customer: Customer, tenant: p
     The e-mail is queued first, under a fixed id, so a crash before activation queues it once.
     """
     tenant_id = _tenant_id_of(tenant)
-    email = _adopted_email(customer, reseller)
-    if book.notifications is None or email is None:
-        log.warning("no e-mail about the adopted tenant of customer %s can be queued", customer.id)
-    elif book.notifications.find(reseller.slug, adopted_email_id(customer)) is None:
-        notifications.queue_email(
-            book.notifications, reseller.slug, email, notification_id=adopted_email_id(customer)
-        )
+    _queue_reset_notice(book, reseller, customer, _EARLIER_ATTEMPT)
 
     def activate(c: Customer) -> bool:
         if c.status is not CustomerStatus.PROVISIONING:
@@ -597,12 +611,20 @@ def relationship_link(
     url = partner_center.get_relationship_request_link().url
     if "indirectCSPId=" not in url:
         base, hash_, fragment = url.partition("#")
-        url = f"{base}&indirectCSPId={reseller.partner_center_id}{hash_}{fragment}"
+        url = f"{base}&indirectCSPId={reseller.require_tenant_id()}{hash_}{fragment}"
     return RelationshipLink(url=url)
 
 
-def _reseller_tenants(partner_center: PartnerCenter, reseller: Reseller) -> Iterator[pc.Customer]:
-    return partner_center.list_customers(indirect_reseller_id=reseller.partner_center_id)
+def reseller_tenants(partner_center: PartnerCenter, reseller: Reseller) -> Iterator[pc.Customer]:
+    """The reseller's customer tenants in Partner Center, and no one else's.
+
+    Partner Center's `IndirectReseller` filter is `starts_with`: it also returns the tenants of
+    every reseller whose id begins with this one's. Only an exact `associatedPartnerId` counts.
+    """
+    tenant_id = reseller.require_tenant_id()
+    for tenant in partner_center.list_customers(indirect_reseller_id=tenant_id):
+        if reseller.owns(tenant.associated_partner_id):
+            yield tenant
 
 
 def _find_tenant(
@@ -610,11 +632,11 @@ def _find_tenant(
 ) -> pc.Customer:
     if command.tenant_id:
         tenant = partner_center.get_customer(command.tenant_id)
-        if (tenant.associated_partner_id or "").lower() != reseller.partner_center_id.lower():
+        if not reseller.owns(tenant.associated_partner_id):
             raise NotFound("no tenant with this id has accepted this reseller")
         return tenant
     wanted = (command.domain or "").lower()
-    for tenant in _reseller_tenants(partner_center, reseller):
+    for tenant in reseller_tenants(partner_center, reseller):
         domains = (
             {(tenant.company_profile.domain or "").lower()} if tenant.company_profile else set()
         )

@@ -28,7 +28,7 @@ from shared.domain.identity import (
     token_hash,
 )
 from shared.domain.model import Page, WireModel
-from shared.domain.notifications import Email
+from shared.domain.notifications import Email, secret_placeholder
 from shared.services import access, identity, notifications, resellers
 from shared.services.access import Action
 from shared.services.identity import Directory
@@ -224,7 +224,8 @@ def invite(
             expires_at=now + valid_for,
         )
     )
-    token = f"{reseller.slug}.{secret}"
+    # The token goes into the e-mail at send time only; the record keeps it until then.
+    token = secret_placeholder("invitation")
     link = f"{public_base_url.rstrip('/')}/invitations/{token}"
     notifications.queue_email(
         directory.notifications,
@@ -241,6 +242,7 @@ def invite(
                 f"(API: POST /api/invitations/{token}/accept with your bearer token.)\n"
             ),
         ),
+        secrets={"invitation": f"{reseller.slug}.{secret}"},
     )
     return InvitationSent(user=present(user), expires_at=invitation.expires_at)
 

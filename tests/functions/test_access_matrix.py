@@ -19,8 +19,11 @@ from shared.domain.identity import SignInKind
 from tests.app_index import triggers
 from tests.catalog_fakes import BOTH, install_catalog
 from tests.customer_bodies import new_customer_body
+from tests.fakes import reseller_ids
 from tests.functions.helpers import call
 from tests.functions.world import CALLERS, CUST_A, CUST_B, World, add_customers, build_world
+
+FRESH_TENANT, FRESH_MPN = reseller_ids("fresh")
 
 ROLES = ("anonymous", *CALLERS)  # anonymous, DA, AM, Sales, ReadOnly, CustomerAdmin, CustomerReader
 VARIANTS = ("own_reseller", "other_reseller", "own_customer", "other_customer")
@@ -203,7 +206,8 @@ def _request(world: World, name: str, variant: str, role: str) -> dict[str, Any]
         body = {
             "slug": "fresh",
             "name": "Fresh",
-            "partnerCenterId": "1234567",
+            "partnerCenterTenantId": FRESH_TENANT,
+            "mpnId": FRESH_MPN,
             "country": "CZ",
             "currency": "CZK",
         }
@@ -244,7 +248,7 @@ def _request(world: World, name: str, variant: str, role: str) -> dict[str, Any]
     elif name == "http_import_customer":
         tenant = c.partner_center.create_customer(
             pc.Customer(
-                associated_partner_id="12345678",
+                associated_partner_id=reseller_ids(reseller)[0],
                 company_profile=pc.CompanyProfile(domain="existing.onmicrosoft.com"),
             )
         )

@@ -169,7 +169,8 @@ def test_a_staff_answer_matches_a_route_that_answers_staff_or_public_views():
     reseller = Reseller(
         slug="demo",
         name="Demo s.r.o.",
-        partner_center_id="3f2c6a1e-8d4b-4c1a-9b7e-2a5d0c9e4f10",
+        partner_center_tenant_id="3f2c6a1e-8d4b-4c1a-9b7e-2a5d0c9e4f10",
+        mpn_id="6412345",
         country="CZ",
         currency="CZK",
         settings=ResellerSettings(appearance=Appearance(display_name="Demo")),

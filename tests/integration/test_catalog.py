@@ -20,9 +20,8 @@ from localdev.partner_center_sim.catalog import Catalog
 from shared.bootstrap import Container
 from shared.config import Settings
 from shared.domain.identity import Principal, Role, SignInKind
-from shared.services import catalog_editing, catalog_import, catalog_views, resellers
+from shared.services import catalog_editing, catalog_import, catalog_views
 from shared.services.catalog_editing import CatalogEntryPut, CategoriesPut
-from shared.services.resellers import ResellerCreate
 from tests.catalog_fakes import (
     BOTH,
     COMMERCIAL_ONLY,
@@ -31,6 +30,7 @@ from tests.catalog_fakes import (
     EDU_ONLY,
     cost_fields,
 )
+from tests.fakes import onboard
 from tests.integration.test_partner_center_contract import pc_settings
 
 pytestmark = pytest.mark.integration
@@ -64,17 +64,7 @@ def seeded(
     values.update(storage_settings(azurite, table_prefix))
     c = Container(Settings.model_validate(values))
     for slug, currency in (("demo", "CZK"), ("other", "EUR")):
-        resellers.onboard(
-            c.resellers,
-            c.clock,
-            ResellerCreate(
-                slug=slug,
-                name=slug.title(),
-                partner_center_id="12345678",
-                country="CZ",
-                currency=currency,
-            ),
-        )
+        onboard(c.resellers, c.clock, slug, currency, name=slug.title())
     report = catalog_import.import_market(
         c.partner_center, c.products, c.market_stamps, c.clock, "CZ"
     )

@@ -86,7 +86,7 @@ class Stack:
         return status, hdrs, json.loads(raw) if raw else None
 
     def demo_partner_id(self) -> str:
-        return self.c.resellers.get("reseller", "demo").partner_center_id
+        return self.c.resellers.get("reseller", "demo").require_tenant_id()
 
     def emails(self) -> list[Message]:
         if not self.mail.exists():

@@ -22,6 +22,7 @@ from localdev.tokens import issuers_json, serve_in_thread, token_for
 from shared.bootstrap import Container
 from shared.config import Settings
 from shared.domain.identity import SignInKind, UserStatus
+from tests.fakes import FakeIndirectResellers
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,6 +44,8 @@ def stack(azurite: Azurite, table_prefix: str, tmp_path: Path) -> Iterator[dict[
     }
     settings = Settings(**env)
     c = Container(settings)
+    # Onboarding asks Partner Center about the resellers; this test needs nothing else of it.
+    c.__dict__["partner_center"] = FakeIndirectResellers()
     seed(c)
     host = HostProcess(
         cwd=ROOT,

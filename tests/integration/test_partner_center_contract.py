@@ -598,3 +598,58 @@ def test_dropped_connection_on_create_leaves_one_customer(
     matching = [c for c in sim.customers() if c["domain"] == "contosodropped.onmicrosoft.com"]
     assert [c["id"] for c in matching] == [created.id]
     assert len(sim.requests(request_id="req-create-1")) == 2
+
+
+# --- indirect resellers ---------------------------------------------------------------------------
+
+
+def test_list_indirect_resellers_maps_both_ids(sim: SimulatorHandle, client: PartnerCenterClient):
+    tenant_id = str(uuid.uuid4()).upper()
+    sim.add_reseller(tenant_id, "5550002", "Suspended s.r.o.", state="Suspended")
+    found = {r.tenant_id: r for r in client.list_indirect_resellers()}
+    demo = found["3f2c6a1e-8d4b-4c1a-9b7e-2a5d0c9e4f10"]
+    assert (demo.name, demo.mpn_id, demo.active) == ("Demo Reseller s.r.o.", "6412345", True)
+    suspended = found[tenant_id.lower()]
+    assert (suspended.mpn_id, suspended.active) == ("5550002", False)
+
+
+def test_onboarding_against_partner_center_refuses_an_unknown_or_mismatched_reseller(
+    sim: SimulatorHandle, client: PartnerCenterClient
+):
+    from shared.domain.errors import ValidationFailed
+    from shared.services.resellers import check_partner_center_ids
+
+    demo = "3f2c6a1e-8d4b-4c1a-9b7e-2a5d0c9e4f10"
+    assert check_partner_center_ids(client, demo.upper(), "6412345") is not None
+    with pytest.raises(ValidationFailed) as err:
+        check_partner_center_ids(client, str(uuid.uuid4()), "6412345")
+    assert [e.field for e in err.value.errors] == ["partnerCenterTenantId"]
+    with pytest.raises(ValidationFailed) as err:
+        check_partner_center_ids(client, demo, "6498765")
+    assert [e.field for e in err.value.errors] == ["mpnId"]
+
+
+def test_the_customer_filter_is_a_prefix_match_and_reseller_tenants_is_exact(
+    sim: SimulatorHandle, client: PartnerCenterClient
+):
+    from shared.domain.identity import Appearance, Reseller, ResellerSettings
+    from shared.services.customers import reseller_tenants
+
+    short = str(uuid.uuid4())
+    mine = client.create_customer(
+        new_customer().model_copy(update={"associated_partner_id": short})
+    )
+    theirs = client.create_customer(
+        new_customer().model_copy(update={"associated_partner_id": short + "0"})
+    )
+    listed = {c.id for c in client.list_customers(indirect_reseller_id=short)}
+    assert {mine.id, theirs.id} <= listed  # Partner Center's filter is starts_with
+    reseller = Reseller(
+        slug="short",
+        name="Short",
+        partner_center_tenant_id=short,
+        country="CZ",
+        currency="CZK",
+        settings=ResellerSettings(appearance=Appearance(display_name="Short")),
+    )
+    assert [t.id for t in reseller_tenants(client, reseller)] == [mine.id]

@@ -779,3 +779,52 @@ def test_seeding_10000_customers_with_3_subscriptions_each(
         ).json()
         seen += len(page["items"])
     assert seen == 10_000
+
+
+# ----------------------------------------------------------------- indirect resellers
+
+
+def test_relationships_list_the_demo_resellers_in_microsofts_shape(pc: httpx.Client) -> None:
+    response = pc.get(
+        "/v1/relationships", params={"relationship_type": "IsIndirectCloudSolutionProviderOf"}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["totalCount"] == len(body["items"]) >= 2
+    assert body["attributes"]["objectType"] == "Collection"
+    demo = next(r for r in body["items"] if r["id"] == "3f2c6a1e-8d4b-4c1a-9b7e-2a5d0c9e4f10")
+    assert demo == {
+        "id": "3f2c6a1e-8d4b-4c1a-9b7e-2a5d0c9e4f10",
+        "name": "Demo Reseller s.r.o.",
+        "relationshipType": "IsIndirectCloudSolutionProviderOf",
+        "state": "Active",
+        "mpnId": "6412345",
+        "location": "CZ",
+        "attributes": {"objectType": "PartnerRelationship"},
+    }
+
+
+def test_relationships_need_app_user_credentials(sim: SimulatorHandle) -> None:
+    with sim.client(headers={"Authorization": f"Bearer {sim.token()}"}) as app_only:
+        response = app_only.get(
+            "/v1/relationships",
+            params={"relationship_type": "IsIndirectCloudSolutionProviderOf"},
+        )
+    assert response.status_code == 403
+
+
+def test_relationships_without_the_type_are_a_bad_request(pc: httpx.Client) -> None:
+    assert pc.get("/v1/relationships").status_code == 400
+
+
+def test_a_reseller_added_to_the_simulator_is_listed_and_reset_keeps_only_the_demo_ones(
+    sim: SimulatorHandle, pc: httpx.Client
+) -> None:
+    tenant_id = str(uuid.uuid4())
+    sim.add_reseller(tenant_id, "5550001", "Added a.s.")
+    query = {"relationship_type": "isindirectcloudsolutionproviderof"}
+    ids = {r["id"]: r["mpnId"] for r in pc.get("/v1/relationships", params=query).json()["items"]}
+    assert ids[tenant_id] == "5550001"
+    sim.reset()
+    ids = {r["id"] for r in pc.get("/v1/relationships", params=query).json()["items"]}
+    assert tenant_id not in ids and len(ids) == 2

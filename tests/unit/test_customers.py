@@ -34,16 +34,24 @@ from shared.domain.errors import (
 from shared.domain.identity import Principal, Reseller, Role, SignInKind
 from shared.domain.notifications import Notification
 from shared.domain.outbox import Queue
-from shared.services import customers, resellers
+from shared.services import customers
 from shared.services.customers import CustomerBook, CustomerSegments
-from shared.services.resellers import ResellerCreate
 from tests.customer_bodies import new_customer_body
-from tests.fakes import FakeClock, FakeCustomerPartnerCenter, FakeMailer, InMemoryRepository
+from tests.fakes import (
+    FakeClock,
+    FakeCustomerPartnerCenter,
+    FakeMailer,
+    InMemoryRepository,
+    onboard,
+    reseller_ids,
+)
 
 OWNER = Principal(
     "u1", "demo", None, Role.ACCOUNT_MANAGER, "owner@demo.example", SignInKind.PLATFORM
 )
 OTHER = Principal("u9", "other", None, Role.ACCOUNT_MANAGER, "o@other.example", SignInKind.PLATFORM)
+DEMO_TENANT, DEMO_MPN = reseller_ids("demo")
+OTHER_TENANT, _ = reseller_ids("other")
 DIGITS = st.text(alphabet="0123456789", min_size=7, max_size=7)
 
 
@@ -177,14 +185,8 @@ class World:
     def __init__(self) -> None:
         self.clock = FakeClock()
         self.resellers = InMemoryRepository[Reseller](lambda r: ("reseller", r.slug))
-        for slug, partner in (("demo", "11111111"), ("other", "22222222")):
-            resellers.onboard(
-                self.resellers,
-                self.clock,
-                ResellerCreate(
-                    slug=slug, name=slug, partner_center_id=partner, country="CZ", currency="CZK"
-                ),
-            )
+        for slug in ("demo", "other"):
+            onboard(self.resellers, self.clock, slug)
         self.repo = InMemoryRepository[customers.Customer](lambda c: (c.reseller, c.id))
         self.notifications = InMemoryRepository[Notification](lambda n: (n.scope, n.id))
         self.book = CustomerBook(
@@ -252,7 +254,7 @@ def test_provisioning_creates_one_tenant_mails_the_contact_and_activates(w, capl
     assert stored.status is CustomerStatus.ACTIVE
     [tenant_id] = w.pc.tenants
     assert stored.tenant_id == tenant_id
-    assert w.pc.tenants[tenant_id].associated_partner_id == "11111111"
+    assert w.pc.tenants[tenant_id].associated_partner_id == DEMO_TENANT
     assert w.pc.create_calls == [customer.request_id]
     [(message_id, email)] = w.mailer.sent
     assert message_id == customers.welcome_email_id(customer)
@@ -412,7 +414,7 @@ def test_check_domain_and_relationship_link(w):
     with pytest.raises(ValidationFailed):
         customers.check_domain(w.book, w.pc, "demo", "not valid")
     link = customers.relationship_link(w.book, w.pc, "demo")
-    assert "indirectCSPId=11111111#" in link.url
+    assert f"indirectCSPId={DEMO_TENANT}#" in link.url
 
 
 def test_import_an_existing_tenant_by_domain_or_id_once(w):
@@ -421,13 +423,13 @@ def test_import_an_existing_tenant_by_domain_or_id_once(w):
 
     tenant = w.pc.create_customer(
         pc.Customer(
-            associated_partner_id="11111111",
+            associated_partner_id=DEMO_TENANT,
             company_profile=pc.CompanyProfile(domain="old.onmicrosoft.com", company_name="Old"),
         )
     )
     foreign = w.pc.create_customer(
         pc.Customer(
-            associated_partner_id="22222222",
+            associated_partner_id=OTHER_TENANT,
             company_profile=pc.CompanyProfile(domain="foreign.onmicrosoft.com"),
         )
     )
@@ -555,7 +557,7 @@ def test_a_taken_domain_that_is_the_resellers_earlier_tenant_is_adopted_without_
     assert active.failure_reason is None and len(w.pc.tenants) == 1
     assert w.mailer.sent == []  # no sign-in e-mail: no credentials came back
     [note] = w.notifications.rows.values()
-    assert note.id == customers.adopted_email_id(failed) and note.scope == "demo"
+    assert note.id == customers.reset_notice_id(failed) and note.scope == "demo"
     assert note.email.to == ["owner@demo.example"]
     assert "Microsoft 365 admin center" in note.email.text and "alfanova" in note.email.subject
     [queued] = w.notifications.sent
@@ -590,7 +592,7 @@ def test_a_domain_taken_by_someone_else_still_fails(w):
     # Another partner's customer, and a tenant outside Partner Center, take names meanwhile.
     w.pc.create_customer(
         pc.Customer(
-            associated_partner_id="22222222",
+            associated_partner_id=OTHER_TENANT,
             company_profile=pc.CompanyProfile(domain="alfanova.onmicrosoft.com"),
         )
     )

@@ -314,7 +314,7 @@ def test_old_rows_are_read_a_default_margin_as_the_default_markup_and_bare_amoun
     new = Reseller(
         slug="demo",
         name="Demo",
-        partner_center_id="12345678",
+        mpn_id="12345678",
         country="CZ",
         currency="CZK",
         default_markup_percent=Decimal("12.5"),

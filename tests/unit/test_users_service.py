@@ -9,8 +9,7 @@ import pytest
 
 from shared.domain.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from shared.domain.identity import DISTRIBUTOR, Principal, Role, SignInKind, UserStatus
-from shared.services import identity, resellers, users
-from shared.services.resellers import ResellerCreate
+from shared.services import identity, users
 from shared.services.users import UserInvite, UserUpdate
 from tests.fakes import (
     Crash,
@@ -19,6 +18,7 @@ from tests.fakes import (
     WriteBudget,
     crashing_directory,
     fake_directory,
+    onboard,
 )
 
 CUSTOMER = "01JCXSTA00000000000000000A"
@@ -33,13 +33,7 @@ def clock() -> FakeClock:
 @pytest.fixture
 def directory(clock):
     d = fake_directory(clock)
-    resellers.onboard(
-        d.resellers,
-        clock,
-        ResellerCreate(
-            slug="demo", name="Demo", partner_center_id="1234567", country="CZ", currency="CZK"
-        ),
-    )
+    onboard(d.resellers, clock, "demo", name="Demo")
     return d
 
 
@@ -65,7 +59,7 @@ def invite(directory, owner, email=EMAIL, role=Role.CUSTOMER_ADMIN, customer=CUS
         public_base_url="https://portal.test",
     )
     mails = list(directory.notifications.rows.values())
-    return re.search(r"/invitations/(\S+)", mails[-1].email.text).group(1)
+    return re.search(r"/invitations/(\S+)", mails[-1].render().text).group(1)
 
 
 def test_invitation_is_accepted_once(directory, owner):

@@ -3,8 +3,8 @@
 App+user: Partner Center allows some operations only with a user's token (Secure Application
 Model). Those calls ask the token provider for `user=True`, which uses the configured refresh
 token, or app-only when none is configured: creating customers, carts and checkouts (orders for
-an indirect reseller's customer), the relationship-request link, transitions (trial conversion),
-order provisioning status, subscribed SKUs and the price sheet.
+an indirect reseller's customer), the list of indirect resellers, the relationship-request link,
+transitions (trial conversion), order provisioning status, subscribed SKUs and the price sheet.
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ import httpx
 from pydantic import BaseModel
 
 from shared.adapters.partner_center.price_sheet import parse_price_sheet
+from shared.adapters.partner_center.relationships import INDIRECT_RESELLERS, PartnerRelationship
 from shared.adapters.partner_center.transport import PartnerCenterTransport
 from shared.domain.errors import UpstreamRejected, UpstreamUnavailable
+from shared.domain.identity import IndirectReseller
 from shared.domain.partner_center import (
     AuditRecord,
     Availability,
@@ -193,6 +195,18 @@ class PartnerCenterClient:
         return self._one(
             RelationshipRequest, "GET", "/v1/customers/relationshiprequests", user=True
         )
+
+    # --- indirect resellers -----------------------------------------------------------------
+
+    def list_indirect_resellers(self) -> list[IndirectReseller]:
+        """Every indirect reseller in a relationship with the distributor (app+user only)."""
+        relationships = self._pages(
+            PartnerRelationship,
+            "/v1/relationships",
+            params={"relationship_type": INDIRECT_RESELLERS},
+            user=True,
+        )
+        return [r.to_indirect_reseller() for r in relationships]
 
     # --- catalog ---------------------------------------------------------------------------
 

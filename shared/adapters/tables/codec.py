@@ -153,6 +153,11 @@ class EntityCodec(Generic[M]):
                 continue
             raw = entity[prop]
             data[f.name] = _decode_scalar(raw) if f.kind == "scalar" else json.loads(raw)
+        # Properties an older version of the record stored; the model migrates them on load.
+        legacy: typing.Mapping[str, str] = getattr(self.model, "legacy_properties", {})
+        for prop, name in legacy.items():
+            if entity.get(prop) is not None and name not in data:
+                data[name] = _decode_scalar(entity[prop])
         return data
 
     def from_entity(self, entity: typing.Mapping[str, Any]) -> M:
