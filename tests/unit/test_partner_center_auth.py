@@ -126,10 +126,17 @@ def test_expiring_user_token_is_refreshed_with_the_rotated_refresh_token() -> No
     assert [c for c in app.calls if c[0] == "refresh"] == [("refresh", "rt-1"), ("refresh", "rt-2")]
 
 
-def test_without_refresh_token_user_operations_fall_back_to_app_only() -> None:
+def test_without_refresh_token_user_operations_fail_as_not_configured() -> None:
     provider = MsalTokenProvider(config(), app_factory=FakeApp)
 
-    assert provider.access_token(SCOPE, user=True) == "app"
+    with pytest.raises(UpstreamRejected) as caught:
+        provider.access_token(SCOPE, user=True)
+
+    assert caught.value.code == "not_configured"
+    assert "PARTNER_CENTER_REFRESH_TOKEN" in caught.value.detail
+    # No app-only token is fetched for it, and app-only operations still work.
+    assert FakeApp.instances == [] or FakeApp.instances[0].calls == []
+    assert provider.access_token(SCOPE) == "app"
 
 
 def test_wrong_secret_is_rejected_not_retried() -> None:
