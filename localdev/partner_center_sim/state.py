@@ -53,7 +53,8 @@ log = logging.getLogger("partner_center_sim")
 
 AZURE_PLAN_PRODUCT_ID = "DZH318Z0BPS6"
 SNAPSHOT_NAME = "state.pickle"
-SNAPSHOT_VERSION = 1
+# 2: carts live days (cart_lifetime_days), not minutes.
+SNAPSHOT_VERSION = 2
 MAX_IDEMPOTENT_RESPONSES = 50_000
 _DOMAIN_PREFIX = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _REQUIRED_ADDRESS = ("country", "city", "postalCode", "addressLine1")
@@ -69,7 +70,7 @@ class SimConfig:
     billing_currency: str = "EUR"
     customer_provisioning_seconds: float = 0.0
     order_provisioning_seconds: float = 0.0
-    cart_expiry_minutes: float = 15.0
+    cart_lifetime_days: float = 7.0  # Partner Center: "A cart lives 7 days"
     renewal_lag_hours: float = 0.0
     async_patch: bool = False
     async_patch_seconds: float = 1.0
@@ -406,7 +407,7 @@ class SimState:
     # ----------------------------------------------------------------- carts and orders
 
     def create_cart(self, customer_id: str, body: dict[str, Any], now: datetime) -> Cart:
-        """Create a cart that expires after the configured time."""
+        """Create a cart that expires after the configured lifetime (Partner Center: 7 days)."""
         self.customer(customer_id, ready=True)
         lines = _parse_cart_lines(body)
         cart = Cart(
@@ -415,7 +416,7 @@ class SimState:
             lines=lines,
             created=now,
             modified=now,
-            expires=now + timedelta(minutes=self.config.cart_expiry_minutes),
+            expires=now + timedelta(days=self.config.cart_lifetime_days),
         )
         self.carts[cart.id] = cart
         self.touch()
@@ -449,7 +450,20 @@ class SimState:
         return cart
 
     def checkout(self, customer_id: str, cart_id: str, now: datetime) -> dict[str, Any]:
-        """Check a cart out: one order per order group, errors per failed group."""
+        """Check a cart out: one order per order group, errors per failed group.
+
+        Idempotent per cart: a second checkout of a checked-out cart repeats the first result
+        (the same orders, as they stand now), whatever its MS-RequestId; nothing is bought twice.
+        """
+        done = self.cart(customer_id, cart_id)
+        if done.status == "Ordered" and done.checkout_result is not None:
+            first = done.checkout_result
+            return {
+                **first,
+                "orders": [
+                    render.order(self.order(customer_id, o["id"]), now) for o in first["orders"]
+                ],
+            }
         customer = self.customer(customer_id, ready=True)
         cart = self._active_cart(customer_id, cart_id, now)
         groups: dict[str, list[dict[str, Any]]] = {}

@@ -172,14 +172,33 @@ def test_wrong_secret_is_rejected_as_configuration_error(sim: SimulatorHandle) -
     pc.close()
 
 
-def test_app_only_is_refused_where_partner_center_needs_a_user(sim: SimulatorHandle) -> None:
+def test_without_refresh_token_app_user_operations_fail_as_not_configured(
+    sim: SimulatorHandle,
+) -> None:
     pc = build_partner_center(pc_settings(sim, PARTNER_CENTER_REFRESH_TOKEN=""))
 
     with pytest.raises(PartnerCenterSignInFailed) as caught:
         pc.create_customer(new_customer())
 
-    assert "forbidden" in caught.value.detail
-    assert list(pc.list_customers()) == []  # app-only still works where it is allowed
+    assert "PARTNER_CENTER_REFRESH_TOKEN" in caught.value.detail
+    with pytest.raises(PartnerCenterSignInFailed):
+        list(pc.list_customers(indirect_reseller_id=RESELLER))
+    assert sim.requests(path_prefix="/v1/customers") == []  # refused before any call
+    pc.close()
+
+
+def test_app_only_credentials_buy_for_a_direct_customer(sim: SimulatorHandle) -> None:
+    # Microsoft documents customer creation without associatedPartnerId, carts and checkout as
+    # "App or App+User": the client signs in app-only for them, refresh token or not.
+    pc = build_partner_center(pc_settings(sim, PARTNER_CENTER_REFRESH_TOKEN=""))
+    direct = new_customer().model_copy(update={"associated_partner_id": None})
+
+    created = pc.create_customer(direct)
+    assert created.id is not None
+    subscription = buy(pc, created.id, catalog_item(pc, BASIC), 3)
+
+    assert subscription.quantity == 3
+    assert [c.id for c in pc.list_customers()] == [created.id]
     pc.close()
 
 
