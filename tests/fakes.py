@@ -330,6 +330,8 @@ class FakeCustomerPartnerCenter:
         self.passwords: dict[str, str] = {}
         self.taken: set[str] = set()
         self.replies: dict[str, dict[str, Any]] = {}
+        # Like Partner Center (and the simulator): a 4xx answer is replayed for its MS-RequestId.
+        self.refusals: dict[str, UpstreamRejected] = {}
         self.create_calls: list[str | None] = []
         self.fail_create_with: Exception | None = None
         self.fail_domain_check_with: Exception | None = None
@@ -357,6 +359,16 @@ class FakeCustomerPartnerCenter:
         self.create_calls.append(request_id)
         if request_id is not None and request_id in self.replies:
             return pc.Customer.model_validate(self.replies[request_id])
+        if request_id is not None and request_id in self.refusals:
+            raise self.refusals[request_id]
+        try:
+            return self._create(customer, request_id)
+        except UpstreamRejected as exc:
+            if request_id is not None and exc.status not in (401, 429):
+                self.refusals[request_id] = exc
+            raise
+
+    def _create(self, customer: pc.Customer, request_id: str | None) -> pc.Customer:
         if self.fail_create_with is not None:
             raise self.fail_create_with
         assert customer.company_profile is not None and customer.company_profile.domain

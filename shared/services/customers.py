@@ -223,22 +223,22 @@ def check_domain(
             [FieldError("name", "letters and digits only, 1-27 characters, without the suffix")]
         )
     domain = tenant_domain(name)
-    available = not _claimed_here(book, reseller, domain) and partner_center.is_domain_available(
-        domain
+    available = _claimed_here(book, reseller, domain) is None and (
+        partner_center.is_domain_available(domain)
     )
     return DomainCheck(name=name.lower(), domain=domain, available=available)
 
 
-def _claimed_here(book: CustomerBook, reseller: str, domain: str) -> bool:
+def _claimed_here(book: CustomerBook, reseller: str, domain: str) -> str | None:
     # Microsoft answers "free" until the tenant exists; a customer of ours still Provisioning
     # (or Failed, waiting for its retry) has already claimed it.
-    return book.customers.claim_owner(reseller, Claim("domain", domain)) is not None
+    return book.customers.claim_owner(reseller, Claim("domain", domain))
 
 
-def _taken_name(domain: str, exc: ClaimTaken | None = None) -> ConflictingFields:
-    holder = f" by the customer {exc.owner}" if exc is not None else ""
+def _taken_name(domain: str, holder: str | None = None) -> ConflictingFields:
+    by = f" by the customer {holder}" if holder else ""
     return ConflictingFields(
-        [FieldError("tenantName", f"{domain} is already taken{holder}; choose another name")]
+        [FieldError("tenantName", f"{domain} is already taken{by}; choose another name")]
     )
 
 
@@ -258,8 +258,9 @@ def create(
         raise Forbidden("a customer's user cannot create customers")
     _check_segment(book, reseller.slug, command.segment, "segment")
     domain = tenant_domain(command.tenant_name)
-    if _claimed_here(book, reseller.slug, domain) or not partner_center.is_domain_available(domain):
-        raise _taken_name(domain)
+    holder = _claimed_here(book, reseller.slug, domain)
+    if holder is not None or not partner_center.is_domain_available(domain):
+        raise _taken_name(domain, holder)
     language, culture = default_locale(command.address.country)
     now = book.clock.now()
     customer = Customer(
@@ -284,7 +285,7 @@ def create(
             customer, messages=[_provision_message(customer)], claims=customer.claims()
         )
     except ClaimTaken as exc:
-        raise _taken_name(domain, exc) from exc
+        raise _taken_name(domain, exc.owner) from exc
 
 
 def _provision_message(customer: Customer) -> OutboxMessage:
@@ -846,7 +847,7 @@ def update(
     try:
         return book.customers.update(customer, claims=after - before, releases=before - after)
     except ClaimTaken as exc:
-        raise _taken_name(customer.domain, exc) from exc
+        raise _taken_name(customer.domain, exc.owner) from exc
 
 
 # --- the catalog's view of a customer ---------------------------------------------------------
