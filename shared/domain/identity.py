@@ -11,6 +11,7 @@ from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, field_validator
 
+from shared.domain.claims import Claim
 from shared.domain.model import Record, Timestamped, WireModel, new_id
 
 # The Users partition of the distributor's own people (a reseller slug can never be "*").
@@ -241,6 +242,10 @@ class User(Timestamped):
     def linked(self, kind: SignInKind) -> LinkedIdentity | None:
         """The identity of `kind` linked to this user, if any."""
         return next((i for i in self.identities if i.kind is kind), None)
+
+    def claims(self) -> set[Claim]:
+        """The unique values this user holds among its reseller's users: its e-mail."""
+        return {Claim("email", normalise_email(self.email))}
 
 
 class Invitation(Record):

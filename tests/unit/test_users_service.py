@@ -9,6 +9,7 @@ import pytest
 
 from shared.domain.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from shared.domain.identity import DISTRIBUTOR, Principal, Role, SignInKind, UserStatus
+from shared.domain.model import Page
 from shared.services import identity, resellers, users
 from shared.services.resellers import ResellerCreate
 from shared.services.users import UserInvite, UserUpdate
@@ -189,3 +190,17 @@ def test_an_invitation_for_a_customer_the_reseller_does_not_have_names_the_field
         )
     )
     assert invite(checked, owner)
+
+
+def test_two_invites_of_one_address_racing_past_the_check_end_as_one_user_and_a_409(
+    directory, owner
+):
+    directory.users.list = lambda *a, **k: Page(items=[])  # both looked before either wrote
+    command = UserInvite(email="Racer@Demo.example", role=Role.SALES)
+    users.invite(directory, owner, "demo", command, valid_for=timedelta(days=7), public_base_url="")
+    with pytest.raises(Conflict, match="already a user"):
+        users.invite(
+            directory, owner, "demo", command, valid_for=timedelta(days=7), public_base_url=""
+        )
+    racers = [u for u in directory.users.rows.values() if u.email == "racer@demo.example"]
+    assert len(racers) == 1
