@@ -272,8 +272,15 @@ def fake_directory(clock: FakeClock | None = None) -> Directory:
 
 
 class _Pingable:
+    def __init__(self) -> None:
+        self.poison: dict[str, int] = {}
+
     def ping(self) -> None:
         """Storage answers."""
+
+    def poison_depths(self) -> dict[str, int]:
+        """Depths of the poison queues, as a test sets them."""
+        return dict(self.poison)
 
 
 def fake_container(
