@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from localdev.seed import backfill_claims
 from shared import bootstrap
 from shared.bootstrap import Container
 from shared.domain.claims import Claim
@@ -17,12 +18,14 @@ from shared.domain.customers import Customer, CustomerUpdate
 from shared.domain.idempotency import IdempotencyRecord, IdempotencyStatus
 from shared.domain.identity import Invitation, Role
 from shared.domain.notifications import Email, Notification, NotificationStatus
-from shared.services import customers, housekeeping
+from shared.services import customers, housekeeping, resellers, users
 from shared.services.customers import CustomerBook
+from shared.services.resellers import ResellerCreate
 from tests.customer_bodies import new_customer_body
 from tests.fakes import install_customers
 from tests.functions.helpers import call, json_of
 from tests.functions.world import World, build_world
+from tests.unit.test_customers import OWNER
 
 pytestmark = pytest.mark.integration
 
@@ -94,14 +97,8 @@ def test_claim_rows_stay_out_of_lists_and_move_with_the_tenant_name(container):
 
     first.status = customers.CustomerStatus.FAILED
     failed = repo.update(first)
-    from tests.unit.test_customers import OWNER
-
-    repo_resellers = container.resellers
-    from shared.services import resellers
-    from shared.services.resellers import ResellerCreate
-
     resellers.onboard(
-        repo_resellers,
+        container.resellers,
         container.clock,
         ResellerCreate(
             slug="demo", name="Demo", partner_center_id="1234567", country="CZ", currency="CZK"
@@ -190,3 +187,24 @@ def test_retention_deletes_what_is_past_its_days_and_keeps_the_rest(container):
         "sentrecently",
     ]
     assert housekeeping.purge(h) == housekeeping.Purged()  # nothing more on the next pass
+
+
+def test_records_from_before_claim_rows_get_them_from_the_seed_backfill_once(container):
+    resellers.onboard(
+        container.resellers,
+        container.clock,
+        ResellerCreate(
+            slug="demo", name="Demo", partner_center_id="1234567", country="CZ", currency="CZK"
+        ),
+    )
+    old = container.customers.add(
+        Customer(reseller="demo", name="Old", domain="old.onmicrosoft.com", tenant_id="t-1")
+    )
+    user = users.ensure_user(container.directory, "demo", "old@demo.example", Role.SALES)
+    container.users.table.delete_entity("demo", Claim("email", user.email).row_key)
+
+    assert backfill_claims(container) == 2
+    assert container.customers.claim_owner("demo", Claim("domain", old.domain)) == old.id
+    assert container.customers.claim_owner("demo", Claim("tenant", "t-1")) == old.id
+    assert container.users.claim_owner("demo", Claim("email", "old@demo.example")) == user.id
+    assert backfill_claims(container) == 0
