@@ -176,7 +176,10 @@ def update_customer(call: Call) -> Reply:
     "resellers/{r}/customers/{c}/retry",
     ["POST"],
     name="http_retry_customer",
-    summary="Provision a Failed customer (new tenant) again, with its same MS-RequestId.",
+    summary=(
+        "Provision a Failed (or stale Provisioning) new-tenant customer again: the same "
+        "MS-RequestId after a transient failure, a new one after a refusal."
+    ),
     response=CustomerView,
     status=202,
     tags=TAGS,

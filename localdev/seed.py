@@ -21,10 +21,11 @@ from shared.bootstrap import Container
 from shared.config import Settings
 from shared.domain import partner_center as pc
 from shared.domain.catalog import Category, PinnedPrice, Product
+from shared.domain.claims import Claim
 from shared.domain.customers import Customer, CustomerImport
 from shared.domain.identity import DISTRIBUTOR, RESELLER_PARTITION, Role, User
 from shared.domain.money import Money
-from shared.services import catalog_editing, catalog_import, resellers, users
+from shared.services import catalog_editing, catalog_import, claims, resellers, users
 from shared.services import customers as customer_service
 from shared.services.catalog_editing import CatalogEntryPut, CategoriesPut
 from shared.services.resellers import ResellerCreate, ResellerUpdate
@@ -221,7 +222,8 @@ def seed_customers(c: Container, reseller_slug: str = "demo") -> list[Customer]:
     seeded: list[Customer] = []
     for tenant_name, name, ico, segment, industry in DEMO_CUSTOMERS:
         domain = f"{tenant_name}.onmicrosoft.com"
-        known = c.customers.list(reseller.slug, equals={"domain": domain}, page_size=1).items
+        holder = c.customers.claim_owner(reseller.slug, Claim("domain", domain))
+        known = [c.customers.get(reseller.slug, holder)] if holder else []
         if known:
             seeded.append(known[0])
             continue
@@ -239,11 +241,8 @@ def seed_customers(c: Container, reseller_slug: str = "demo") -> list[Customer]:
                 request_id=str(uuid.uuid5(uuid.NAMESPACE_DNS, domain)),
             )
         command = CustomerImport(segment=segment, industry=industry)
-        seeded.append(
-            c.customers.add(
-                customer_service.from_partner_center(tenant, reseller.slug, c.clock, command)
-            )
-        )
+        customer = customer_service.from_partner_center(tenant, reseller.slug, c.clock, command)
+        seeded.append(c.customers.add(customer, claims=customer.claims()))
     u = CUSTOMER_USER
     users.ensure_user(
         c.directory,
@@ -255,6 +254,17 @@ def seed_customers(c: Container, reseller_slug: str = "demo") -> list[Customer]:
         sign_ins=local_sign_ins(c.settings, u.email),
     )
     return seeded
+
+
+def backfill_claims(c: Container) -> int:
+    """Claim rows for customers and users stored before claims existed (every reseller)."""
+    fixed = 0
+    for reseller in [*c.resellers.iterate(RESELLER_PARTITION), None]:
+        slug = reseller.slug if reseller is not None else DISTRIBUTOR
+        if reseller is not None:
+            fixed += claims.backfill(c.customers, slug, c.customers.iterate(slug))
+        fixed += claims.backfill(c.users, slug, c.users.iterate(slug))
+    return fixed
 
 
 def _demo_tenant(partner_id: str, domain: str, name: str, ico: str) -> pc.Customer:
@@ -296,6 +306,9 @@ def main() -> int:
         print(f"seeded {user.role.value:<17} {user.email}  ({user.reseller})")
     placed = seed_catalog(c)
     print(f"seeded the CZ catalog ({placed} products placed in the resellers' categories)")
+    fixed = backfill_claims(c)
+    if fixed:
+        print(f"gave {fixed} record(s) from before claim rows their claims")
     for customer in seed_customers(c):
         print(f"seeded customer {customer.name} ({customer.domain}, {customer.segment})")
     print(f"seeded {CUSTOMER_USER.role.value:<17} {CUSTOMER_USER.email}  (demo, first customer)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 from functools import cached_property
 from typing import TypeVar
 
@@ -31,8 +32,10 @@ from shared.ports import (
     TokenVerifier,
 )
 from shared.services.catalog import CatalogReader
-from shared.services.customers import CustomerBook
+from shared.services.customers import CustomerBook, ProvisioningCustomers
+from shared.services.housekeeping import Housekeeping
 from shared.services.identity import Directory
+from shared.services.watchdog import TransientRecords
 
 M = TypeVar("M", bound=Record)
 R = TypeVar("R")
@@ -203,7 +206,32 @@ class Container:
     def customer_book(self) -> CustomerBook:
         """The records the customer services work on."""
         return CustomerBook(
-            self.customers, self.resellers, self.clock, self.catalog_store, self.notifications
+            self.customers,
+            self.resellers,
+            self.clock,
+            self.catalog_store,
+            self.notifications,
+            stuck_after=timedelta(minutes=self.settings.watchdog_deadline_minutes),
+        )
+
+    def transient_records(self) -> list[TransientRecords]:
+        """Every kind of record with transient states the watchdog looks after.
+
+        A new kind (an order Submitted or Provisioning) registers here.
+        """
+        return [ProvisioningCustomers(self.customer_book)]
+
+    @cached_property
+    def housekeeping(self) -> Housekeeping:
+        """The records and settings of `timer_housekeeping`."""
+        return Housekeeping(
+            idempotency=self.idempotency,
+            invitations=self.invitations,
+            notifications=self.notifications,
+            transient=self.transient_records(),
+            clock=self.clock,
+            retention=timedelta(days=self.settings.retention_days),
+            poison_depths=self.queues.poison_depths,
         )
 
     def outbox_tables(self) -> list[str]:

@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     outbox_sweep_schedule: str = Field("0 */1 * * * *", alias="OUTBOX_SWEEP_SCHEDULE")
     outbox_min_age_seconds: int = Field(60, alias="OUTBOX_MIN_AGE_SECONDS", ge=0)
 
+    # Housekeeping: the watchdog over records in transient states, and retention.
+    housekeeping_schedule: str = Field("0 */5 * * * *", alias="HOUSEKEEPING_SCHEDULE")
+    watchdog_deadline_minutes: int = Field(30, alias="WATCHDOG_DEADLINE_MINUTES", ge=1)
+    retention_days: int = Field(30, alias="RETENTION_DAYS", ge=1)
+
     # Partner Center (the simulator locally; api.partnercenter.microsoft.com in Azure).
     partner_center_api_base_url: str = Field(
         "https://api.partnercenter.microsoft.com", alias="PARTNER_CENTER_API_BASE_URL"

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from shared.domain.errors import ConcurrencyConflict, Conflict, NotFound
+from shared.domain.claims import Claim
+from shared.domain.errors import ClaimTaken, ConcurrencyConflict, Conflict, NotFound
 from shared.domain.model import Page, Record
 from shared.domain.notifications import Email
 from shared.domain.outbox import OutboxMessage
@@ -38,7 +40,10 @@ class InMemoryRepository(Generic[M]):
     def __init__(self, keys: Callable[[M], tuple[str, str]]) -> None:
         self.keys = keys
         self.rows: dict[tuple[str, str], M] = {}
+        # Claim rows: (partition, claim RowKey) → the RowKey of the record holding it.
+        self.claims: dict[tuple[str, str], str] = {}
         self.sent: list[OutboxMessage] = []
+        self._lock = threading.Lock()
 
     def _store(self, item: M) -> M:
         saved = item.model_copy(deep=True)
@@ -67,13 +72,36 @@ class InMemoryRepository(Generic[M]):
             if current is None or current.etag != item.etag:
                 raise ConcurrencyConflict("changed by someone else")
 
-    def add(self, item: M, *, messages: Sequence[OutboxMessage] = ()) -> M:
-        """Insert a new record with its outbox messages."""
-        return self.save_all(self.keys(item)[0], adds=[item], messages=messages)[0]
+    def add(
+        self, item: M, *, messages: Sequence[OutboxMessage] = (), claims: Collection[Claim] = ()
+    ) -> M:
+        """Insert a new record with its outbox messages and claims."""
+        pk, rk = self.keys(item)
+        return self.save_all(pk, adds=[item], messages=messages, claims=[(c, rk) for c in claims])[
+            0
+        ]
 
-    def update(self, item: M, *, messages: Sequence[OutboxMessage] = ()) -> M:
-        """Replace the record if unchanged since read."""
-        return self.save_all(self.keys(item)[0], updates=[item], messages=messages)[0]
+    def update(
+        self,
+        item: M,
+        *,
+        messages: Sequence[OutboxMessage] = (),
+        claims: Collection[Claim] = (),
+        releases: Collection[Claim] = (),
+    ) -> M:
+        """Replace the record if unchanged since read; take and give up claims with it."""
+        pk, rk = self.keys(item)
+        return self.save_all(
+            pk,
+            updates=[item],
+            messages=messages,
+            claims=[(c, rk) for c in claims],
+            releases=[(c, rk) for c in releases],
+        )[0]
+
+    def claim_owner(self, partition: str, claim: Claim) -> str | None:
+        """The RowKey of the record holding `claim` in `partition`, or None."""
+        return self.claims.get((partition, claim.row_key))
 
     def delete(self, item: M) -> None:
         """Delete the record if unchanged since read."""
@@ -87,13 +115,25 @@ class InMemoryRepository(Generic[M]):
         adds: Sequence[M] = (),
         updates: Sequence[M] = (),
         messages: Sequence[OutboxMessage] = (),
+        claims: Sequence[tuple[Claim, str]] = (),
+        releases: Sequence[tuple[Claim, str]] = (),
     ) -> list[M]:
-        """All or nothing, like a table transaction."""
+        """All or nothing, like a table transaction (claims as the real repository takes them)."""
         for item in [*adds, *updates]:
             if self.keys(item)[0] != partition:
                 raise ValueError("every record of a transaction must share its partition")
-        self._check(adds, updates)
-        saved = [self._store(i) for i in [*adds, *updates]]
+        with self._lock:
+            self._check(adds, updates)
+            for claim, owner in claims:
+                holder = self.claims.get((partition, claim.row_key))
+                if holder is not None and holder != owner:
+                    raise ClaimTaken(claim.kind, claim.value, holder)
+            saved = [self._store(i) for i in [*adds, *updates]]
+            for claim, owner in releases:
+                if self.claims.get((partition, claim.row_key)) == owner:
+                    del self.claims[(partition, claim.row_key)]
+            for claim, owner in claims:
+                self.claims[(partition, claim.row_key)] = owner
         self.sent.extend(messages)
         return saved
 
@@ -104,13 +144,18 @@ class InMemoryRepository(Generic[M]):
         equals: Mapping[str, Any] | None = None,
         page_size: int = 50,
         continuation_token: str | None = None,
+        before: Mapping[str, datetime] | None = None,
     ) -> Page[M]:
-        """One page, in key order."""
+        """One page, in key order (a field missing on a record never matches `before`)."""
         keys = sorted(k for k in self.rows if partition is None or k[0] == partition)
         items = [
             self.rows[k]
             for k in keys
             if all(getattr(self.rows[k], f) == v for f, v in (equals or {}).items())
+            and all(
+                getattr(self.rows[k], f) is not None and getattr(self.rows[k], f) < t
+                for f, t in (before or {}).items()
+            )
         ]
         start = int(continuation_token or 0)
         page = items[start : start + page_size]
@@ -365,8 +410,15 @@ def fake_directory(clock: FakeClock | None = None) -> Directory:
 
 
 class _Pingable:
+    def __init__(self) -> None:
+        self.poison: dict[str, int] = {}
+
     def ping(self) -> None:
         """Storage answers."""
+
+    def poison_depths(self) -> dict[str, int]:
+        """Depths of the poison queues, as a test sets them."""
+        return dict(self.poison)
 
 
 def fake_container(
@@ -423,6 +475,8 @@ class FakeCustomerPartnerCenter(FakeIndirectResellers):
         self.passwords: dict[str, str] = {}
         self.taken: set[str] = set()
         self.replies: dict[str, dict[str, Any]] = {}
+        # Like Partner Center (and the simulator): a 4xx answer is replayed for its MS-RequestId.
+        self.refusals: dict[str, UpstreamRejected] = {}
         self.create_calls: list[str | None] = []
         self.fail_create_with: Exception | None = None
         self.fail_domain_check_with: Exception | None = None
@@ -452,6 +506,16 @@ class FakeCustomerPartnerCenter(FakeIndirectResellers):
         self.create_calls.append(request_id)
         if request_id is not None and request_id in self.replies:
             return pc.Customer.model_validate(self.replies[request_id])
+        if request_id is not None and request_id in self.refusals:
+            raise self.refusals[request_id]
+        try:
+            return self._create(customer, request_id)
+        except UpstreamRejected as exc:
+            if request_id is not None and exc.status not in (401, 429):
+                self.refusals[request_id] = exc
+            raise
+
+    def _create(self, customer: pc.Customer, request_id: str | None) -> pc.Customer:
         if self.fail_create_with is not None:
             raise self.fail_create_with
         assert customer.company_profile is not None and customer.company_profile.domain

@@ -22,6 +22,7 @@ from shared.adapters.tables.outbox_index import DEFAULT_GRACE, OutboxIndex
 from shared.adapters.tables.repository import OUTBOX_END, OUTBOX_PREFIX, OutboxSink
 from shared.adapters.tables.store import TableStore, account_url, storage_credential
 from shared.config import Settings
+from shared.domain.outbox import Queue
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,18 @@ class QueueSender:
     def ping(self) -> None:
         """Raise if the queue service cannot be reached (one cheap call)."""
         next(iter(self.service.list_queues(results_per_page=1).by_page()), None)
+
+    def depth(self, name: str) -> int:
+        """Approximate number of messages in queue `name` (0 if it does not exist)."""
+        try:
+            props = self.service.get_queue_client(name).get_queue_properties()
+        except ResourceNotFoundError:
+            return 0
+        return int(props.approximate_message_count or 0)
+
+    def poison_depths(self) -> dict[str, int]:
+        """Depth of each app queue's `<name>-poison` twin (made by the host on first poison)."""
+        return {f"{q.value}-poison": self.depth(f"{q.value}-poison") for q in Queue}
 
     def send(self, queue: str, text: str) -> None:
         """Put one message on `queue`."""

@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from shared.domain.claims import Claim
 from shared.domain.errors import Conflict
 from shared.domain.model import Record, Timestamped, WireModel, new_id
 
@@ -334,6 +335,10 @@ class User(Timestamped):
     def linked(self, kind: SignInKind) -> LinkedIdentity | None:
         """The identity of `kind` linked to this user, if any."""
         return next((i for i in self.identities if i.kind is kind), None)
+
+    def claims(self) -> set[Claim]:
+        """The unique values this user holds among its reseller's users: its e-mail."""
+        return {Claim("email", normalise_email(self.email))}
 
 
 class Invitation(Record):

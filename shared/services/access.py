@@ -66,6 +66,7 @@ class Action(StrEnum):
     IMPORT_CATALOG = "catalog.import"  # refresh Microsoft's catalog (distributor only)
     READ_CUSTOMERS = "customers.read"  # a customer user: its own customer only
     MANAGE_CUSTOMERS = "customers.manage"  # create, import, change; tenant names and links
+    READ_OPERATIONS = "operations.read"  # poison queues, stuck records (distributor only)
 
 
 _EVERYONE = frozenset(

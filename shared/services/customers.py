@@ -22,13 +22,16 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import AwareDatetime
 
 from shared.domain import partner_center as pc
+from shared.domain.claims import Claim
 from shared.domain.customers import (
     DEFAULT_SEGMENT,
     Address,
@@ -46,6 +49,7 @@ from shared.domain.customers import (
     tenant_domain,
 )
 from shared.domain.errors import (
+    ClaimTaken,
     ConcurrencyConflict,
     Conflict,
     ConflictingFields,
@@ -55,12 +59,14 @@ from shared.domain.errors import (
     UpstreamRejected,
     ValidationFailed,
 )
+from shared.domain.failures import Failure, FailureKind
 from shared.domain.identity import CUSTOMER_ID_PATTERN, Principal, Reseller
 from shared.domain.model import Page, WireModel
 from shared.domain.notifications import Email, Notification
 from shared.domain.outbox import OutboxMessage, Queue
 from shared.ports import CatalogStore, Clock, Mailer, PartnerCenter, Repository
 from shared.services import access, notifications, resellers
+from shared.services.watchdog import InFlight
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +88,8 @@ class CustomerBook:
     catalog: CatalogStore | None = None
     # Where the e-mail about an adopted tenant is queued (the notifications outbox).
     notifications: Repository[Notification] | None = None
+    # A Provisioning older than this is stale: the watchdog acts on it and `retry` accepts it.
+    stuck_after: timedelta = timedelta(minutes=30)
 
 
 class DomainCheck(WireModel):
@@ -116,6 +124,7 @@ class CustomerView(WireModel):
     status: CustomerStatus
     origin: CustomerOrigin
     failure_reason: str | None
+    failure_kind: FailureKind | None = None
     subscription_count: int
     created_at: AwareDatetime
     updated_at: AwareDatetime
@@ -216,17 +225,23 @@ def check_domain(
             [FieldError("name", "letters and digits only, 1-27 characters, without the suffix")]
         )
     domain = tenant_domain(name)
-    available = not _claimed_here(book, reseller, domain) and partner_center.is_domain_available(
-        domain
+    available = _claimed_here(book, reseller, domain) is None and (
+        partner_center.is_domain_available(domain)
     )
     return DomainCheck(name=name.lower(), domain=domain, available=available)
 
 
-def _claimed_here(book: CustomerBook, reseller: str, domain: str) -> bool:
+def _claimed_here(book: CustomerBook, reseller: str, domain: str) -> str | None:
     # Microsoft answers "free" until the tenant exists; a customer of ours still Provisioning
-    # has already claimed it.
-    page = book.customers.list(reseller, equals={"domain": domain}, page_size=10)
-    return any(c.status is not CustomerStatus.FAILED for c in page.items)
+    # (or Failed, waiting for its retry) has already claimed it.
+    return book.customers.claim_owner(reseller, Claim("domain", domain))
+
+
+def _taken_name(domain: str, holder: str | None = None) -> ConflictingFields:
+    by = f" by the customer {holder}" if holder else ""
+    return ConflictingFields(
+        [FieldError("tenantName", f"{domain} is already taken{by}; choose another name")]
+    )
 
 
 def create(
@@ -250,10 +265,9 @@ def create(
     reseller.require_tenant_id()
     _check_segment(book, reseller.slug, command.segment, "segment")
     domain = tenant_domain(command.tenant_name)
-    if _claimed_here(book, reseller.slug, domain) or not partner_center.is_domain_available(domain):
-        raise ConflictingFields(
-            [FieldError("tenantName", f"{domain} is already taken; choose another name")]
-        )
+    holder = _claimed_here(book, reseller.slug, domain)
+    if holder is not None or not partner_center.is_domain_available(domain):
+        raise _taken_name(domain, holder)
     language, culture = default_locale(command.address.country)
     now = book.clock.now()
     customer = Customer(
@@ -270,14 +284,24 @@ def create(
         created_by=principal.email,
         created_at=now,
         updated_at=now,
+        status_since=now,
     )
     if customer_id is not None:
         customer.id = customer_id
-    message = OutboxMessage(
+    # The domain's claim row commits with the record: of two racing creates, one wins.
+    try:
+        return book.customers.add(
+            customer, messages=[_provision_message(customer)], claims=customer.claims()
+        )
+    except ClaimTaken as exc:
+        raise _taken_name(domain, exc.owner) from exc
+
+
+def _provision_message(customer: Customer) -> OutboxMessage:
+    return OutboxMessage(
         queue=Queue.PROVISION_CUSTOMER,
-        body={"reseller": reseller.slug, "customerId": customer.id},
+        body={"reseller": customer.reseller, "customerId": customer.id},
     )
-    return book.customers.add(customer, messages=[message])
 
 
 def _created_earlier(book: CustomerBook, reseller: str, customer_id: str | None) -> Customer | None:
@@ -407,12 +431,8 @@ def provision(
     def activate(c: Customer) -> bool:
         if c.status is not CustomerStatus.PROVISIONING:
             return False
-        c.status, c.tenant_id, c.domain, c.failure_reason = (
-            CustomerStatus.ACTIVE,
-            tenant_id,
-            domain,
-            None,
-        )
+        c.tenant_id, c.domain = tenant_id, domain
+        _set_status(c, CustomerStatus.ACTIVE, book.clock.now())
         return True
 
     _change(book, customer, activate)
@@ -444,8 +464,8 @@ def _our_earlier_tenant(
         tenant_id = _tenant_id_of(tenant)
         if not tenant_id:
             return None
-        known = book.customers.list(reseller.slug, equals={"tenant_id": tenant_id}, page_size=5)
-        if any(c.id != customer.id for c in known.items):
+        holder = book.customers.claim_owner(reseller.slug, Claim("tenant", tenant_id))
+        if holder not in (None, customer.id):
             log.warning("tenant %s is already another customer's; not adopting it", tenant_id)
             return None
         return tenant
@@ -520,7 +540,8 @@ def _adopt(book: CustomerBook, reseller: Reseller, customer: Customer, tenant: p
     def activate(c: Customer) -> bool:
         if c.status is not CustomerStatus.PROVISIONING:
             return False
-        c.status, c.tenant_id, c.failure_reason = CustomerStatus.ACTIVE, tenant_id, None
+        c.tenant_id = tenant_id
+        _set_status(c, CustomerStatus.ACTIVE, book.clock.now())
         return True
 
     _change(book, customer, activate)
@@ -539,65 +560,173 @@ def retry(
     customer_id: str,
     etag: str | None = None,
 ) -> Customer:
-    """Provision a Failed new-tenant customer again, with its same MS-RequestId.
+    """Provision a Failed (or stale Provisioning) new-tenant customer again.
 
-    Back to Provisioning (the failure reason cleared) with its `provision-customer` message in
-    the same transaction. The same request id lets Partner Center replay a create that did
-    happen; a tenant it no longer replays is found among the reseller's by the step.
+    Back to Provisioning (the failure cleared) with its `provision-customer` message in the
+    same transaction. After a transient or unknown failure the retry keeps the MS-RequestId,
+    so Partner Center replays a create that did happen (a tenant it no longer replays is found
+    among the reseller's by the step). After a definite refusal the same request would be
+    refused again: the retry is a new request (a new MS-RequestId) for the data as it is now.
     """
     customer = get(book, principal, reseller, customer_id)
     if principal.is_customer_user:
         raise Forbidden("a customer's user cannot retry the provisioning")
     if customer.origin is not CustomerOrigin.NEW_TENANT:
         raise Conflict("only a customer created with a new tenant can be retried")
-    if customer.status is not CustomerStatus.FAILED:
+    now = book.clock.now()
+    if not (customer.status is CustomerStatus.FAILED or _stale(book, customer, now)):
         raise Conflict(
-            f"only a Failed customer can be retried; this one is {customer.status.value}"
+            "only a Failed customer, or one Provisioning for longer than "
+            f"{_minutes(book.stuck_after)}, can be retried; this one is {customer.status.value}"
         )
-    same_domain = book.customers.list(reseller, equals={"domain": customer.domain}, page_size=10)
-    if any(
-        c.id != customer.id and c.status is not CustomerStatus.FAILED for c in same_domain.items
-    ):
+    holder = book.customers.claim_owner(reseller, Claim("domain", customer.domain))
+    if holder not in (None, customer.id):
         raise Conflict(f"another customer now holds {customer.domain}; this one cannot be retried")
     if etag is not None:
         customer.etag = etag
-    customer.status, customer.failure_reason = CustomerStatus.PROVISIONING, None
-    customer.updated_at = book.clock.now()
-    message = OutboxMessage(
-        queue=Queue.PROVISION_CUSTOMER,
-        body={"reseller": customer.reseller, "customerId": customer.id},
-    )
-    return book.customers.update(customer, messages=[message])
+    if customer.failure_kind is FailureKind.REFUSED:
+        customer.request_id = str(uuid.uuid4())
+    _set_status(customer, CustomerStatus.PROVISIONING, now)
+    customer.updated_at = now
+    try:
+        # The claim is taken here too: a record from before claim rows gets its claim now.
+        return book.customers.update(
+            customer, messages=[_provision_message(customer)], claims=customer.claims()
+        )
+    except ClaimTaken as exc:
+        raise Conflict(
+            f"another customer now holds {customer.domain}; this one cannot be retried"
+        ) from exc
 
 
-def give_up(book: CustomerBook, message: ProvisionCustomerMessage, reason: str) -> None:
+def _set_status(customer: Customer, status: CustomerStatus, now: datetime) -> None:
+    """A new status, with the moment it began; leaving Failed forgets the failure."""
+    customer.status, customer.status_since, customer.nudged_at = status, now, None
+    if status is not CustomerStatus.FAILED:
+        customer.failure_reason = customer.failure_kind = None
+
+
+def _stale(book: CustomerBook, customer: Customer, now: datetime) -> bool:
+    """Provisioning for longer than the deadline (counted from the last re-enqueue, if any)."""
+    if customer.status is not CustomerStatus.PROVISIONING:
+        return False
+    since = customer.nudged_at or customer.status_since or customer.updated_at
+    return now - since > book.stuck_after
+
+
+def _minutes(span: timedelta) -> str:
+    return f"{int(span.total_seconds() // 60)} minutes"
+
+
+def give_up(book: CustomerBook, message: ProvisionCustomerMessage, failure: Failure) -> None:
     """Mark a customer still Provisioning Failed, with the reason, so a person can see it."""
     customer = book.customers.find(message.reseller, message.customer_id)
     if customer is None:
         return
+    _fail(book, customer, failure)
 
+
+def _fail(book: CustomerBook, customer: Customer, failure: Failure) -> None:
     def fail(c: Customer) -> bool:
         if c.status is not CustomerStatus.PROVISIONING:
             return False
-        c.status, c.failure_reason = CustomerStatus.FAILED, reason[:1000]
+        _set_status(c, CustomerStatus.FAILED, book.clock.now())
+        c.failure_reason, c.failure_kind = failure.reason[:1000], failure.kind
         return True
 
     _change(book, customer, fail)
 
 
-def _change(book: CustomerBook, customer: Customer, mutate: Callable[[Customer], bool]) -> None:
-    """Apply `mutate` and save; a concurrent edit (a PATCH) is re-read and the change re-applied."""
+def _change(
+    book: CustomerBook,
+    customer: Customer,
+    mutate: Callable[[Customer], bool],
+    messages: Sequence[OutboxMessage] = (),
+) -> None:
+    """Apply `mutate` and save; a concurrent edit (a PATCH) is re-read and the change re-applied.
+
+    Claims follow the record: a value it gained is claimed, one it lost is released, in the
+    same transaction.
+    """
     current = customer
     for _ in range(5):
+        before = current.claims()
         if not mutate(current):
             return
         current.updated_at = book.clock.now()
+        after = current.claims()
         try:
-            book.customers.update(current)
+            book.customers.update(
+                current, messages=messages, claims=after - before, releases=before - after
+            )
             return
         except ConcurrencyConflict:
             current = book.customers.get(customer.reseller, customer.id)
     raise ConcurrencyConflict("the customer keeps changing; retry later")
+
+
+# --- the watchdog's view of customers ---------------------------------------------------------
+
+
+class ProvisioningCustomers:
+    """Customers Provisioning, as the watchdog (`services/watchdog.py`) sees them.
+
+    Found by one query on Status across resellers (Table Storage filters server-side and
+    answers only the matching rows), so housekeeping never reads the customers at rest.
+    """
+
+    kind = "customer"
+
+    def __init__(self, book: CustomerBook) -> None:
+        self.book = book
+
+    @property
+    def deadline(self) -> timedelta:
+        """How long a step may take before the watchdog acts."""
+        return self.book.stuck_after
+
+    def in_flight(self) -> Iterator[InFlight]:
+        """Every customer Provisioning, with the moments the watchdog decides by."""
+        token: str | None = None
+        while True:
+            page = self.book.customers.list(
+                equals={"status": CustomerStatus.PROVISIONING},
+                page_size=1000,
+                continuation_token=token,
+            )
+            for c in page.items:
+                yield InFlight(
+                    kind=self.kind,
+                    partition=c.reseller,
+                    id=c.id,
+                    status=c.status.value,
+                    since=c.status_since or c.updated_at,
+                    nudged_at=c.nudged_at,
+                )
+            token = page.continuation_token
+            if token is None:
+                return
+
+    def nudge(self, item: InFlight) -> None:
+        """Re-enqueue the step once (through the outbox), with the same MS-RequestId."""
+        customer = self.book.customers.find(item.partition, item.id)
+        if customer is None:
+            return
+        now = self.book.clock.now()
+
+        def mark(c: Customer) -> bool:
+            if c.status is not CustomerStatus.PROVISIONING or c.nudged_at is not None:
+                return False
+            c.nudged_at = now
+            return True
+
+        _change(self.book, customer, mark, messages=[_provision_message(customer)])
+
+    def fail(self, item: InFlight, failure: Failure) -> None:
+        """Mark the customer Failed (if it is still Provisioning)."""
+        customer = self.book.customers.find(item.partition, item.id)
+        if customer is not None:
+            _fail(self.book, customer, failure)
 
 
 # --- existing tenants ------------------------------------------------------------------------
@@ -667,14 +796,13 @@ def import_existing(
         return earlier
     _check_segment(book, reseller.slug, command.segment, "segment")
     tenant = _find_tenant(partner_center, reseller, command)
-    tenant_id = (tenant.company_profile.tenant_id if tenant.company_profile else None) or tenant.id
-    known = book.customers.list(reseller.slug, equals={"tenant_id": tenant_id}, page_size=1)
-    if known.items:
-        raise Conflict(f"this tenant is already the customer {known.items[0].id}")
     customer = from_partner_center(tenant, reseller.slug, book.clock, command)
     if customer_id is not None:
         customer.id = customer_id
-    return book.customers.add(customer)
+    try:
+        return book.customers.add(customer, claims=customer.claims())
+    except ClaimTaken as exc:
+        raise Conflict(f"this tenant is already the customer {exc.owner}") from exc
 
 
 def from_partner_center(
@@ -715,6 +843,7 @@ def from_partner_center(
         origin=CustomerOrigin.EXISTING_TENANT,
         created_at=now,
         updated_at=now,
+        status_since=now,
     )
 
 
@@ -733,7 +862,12 @@ def update(
     customer = get(book, principal, reseller, customer_id)
     if principal.is_customer_user:
         raise Forbidden("a customer's user cannot change the customer")
+    before = customer.claims()
     changes = command.model_dump(exclude_unset=True)
+    if command.tenant_name is not None:
+        if customer.status is not CustomerStatus.FAILED:
+            raise Conflict("the tenant name can change only while the customer is Failed")
+        customer.domain = tenant_domain(command.tenant_name)
     if "segment" in changes and command.segment is not None:
         _check_segment(book, reseller, command.segment, "segment")
         customer.segment = command.segment
@@ -750,7 +884,11 @@ def update(
         customer.address = Address(**command.address.model_dump())
     customer.etag = etag
     customer.updated_at = book.clock.now()
-    return book.customers.update(customer)
+    after = customer.claims()
+    try:
+        return book.customers.update(customer, claims=after - before, releases=before - after)
+    except ClaimTaken as exc:
+        raise _taken_name(customer.domain, exc.owner) from exc
 
 
 # --- the catalog's view of a customer ---------------------------------------------------------

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Literal
 
 from shared.domain.model import WireModel, utcnow
+from shared.services.housekeeping import Operations
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,8 @@ class Health(WireModel):
     status: Literal["ok", "failing"]
     time: str
     checks: dict[str, Check]
+    # Only with ?deep=1 (distributor admins): poison queues and records stuck in flight.
+    operations: Operations | None = None
 
 
 def _timed(probe: Callable[[], object]) -> Check:

@@ -8,7 +8,14 @@ from datetime import timedelta
 
 from pydantic import AwareDatetime, EmailStr, Field
 
-from shared.domain.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
+from shared.domain.errors import (
+    ClaimTaken,
+    Conflict,
+    FieldError,
+    Forbidden,
+    NotFound,
+    ValidationFailed,
+)
 from shared.domain.identity import (
     CUSTOMER_ID_PATTERN,
     CUSTOMER_ROLES,
@@ -199,7 +206,8 @@ def invite(
         user.display_name = command.display_name or user.display_name
         user = directory.users.update(user)
     else:
-        user = directory.users.add(
+        user = _add_user(
+            directory,
             User(
                 reseller=reseller.slug,
                 email=email,
@@ -208,7 +216,8 @@ def invite(
                 customer_id=command.customer_id,
                 created_at=now,
                 updated_at=now,
-            )
+            ),
+            reseller.name,
         )
     secret = secrets.token_urlsafe(32)
     invitation = directory.invitations.add(
@@ -245,6 +254,15 @@ def invite(
         secrets={"invitation": f"{reseller.slug}.{secret}"},
     )
     return InvitationSent(user=present(user), expires_at=invitation.expires_at)
+
+
+def _add_user(directory: Directory, user: User, organisation: str) -> User:
+    """Insert a user with the claim of its e-mail, in one transaction: of two racing invites
+    of one address, one wins and the other gets a 409."""
+    try:
+        return directory.users.add(user, claims=user.claims())
+    except ClaimTaken as exc:
+        raise Conflict(f"{user.email} is already a user of {organisation}") from exc
 
 
 def _parse_token(token: str) -> tuple[str, str]:
@@ -347,7 +365,8 @@ def ensure_user(
     user = (
         found[0]
         if found
-        else directory.users.add(
+        else _add_user(
+            directory,
             User(
                 reseller=reseller,
                 email=email,
@@ -357,7 +376,8 @@ def ensure_user(
                 status=UserStatus.ACTIVE,
                 created_at=now,
                 updated_at=now,
-            )
+            ),
+            reseller,
         )
     )
     for token in sign_ins or []:

@@ -327,8 +327,9 @@ def test_retry_of_a_failed_customer_answers_202_and_it_ends_active(world):
 
     deliver(world)
     stored = world.container.customers.get("demo", created["id"])
-    assert stored.status is CustomerStatus.ACTIVE and stored.request_id == failed.request_id
-    assert set(pc_of(world).create_calls) == {failed.request_id}
+    # Refused for good (400): the retry is a new request, not a replay of the refusal.
+    assert stored.status is CustomerStatus.ACTIVE and stored.request_id != failed.request_id
+    assert pc_of(world).create_calls == [failed.request_id, stored.request_id]
     assert len(pc_of(world).tenants) == 1
 
 

@@ -31,6 +31,7 @@ from shared.domain.errors import (
     UpstreamUnavailable,
     ValidationFailed,
 )
+from shared.domain.failures import Failure, FailureKind
 from shared.domain.identity import Principal, Reseller, Role, SignInKind
 from shared.domain.notifications import Notification
 from shared.domain.outbox import Queue
@@ -293,7 +294,9 @@ def test_a_refusal_is_raised_for_give_up_which_marks_failed_with_the_reason(w):
     w.pc.fail_create_with = UpstreamRejected("Domain is reserved", code="1001", status=400)
     with pytest.raises(UpstreamRejected):
         customers.provision(w.book, w.pc, w.mailer, w.message(customer))
-    customers.give_up(w.book, w.message(customer), "Domain is reserved")
+    customers.give_up(
+        w.book, w.message(customer), Failure(FailureKind.REFUSED, "Domain is reserved")
+    )
     stored = w.repo.get("demo", customer.id)
     assert stored.status is CustomerStatus.FAILED and stored.failure_reason == "Domain is reserved"
     assert w.mailer.sent == []
@@ -302,7 +305,7 @@ def test_a_refusal_is_raised_for_give_up_which_marks_failed_with_the_reason(w):
 def test_give_up_never_undoes_an_active_customer(w):
     customer = w.create()
     customers.provision(w.book, w.pc, w.mailer, w.message(customer))
-    customers.give_up(w.book, w.message(customer), "late failure")
+    customers.give_up(w.book, w.message(customer), Failure(FailureKind.TRANSIENT, "late"))
     assert w.repo.get("demo", customer.id).status is CustomerStatus.ACTIVE
 
 
@@ -463,15 +466,24 @@ def _failed_after_the_tenant_was_made(w: World) -> customers.Customer:
     for _ in range(5):
         with pytest.raises(UpstreamUnavailable):
             customers.provision(w.book, w.pc, w.mailer, w.message(customer))
-    customers.give_up(w.book, w.message(customer), "gave up after 5 tries: smtp down")
+    customers.give_up(
+        w.book,
+        w.message(customer),
+        Failure(FailureKind.TRANSIENT, "gave up after 5 tries: smtp down"),
+    )
     w.mailer.fail_with = None
     failed = w.repo.get("demo", customer.id)
     assert failed.status is CustomerStatus.FAILED and len(w.pc.tenants) == 1
     return failed
 
 
-def _fail(w: World, customer: customers.Customer, reason: str = "refused") -> customers.Customer:
-    customers.give_up(w.book, w.message(customer), reason)
+def _fail(
+    w: World,
+    customer: customers.Customer,
+    reason: str = "refused",
+    kind: FailureKind = FailureKind.REFUSED,
+) -> customers.Customer:
+    customers.give_up(w.book, w.message(customer), Failure(kind, reason))
     return w.repo.get("demo", customer.id)
 
 
@@ -525,9 +537,21 @@ def test_retry_is_refused_unless_failed_and_created_with_a_new_tenant(w, state):
     assert len(w.repo.sent) == sent_before
 
 
+def test_a_failed_customer_keeps_its_domain_until_it_is_renamed(w):
+    failed = _fail(w, w.create())
+    with pytest.raises(ConflictingFields, match=failed.id):
+        w.create()
+    customers.update(
+        w.book, OWNER, "demo", failed.id, failed.etag, CustomerUpdate(tenant_name="alfanova2")
+    )
+    assert w.create().domain == "alfanova.onmicrosoft.com"  # the old name is free again
+
+
 def test_retry_is_refused_when_another_customer_now_holds_the_domain(w):
     failed = _fail(w, w.create())
-    w.create()  # a new customer with the same tenant name, allowed since the first Failed
+    # Data from before claim rows: the Failed record holds no claim, another record does.
+    w.repo.claims.clear()
+    w.create()
     with pytest.raises(Conflict, match="another customer"):
         customers.retry(w.book, OWNER, "demo", failed.id)
 
@@ -599,7 +623,7 @@ def test_a_domain_taken_by_someone_else_still_fails(w):
     with pytest.raises(UpstreamRejected) as err:
         customers.provision(w.book, w.pc, w.mailer, w.message(customer))
     assert err.value.status == 409
-    customers.give_up(w.book, w.message(customer), err.value.detail)
+    customers.give_up(w.book, w.message(customer), Failure.of(err.value))
     stored = w.repo.get("demo", customer.id)
     assert stored.status is CustomerStatus.FAILED and stored.tenant_id is None
     assert w.mailer.sent == [] and w.notifications.rows == {}

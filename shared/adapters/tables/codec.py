@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 from azure.data.tables import EdmType, EntityProperty
-from pydantic import BaseModel, TypeAdapter
+from pydantic import AwareDatetime, BaseModel, TypeAdapter
 
 from shared.domain.model import Record
 
@@ -46,6 +46,11 @@ def _unwrap_optional(tp: Any) -> Any:
     return tp
 
 
+def _is_aware_datetime(tp: Any) -> bool:
+    # pydantic's AwareDatetime is no datetime subclass; stored as one, it can be filtered on.
+    return _unwrap_optional(tp) is AwareDatetime
+
+
 def _is_scalar(tp: Any) -> bool:
     tp = _unwrap_optional(tp)
     if typing.get_origin(tp) is typing.Literal:
@@ -62,7 +67,7 @@ def _is_model(tp: Any) -> bool:
 class _Field:
     name: str
     prop: str
-    kind: str  # "scalar" | "model" | "json"
+    kind: str  # "scalar" | "datetime" | "model" | "json"
     nested: EntityCodec[Any] | None = None
     adapter: TypeAdapter[Any] | None = None
     old_prop: str | None = None  # the property it was stored under before a rename
@@ -110,8 +115,10 @@ class EntityCodec(Generic[M]):
                 raise TypeError(f"{model.__name__}.{name}: {prop} is reserved by Table Storage")
             tp = info.annotation
             renamed = getattr(model, "renamed_fields", {}).get(name)
-            if _is_scalar(tp):
-                old = prefix + pascal(renamed) if renamed else None
+            old = prefix + pascal(renamed) if renamed else None
+            if _is_aware_datetime(tp):
+                self.fields.append(_Field(name, prop, "datetime", old_prop=old))
+            elif _is_scalar(tp):
                 self.fields.append(_Field(name, prop, "scalar", old_prop=old))
             elif _is_model(tp):
                 nested = EntityCodec(_unwrap_optional(tp), prefix=prop)
@@ -126,7 +133,7 @@ class EntityCodec(Generic[M]):
             value = getattr(item, f.name)
             if value is None:
                 continue
-            if f.kind == "scalar":
+            if f.kind in ("scalar", "datetime"):
                 out[f.prop] = _encode_scalar(value)
             elif f.kind == "model":
                 assert f.nested is not None
@@ -152,7 +159,13 @@ class EntityCodec(Generic[M]):
             if entity.get(prop) is None:
                 continue
             raw = entity[prop]
-            data[f.name] = _decode_scalar(raw) if f.kind == "scalar" else json.loads(raw)
+            if f.kind == "datetime" and isinstance(raw, str):
+                # Rows written before AwareDatetime was stored as a DateTime hold JSON text.
+                data[f.name] = json.loads(raw) if raw.startswith('"') else raw
+            elif f.kind in ("scalar", "datetime"):
+                data[f.name] = _decode_scalar(raw)
+            else:
+                data[f.name] = json.loads(raw)
         # Properties an older version of the record stored; the model migrates them on load.
         legacy: typing.Mapping[str, str] = getattr(self.model, "legacy_properties", {})
         for prop, name in legacy.items():
