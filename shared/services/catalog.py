@@ -52,7 +52,7 @@ from shared.domain.errors import (
     ValidationFailed,
 )
 from shared.domain.identity import RESELLER_PARTITION, Command, Principal, Reseller
-from shared.domain.model import Page, WireModel, new_id
+from shared.domain.model import Page, WireModel, expected_version, new_id
 from shared.domain.pricing import (
     PriceBreakdown,
     breakdown,
@@ -842,7 +842,7 @@ def put_categories(
         created_at=current.created_at if current else now,
         updated_at=now,
     )
-    settings.etag = etag
+    settings.etag = expected_version(current.etag if current else None, etag)
     return store.save_settings(settings, _version(slug, clock))
 
 
@@ -864,7 +864,7 @@ def put_segments(
         created_at=current.created_at if current else now,
         updated_at=now,
     )
-    settings.etag = etag
+    settings.etag = expected_version(current.etag if current else None, etag)
     return store.save_settings(settings, _version(slug, clock))
 
 
@@ -963,7 +963,7 @@ def put_entry(
         created_at=current.created_at if current else now,
         updated_at=now,
     )
-    entry.etag = etag
+    entry.etag = expected_version(current.etag if current else None, etag)
     return store.save_entry(entry, _version(slug, clock))
 
 

@@ -18,7 +18,7 @@ from shared.domain.identity import (
     Reseller,
     ResellerSettings,
 )
-from shared.domain.model import Page, WireModel
+from shared.domain.model import Page, WireModel, expected_version
 from shared.ports import Clock, Repository
 from shared.services import access
 
@@ -130,7 +130,7 @@ def update(
 ) -> Reseller:
     """Change the fields given, if the reseller is still at `etag`."""
     reseller = get(repo, slug)
-    reseller.etag = etag
+    reseller.etag = expected_version(reseller.etag, etag)
     changes = command.model_dump(exclude_unset=True, exclude_none=True)
     if "partner_center_id" in changes:
         changes["partner_center_id"] = changes["partner_center_id"].lower()
