@@ -29,7 +29,7 @@ $(NPM_STAMP): package.json package-lock.json
 
 ## make run: Azurite, the Partner Center simulator and the functions host on :7071, with demo data
 run: install
-	$(PY) -m localdev.run
+	$(PY) -m localdev.run $(RUN_ARGS)
 
 ## make test: lint, types and the whole test suite (Azurite and the simulator on free ports)
 test: install lint typecheck pytest

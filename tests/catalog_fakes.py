@@ -10,6 +10,7 @@ from typing import Any
 from localdev.partner_center_sim import render
 from localdev.partner_center_sim.catalog import Catalog
 from shared.adapters.partner_center.price_sheet import parse_price_sheet
+from shared.adapters.tables.repository import read_version
 from shared.domain import partner_center as pc
 from shared.domain.catalog import (
     CatalogEntry,
@@ -133,7 +134,7 @@ class InMemoryCatalogStore:
 
     def _etag(self) -> str:
         self._n += 1
-        return f"cat-{self._n}"
+        return f'W/"cat-{self._n}"'
 
     def version(self, reseller: str) -> str | None:
         """Point read of the version."""
@@ -169,7 +170,7 @@ class InMemoryCatalogStore:
     def _check(self, current: Any, etag: str | None) -> None:
         if etag is None and current is not None:
             raise Conflict("exists")
-        if etag is not None and (current is None or current.etag != etag):
+        if etag is not None and (current is None or current.etag != read_version(etag)):
             raise ConcurrencyConflict("changed")
 
     def save_settings(self, settings: CatalogSettings, version: CatalogVersion) -> CatalogSettings:

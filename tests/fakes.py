@@ -9,6 +9,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
+from shared.adapters.tables.repository import read_version
 from shared.domain.claims import Claim
 from shared.domain.errors import ClaimTaken, ConcurrencyConflict, Conflict, NotFound
 from shared.domain.model import Page, Record
@@ -47,7 +48,7 @@ class InMemoryRepository(Generic[M]):
 
     def _store(self, item: M) -> M:
         saved = item.model_copy(deep=True)
-        saved.etag = f"etag-{next(_etags)}"
+        saved.etag = f'W/"etag-{next(_etags)}"'  # storage's form (read_version checks it)
         self.rows[self.keys(saved)] = saved
         return saved.model_copy(deep=True)
 
@@ -68,6 +69,7 @@ class InMemoryRepository(Generic[M]):
             if self.keys(item) in self.rows:
                 raise Conflict("already exists")
         for item in updates:
+            read_version(item.etag)  # as the table repository: never an empty ETag nor `*`
             current = self.rows.get(self.keys(item))
             if current is None or current.etag != item.etag:
                 raise ConcurrencyConflict("changed by someone else")

@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx
 
+from localdev.funchost.process import own_session
+
 from .server import CONNECTION_FILE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -233,7 +235,12 @@ def start_simulator(
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     log_file = (state_dir / "simulator.log").open("ab")
     process = subprocess.Popen(
-        command, cwd=REPO_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
+        command,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        **own_session(),  # stopped by its handle, not by a Ctrl-C meant for the caller
     )
     log_file.close()
     deadline = time.monotonic() + timeout

@@ -54,6 +54,14 @@ _RAW_COUNTRY: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 )
 
 
+# What a customer's own users read when their tenant could not be set up: the recorded reason
+# (Partner Center's or storage's words, or "gave up after 5 tries: ...") is for staff and logs.
+FAILED_FOR_CUSTOMER_USERS = (
+    "Your Microsoft tenant could not be set up yet. Your reseller can see what went wrong and "
+    "try again; please contact them if this does not change."
+)
+
+
 class CustomerStatus(StrEnum):
     """Where a customer is in its life (DESIGN.md, States)."""
 

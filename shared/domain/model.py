@@ -54,3 +54,19 @@ class WireModel(BaseModel):
     """A model as it travels over HTTP: camelCase names, built from either spelling."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+ANY_VERSION = "*"
+"""`If-Match: *`: the caller accepts whatever version is current (RFC 9110)."""
+
+
+def expected_version(read_at: str | None, if_match: str | None) -> str | None:
+    """The version a conditional write must still find.
+
+    The caller's ETag when it named one; for `*` (or no If-Match where it is optional) the
+    version just read, so a write that lands between the read and this write is still a lost
+    race (412), never silently overwritten.
+    """
+    if if_match is None or if_match == ANY_VERSION:
+        return read_at
+    return if_match

@@ -35,7 +35,7 @@ from shared.domain.errors import (
     ValidationFailed,
 )
 from shared.domain.identity import RESELLER_PARTITION, Command, Reseller
-from shared.domain.model import Page, WireModel, new_id
+from shared.domain.model import Page, WireModel, expected_version, new_id
 from shared.domain.pricing import check_markup
 from shared.ports import CatalogStore, Clock, Repository
 from shared.services.catalog import CatalogReader, offset, search_key, token
@@ -199,7 +199,7 @@ def put_categories(
         created_at=current.created_at if current else now,
         updated_at=now,
     )
-    settings.etag = etag
+    settings.etag = expected_version(current.etag if current else None, etag)
     return store.save_settings(settings, _version(slug, clock))
 
 
@@ -221,7 +221,7 @@ def put_segments(
         created_at=current.created_at if current else now,
         updated_at=now,
     )
-    settings.etag = etag
+    settings.etag = expected_version(current.etag if current else None, etag)
     return store.save_settings(settings, _version(slug, clock))
 
 
@@ -323,7 +323,7 @@ def put_entry(
         created_at=current.created_at if current else now,
         updated_at=now,
     )
-    entry.etag = etag
+    entry.etag = expected_version(current.etag if current else None, etag)
     return store.save_entry(entry, _version(slug, clock))
 
 

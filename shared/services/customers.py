@@ -28,12 +28,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, Field
 
 from shared.domain import partner_center as pc
 from shared.domain.claims import Claim
 from shared.domain.customers import (
     DEFAULT_SEGMENT,
+    FAILED_FOR_CUSTOMER_USERS,
     Address,
     Contact,
     Customer,
@@ -61,7 +62,7 @@ from shared.domain.errors import (
 )
 from shared.domain.failures import Failure, FailureKind
 from shared.domain.identity import CUSTOMER_ID_PATTERN, Principal, Reseller
-from shared.domain.model import Page, WireModel
+from shared.domain.model import Page, WireModel, expected_version
 from shared.domain.notifications import Email, Notification
 from shared.domain.outbox import OutboxMessage, Queue
 from shared.ports import CatalogStore, Clock, Mailer, PartnerCenter, Repository
@@ -106,8 +107,8 @@ class RelationshipLink(WireModel):
     url: str
 
 
-class CustomerView(WireModel):
-    """A customer as the platform shows it (no cost fields exist on a customer)."""
+class CustomerPublic(WireModel):
+    """A customer as its own users see it: a failure explained in words, not upstream text."""
 
     id: str
     reseller: str
@@ -123,11 +124,21 @@ class CustomerView(WireModel):
     culture: str | None
     status: CustomerStatus
     origin: CustomerOrigin
-    failure_reason: str | None
+    failure_reason: str | None = Field(
+        description="Why provisioning failed: a sentence for the customer's users, or for staff "
+        "the reason as recorded (Partner Center's or storage's own words)."
+    )
     failure_kind: FailureKind | None = None
     subscription_count: int
     created_at: AwareDatetime
     updated_at: AwareDatetime
+
+
+class CustomerView(CustomerPublic):
+    """A customer as reseller staff and the distributor see it (no cost fields exist on one).
+
+    The same fields as `CustomerPublic`; `failureReason` holds the recorded reason verbatim.
+    """
 
 
 class CustomerListQuery(WireModel):
@@ -139,9 +150,18 @@ class CustomerListQuery(WireModel):
     continuation_token: str | None = None
 
 
-def present(customer: Customer) -> CustomerView:
-    """The wire view of a customer."""
-    return CustomerView.model_validate(customer, from_attributes=True)
+def present(principal: Principal | None, customer: Customer) -> CustomerView | CustomerPublic:
+    """The view of `customer` the caller may see.
+
+    Staff get the failure reason as recorded (they act on it; logs keep it too); a customer's
+    users get a sentence for people instead of Partner Center's or storage's raw text.
+    """
+    if principal is None or not principal.is_customer_user:
+        return CustomerView.model_validate(customer, from_attributes=True)
+    public = CustomerPublic.model_validate(customer, from_attributes=True)
+    if customer.failure_reason is not None:
+        public.failure_reason = FAILED_FOR_CUSTOMER_USERS
+    return public
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -166,7 +186,7 @@ def list_customers(
     name: str | None = None,
     page_size: int = 50,
     continuation_token: str | None = None,
-) -> Page[CustomerView]:
+) -> Page[CustomerView | CustomerPublic]:
     """A page of the reseller's customers (a customer user: its own), filtered.
 
     The name filter matches anywhere in the name, case-insensitively; as Table Storage cannot,
@@ -182,7 +202,7 @@ def list_customers(
             for c in ([own] if own is not None else [])
             if (status is None or c.status is status) and needle in c.search_name
         ]
-        return Page[CustomerView](items=[present(c) for c in mine])
+        return Page[CustomerView | CustomerPublic](items=[present(principal, c) for c in mine])
     equals: dict[str, Any] = {}
     if status is not None:
         equals["status"] = status
@@ -199,7 +219,9 @@ def list_customers(
         token = page.continuation_token
         if token is None or len(items) >= page_size or not needle:
             break
-    return Page[CustomerView](items=[present(c) for c in items], continuation_token=token)
+    return Page[CustomerView | CustomerPublic](
+        items=[present(principal, c) for c in items], continuation_token=token
+    )
 
 
 # --- creating a new tenant -------------------------------------------------------------------
@@ -582,8 +604,7 @@ def retry(
     holder = book.customers.claim_owner(reseller, Claim("domain", customer.domain))
     if holder not in (None, customer.id):
         raise Conflict(f"another customer now holds {customer.domain}; this one cannot be retried")
-    if etag is not None:
-        customer.etag = etag
+    customer.etag = expected_version(customer.etag, etag)
     if customer.failure_kind is FailureKind.REFUSED:
         customer.request_id = str(uuid.uuid4())
     _set_status(customer, CustomerStatus.PROVISIONING, now)
@@ -882,7 +903,7 @@ def update(
                 [FieldError("address.country", f"the company id is not a valid IČO for {country}")]
             )
         customer.address = Address(**command.address.model_dump())
-    customer.etag = etag
+    customer.etag = expected_version(customer.etag, etag)
     customer.updated_at = book.clock.now()
     after = customer.claims()
     try:

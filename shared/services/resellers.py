@@ -21,7 +21,7 @@ from shared.domain.identity import (
     ResellerSettings,
     same_partner_id,
 )
-from shared.domain.model import Page, WireModel
+from shared.domain.model import Page, WireModel, expected_version
 from shared.ports import CatalogStore, Clock, IndirectResellers, Repository
 from shared.services import access
 from shared.services.catalog_editing import priced_entries
@@ -240,7 +240,7 @@ def update(
     changed Partner Center id is checked with Partner Center together with the other one.
     """
     reseller = get(repo, slug)
-    reseller.etag = etag
+    reseller.etag = expected_version(reseller.etag, etag)
     changes = command.model_dump(exclude_unset=True, exclude_none=True)
     moved = [
         name

@@ -34,7 +34,7 @@ from shared.domain.identity import (
     normalise_email,
     token_hash,
 )
-from shared.domain.model import Page, WireModel
+from shared.domain.model import Page, WireModel, expected_version
 from shared.domain.notifications import Email, secret_placeholder
 from shared.services import access, identity, notifications, resellers
 from shared.services.access import Action
@@ -332,8 +332,7 @@ def update_user(
         if command.status is UserStatus.ACTIVE and not user.identities:
             raise Conflict("the user has not accepted its invitation yet")
         user.status = command.status
-    if etag is not None:
-        user.etag = etag
+    user.etag = expected_version(user.etag, etag)
     user.updated_at = directory.clock.now()
     return directory.users.update(user)
 

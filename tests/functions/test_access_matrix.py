@@ -6,12 +6,13 @@ can ship without someone deciding who may call it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from functions._http import encode_etag
+from functions._http import ROUTES, encode_etag
 from shared import bootstrap
 from shared.domain import partner_center as pc
 from shared.domain.customers import CustomerStatus
@@ -288,3 +289,59 @@ def test_access(world: World, name: str, variant: str, role: str, status: int):
     assert resp.status_code == status, f"{name} {variant} as {role}: {resp.status_code} {body}"
     if status >= 400:
         assert resp.mimetype == "application/problem+json"
+
+
+# --- If-Match on every conditional route ------------------------------------------------------
+
+
+def conditional_routes() -> list[str]:
+    """Every HTTP function of the app whose route reads If-Match (it documents 412 or 428)."""
+    specs = {spec.name: spec for spec in ROUTES}
+    return sorted(name for name in http_functions() if specs[name].conditional)
+
+
+def test_the_conditional_routes_are_found_from_the_app():
+    found = conditional_routes()
+    assert {"http_update_customer", "http_update_reseller", "http_put_catalog_entry"} <= set(found)
+
+
+def _with_if_match(world: World, name: str, value: str) -> Any:
+    req = _request(world, name, "own_reseller", "DistributorAdmin")
+    req["headers"]["If-Match"] = value
+    return call(name, req.pop("method"), req.pop("path"), **req)
+
+
+MALFORMED_IF_MATCH = {
+    "empty-tag": '""',
+    "empty-value": "",
+    "unquoted": "abc",
+    "weak": 'W/"abc"',
+    "list": '"abc", "def"',
+    "star-in-a-list": '*, "abc"',
+}
+
+
+@pytest.mark.parametrize("value", MALFORMED_IF_MATCH.values(), ids=MALFORMED_IF_MATCH.keys())
+@pytest.mark.parametrize("name", conditional_routes())
+def test_a_malformed_if_match_is_a_400_naming_the_header_on_every_conditional_route(
+    world: World, name: str, value: str
+):
+    resp = _with_if_match(world, name, value)
+    assert resp.status_code == 400, resp.get_body()
+    assert resp.mimetype == "application/problem+json"
+    assert [e["field"] for e in json.loads(resp.get_body())["errors"]] == ["If-Match"]
+
+
+@pytest.mark.parametrize("name", conditional_routes())
+def test_if_match_star_changes_the_current_version_on_every_conditional_route(
+    world: World, name: str
+):
+    resp = _with_if_match(world, name, "*")
+    assert resp.status_code == EXPECT[name]["own_reseller"][1], resp.get_body()
+    assert resp.headers.get("ETag"), "a change answers with the new version"
+
+
+@pytest.mark.parametrize("name", conditional_routes())
+def test_a_well_formed_tag_that_was_never_issued_is_a_412(world: World, name: str):
+    resp = _with_if_match(world, name, '"bm90LW91cnM"')  # base64url of "not-ours"
+    assert resp.status_code == 412, resp.get_body()

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from shared.domain.customers import (
+    FAILED_FOR_CUSTOMER_USERS,
     CustomerCreate,
     CustomerOrigin,
     CustomerStatus,
@@ -33,6 +34,7 @@ from shared.domain.errors import (
 )
 from shared.domain.failures import Failure, FailureKind
 from shared.domain.identity import Principal, Reseller, Role, SignInKind
+from shared.domain.model import ANY_VERSION
 from shared.domain.notifications import Notification
 from shared.domain.outbox import Queue
 from shared.services import customers
@@ -652,3 +654,65 @@ def test_a_tenant_already_another_customers_is_not_adopted(w):
     with pytest.raises(UpstreamRejected):
         customers.provision(w.book, w.pc, w.mailer, w.message(second))
     assert w.repo.get("demo", second.id).tenant_id is None and w.notifications.rows == {}
+
+
+# --- If-Match: * and the views of a failure ---------------------------------------------------
+
+
+class _WriteAfterRead(InMemoryRepository[customers.Customer]):
+    """A repository where someone else changes the customer right after each read."""
+
+    def find(self, partition: str, row: str) -> customers.Customer | None:
+        found = super().find(partition, row)
+        if found is not None:
+            other = found.model_copy(deep=True)
+            other.industry = "changed meanwhile"
+            super().update(other)
+        return found
+
+
+def test_if_match_star_updates_the_current_version(w):
+    customer = w.create()
+    updated = customers.update(
+        w.book, OWNER, "demo", customer.id, ANY_VERSION, CustomerUpdate(industry="Retail")
+    )
+    assert updated.industry == "Retail" and updated.etag != customer.etag
+
+
+def test_if_match_star_still_loses_to_a_write_between_read_and_write(w):
+    customer = w.create()
+    racing = _WriteAfterRead(lambda c: (c.reseller, c.id))
+    racing.rows = w.repo.rows
+    book = CustomerBook(racing, w.resellers, w.clock)
+    with pytest.raises(ConcurrencyConflict):
+        customers.update(book, OWNER, "demo", customer.id, ANY_VERSION, CustomerUpdate())
+    assert w.repo.get("demo", customer.id).industry == "changed meanwhile"
+
+
+@pytest.mark.parametrize("etag", [None, "", ANY_VERSION])
+def test_the_fake_repository_refuses_a_write_without_a_read_version_as_storage_does(w, etag):
+    customer = w.repo.get("demo", w.create().id)
+    customer.etag = etag
+    with pytest.raises(ValueError, match="ETag the record was read at"):
+        w.repo.update(customer)
+
+
+def test_a_customer_user_reads_a_failure_as_a_sentence_and_staff_read_the_recorded_reason(w):
+    raw = "Partner Center 400 (2001): CompanyProfile.Address is invalid; correlation 4f1c"
+    failed = _fail(w, w.create(), raw)
+    user = Principal(
+        "u2", "demo", failed.id, Role.CUSTOMER_READER, "it@c.example", SignInKind.PLATFORM
+    )
+    for shown in (
+        customers.present(user, customers.get(w.book, user, "demo", failed.id)),
+        *customers.list_customers(w.book, user, "demo").items,
+    ):
+        assert shown.failure_reason == FAILED_FOR_CUSTOMER_USERS
+        assert raw not in shown.model_dump_json()
+    for shown in (
+        customers.present(OWNER, customers.get(w.book, OWNER, "demo", failed.id)),
+        *customers.list_customers(w.book, OWNER, "demo").items,
+    ):
+        assert shown.failure_reason == raw
+    active = w.create("fine")
+    assert customers.present(user, active).failure_reason is None

@@ -32,7 +32,7 @@ from shared.domain.errors import (
     NotFound,
     UpstreamUnavailable,
 )
-from shared.domain.model import Page, Record
+from shared.domain.model import ANY_VERSION, Page, Record
 from shared.domain.outbox import OutboxMessage
 
 M = TypeVar("M", bound=Record)
@@ -43,6 +43,7 @@ OUTBOX_PREFIX = "~outbox~"
 OUTBOX_END = "~outbox~~"
 DATA_END = "~"
 MAX_PAGE_SIZE = 1000
+_STORAGE_ETAG = re.compile(r'W/"[^"]+"')
 _BAD_KEY = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
 
 
@@ -62,6 +63,22 @@ def check_key(key: str, what: str) -> str:
     if not key or len(key) > 512 or _BAD_KEY.search(key):
         raise ValueError(f"invalid {what} {key!r}")
     return key
+
+
+def read_version(etag: str | None) -> str:
+    """The ETag a conditional write sends: the one the record was read at, never empty or `*`.
+
+    Storage would take `*` as "overwrite whatever is there"; `If-Match: *` from a caller is
+    resolved by the service to the version it read (shared.domain.model.expected_version).
+    A value in another form than storage's own (`W/"..."`), such as an If-Match tag this API
+    never issued, matches no version: a lost race, as storage's mismatch is (storage itself
+    would answer 400 InvalidInput).
+    """
+    if not etag or etag == ANY_VERSION:
+        raise ValueError(f"a conditional write needs the ETag the record was read at, not {etag!r}")
+    if _STORAGE_ETAG.fullmatch(etag) is None:
+        raise ConcurrencyConflict("that ETag is no version of this record; read it again")
+    return etag
 
 
 def outbox_entity(partition: str, message: OutboxMessage) -> dict[str, Any]:
@@ -385,8 +402,7 @@ class TableRepository(Generic[M]):
         return entity
 
     def _require_etag(self, item: M) -> None:
-        if not item.etag:
-            raise ValueError("an update needs the ETag the record was read at")
+        read_version(item.etag)
 
     def _lost_race(self) -> str:
         return f"{self.codec.model.__name__} was changed by someone else; read it again"
