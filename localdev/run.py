@@ -69,6 +69,21 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def partner_center_settings(connection_file: Path) -> dict[str, str]:
+    """The app settings that point the Partner Center client at a running simulator."""
+    conn = json.loads(connection_file.read_text())
+    return {
+        "PARTNER_CENTER_API_BASE_URL": conn["apiBaseUrl"],
+        "PARTNER_CENTER_PRICE_SHEET_BASE_URL": conn.get("priceSheetBaseUrl", conn["apiBaseUrl"]),
+        "PARTNER_CENTER_AUTHORITY": conn["authority"],
+        "PARTNER_CENTER_TENANT_ID": conn["tenantId"],
+        "PARTNER_CENTER_CLIENT_ID": conn["clientId"],
+        "PARTNER_CENTER_CLIENT_SECRET": conn["clientSecret"],
+        "PARTNER_CENTER_CA_CERT_PATH": conn["caCertPath"],
+        "PARTNER_CENTER_REFRESH_TOKEN": conn.get("refreshToken", ""),
+    }
+
+
 def _busy(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
@@ -165,19 +180,7 @@ class Run:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"the Partner Center simulator did not start; see {self.logs}")
             time.sleep(0.2)
-        conn = json.loads(conn_file.read_text())
-        return {
-            "PARTNER_CENTER_API_BASE_URL": conn["apiBaseUrl"],
-            "PARTNER_CENTER_PRICE_SHEET_BASE_URL": conn.get(
-                "priceSheetBaseUrl", conn["apiBaseUrl"]
-            ),
-            "PARTNER_CENTER_AUTHORITY": conn["authority"],
-            "PARTNER_CENTER_TENANT_ID": conn["tenantId"],
-            "PARTNER_CENTER_CLIENT_ID": conn["clientId"],
-            "PARTNER_CENTER_CLIENT_SECRET": conn["clientSecret"],
-            "PARTNER_CENTER_CA_CERT_PATH": conn["caCertPath"],
-            "PARTNER_CENTER_REFRESH_TOKEN": conn.get("refreshToken", ""),
-        }
+        return partner_center_settings(conn_file)
 
     def start_issuer(self, env: dict[str, str]) -> dict[str, str]:
         """The local OpenID issuer (localdev/tokens.py) and the AUTH_ISSUERS that trust it."""

@@ -27,6 +27,7 @@ import pytest
 
 from localdev.azurite import connection_string
 from localdev.funchost.process import free_port
+from localdev.run import partner_center_settings
 from localdev.seed import seed
 from localdev.tokens import issuers_json, token_for
 from shared.bootstrap import Container
@@ -145,6 +146,7 @@ def test_one_signal_to_the_process_group_stops_everything_and_drops_no_work(
             "APP_ENVIRONMENT": "test",
             "AzureWebJobsStorage": connection_string(p["blob"], p["queue"], p["table"]),
             "AUTH_ISSUERS": issuers_json(f"http://127.0.0.1:{p['issuer']}"),
+            **partner_center_settings(running.state / "pc-sim" / "connection.json"),
         }
     )
     c = Container(settings)

@@ -18,11 +18,10 @@ from shared.domain.customers import Customer, CustomerUpdate
 from shared.domain.idempotency import IdempotencyRecord, IdempotencyStatus
 from shared.domain.identity import Invitation, Role
 from shared.domain.notifications import Email, Notification, NotificationStatus
-from shared.services import customers, housekeeping, resellers, users
+from shared.services import customers, housekeeping, users
 from shared.services.customers import CustomerBook
-from shared.services.resellers import ResellerCreate
 from tests.customer_bodies import new_customer_body
-from tests.fakes import install_customers
+from tests.fakes import install_customers, onboard
 from tests.functions.helpers import call, json_of
 from tests.functions.world import World, build_world
 from tests.unit.test_customers import OWNER
@@ -97,13 +96,7 @@ def test_claim_rows_stay_out_of_lists_and_move_with_the_tenant_name(container):
 
     first.status = customers.CustomerStatus.FAILED
     failed = repo.update(first)
-    resellers.onboard(
-        container.resellers,
-        container.clock,
-        ResellerCreate(
-            slug="demo", name="Demo", partner_center_id="1234567", country="CZ", currency="CZK"
-        ),
-    )
+    onboard(container.resellers, container.clock, "demo")
     renamed = customers.update(
         book, OWNER, "demo", failed.id, failed.etag or "", CustomerUpdate(tenant_name="b")
     )
@@ -190,13 +183,7 @@ def test_retention_deletes_what_is_past_its_days_and_keeps_the_rest(container):
 
 
 def test_records_from_before_claim_rows_get_them_from_the_seed_backfill_once(container):
-    resellers.onboard(
-        container.resellers,
-        container.clock,
-        ResellerCreate(
-            slug="demo", name="Demo", partner_center_id="1234567", country="CZ", currency="CZK"
-        ),
-    )
+    onboard(container.resellers, container.clock, "demo")
     old = container.customers.add(
         Customer(reseller="demo", name="Old", domain="old.onmicrosoft.com", tenant_id="t-1")
     )

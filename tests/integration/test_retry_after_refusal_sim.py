@@ -14,7 +14,7 @@ from shared.domain.failures import Failure, FailureKind
 from shared.ports import PartnerCenter
 from shared.services import customers
 from tests.customer_bodies import new_customer_body
-from tests.integration.test_partner_center_contract import RESELLER, new_customer, pc_settings
+from tests.integration.test_partner_center_contract import new_customer, pc_settings
 from tests.unit.test_customers import OWNER, World
 
 pytestmark = pytest.mark.integration
@@ -41,8 +41,6 @@ def _step(w: World, pc: PartnerCenter, customer: customers.Customer) -> customer
 def test_a_name_refused_by_partner_center_renamed_and_retried_ends_active(client):
     w = World()
     demo = w.resellers.get("reseller", "demo")
-    demo.partner_center_id = RESELLER
-    w.resellers.update(demo)
     command = CustomerCreate.model_validate(new_customer_body("refusedname"))
     customer = customers.create(w.book, client, OWNER, "demo", command)
     # Between our check and the step, someone else's tenant takes the name.
@@ -65,4 +63,6 @@ def test_a_name_refused_by_partner_center_renamed_and_retried_ends_active(client
     active = _step(w, client, retried)
     assert active.status is CustomerStatus.ACTIVE, active.failure_reason
     assert active.domain == "freshname.onmicrosoft.com" and active.tenant_id
-    assert client.get_customer(active.tenant_id).associated_partner_id == RESELLER
+    assert (
+        client.get_customer(active.tenant_id).associated_partner_id == demo.partner_center_tenant_id
+    )
