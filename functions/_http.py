@@ -358,7 +358,7 @@ def render(result: Any, spec: RouteSpec) -> func.HttpResponse:
 
 def authorize(req: func.HttpRequest, rule: Rule) -> SignIn | None:
     """Who calls, and whether it may (the route's rule, decided by `shared.services.access`)."""
-    if rule.kind == "public":
+    if rule.kind == "public" or rule.host_checks_key:
         return None
     c = container()
     sign_in = identity.authenticate(
@@ -444,10 +444,13 @@ def http(
 ) -> Callable[[Callable[[Call], Any]], Callable[[Call], Any]]:
     """Declare an HTTP function: registered on `bp`, access-checked, in OpenAPI, errors mapped.
 
-    `access` is required: `PUBLIC`, `IDENTIFIED` or `allow(Action.X)` (shared/services/access).
+    `access` is required: `PUBLIC`, `IDENTIFIED`, `allow(Action.X)` or `FUNCTION_KEY`
+    (shared/services/access; only the last makes the host ask for a function key).
     `idempotent` POSTs honour `Idempotency-Key`.
     """
-    if access.kind != "public":
+    if access.host_checks_key:
+        errors = (*errors, 401)  # the host's answer to a request without a valid key
+    elif access.kind != "public":
         # Every protected route can answer these; OpenAPI should say so.
         errors = (*errors, 401, 403, 404)
     if idempotent:
@@ -487,10 +490,9 @@ def http(
 
         trigger.__name__ = trigger.__qualname__ = name
         trigger.__doc__ = summary
+        level = func.AuthLevel.FUNCTION if access.host_checks_key else func.AuthLevel.ANONYMOUS
         bp.function_name(name)(
-            bp.route(route=route, methods=list(spec.methods), auth_level=func.AuthLevel.ANONYMOUS)(
-                trigger
-            )
+            bp.route(route=route, methods=list(spec.methods), auth_level=level)(trigger)
         )
         handler.trigger = trigger  # type: ignore[attr-defined]
         return handler

@@ -12,7 +12,7 @@ from functions._openapi import build_openapi
 from shared.bootstrap import container
 from shared.domain.model import WireModel
 from shared.services import housekeeping
-from shared.services.access import PUBLIC, Action, allow
+from shared.services.access import FUNCTION_KEY, PUBLIC, Action, allow
 from shared.services.health import Health, check_health
 
 bp = func.Blueprint()
@@ -23,6 +23,18 @@ class HealthQuery(WireModel):
     """`deep=1`: also poison queues and stuck records (distributor admins only)."""
 
     deep: bool = Field(False, description="Add poison-queue depths and records stuck in flight.")
+
+
+def _health(deep: bool) -> Reply:
+    """The health report (deep: with poison queues and stuck records); 503 when failing."""
+    c = container()
+    report = check_health(
+        {"tableStorage": c.store.ping, "queueStorage": c.queues.ping},
+        operations=(lambda: housekeeping.operations(c.housekeeping)) if deep else None,
+    )
+    return Reply(
+        report, status=200 if report.status == "ok" else 503, headers={"Cache-Control": "no-store"}
+    )
 
 
 @http(
@@ -39,17 +51,27 @@ class HealthQuery(WireModel):
 )
 def health(call: Call) -> Reply:
     """Health: 200 when storage answers, 503 otherwise."""
-    c = container()
     deep = call.query(HealthQuery).deep
     if deep:
         # What is stuck where is for the distributor's operators, not for anyone.
         authorize(call.req, allow(Action.READ_OPERATIONS))
-    report = check_health({"tableStorage": c.store.ping, "queueStorage": c.queues.ping})
-    if deep:
-        report.operations = housekeeping.operations(c.housekeeping)
-    return Reply(
-        report, status=200 if report.status == "ok" else 503, headers={"Cache-Control": "no-store"}
-    )
+    return _health(deep)
+
+
+@http(
+    bp,
+    "health/deep",
+    ["GET"],
+    name="http_health_deep",
+    summary="The deep health report for monitors and operators holding a function key.",
+    response=Health,
+    tags=("meta",),
+    errors=(503,),
+    access=FUNCTION_KEY,
+)
+def health_deep(call: Call) -> Reply:
+    """The same report as `health?deep=1`; the host has checked the function key."""
+    return _health(deep=True)
 
 
 @http(

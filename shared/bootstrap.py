@@ -1,4 +1,11 @@
-"""Wiring: builds adapters and repositories once per process, lazily (never at import)."""
+"""Wiring: builds adapters and repositories once per process, lazily (never at import).
+
+Cold start: indexing the app (`function_app`) imports every blueprint, and every blueprint
+imports this module, so nothing here may import an adapter or an SDK at module level. Each
+factory imports its adapter inside itself, where it is first built; the module's top imports
+only the domain, the ports and the services, which the routes need anyway for their models.
+`tests/unit/test_cold_start.py` fails when an SDK is imported while the app is indexed.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +13,8 @@ import threading
 from collections.abc import Callable
 from datetime import timedelta
 from functools import cached_property
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from shared.adapters.auth import JwtVerifier
-from shared.adapters.mail import build_mailer
-from shared.adapters.queues import OutboxDispatcher, QueueSender, sweep_cutoff
-from shared.adapters.tables.catalog import CatalogTable
-from shared.adapters.tables.customer_segments import TableCustomerSegments
-from shared.adapters.tables.repository import TableRepository
-from shared.adapters.tables.store import TableStore
-from shared.config import Settings, get_settings
 from shared.domain.catalog import MARKET_STAMPS, MarketStamp, Product
 from shared.domain.customers import Customer
 from shared.domain.idempotency import IdempotencyRecord
@@ -36,6 +35,12 @@ from shared.services.customers import CustomerBook, ProvisioningCustomers
 from shared.services.housekeeping import Housekeeping
 from shared.services.identity import Directory
 from shared.services.watchdog import TransientRecords
+
+if TYPE_CHECKING:
+    from shared.adapters.queues import OutboxDispatcher, QueueSender
+    from shared.adapters.tables.repository import TableRepository
+    from shared.adapters.tables.store import TableStore
+    from shared.config import Settings
 
 M = TypeVar("M", bound=Record)
 R = TypeVar("R")
@@ -59,26 +64,36 @@ class Container:
     @cached_property
     def settings(self) -> Settings:
         """The app settings."""
+        from shared.config import get_settings
+
         return self._settings or get_settings()
 
     @cached_property
     def store(self) -> TableStore:
         """The Table Storage account."""
+        from shared.adapters.tables.store import TableStore
+
         return TableStore.from_settings(self.settings)
 
     @cached_property
     def queues(self) -> QueueSender:
         """The queue sender."""
+        from shared.adapters.queues import QueueSender
+
         return QueueSender.from_settings(self.settings)
 
     @cached_property
     def outbox(self) -> OutboxDispatcher:
         """Sends outbox rows after each commit and sweeps the abandoned ones."""
+        from shared.adapters.queues import OutboxDispatcher
+
         return OutboxDispatcher(self.queues)
 
     @cached_property
     def mailer(self) -> Mailer:
         """The e-mail sender."""
+        from shared.adapters.mail import build_mailer
+
         return build_mailer(self.settings)
 
     def table_repository(
@@ -90,6 +105,8 @@ class Container:
         outbox: bool = False,
     ) -> TableRepository[M]:
         """A Table Storage repository; with `outbox`, its writes may carry queue messages."""
+        from shared.adapters.tables.repository import TableRepository
+
         return TableRepository(self.store, table, model, keys, self.outbox if outbox else None)
 
     @repository
@@ -146,6 +163,8 @@ class Container:
     @cached_property
     def token_verifier(self) -> TokenVerifier:
         """Checks bearer tokens against AUTH_ISSUERS (JWKS fetched lazily, cached)."""
+        from shared.adapters.auth import JwtVerifier
+
         s = self.settings
         return JwtVerifier(
             s.auth_issuers,
@@ -156,7 +175,6 @@ class Container:
     @cached_property
     def partner_center(self) -> PartnerCenter:
         """The Partner Center client (msal, pooled connections), built on first use."""
-        # Imported here: msal and the client are only needed by the triggers that call it.
         from shared.adapters.partner_center import build_partner_center
 
         return build_partner_center(self.settings)
@@ -176,6 +194,8 @@ class Container:
     @cached_property
     def catalog_store(self) -> CatalogStore:
         """Resellers' catalogs: settings, entries and version, one partition each."""
+        from shared.adapters.tables.catalog import CatalogTable
+
         return CatalogTable(self.store)
 
     @cached_property
@@ -193,6 +213,8 @@ class Container:
     @cached_property
     def customer_directory(self) -> CustomerDirectory:
         """Customers' segments (read from the Customers table)."""
+        from shared.adapters.tables.customer_segments import TableCustomerSegments
+
         return TableCustomerSegments(self.store)
 
     @repository
@@ -241,6 +263,8 @@ class Container:
 
     def sweep_outbox(self) -> int:
         """Re-send outbox rows older than OUTBOX_MIN_AGE_SECONDS."""
+        from shared.adapters.queues import sweep_cutoff
+
         cutoff = sweep_cutoff(self.clock.now(), self.settings.outbox_min_age_seconds)
         return self.outbox.sweep(self.store, self.outbox_tables(), cutoff)
 

@@ -7,6 +7,9 @@ Every HTTP route declares a `Rule` (`functions/_http.py` refuses a route without
   invitation is how a new sign-in becomes a user);
 - `allow(Action.X)`: a signed-in, active user whose role holds action X *and* whose world holds
   the route's scope.
+- `FUNCTION_KEY`: a route for operators and monitors rather than users: the Functions host lets
+  a request in only with a function key (`x-functions-key`), so the app checks nothing more.
+  Keys are enforced in Azure only; the local host and `func start` let every request through.
 
 `decide(principal, scope, action)` is evaluated by the HTTP edge before the handler runs, with
 the scope taken from the route parameters (`{r}` reseller slug, `{c}` customer id):
@@ -92,12 +95,18 @@ ROLE_ACTIONS: Mapping[Role, frozenset[Action]] = {
 class Rule:
     """A route's access rule."""
 
-    kind: Literal["public", "identified", "signed_in"]
+    kind: Literal["public", "identified", "signed_in", "function_key"]
     action: Action | None = None
+
+    @property
+    def host_checks_key(self) -> bool:
+        """Whether the Functions host admits the route's requests only with a function key."""
+        return self.kind == "function_key"
 
 
 PUBLIC = Rule("public")
 IDENTIFIED = Rule("identified")
+FUNCTION_KEY = Rule("function_key")
 
 
 def allow(action: Action) -> Rule:

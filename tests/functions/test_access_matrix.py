@@ -49,6 +49,9 @@ OUTSIDE = (401, 200, 404, 404, 404, 404, 404)
 EXPECT: dict[str, dict[str, tuple[int, ...]]] = {
     "http_health": same((200, 200, 200, 200, 200, 200, 200)),
     "http_openapi": same((200, 200, 200, 200, 200, 200, 200)),
+    # Behind a function key: the host refuses a request without one (401) before the app runs,
+    # so whoever reaches the app is let through (see KEYED below).
+    "http_health_deep": same((200, 200, 200, 200, 200, 200, 200)),
     "http_me": same((401, 200, 200, 200, 200, 200, 200)),
     "http_link_sign_in": same((401, 200, 200, 200, 200, 200, 200)),
     "http_accept_invitation": same((401, 404, 404, 404, 404, 404, 404)),
@@ -134,6 +137,10 @@ EXPECT.update(
     }
 )
 
+# Routes the Functions host guards with a function key (authLevel "function"); every other route
+# is anonymous at the host and decides access in the app.
+KEYED = {"http_health_deep"}
+
 ROUTE_PARAMS = {"r", "u", "token", "c", "p", "name"}
 
 
@@ -145,6 +152,14 @@ def test_every_http_route_has_an_access_expectation():
     missing = sorted(set(http_functions()) - set(EXPECT))
     assert not missing, f"routes without an access expectation (add them to EXPECT): {missing}"
     assert not sorted(set(EXPECT) - set(http_functions())), "EXPECT names unknown functions"
+
+
+def test_only_the_keyed_routes_ask_the_host_for_a_function_key():
+    levels = {
+        n: getattr(t["authLevel"], "value", t["authLevel"]) for n, t in http_functions().items()
+    }
+    assert {n for n, level in levels.items() if level != "anonymous"} == KEYED
+    assert {levels[n] for n in KEYED} == {"function"}
 
 
 def test_every_route_only_uses_route_parameters_the_matrix_knows():
