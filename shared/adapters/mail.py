@@ -11,7 +11,7 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 
 from shared.config import Settings
-from shared.domain.errors import UpstreamRejected
+from shared.domain.errors import UpstreamUnavailable
 from shared.domain.notifications import Email
 from shared.ports import Mailer
 
@@ -80,11 +80,10 @@ class SmtpMailer:
                     smtp.starttls(context=context)
                     smtp.ehlo()
                 elif s.environment != "local":
-                    raise UpstreamRejected(
+                    raise UpstreamUnavailable(
                         f"the SMTP server {s.smtp_host}:{s.smtp_port} offers no STARTTLS; outside "
                         "APP_ENVIRONMENT=local e-mail is sent only over TLS (STARTTLS, or "
                         f"implicit TLS on port {IMPLICIT_TLS_PORT}): fix SMTP_HOST / SMTP_PORT",
-                        code="smtp_tls_required",
                     )
             if s.smtp_username and s.smtp_password:
                 smtp.login(s.smtp_username, s.smtp_password.get_secret_value())

@@ -222,6 +222,8 @@ def price_line(
         raise CurrencyMismatch(currency, row.currency, "priceSheet.currency")
     if line is not None and line.unit_price is not None and line.unit_price.currency != currency:
         raise CurrencyMismatch(currency, line.unit_price.currency, "unitPrice.currency")
+    if line is not None and line.unit_price is not None and line.unit_price.amount < 0:
+        raise ValidationFailed([FieldError("unitPrice.amount", "must not be negative")])
     if isinstance(quantity, bool) or not 1 <= quantity <= MAX_QUANTITY:
         raise ValidationFailed([FieldError("quantity", f"must be 1 to {MAX_QUANTITY}")])
     if line is not None and line.markup_percent is not None:

@@ -888,6 +888,13 @@ def update(
     if command.tenant_name is not None:
         if customer.status is not CustomerStatus.FAILED:
             raise Conflict("the tenant name can change only while the customer is Failed")
+        if customer.failure_kind is not FailureKind.REFUSED:
+            # After a transient failure Partner Center may have made the tenant under the old
+            # name; the retry repeats that request, which a new name must not change.
+            raise Conflict(
+                "the tenant name can change only after Partner Center refused the name; this "
+                "customer failed for another reason: retry it as it is"
+            )
         customer.domain = tenant_domain(command.tenant_name)
     if "segment" in changes and command.segment is not None:
         _check_segment(book, reseller, command.segment, "segment")

@@ -242,6 +242,10 @@ def update(
     reseller = get(repo, slug)
     reseller.etag = expected_version(reseller.etag, etag)
     changes = command.model_dump(exclude_unset=True, exclude_none=True)
+    if "distributor_markup_percent" in command.model_fields_set and (
+        command.distributor_markup_percent is None
+    ):
+        changes["distributor_markup_percent"] = None  # null: back to the distributor's default
     moved = [
         name
         for name in ("currency", "country")

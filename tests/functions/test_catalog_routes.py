@@ -371,3 +371,11 @@ def test_reseller_staff_see_the_distributor_markup_only_as_their_cost(world):
     assert admin["distributorMarkupPercent"] == "5"
     # Only the distributor may set it.
     assert patch_reseller(w, {"distributorMarkupPercent": "0"}, "AccountManager").status_code == 403
+
+
+def test_a_null_distributor_markup_puts_the_reseller_back_on_the_default(world):
+    w, _ = world
+    assert patch_reseller(w, {"distributorMarkupPercent": "7"}).status_code == 200
+    resp = patch_reseller(w, {"distributorMarkupPercent": None})
+    assert resp.status_code == 200, resp.get_body()
+    assert json_of(resp)["distributorMarkupPercent"] is None

@@ -94,3 +94,15 @@ def test_openapi_says_the_keyed_deep_health_takes_an_x_functions_key():
     # The host, not the app, answers a missing key: no problem+json body is promised.
     assert "content" not in op["responses"]["401"]
     assert "security" not in doc["paths"]["/api/health"]["get"]
+
+
+def test_deep_health_that_cannot_read_the_operations_says_failing_not_500(world):
+    def unreadable() -> dict[str, int]:
+        raise PermissionError("the identity may not read this queue")
+
+    world.container.queues.poison_depths = unreadable  # type: ignore[method-assign]
+    resp = health(world, "DistributorAdmin")
+    assert resp.status_code == 503, resp.get_body()
+    body = json_of(resp)
+    assert body["status"] == "failing" and body["checks"]["operations"]["status"] == "failing"
+    assert body["operations"] is None

@@ -16,7 +16,7 @@ from localdev.partner_center_sim.certs import ensure_tls_files
 from shared.adapters import mail
 from shared.adapters.mail import SmtpMailer
 from shared.config import Settings
-from shared.domain.errors import UpstreamRejected
+from shared.domain.errors import UpstreamUnavailable
 from shared.domain.notifications import Email
 
 pytestmark = pytest.mark.integration
@@ -57,7 +57,7 @@ def plain_server() -> Iterator[tuple[Inbox, int]]:
 @pytest.mark.parametrize("environment", ["test", "production"])
 def test_a_server_without_starttls_is_refused_outside_local(plain_server, environment):
     inbox, port = plain_server
-    with pytest.raises(UpstreamRejected, match="STARTTLS"):
+    with pytest.raises(UpstreamUnavailable, match="STARTTLS"):
         SmtpMailer(_settings(environment, port)).send(EMAIL, message_id="m1")
     assert inbox.messages == []
 

@@ -349,3 +349,13 @@ def test_old_rows_are_read_a_default_margin_as_the_default_markup_and_bare_amoun
     assert adopted.priced
     stored = EntityCodec(CatalogEntry).to_properties(adopted)
     assert '"price":{"amount":"1234.57","currency":"CZK"}' in stored["RecommendedPrices"]
+
+
+def test_a_negative_price_typed_on_a_line_is_refused_naming_the_field():
+    with pytest.raises(ValidationFailed) as err:
+        price_line(
+            pricing(),
+            row("100"),
+            line=LineOverride(unit_price=Money(amount=Decimal("-5"), currency="CZK")),
+        )
+    assert [e.field for e in err.value.errors] == ["unitPrice.amount"]

@@ -10,6 +10,7 @@ from shared.domain.claims import Claim
 from shared.domain.customers import CustomerStatus, CustomerUpdate
 from shared.domain.errors import (
     ClaimTaken,
+    Conflict,
     ConflictingFields,
     UpstreamRejected,
     UpstreamUnavailable,
@@ -80,6 +81,22 @@ def test_retry_after_a_transient_failure_repeats_the_same_request(w):
     assert failed.failure_kind is FailureKind.TRANSIENT
     retried = customers.retry(w.book, OWNER, "demo", failed.id)
     assert retried.request_id == failed.request_id
+
+
+def test_after_a_transient_failure_the_tenant_name_cannot_change_under_the_same_request(w):
+    # Partner Center may have made the tenant: the retry repeats that very request, so a new
+    # name in it could replay the old tenant under the new name, or make a second one.
+    customer = w.create()
+    w.pc.fail_create_with = UpstreamUnavailable("Partner Center is down")
+    with pytest.raises(UpstreamUnavailable) as err:
+        customers.provision(w.book, w.pc, w.mailer, w.message(customer))
+    customers.give_up(w.book, w.message(customer), Failure.of(err.value, prefix="gave up: "))
+    failed = w.repo.get("demo", customer.id)
+    with pytest.raises(Conflict, match="refused the name"):
+        customers.update(
+            w.book, OWNER, "demo", failed.id, failed.etag, CustomerUpdate(tenant_name="other1")
+        )
+    assert w.repo.get("demo", customer.id).domain == failed.domain
 
 
 def test_a_refused_tenant_name_is_fixed_by_renaming_then_retrying(w):
