@@ -9,7 +9,7 @@ from azure.data.tables import TableClient
 
 from bench.common import latency, table
 from localdev import azurite
-from shared.adapters.tables.repository import OUTBOX_END, OUTBOX_PREFIX
+from shared.adapters.tables.outbox_index import OUTBOX_END, OUTBOX_PREFIX
 from shared.bootstrap import Container
 from shared.config import Settings
 

@@ -17,7 +17,10 @@ log = logging.getLogger(__name__)
 @bp.timer_trigger(arg_name="timer", schedule="%HOUSEKEEPING_SCHEDULE%", run_on_startup=False)
 def timer_housekeeping(timer: func.TimerRequest) -> None:
     """Re-enqueue or fail stale in-flight records, report poison, delete what retention allows."""
-    watched, _ = housekeeping.run(container().housekeeping)
+    c = container()
+    # Data upgrades first (one point read each once done): later steps may rely on them.
+    c.migrate()
+    watched, _ = housekeeping.run(c.housekeeping)
     if watched.nudged or watched.failed:
         log.warning(
             "watchdog re-enqueued %d and failed %d record(s)",

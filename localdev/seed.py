@@ -25,7 +25,7 @@ from shared.domain.claims import Claim
 from shared.domain.customers import Customer, CustomerImport
 from shared.domain.identity import DISTRIBUTOR, RESELLER_PARTITION, Role, User
 from shared.domain.money import Money
-from shared.services import catalog_editing, catalog_import, claims, resellers, users
+from shared.services import catalog_editing, catalog_import, resellers, users
 from shared.services import customers as customer_service
 from shared.services.catalog_editing import CatalogEntryPut, CategoriesPut
 from shared.services.resellers import ResellerCreate, ResellerUpdate
@@ -256,17 +256,6 @@ def seed_customers(c: Container, reseller_slug: str = "demo") -> list[Customer]:
     return seeded
 
 
-def backfill_claims(c: Container) -> int:
-    """Claim rows for customers and users stored before claims existed (every reseller)."""
-    fixed = 0
-    for reseller in [*c.resellers.iterate(RESELLER_PARTITION), None]:
-        slug = reseller.slug if reseller is not None else DISTRIBUTOR
-        if reseller is not None:
-            fixed += claims.backfill(c.customers, slug, c.customers.iterate(slug))
-        fixed += claims.backfill(c.users, slug, c.users.iterate(slug))
-    return fixed
-
-
 def _demo_tenant(partner_id: str, domain: str, name: str, ico: str) -> pc.Customer:
     address = pc.Address(
         country="CZ",
@@ -306,9 +295,8 @@ def main() -> int:
         print(f"seeded {user.role.value:<17} {user.email}  ({user.reseller})")
     placed = seed_catalog(c)
     print(f"seeded the CZ catalog ({placed} products placed in the resellers' categories)")
-    fixed = backfill_claims(c)
-    if fixed:
-        print(f"gave {fixed} record(s) from before claim rows their claims")
+    for name in c.migrate():
+        print(f"upgraded stored data: {name}")
     for customer in seed_customers(c):
         print(f"seeded customer {customer.name} ({customer.domain}, {customer.segment})")
     print(f"seeded {CUSTOMER_USER.role.value:<17} {CUSTOMER_USER.email}  (demo, first customer)")

@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, TypeVar
 from shared.domain.catalog import MARKET_STAMPS, MarketStamp, Product
 from shared.domain.customers import Customer
 from shared.domain.idempotency import IdempotencyRecord
-from shared.domain.identity import Identity, Invitation, Reseller, User
+from shared.domain.identity import (
+    DISTRIBUTOR,
+    RESELLER_PARTITION,
+    Identity,
+    Invitation,
+    Reseller,
+    User,
+)
 from shared.domain.model import Record
 from shared.domain.notifications import Notification
 from shared.ports import (
@@ -30,10 +37,12 @@ from shared.ports import (
     SystemClock,
     TokenVerifier,
 )
+from shared.services import claims, migrations
 from shared.services.catalog import CatalogReader
 from shared.services.customers import CustomerBook, ProvisioningCustomers
 from shared.services.housekeeping import Housekeeping
 from shared.services.identity import Directory
+from shared.services.migrations import Migration, MigrationRecord
 from shared.services.watchdog import TransientRecords
 
 if TYPE_CHECKING:
@@ -255,6 +264,36 @@ class Container:
             retention=timedelta(days=self.settings.retention_days),
             poison_depths=self.queues.poison_depths,
         )
+
+    @repository
+    def migrations_done(self) -> TableRepository[MigrationRecord]:
+        """Migrations that have finished, by name."""
+        return self.table_repository("Migrations", MigrationRecord, migrations.key)
+
+    def migrations(self) -> list[Migration]:
+        """The data upgrades this version relies on, in order (see services/migrations.py)."""
+        return [
+            Migration(
+                "claim-rows",
+                lambda: claims.backfill_all(
+                    (r.slug for r in self.resellers.iterate(RESELLER_PARTITION)),
+                    self.customers,
+                    self.users,
+                    staff=DISTRIBUTOR,
+                ),
+            ),
+            Migration("outbox-partition-markers", self._mark_pending_outbox_partitions),
+        ]
+
+    def _mark_pending_outbox_partitions(self) -> int:
+        from shared.adapters.tables.outbox_index import OutboxIndex
+
+        index = OutboxIndex(self.store)
+        return sum(index.mark_pending(table) for table in self.outbox_tables())
+
+    def migrate(self) -> list[str]:
+        """Run the data upgrades not yet done; the names of those run."""
+        return migrations.run_pending(self.migrations_done, self.migrations(), self.clock)
 
     def outbox_tables(self) -> list[str]:
         """Every table that may hold outbox rows: those of the repositories built with one."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
@@ -96,6 +96,10 @@ class Repository(Protocol[M]):
         (`before`) datetime fields earlier than the given moments."""
         ...
 
+    def iterate(self, partition: str | None = None, **query: Any) -> Iterator[M]:
+        """Every record (all pages) of a partition or the table, filtered as `list` is."""
+        ...
+
 
 class Mailer(Protocol):
     """Sends e-mail (a drop folder locally, SMTP in Azure)."""
@@ -120,7 +124,6 @@ class TokenVerifier(Protocol):
 # --- Partner Center -------------------------------------------------------------------------
 # The PartnerCenter protocol lives in this section (the Partner Center client implements it).
 # Imported here rather than at the top so this section stays self-contained for its owner.
-from collections.abc import Iterator  # noqa: E402
 from datetime import date  # noqa: E402
 
 from shared.domain import partner_center as pc  # noqa: E402

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import threading
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
@@ -166,6 +166,16 @@ class InMemoryRepository(Generic[M]):
             items=[i.model_copy(deep=True) for i in page],
             continuation_token=str(start + page_size) if more else None,
         )
+
+    def iterate(self, partition: str | None = None, **query: Any) -> Iterator[M]:
+        """Every record (all pages) of a partition or the table."""
+        token: str | None = None
+        while True:
+            page = self.list(partition, page_size=1000, continuation_token=token, **query)
+            yield from page.items
+            token = page.continuation_token
+            if token is None:
+                return
 
 
 class Crash(BaseException):
@@ -456,7 +466,6 @@ def fake_container(
 
 import secrets as _secrets  # noqa: E402
 import uuid as _uuid  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
 
 from shared.domain import partner_center as pc  # noqa: E402
 from shared.domain.customers import Customer  # noqa: E402

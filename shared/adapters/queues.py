@@ -18,8 +18,13 @@ from azure.storage.queue import (
     TextBase64EncodePolicy,
 )
 
-from shared.adapters.tables.outbox_index import DEFAULT_GRACE, OutboxIndex
-from shared.adapters.tables.repository import OUTBOX_END, OUTBOX_PREFIX, OutboxSink
+from shared.adapters.tables.outbox_index import (
+    DEFAULT_GRACE,
+    OUTBOX_END,
+    OUTBOX_PREFIX,
+    OutboxIndex,
+)
+from shared.adapters.tables.repository import OutboxSink
 from shared.adapters.tables.store import TableStore, account_url, storage_credential
 from shared.config import Settings
 from shared.domain.outbox import Queue

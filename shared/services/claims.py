@@ -40,3 +40,14 @@ def backfill(repo: Repository[Any], partition: str, records: Iterable[Any]) -> i
         except ConcurrencyConflict:
             pass  # changed meanwhile: the writer of the change took the claims it needed
     return fixed
+
+
+def backfill_all(
+    resellers: Iterable[str], customers: Repository[Any], users: Repository[Any], *, staff: str
+) -> int:
+    """Claim rows for every reseller's customers and users, and the distributor's own users."""
+    fixed = 0
+    for slug in resellers:
+        fixed += backfill(customers, slug, customers.iterate(slug))
+        fixed += backfill(users, slug, users.iterate(slug))
+    return fixed + backfill(users, staff, users.iterate(staff))

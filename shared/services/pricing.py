@@ -15,6 +15,7 @@ Orders and quotes store the `PricedLine` itself (a snapshot) and render it the s
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import date
 from decimal import Decimal
@@ -39,6 +40,7 @@ from shared.domain.pricing import (
 from shared.services.access import Audience
 
 M = TypeVar("M", bound=BaseModel)
+log = logging.getLogger(__name__)
 
 __all__ = [
     "LineOverride",
@@ -87,10 +89,30 @@ def find_row(product: Product, key: OfferKey, currency: str) -> PriceSheetRow | 
 
 
 def overrides_of(entry: CatalogEntry | None, row: PriceSheetRow) -> OfferOverrides:
-    """What the reseller's catalog entry says about the offer of `row` (nothing without one)."""
+    """What the reseller's catalog entry says about the offer of `row` (nothing without one).
+
+    A price set in another currency than the row's (left by a write that raced a change of the
+    reseller's currency) is ignored with a warning: one stale entry must not make the whole
+    catalog unreadable.
+    """
     if entry is None:
         return OfferOverrides()
-    return entry.overrides_for(row.sku_id, row.segment, row.term, row.billing_cycle)
+    found = entry.overrides_for(row.sku_id, row.segment, row.term, row.billing_cycle)
+    stale = {
+        name
+        for name in ("recommended_price", "pinned_price")
+        if (price := getattr(found, name)) is not None and price.currency != row.currency
+    }
+    if not stale:
+        return found
+    log.warning(
+        "catalog entry %s of %s sets %s in another currency than %s; ignored",
+        entry.product_id,
+        entry.reseller,
+        ", ".join(sorted(stale)),
+        row.currency,
+    )
+    return found.model_copy(update=dict.fromkeys(stale))
 
 
 def price_offer(

@@ -62,7 +62,7 @@ from localdev.funchost.process import HostProcess
 from localdev.partner_center_sim import SimulatorHandle
 from localdev.seed import seed, seed_catalog, seed_customers
 from localdev.tokens import issuers_json, serve_in_thread, token_for
-from shared.adapters.tables.repository import OUTBOX_END, OUTBOX_PREFIX
+from shared.adapters.tables.outbox_index import OUTBOX_END, OUTBOX_PREFIX
 from shared.bootstrap import _REPOSITORIES, Container
 from shared.config import Settings
 from shared.domain.customers import CustomerStatus

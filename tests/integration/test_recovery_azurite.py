@@ -10,14 +10,17 @@ from typing import Any
 
 import pytest
 
-from localdev.seed import backfill_claims
 from shared import bootstrap
+from shared.adapters.tables.outbox_index import INDEX_TABLE
+from shared.adapters.tables.repository import OutboxSink, TableRepository
 from shared.bootstrap import Container
 from shared.domain.claims import Claim
 from shared.domain.customers import Customer, CustomerUpdate
+from shared.domain.failures import FailureKind
 from shared.domain.idempotency import IdempotencyRecord, IdempotencyStatus
 from shared.domain.identity import Invitation, Role
 from shared.domain.notifications import Email, Notification, NotificationStatus
+from shared.domain.outbox import OutboxMessage, Queue
 from shared.services import customers, housekeeping, users
 from shared.services.customers import CustomerBook
 from tests.customer_bodies import new_customer_body
@@ -95,6 +98,7 @@ def test_claim_rows_stay_out_of_lists_and_move_with_the_tenant_name(container):
     assert [c.id for c in page.items] == [first.id]  # the claim row is no record
 
     first.status = customers.CustomerStatus.FAILED
+    first.failure_kind = FailureKind.REFUSED  # Partner Center refused the name
     failed = repo.update(first)
     onboard(container.resellers, container.clock, "demo")
     renamed = customers.update(
@@ -182,7 +186,7 @@ def test_retention_deletes_what_is_past_its_days_and_keeps_the_rest(container):
     assert housekeeping.purge(h) == housekeeping.Purged()  # nothing more on the next pass
 
 
-def test_records_from_before_claim_rows_get_them_from_the_seed_backfill_once(container):
+def test_records_from_before_claim_rows_get_them_from_the_claims_migration_once(container):
     onboard(container.resellers, container.clock, "demo")
     old = container.customers.add(
         Customer(reseller="demo", name="Old", domain="old.onmicrosoft.com", tenant_id="t-1")
@@ -190,8 +194,33 @@ def test_records_from_before_claim_rows_get_them_from_the_seed_backfill_once(con
     user = users.ensure_user(container.directory, "demo", "old@demo.example", Role.SALES)
     container.users.table.delete_entity("demo", Claim("email", user.email).row_key)
 
-    assert backfill_claims(container) == 2
+    assert "claim-rows" in container.migrate()
+    assert container.migrations_done.get("platform", "claim-rows").changed == 2
     assert container.customers.claim_owner("demo", Claim("domain", old.domain)) == old.id
     assert container.customers.claim_owner("demo", Claim("tenant", "t-1")) == old.id
     assert container.users.claim_owner("demo", Claim("email", "old@demo.example")) == user.id
-    assert backfill_claims(container) == 0
+    assert container.migrate() == []  # remembered: a later pass does not scan again
+
+
+def test_outbox_rows_from_before_the_partition_index_are_marked_by_a_migration_then_swept(
+    container,
+):
+    # A writer that committed a customer and its message, then died before sending it, in a
+    # version whose sweeper scanned whole tables: no partition marker exists for that row.
+    writer = TableRepository(
+        container.store, "Customers", Customer, lambda c: (c.reseller, c.id), OutboxSink()
+    )
+    writer.add(
+        Customer(reseller="demo", name="Old", domain="older.onmicrosoft.com"),
+        messages=[OutboxMessage(queue=Queue.NOTIFICATIONS, body={"scope": "demo", "id": "n1"})],
+    )
+    index = container.store.table(INDEX_TABLE)
+    for marker in list(index.list_entities()):
+        index.delete_entity(marker["PartitionKey"], marker["RowKey"])
+    later = container.clock.now() + timedelta(hours=1)
+    assert container.outbox.sweep(container.store, container.outbox_tables(), later) == 0
+
+    assert "outbox-partition-markers" in container.migrate()
+
+    assert container.outbox.sweep(container.store, container.outbox_tables(), later) == 1
+    assert container.outbox.sweep(container.store, container.outbox_tables(), later) == 0

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.adapters.tables.codec import EntityCodec
-from shared.domain.catalog import CatalogEntry
+from shared.domain.catalog import CatalogEntry, PinnedPrice
 from shared.domain.errors import ValidationFailed
 from shared.domain.identity import Appearance, Reseller, ResellerSettings
 from shared.domain.money import NO_CURRENCY, CurrencyMismatch, Money, minor_unit, round_money
@@ -26,6 +26,7 @@ from shared.domain.pricing import (
     markup_from_margin,
     price_line,
 )
+from shared.services.pricing import overrides_of
 
 CURRENCIES = st.sampled_from(["CZK", "EUR", "USD", "JPY", "KWD"])
 # Price-sheet costs: up to four decimals, as Partner Center sends them.
@@ -359,3 +360,24 @@ def test_a_negative_price_typed_on_a_line_is_refused_naming_the_field():
             line=LineOverride(unit_price=Money(amount=Decimal("-5"), currency="CZK")),
         )
     assert [e.field for e in err.value.errors] == ["unitPrice.amount"]
+
+
+def test_a_catalog_price_left_in_another_currency_is_ignored_not_fatal():
+    # A pinned price written while the reseller's currency changed (a lost race) must not make
+    # every read of the catalog fail: the offer is priced by mark-up instead.
+    entry = CatalogEntry(
+        reseller="demo",
+        product_id="CFQ7TTC0LFLX",
+        pinned_prices=[
+            PinnedPrice(
+                sku_id="0001",
+                term="P1Y",
+                billing_cycle="annual",
+                price=Money(amount=Decimal("99"), currency="EUR"),
+            )
+        ],
+    )
+    sheet = row("100")
+    priced = price_line(pricing(), sheet, overrides=overrides_of(entry, sheet))
+    assert priced.source is PriceSource.DEFAULT_MARKUP
+    assert priced.unit.customer_price == Money(amount=Decimal("110.00"), currency="CZK")

@@ -24,6 +24,10 @@ from azure.data.tables import UpdateMode
 
 from shared.adapters.tables.store import TableStore
 
+# Outbox rows share their records' partition (one transaction) and sort after every data row.
+OUTBOX_PREFIX = "~outbox~"
+OUTBOX_END = "~outbox~~"
+
 INDEX_TABLE = "OutboxPartitions"
 DEFAULT_GRACE = timedelta(minutes=10)
 
@@ -59,6 +63,22 @@ class OutboxIndex:
             meta = row.metadata
             written = meta.get("timestamp") or datetime.now(UTC)
             yield Marker(table, row["RowKey"], str(meta.get("etag")), written)
+
+    def mark_pending(self, table: str) -> int:
+        """Mark every partition of `table` that holds outbox rows; how many were marked.
+
+        For rows committed before the sweeper followed markers: one scan of the table, once
+        (a migration), never on the sweeper's path.
+        """
+        rows = self.store.table(table).query_entities(
+            "RowKey ge @start and RowKey lt @end",
+            parameters={"start": OUTBOX_PREFIX, "end": OUTBOX_END},
+            select=["PartitionKey", "RowKey"],
+        )
+        partitions = {row["PartitionKey"] for row in rows}
+        for partition in partitions:
+            self.mark(table, partition)
+        return len(partitions)
 
     def unmark(self, marker: Marker, *, grace: timedelta = DEFAULT_GRACE) -> bool:
         """Remove an idle marker unless it was written again since read; True if removed."""

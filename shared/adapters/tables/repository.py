@@ -21,7 +21,7 @@ from azure.core.exceptions import (
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared.adapters.tables.codec import EntityCodec
-from shared.adapters.tables.outbox_index import OutboxIndex
+from shared.adapters.tables.outbox_index import OUTBOX_PREFIX, OutboxIndex
 from shared.adapters.tables.paging import decode_token, encode_token
 from shared.adapters.tables.store import TableStore
 from shared.domain.claims import Claim
@@ -38,9 +38,6 @@ from shared.domain.outbox import OutboxMessage
 M = TypeVar("M", bound=Record)
 log = logging.getLogger(__name__)
 
-# Outbox rows share their records' partition (one transaction) and sort after every data row.
-OUTBOX_PREFIX = "~outbox~"
-OUTBOX_END = "~outbox~~"
 DATA_END = "~"
 MAX_PAGE_SIZE = 1000
 _STORAGE_ETAG = re.compile(r'W/"[^"]+"')
