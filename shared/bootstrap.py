@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from functools import cached_property
@@ -21,6 +22,8 @@ from shared.domain.idempotency import IdempotencyRecord
 from shared.domain.identity import Identity, Invitation, Reseller, User
 from shared.domain.model import Record
 from shared.domain.notifications import Notification
+from shared.domain.orders import Order, order_row_key
+from shared.domain.subscriptions import Subscription
 from shared.ports import (
     CatalogStore,
     Clock,
@@ -33,6 +36,7 @@ from shared.ports import (
 from shared.services.catalog import CatalogReader
 from shared.services.customers import CustomerBook
 from shared.services.identity import Directory
+from shared.services.orders import OrderBook, OrderPolicy
 
 M = TypeVar("M", bound=Record)
 R = TypeVar("R")
@@ -198,7 +202,48 @@ class Container:
     def customer_book(self) -> CustomerBook:
         """The records the customer services work on."""
         return CustomerBook(
-            self.customers, self.resellers, self.clock, self.catalog_store, self.notifications
+            self.customers,
+            self.resellers,
+            self.clock,
+            self.catalog_store,
+            self.notifications,
+            users=self.users,
+        )
+
+    @repository
+    def orders(self) -> TableRepository[Order]:
+        """Orders, by reseller slug and inverted order id (newest first; see the domain)."""
+        return self.table_repository(
+            "Orders", Order, lambda o: (o.reseller, order_row_key(o.id)), outbox=True
+        )
+
+    @repository
+    def subscriptions(self) -> TableRepository[Subscription]:
+        """Subscriptions, by customer id and Partner Center's subscription id."""
+        return self.table_repository(
+            "Subscriptions", Subscription, lambda s: (s.customer_id, s.id.lower())
+        )
+
+    @cached_property
+    def order_book(self) -> OrderBook:
+        """The records the order services work on."""
+        s = self.settings
+        return OrderBook(
+            orders=self.orders,
+            subscriptions=self.subscriptions,
+            customers=self.customers,
+            resellers=self.resellers,
+            catalog=self.catalog_reader,
+            clock=self.clock,
+            scheduler=self.queues,
+            notifications=self.notifications,
+            users=self.users,
+            policy=OrderPolicy(
+                poll_seconds=s.order_poll_seconds,
+                customer_wait_seconds=s.order_customer_wait_seconds,
+                max_polls=s.order_max_polls,
+            ),
+            after_step=_crash_after(s.order_step_crash_after),
         )
 
     def outbox_tables(self) -> list[str]:
@@ -210,6 +255,18 @@ class Container:
         """Re-send outbox rows older than OUTBOX_MIN_AGE_SECONDS."""
         cutoff = sweep_cutoff(self.clock.now(), self.settings.outbox_min_age_seconds)
         return self.outbox.sweep(self.store, self.outbox_tables(), cutoff)
+
+
+def _crash_after(step: str | None) -> Callable[[str], None] | None:
+    """Tests only: exit the process at once after sub-step `step`, as a SIGKILL would."""
+    if not step:
+        return None
+
+    def check(done: str) -> None:
+        if done == step:
+            os._exit(137)
+
+    return check
 
 
 _lock = threading.Lock()

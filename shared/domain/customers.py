@@ -59,6 +59,15 @@ class CustomerStatus(StrEnum):
     FAILED = "Failed"
 
 
+class Qualification(StrEnum):
+    """Microsoft's verification of an education, government or nonprofit customer."""
+
+    NONE = "None"
+    PENDING = "Pending"
+    APPROVED = "Approved"
+    REJECTED = "Rejected"
+
+
 class CustomerOrigin(StrEnum):
     """How the customer came to the platform."""
 
@@ -305,6 +314,8 @@ class Customer(Timestamped):
     culture: str | None = None
     status: CustomerStatus = CustomerStatus.PROVISIONING
     origin: CustomerOrigin = CustomerOrigin.NEW_TENANT
+    # Microsoft's verification of the segment (education, government, nonprofit); from sync.
+    qualification: Qualification = Qualification.NONE
     failure_reason: str | None = None
     subscription_count: int = 0
     # MS-RequestId of the create call: fixed at POST, reused by every retry of the step.

@@ -53,7 +53,13 @@ from shared.domain.errors import (
     UpstreamRejected,
     ValidationFailed,
 )
-from shared.domain.identity import CUSTOMER_ID_PATTERN, Principal, Reseller
+from shared.domain.identity import (
+    CUSTOMER_ID_PATTERN,
+    NotificationEvent,
+    Principal,
+    Reseller,
+    User,
+)
 from shared.domain.model import Page, WireModel
 from shared.domain.notifications import Email, Notification
 from shared.domain.outbox import OutboxMessage, Queue
@@ -80,6 +86,8 @@ class CustomerBook:
     catalog: CatalogStore | None = None
     # Where the e-mail about an adopted tenant is queued (the notifications outbox).
     notifications: Repository[Notification] | None = None
+    # Whose Account Managers hear of events (notifications.recipients).
+    users: Repository[User] | None = None
 
 
 class DomainCheck(WireModel):
@@ -326,27 +334,19 @@ def welcome_email_id(customer: Customer) -> str:
     return f"customer-{customer.id}-welcome"
 
 
-def _welcome_email(customer: Customer, reseller: Reseller, creds: _Credentials) -> Email:
+def _welcome_email(
+    customer: Customer,
+    reseller: Reseller,
+    creds: _Credentials,
+    users: Repository[User] | None = None,
+) -> Email:
     brand = reseller.settings.appearance.display_name
-    copy = [
-        e
-        for e in (
-            customer.created_by,
-            reseller.settings.appearance.support_email,
-            *reseller.settings.notifications.extra_recipients,
-        )
-        if e
-    ]
     assert customer.contact.email is not None
-    return Email(
-        to=[customer.contact.email],
-        cc=list(
-            dict.fromkeys(
-                str(e).lower() for e in copy if str(e).lower() != customer.contact.email.lower()
-            )
-        ),
-        subject=f"Your Microsoft tenant {customer.domain} is ready",
-        text=(
+    email = notifications.email_to(
+        reseller,
+        NotificationEvent.CUSTOMER_PROVISIONED,
+        f"Your Microsoft tenant {customer.domain} is ready",
+        (
             f"Hello {customer.contact.first_name or ''},\n\n"
             f"{brand} has created the Microsoft tenant of {customer.name}.\n\n"
             f"Sign in at https://portal.office.com with\n"
@@ -355,7 +355,12 @@ def _welcome_email(customer: Customer, reseller: Reseller, creds: _Credentials) 
             "You will be asked to choose a new password at the first sign-in.\n"
             "Keep this e-mail private and delete it once you have signed in.\n"
         ),
+        addressed=[customer.contact.email],
+        interested=[customer.created_by],
+        users=users,
     )
+    assert email is not None  # the contact is always addressed
+    return email
 
 
 def provision(
@@ -391,7 +396,8 @@ def provision(
     del created  # the answer holds the password: let it go as soon as the e-mail is written
     if creds is not None:
         mailer.send(
-            _welcome_email(customer, reseller, creds), message_id=welcome_email_id(customer)
+            _welcome_email(customer, reseller, creds, book.users),
+            message_id=welcome_email_id(customer),
         )
     else:
         log.warning("Partner Center returned no sign-in details for customer %s", customer.id)
@@ -449,32 +455,23 @@ def adopted_email_id(customer: Customer) -> str:
     return f"customer-{customer.id}-adopted"
 
 
-def _adopted_email(customer: Customer, reseller: Reseller) -> Email | None:
+def _adopted_email(
+    customer: Customer, reseller: Reseller, users: Repository[User] | None = None
+) -> Email | None:
     """To the requester and the reseller's contacts: the tenant is ready, reset the password."""
-    recipients = list(
-        dict.fromkeys(
-            str(e).lower()
-            for e in (
-                customer.created_by,
-                reseller.settings.appearance.support_email,
-                *reseller.settings.notifications.extra_recipients,
-            )
-            if e
-        )
-    )
-    if not recipients:
-        return None
-    return Email(
-        to=recipients[:1],
-        cc=recipients[1:],
-        subject=f"The Microsoft tenant {customer.domain} is ready",
-        text=(
+    return notifications.email_to(
+        reseller,
+        NotificationEvent.CUSTOMER_PROVISIONED,
+        f"The Microsoft tenant {customer.domain} is ready",
+        (
             f"The Microsoft tenant {customer.domain} of {customer.name} is ready.\n\n"
             "It was created by an earlier attempt whose answer was lost, so its first admin's "
             "sign-in could not be sent.\n"
             "Reset the admin's password in the Microsoft 365 admin center "
             "(https://admin.microsoft.com) and hand it to the customer.\n"
         ),
+        interested=[customer.created_by],
+        users=users,
     )
 
 
@@ -484,7 +481,7 @@ def _adopt(book: CustomerBook, reseller: Reseller, customer: Customer, tenant: p
     The e-mail is queued first, under a fixed id, so a crash before activation queues it once.
     """
     tenant_id = _tenant_id_of(tenant)
-    email = _adopted_email(customer, reseller)
+    email = _adopted_email(customer, reseller, book.users)
     if book.notifications is None or email is None:
         log.warning("no e-mail about the adopted tenant of customer %s can be queued", customer.id)
     elif book.notifications.find(reseller.slug, adopted_email_id(customer)) is None:

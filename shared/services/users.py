@@ -228,11 +228,14 @@ def invite(
     )
     token = f"{reseller.slug}.{secret}"
     link = f"{public_base_url.rstrip('/')}/invitations/{token}"
+    # Addressed to the invitee only: no event, no copies.
+    who = notifications.recipients(reseller, None, addressed=[email])
+    assert who is not None
     notifications.queue_email(
         directory.notifications,
         reseller.slug,
         Email(
-            to=[email],
+            to=who.to,
             subject=f"You are invited to {reseller.settings.appearance.display_name}",
             text=(
                 f"{principal.email} invites you to {reseller.settings.appearance.display_name} "
