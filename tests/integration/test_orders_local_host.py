@@ -1,0 +1,115 @@
+"""Orders through the local host, Azurite, the local issuer and the Partner Center simulator.
+
+Draft → submit → Completed with one Partner Center order and one subscription record; the host
+killed right after each recorded sub-step of provision-order (ORDER_STEP_CRASH_AFTER) and the
+message redelivered to a fresh host; faults on carts, checkout and orders.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from localdev.seed import seed_catalog, seed_customers
+from shared.domain.orders import order_row_key
+from tests.catalog_fakes import cost_fields
+from tests.integration.test_customers_local_host import Stack, stack  # noqa: F401
+from tests.order_fakes import offer_line
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+OWNER = "owner@demo.example"
+FAST = {"ORDER_POLL_SECONDS": "1", "ORDER_CUSTOMER_WAIT_SECONDS": "1"}
+FINAL = ("Completed", "CompletedWithErrors", "Failed")
+
+
+def _setup(stack: Stack) -> tuple[str, dict[str, Any]]:
+    seed_catalog(stack.c)
+    customer = seed_customers(stack.c)[0]
+    reseller = stack.c.resellers.get("reseller", "demo")
+    market = stack.c.products.list(reseller.country, page_size=1000).items
+    product = next(p for p in market if p.title == "Microsoft 365 E3")
+    return customer.id, offer_line(None, customer, product, quantity=3)
+
+
+def _place(stack: Stack, customer_id: str, line: dict[str, Any]) -> dict[str, Any]:
+    base = f"resellers/demo/customers/{customer_id}/orders"
+    status, headers, draft = stack.call("POST", base, OWNER, {"lines": [line]})
+    assert status == 201, draft
+    assert headers["location"].endswith(draft["id"]) and draft["status"] == "Draft"
+    status, _, submitted = stack.call(
+        "POST", f"{base}/{draft['id']}/submit", OWNER, None, {"If-Match": headers["etag"]}
+    )
+    assert status == 202 and submitted["status"] == "Submitted", submitted
+    return submitted
+
+
+def _status(stack: Stack, order_id: str) -> str:
+    return stack.c.orders.get("demo", order_row_key(order_id)).status.value
+
+
+def _pc_orders(stack: Stack, tenant: str) -> list[dict[str, Any]]:
+    with stack.sim.client() as client:
+        reply = client.get(
+            f"/v1/customers/{tenant}/orders",
+            headers={"Authorization": f"Bearer {stack.sim.token(app_user=True)}"},
+        )
+    items: list[dict[str, Any]] = reply.json()["items"]
+    return items
+
+
+def test_draft_submit_completes_in_seconds_with_one_partner_center_order(stack):
+    customer_id, line = _setup(stack)
+    stack.start_host(**FAST)
+    started = time.monotonic()
+    order = _place(stack, customer_id, line)
+    wait_until(lambda: _status(stack, order["id"]) in FINAL, what="the order to finish")
+    assert _status(stack, order["id"]) == "Completed"
+    assert time.monotonic() - started < 20
+    tenant = stack.c.customers.get("demo", customer_id).tenant_id
+    assert len(_pc_orders(stack, tenant)) == 1
+    status, _, subs = stack.call(
+        "GET", f"resellers/demo/customers/{customer_id}/subscriptions", OWNER
+    )
+    assert status == 200 and len(subs["items"]) == 1
+    assert subs["items"][0]["orderId"] == order["id"] and subs["items"][0]["quantity"] == 3
+    # The customer's own user sees the order at its price only.
+    status, _, seen = stack.call(
+        "GET", f"resellers/demo/customers/{customer_id}/orders", "it@customer.example"
+    )
+    assert status == 200 and [o["id"] for o in seen["items"]] == [order["id"]]
+    assert cost_fields(seen) == []
+    # Another reseller's staff learn nothing of it.
+    status, _, _ = stack.call(
+        "GET", f"resellers/demo/customers/{customer_id}/orders/{order['id']}", "owner@other.example"
+    )
+    assert status == 404
+
+
+def test_bad_lines_are_refused_naming_the_line_and_field(stack):
+    customer_id, line = _setup(stack)
+    stack.start_host(**FAST)
+    path = f"resellers/demo/customers/{customer_id}/orders"
+    for lines, field in (
+        ([line, {**line, "quantity": 0}], "lines[1].quantity"),  # the body's schema
+        ([line, line, {**line, "termDuration": "P9M"}], "lines[2].billingCycle"),  # the offer
+    ):
+        status, _, problem = stack.call("POST", path, OWNER, {"lines": lines})
+        assert status == 400 and [e["field"] for e in problem["errors"]] == [field], problem
+    assert not list(stack.c.orders.iterate("demo"))
+
+
+@pytest.mark.parametrize("boundary", ["cart", "checkout", "subscriptions", "completed"])
+def test_host_killed_at_a_step_boundary_still_ends_completed_with_one_order(stack, boundary):
+    customer_id, line = _setup(stack)
+    first = stack.start_host(ORDER_STEP_CRASH_AFTER=boundary, **FAST)
+    order = _place(stack, customer_id, line)
+    wait_until(lambda: not first.is_running(), what=f"the host to die after {boundary}")
+    stack.start_host(**FAST)
+    wait_until(lambda: _status(stack, order["id"]) in FINAL, what="the order to finish")
+    assert _status(stack, order["id"]) == "Completed"
+    tenant = stack.c.customers.get("demo", customer_id).tenant_id
+    assert len(_pc_orders(stack, tenant)) == 1
+    assert len(list(stack.c.subscriptions.iterate(customer_id))) == 1
