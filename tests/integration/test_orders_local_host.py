@@ -15,11 +15,13 @@ import pytest
 from localdev.seed import seed_catalog, seed_customers
 from shared.domain.orders import order_row_key
 from tests.catalog_fakes import cost_fields
-from tests.integration.test_customers_local_host import Stack, stack  # noqa: F401
+from tests.integration.test_customers_local_host import Stack
+from tests.integration.test_customers_local_host import stack as stack_fixture
 from tests.order_fakes import offer_line
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
+stack = stack_fixture  # the customers tests' Azurite + simulator + issuer + hosts
 OWNER = "owner@demo.example"
 FAST = {"ORDER_POLL_SECONDS": "1", "ORDER_CUSTOMER_WAIT_SECONDS": "1"}
 FINAL = ("Completed", "CompletedWithErrors", "Failed")

@@ -75,7 +75,7 @@ def _run(book: OrderBook, pc: FakeOrderPartnerCenter, order: Order) -> Order:
     return orders.get(book, AM, "demo", order.customer_id, order.id)
 
 
-# --- the state machine -------------------------------------------------------------------------
+# --- the state machine --------------------------------------------------------------------
 
 
 def test_order_transition_table_allows_exactly_the_designed_moves():
@@ -109,7 +109,7 @@ def test_order_row_keys_sort_newest_first():
     assert order_row_key(newer) < order_row_key(older)
 
 
-# --- drafts, validation, views ---------------------------------------------------------------------
+# --- drafts, validation, views
 
 
 def test_draft_is_priced_with_every_layer_in_the_resellers_currency(world):
@@ -209,7 +209,7 @@ def test_patch_and_delete_only_a_draft(world):
         orders.delete(book, AM, "demo", CUST_B, order.id, placed.etag or "")
 
 
-# --- the provision-order step ----------------------------------------------------------------------
+# --- the provision-order step -----------------------------------------------------------------
 
 
 def test_submitted_draft_completes_with_one_partner_center_order_and_a_subscription_record(world):
