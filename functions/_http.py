@@ -142,6 +142,12 @@ class Call:
         self.spec = spec
         self.request_id = request_id
         self.sign_in = sign_in
+        # Set by Idempotency-Key handling: the id this request's new resource must get.
+        self.reserved_id: str | None = None
+
+    def new_id(self) -> str:
+        """The id for the resource this call creates (the same one when a key is repeated)."""
+        return self.reserved_id or new_id()
 
     @property
     def principal(self) -> Principal:
@@ -342,6 +348,13 @@ def _stored(resp: func.HttpResponse) -> StoredResponse:
     )
 
 
+def _run_reserving(
+    call: Call, resource_id: str, run: Callable[[], func.HttpResponse]
+) -> func.HttpResponse:
+    call.reserved_id = resource_id
+    return run()
+
+
 def _respond_once(call: Call, run: Callable[[], func.HttpResponse]) -> func.HttpResponse:
     """Run a creating request once per Idempotency-Key; a repeat gets the stored answer."""
     raw_key = call.header(idempotency.HEADER)
@@ -360,7 +373,7 @@ def _respond_once(call: Call, run: Callable[[], func.HttpResponse]) -> func.Http
         key=key,
         request=idempotency.request_hash(call.req.method, path, call.req.get_body() or b""),
         ttl=timedelta(seconds=c.settings.idempotency_ttl_seconds),
-        action=lambda: _stored(run()),
+        action=lambda resource_id: _stored(_run_reserving(call, resource_id, run)),
     )
     headers = dict(stored.headers)
     if replayed:

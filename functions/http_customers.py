@@ -90,6 +90,7 @@ def create_customer(call: Call) -> Reply:
         call.principal,
         call.route["r"],
         call.body(CustomerCreate),
+        customer_id=call.new_id(),
     )
     return Reply(
         customers.present(customer), status=202, headers=_location(customer), etag=customer.etag
@@ -119,6 +120,7 @@ def import_customer(call: Call) -> Reply:
         call.principal,
         call.route["r"],
         call.body(CustomerImport),
+        customer_id=call.new_id(),
     )
     return Reply(
         customers.present(customer), status=201, headers=_location(customer), etag=customer.etag

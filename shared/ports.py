@@ -125,8 +125,9 @@ class PartnerCenter(Protocol):
     """Microsoft Partner Center as the services see it (REST client or a fake).
 
     Errors: `NotFound`; `UpstreamRejected` with Partner Center's `code` (4xx answers, including
-    409 and 401/403, which mean a configuration problem); `ConcurrencyConflict` on an ETag
-    mismatch; `UpstreamUnavailable` (with `retry_after`) when retrying later may succeed.
+    409); `ConcurrencyConflict` on an ETag mismatch; `UpstreamUnavailable` (with `retry_after`)
+    when retrying later may succeed, including a sign-in outage (401/403, refused credentials:
+    the platform's configuration, which an operator fixes, not the record's fault).
     Writes take an optional `request_id` (`MS-RequestId`): pass the same one when repeating a
     write that may already have happened, and Partner Center does it only once.
     """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -120,6 +121,55 @@ class InMemoryRepository(Generic[M]):
         )
 
 
+class Crash(BaseException):
+    """The process died here (not an error any code path handles)."""
+
+
+class WriteBudget:
+    """Counts writes across repositories and 'kills the process' once `allowed` are spent."""
+
+    def __init__(self, allowed: int | None = None) -> None:
+        self.allowed = allowed
+        self.done = 0
+
+    def spend(self) -> None:
+        """Allow one more write, or crash."""
+        if self.allowed is not None and self.done >= self.allowed:
+            raise Crash(f"crashed before write {self.done + 1}")
+        self.done += 1
+
+
+class CrashingRepository(Generic[M]):
+    """Wraps a repository: reads pass through, writes spend a shared WriteBudget first."""
+
+    def __init__(self, inner: InMemoryRepository[M], budget: WriteBudget) -> None:
+        self.inner = inner
+        self.budget = budget
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def add(self, item: M, *, messages: Sequence[OutboxMessage] = ()) -> M:
+        """Insert, unless the budget is spent."""
+        self.budget.spend()
+        return self.inner.add(item, messages=messages)
+
+    def update(self, item: M, *, messages: Sequence[OutboxMessage] = ()) -> M:
+        """Replace, unless the budget is spent."""
+        self.budget.spend()
+        return self.inner.update(item, messages=messages)
+
+    def delete(self, item: M) -> None:
+        """Delete, unless the budget is spent."""
+        self.budget.spend()
+        self.inner.delete(item)
+
+    def save_all(self, partition: str, **kw: Any) -> list[M]:
+        """One transaction, unless the budget is spent."""
+        self.budget.spend()
+        return self.inner.save_all(partition, **kw)
+
+
 class FakeMailer:
     """Keeps sent e-mails; can be told to fail."""
 
@@ -214,6 +264,18 @@ class TestIssuer:
         )
 
 
+def crashing_directory(directory: Directory, budget: WriteBudget) -> Directory:
+    """The same records, but the process dies once `budget`'s writes are spent."""
+    wrap = lambda repo: CrashingRepository(repo, budget)  # noqa: E731
+    return dataclasses.replace(
+        directory,
+        users=wrap(directory.users),
+        identities=wrap(directory.identities),
+        invitations=wrap(directory.invitations),
+        notifications=wrap(directory.notifications),
+    )
+
+
 def fake_directory(clock: FakeClock | None = None) -> Directory:
     """A Directory of in-memory repositories."""
     return Directory(
@@ -262,7 +324,6 @@ def fake_container(
 
 # --- Customers -------------------------------------------------------------------------------
 
-import dataclasses  # noqa: E402
 import secrets as _secrets  # noqa: E402
 import uuid as _uuid  # noqa: E402
 from collections.abc import Iterator  # noqa: E402

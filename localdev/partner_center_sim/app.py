@@ -139,7 +139,11 @@ class Simulator:
             await _start_then_drop(send, 200, [])
         if decision.error_status:
             entry["fault"], entry["status"] = "error", decision.error_status
-            error = SimError(decision.error_status, decision.error_status, "Injected server error.")
+            text = {
+                401: "Injected: the access token is no longer valid.",
+                403: "Injected: the caller is not authorized for this operation.",
+            }.get(decision.error_status, "Injected server error.")
+            error = SimError(decision.error_status, decision.error_status, text)
             await error_response(error)(scope, receive, send)
             return
         if decision.retry_after:

@@ -96,8 +96,9 @@ class FaultInjector:
             )
         except (TypeError, ValueError) as exc:
             raise bad_request(f"Invalid fault rule: {exc}") from exc
-        if rule.error_status not in (500, 502, 503, 504):
-            raise bad_request("errorStatus must be 500, 502, 503 or 504.")
+        # 401: the access token was revoked (or its signing key rotated); 403: consent withdrawn.
+        if rule.error_status not in (401, 403, 500, 502, 503, 504):
+            raise bad_request("errorStatus must be 401, 403, 500, 502, 503 or 504.")
         if rule.drop_phase not in ("before", "after"):
             raise bad_request("dropPhase must be before or after.")
         for rate in (rule.error_rate, rule.throttle_rate, rule.drop_rate):

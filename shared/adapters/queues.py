@@ -19,6 +19,7 @@ from azure.storage.queue import (
     TextBase64EncodePolicy,
 )
 
+from shared.adapters.tables.outbox_index import DEFAULT_GRACE, OutboxIndex
 from shared.adapters.tables.repository import OUTBOX_END, OUTBOX_PREFIX, OutboxSink
 from shared.adapters.tables.store import TableStore, account_url, storage_credential
 from shared.config import Settings
@@ -88,8 +89,10 @@ class QueueSender:
 class OutboxDispatcher(OutboxSink):
     """Sends committed outbox rows to their queues and deletes the rows."""
 
-    def __init__(self, sender: QueueSender) -> None:
+    def __init__(self, sender: QueueSender, *, marker_grace: timedelta = DEFAULT_GRACE) -> None:
         self.sender = sender
+        # How long an emptied partition keeps its index marker (see tables/outbox_index.py).
+        self.marker_grace = marker_grace
 
     def dispatch(self, table: TableClient, partition: str, rows: Sequence[dict[str, Any]]) -> None:
         """Send each row's message, then delete the row; a failure leaves it to the sweeper."""
@@ -108,17 +111,28 @@ class OutboxDispatcher(OutboxSink):
                 log.warning("outbox row not deleted after send", exc_info=True)
 
     def sweep(self, store: TableStore, tables: Iterable[str], older_than: datetime) -> int:
-        """Re-send every outbox row created before `older_than`; returns how many were sent."""
+        """Re-send outbox rows created before `older_than`; returns how many were sent.
+
+        Reads only the partitions the outbox index names (one range query each), never whole
+        tables, and drops the markers of partitions left without outbox rows.
+        """
+        index = OutboxIndex(store)
         sent = 0
         for name in tables:
             table = store.table(name)
-            rows = table.query_entities(
-                "RowKey ge @lo and RowKey lt @hi and CreatedAt le @before",
-                parameters={"lo": OUTBOX_PREFIX, "hi": OUTBOX_END, "before": older_than},
-            )
-            for row in rows:
-                self.dispatch(table, row["PartitionKey"], [row])
-                sent += 1
+            for marker in index.markers(name):
+                rows = list(
+                    table.query_entities(
+                        "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+                        parameters={"pk": marker.partition, "lo": OUTBOX_PREFIX, "hi": OUTBOX_END},
+                    )
+                )
+                if not rows:
+                    index.unmark(marker, grace=self.marker_grace)
+                    continue
+                due = [r for r in rows if r["CreatedAt"] <= older_than]
+                self.dispatch(table, marker.partition, due)
+                sent += len(due)
         return sent
 
 

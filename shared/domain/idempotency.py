@@ -6,7 +6,7 @@ from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, Field
 
-from shared.domain.model import Record
+from shared.domain.model import Record, new_id
 
 
 class IdempotencyStatus(StrEnum):
@@ -36,4 +36,7 @@ class IdempotencyRecord(Record):
     # An in-progress record whose owner died is taken over after this moment.
     locked_until: AwareDatetime
     expires_at: AwareDatetime
+    # The id the request's new resource gets, chosen before it runs: a run that takes over
+    # from one that died after committing finds that resource instead of creating another.
+    resource_id: str = Field(default_factory=new_id)
     response: StoredResponse | None = None

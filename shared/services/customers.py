@@ -241,14 +241,18 @@ def create(
     principal: Principal,
     reseller_slug: str,
     command: CustomerCreate,
+    customer_id: str | None = None,
 ) -> Customer:
     """Store the customer (Provisioning) and its `provision-customer` message, atomically.
 
     The tenant name is checked with Partner Center first: a taken name stores nothing.
+    `customer_id` (the Idempotency-Key's reserved id): when it exists, it is returned as is.
     """
     reseller = resellers.get(book.resellers, reseller_slug)
     if principal.is_customer_user:
         raise Forbidden("a customer's user cannot create customers")
+    if (earlier := _created_earlier(book, reseller.slug, customer_id)) is not None:
+        return earlier
     _check_segment(book, reseller.slug, command.segment, "segment")
     domain = tenant_domain(command.tenant_name)
     if _claimed_here(book, reseller.slug, domain) or not partner_center.is_domain_available(domain):
@@ -272,11 +276,18 @@ def create(
         created_at=now,
         updated_at=now,
     )
+    if customer_id is not None:
+        customer.id = customer_id
     message = OutboxMessage(
         queue=Queue.PROVISION_CUSTOMER,
         body={"reseller": reseller.slug, "customerId": customer.id},
     )
     return book.customers.add(customer, messages=[message])
+
+
+def _created_earlier(book: CustomerBook, reseller: str, customer_id: str | None) -> Customer | None:
+    # A repeat of a request whose first run died after committing (see services/idempotency).
+    return book.customers.find(reseller, customer_id) if customer_id is not None else None
 
 
 def _partner_center_body(customer: Customer, reseller: Reseller) -> pc.Customer:
@@ -616,20 +627,29 @@ def import_existing(
     principal: Principal,
     reseller_slug: str,
     command: CustomerImport,
+    customer_id: str | None = None,
 ) -> Customer:
-    """Record one existing tenant that accepted the reseller (until sync finds them itself)."""
+    """Record one existing tenant that accepted the reseller (until sync finds them itself).
+
+    `customer_id` (the Idempotency-Key's reserved id): when it exists, it is returned as is.
+    """
     if (command.domain is None) == (command.tenant_id is None):
         raise ValidationFailed([FieldError("body", "give exactly one of domain or tenantId")])
     reseller = resellers.get(book.resellers, reseller_slug)
     if principal.is_customer_user:
         raise Forbidden("a customer's user cannot import customers")
+    if (earlier := _created_earlier(book, reseller.slug, customer_id)) is not None:
+        return earlier
     _check_segment(book, reseller.slug, command.segment, "segment")
     tenant = _find_tenant(partner_center, reseller, command)
     tenant_id = (tenant.company_profile.tenant_id if tenant.company_profile else None) or tenant.id
     known = book.customers.list(reseller.slug, equals={"tenant_id": tenant_id}, page_size=1)
     if known.items:
         raise Conflict(f"this tenant is already the customer {known.items[0].id}")
-    return book.customers.add(from_partner_center(tenant, reseller.slug, book.clock, command))
+    customer = from_partner_center(tenant, reseller.slug, book.clock, command)
+    if customer_id is not None:
+        customer.id = customer_id
+    return book.customers.add(customer)
 
 
 def from_partner_center(

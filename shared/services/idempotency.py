@@ -4,6 +4,11 @@ Insert-if-absent is the lock: the first request with a key inserts an in-progres
 (a second one racing it gets a Conflict from storage), runs, and stores its answer; a repeat
 with the same key and the same request replays the stored answer; the same key with a
 different request is refused. A failed run deletes its record so that a retry runs again.
+
+A first run that died after committing its work but before storing its answer leaves its
+record in progress; once the lock lapses another run takes it over. That run gets the same
+`resource_id` the first was given, so the action finds what the first one created and answers
+with it rather than creating a second one.
 """
 
 from __future__ import annotations
@@ -61,6 +66,9 @@ def _claim(
             raise Conflict(f"a request with this {HEADER} is still being processed; retry later")
         # Expired, or its owner died: take it over (the ETag makes only one taker win).
         record.etag = existing.etag
+        if existing.status is IdempotencyStatus.IN_PROGRESS:
+            # The dead owner may have created its resource under this id.
+            record.resource_id = existing.resource_id
         try:
             return repo.update(record)
         except Conflict:
@@ -76,9 +84,13 @@ def run_once(
     key: str,
     request: str,
     ttl: timedelta,
-    action: Callable[[], StoredResponse],
+    action: Callable[[str], StoredResponse],
 ) -> tuple[StoredResponse, bool]:
-    """Run `action` once per (scope, key); returns the answer and whether it was replayed."""
+    """Run `action(resource_id)` once per (scope, key); returns the answer, whether replayed.
+
+    The action must give a resource it creates the id it is passed, and answer with the
+    existing one when that id is already taken (a takeover of a run that died).
+    """
     now = clock.now()
     record = IdempotencyRecord(
         scope=scope,
@@ -92,7 +104,7 @@ def run_once(
     if isinstance(claimed, StoredResponse):
         return claimed, True
     try:
-        response = action()
+        response = action(claimed.resource_id)
     except BaseException:
         _release(repo, claimed)
         raise

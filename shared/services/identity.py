@@ -99,6 +99,12 @@ def principal_of(directory: Directory, token: VerifiedToken) -> Principal | None
     user = directory.users.find(link.reseller, link.user_id)
     if user is None:
         return None
+    if user.status is UserStatus.INVITED:
+        # Its acceptance stopped half-way (the sign-in was linked, the rest not written).
+        raise Forbidden(
+            "Accepting your invitation did not finish; open the invitation link again to "
+            "complete it, or ask an Account Manager for a new invitation."
+        )
     if user.status is not UserStatus.ACTIVE:
         raise Forbidden("This user is disabled; ask an Account Manager to enable it.")
     if user.reseller != DISTRIBUTOR:
@@ -126,33 +132,49 @@ def require_user(sign_in: SignIn) -> Principal:
 
 
 def link(directory: Directory, user: User, token: VerifiedToken) -> User:
-    """Link a verified sign-in to `user` (Conflict if it already belongs to someone)."""
-    existing = directory.identities.find(issuer_key(token.issuer), subject_key(token.subject))
-    if existing is not None:
-        if existing.user_id == user.id and existing.reseller == user.reseller:
-            return user
+    """Link a verified sign-in to `user` (Conflict if it already belongs to someone).
+
+    Two writes in two tables, in an order a repeat can always finish: the user first, with the
+    identity it is about to get, then the (issuer, subject) row that sign-in reads. A call that
+    died between them is completed (the missing row written) by calling again.
+    """
+    keys = issuer_key(token.issuer), subject_key(token.subject)
+    existing = directory.identities.find(*keys)
+    if existing is not None and (existing.user_id, existing.reseller) != (user.id, user.reseller):
         raise Conflict("this sign-in is already linked to another user")
-    if user.linked(token.kind) is not None:
+    held = user.linked(token.kind)
+    if held is not None and (held.issuer, held.subject) != (token.issuer, token.subject):
         raise Conflict(f"a {token.kind.value} sign-in is already linked to this user")
     now = directory.clock.now()
-    directory.identities.add(
-        Identity(
-            issuer_key=issuer_key(token.issuer),
-            subject_key=subject_key(token.subject),
-            issuer=token.issuer,
-            subject=token.subject,
-            kind=token.kind,
-            reseller=user.reseller,
-            user_id=user.id,
-            created_at=now,
-        )
-    )
-    user.identities = [
-        *user.identities,
-        LinkedIdentity(kind=token.kind, issuer=token.issuer, subject=token.subject, linked_at=now),
-    ]
-    user.updated_at = now
-    return directory.users.update(user)
+    if held is None:
+        user.identities = [
+            *user.identities,
+            LinkedIdentity(
+                kind=token.kind, issuer=token.issuer, subject=token.subject, linked_at=now
+            ),
+        ]
+        user.updated_at = now
+        user = directory.users.update(user)
+    if existing is None:
+        try:
+            directory.identities.add(
+                Identity(
+                    issuer_key=keys[0],
+                    subject_key=keys[1],
+                    issuer=token.issuer,
+                    subject=token.subject,
+                    kind=token.kind,
+                    reseller=user.reseller,
+                    user_id=user.id,
+                    created_at=now,
+                )
+            )
+        except Conflict:
+            # Written meanwhile: by a repeat of this call (fine) or for another user (refused).
+            raced = directory.identities.find(*keys)
+            if raced is None or (raced.user_id, raced.reseller) != (user.id, user.reseller):
+                raise
+    return user
 
 
 def link_another_method(

@@ -24,9 +24,7 @@ from shared.domain.identity import (
     User,
     UserStatus,
     VerifiedToken,
-    issuer_key,
     normalise_email,
-    subject_key,
     token_hash,
 )
 from shared.domain.model import Page, WireModel
@@ -258,16 +256,16 @@ def _parse_token(token: str) -> tuple[str, str]:
 
 
 def accept_invitation(directory: Directory, token: str, caller: VerifiedToken) -> User:
-    """Link the caller's sign-in to the invited user: once, before expiry, same e-mail."""
+    """Link the caller's sign-in to the invited user: once, before expiry, same e-mail.
+
+    The writes go user (with the sign-in it gets), identity row, invitation (used), user
+    (Active): a call that died between any two of them is finished by the caller repeating it.
+    """
     slug, hashed = _parse_token(token)
     invitation = directory.invitations.find(slug, hashed)
     if invitation is None:
         raise NotFound("invitation not found")
     now = directory.clock.now()
-    if invitation.accepted_at is not None:
-        raise Conflict("this invitation has already been used")
-    if now >= invitation.expires_at:
-        raise Conflict("this invitation has expired; ask for a new one")
     if caller.email is None or normalise_email(caller.email) != invitation.email:
         raise Forbidden("this invitation was sent to another e-mail address")
     if caller.kind is not SignInKind.PLATFORM:
@@ -275,19 +273,25 @@ def accept_invitation(directory: Directory, token: str, caller: VerifiedToken) -
     user = directory.users.get(slug, invitation.user_id)
     if user.status is UserStatus.DISABLED:
         raise Forbidden("this user is disabled")
-    if directory.identities.find(*_identity_keys(caller)) is not None:
-        raise Conflict("this sign-in is already linked to a user")
-    # Claiming the invitation with its ETag is the lock: of two racing accepts, one wins.
-    invitation.accepted_at = now
-    directory.invitations.update(invitation)
+    if invitation.accepted_at is not None and not _finishing(user, caller):
+        raise Conflict("this invitation has already been used")
+    if invitation.accepted_at is None and now >= invitation.expires_at:
+        raise Conflict("this invitation has expired; ask for a new one")
+    # The user's ETag is the lock: of two racing accepts, one links its sign-in first.
     user = identity.link(directory, user, caller)
+    if invitation.accepted_at is None:
+        invitation.accepted_at = now
+        directory.invitations.update(invitation)
     user.status = UserStatus.ACTIVE
     user.updated_at = now
     return directory.users.update(user)
 
 
-def _identity_keys(token: VerifiedToken) -> tuple[str, str]:
-    return issuer_key(token.issuer), subject_key(token.subject)
+def _finishing(user: User, caller: VerifiedToken) -> bool:
+    # A repeat of an accept that stopped after using the invitation: same sign-in, not Active.
+    held = user.linked(caller.kind)
+    linked = held is not None and (held.issuer, held.subject) == (caller.issuer, caller.subject)
+    return linked and user.status is UserStatus.INVITED
 
 
 def update_user(
@@ -358,6 +362,8 @@ def ensure_user(
         )
     )
     for token in sign_ins or []:
-        if user.linked(token.kind) is None:
+        # Also when already linked: link() writes an identity row a crash left missing.
+        held = user.linked(token.kind)
+        if held is None or (held.issuer, held.subject) == (token.issuer, token.subject):
             user = identity.link(directory, user, token)
     return user

@@ -12,11 +12,12 @@ from azure.functions.queue import QueueMessage
 
 from functions._http import encode_etag
 from shared import bootstrap
+from shared.domain import partner_center as pc
 from shared.domain.customers import CustomerStatus
 from shared.domain.errors import UpstreamRejected, UpstreamUnavailable
 from tests.app_index import functions
 from tests.customer_bodies import new_customer_body
-from tests.fakes import FakeCustomerPartnerCenter
+from tests.fakes import Crash, FakeCustomerPartnerCenter
 from tests.functions.helpers import call, json_of
 from tests.functions.world import CUST_A, CUST_B, CUST_OTHER, World, add_customers, build_world
 
@@ -81,6 +82,55 @@ def test_create_answers_202_with_location_and_the_same_key_replays_one_customer(
         created["id"]
     ]
     assert len(repo.sent) == 1
+
+
+def _post_customer(world: World, route: str, body: Any, **headers: str) -> func.HttpResponse:
+    name = "http_import_customer" if route.endswith("import") else "http_create_customer"
+    return call(
+        name,
+        "POST",
+        f"resellers/demo/{route}",
+        route={"r": "demo"},
+        token=world.token("Sales"),
+        body=body,
+        headers=headers,
+    )
+
+
+def _existing_tenant(world: World) -> dict[str, str]:
+    tenant = pc_of(world).create_customer(
+        pc.Customer(
+            associated_partner_id="12345678",
+            company_profile=pc.CompanyProfile(domain="existing.onmicrosoft.com"),
+        )
+    )
+    return {"tenantId": tenant.id}
+
+
+@pytest.mark.parametrize(("route", "status"), [("customers", 202), ("customers/import", 201)])
+def test_a_key_whose_first_run_died_after_committing_answers_with_the_one_customer_it_made(
+    world, route, status
+):
+    body = _existing_tenant(world) if route.endswith("import") else new_customer_body("takeover")
+    customers = world.container.customers
+    before = set(customers.rows)
+    keys = world.container.idempotency
+
+    def killed(item: Any, **kw: Any) -> Any:
+        raise Crash("the process died before the key's answer was stored")
+
+    keys.update = killed  # the first run commits its customer, then dies
+    with pytest.raises(Crash):
+        _post_customer(world, route, body, **{"Idempotency-Key": "k-dead"})
+    del keys.update
+    [made] = [customers.rows[k] for k in set(customers.rows) - before]
+    world.clock.advance(minutes=6)  # the dead run's lock lapses; the repeat takes the key over
+
+    again = _post_customer(world, route, body, **{"Idempotency-Key": "k-dead"})
+
+    assert again.status_code == status, again.get_body()
+    assert json_of(again)["id"] == made.id
+    assert set(customers.rows) - before == {(made.reseller, made.id)}
 
 
 def test_invalid_fields_are_all_named_and_nothing_is_stored(world):

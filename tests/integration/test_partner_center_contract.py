@@ -15,6 +15,7 @@ import pytest
 
 from localdev.partner_center_sim import SimulatorHandle
 from shared.adapters.partner_center import PartnerCenterClient, build_partner_center
+from shared.adapters.partner_center.auth import PartnerCenterSignInFailed
 from shared.config import Settings
 from shared.domain.errors import (
     ConcurrencyConflict,
@@ -164,20 +165,20 @@ def buy(
 def test_wrong_secret_is_rejected_as_configuration_error(sim: SimulatorHandle) -> None:
     pc = build_partner_center(pc_settings(sim, PARTNER_CENTER_CLIENT_SECRET="wrong"))
 
-    with pytest.raises(UpstreamRejected) as caught:
+    with pytest.raises(PartnerCenterSignInFailed) as caught:
         pc.get_relationship_request_link()
 
-    assert caught.value.code == "invalid_client"
+    assert "invalid_client" in caught.value.detail
     pc.close()
 
 
 def test_app_only_is_refused_where_partner_center_needs_a_user(sim: SimulatorHandle) -> None:
     pc = build_partner_center(pc_settings(sim, PARTNER_CENTER_REFRESH_TOKEN=""))
 
-    with pytest.raises(UpstreamRejected) as caught:
+    with pytest.raises(PartnerCenterSignInFailed) as caught:
         pc.create_customer(new_customer())
 
-    assert caught.value.status == 403
+    assert "forbidden" in caught.value.detail
     assert list(pc.list_customers()) == []  # app-only still works where it is allowed
     pc.close()
 
@@ -496,6 +497,29 @@ def test_audit_records_show_what_changed(client: PartnerCenterClient) -> None:
 
 
 # --- throttling, faults, idempotency ---------------------------------------------------------
+
+
+def test_a_token_partner_center_revoked_is_replaced_once_and_the_call_succeeds(
+    client: PartnerCenterClient, sim: SimulatorHandle
+) -> None:
+    sim.inject_faults(pathPrefix="/v1/customers", errorRate=1, errorStatus=401, count=1)
+
+    assert list(client.list_customers()) == []
+
+    assert [a["status"] for a in sim.requests(path_prefix="/v1/customers")] == [401, 200]
+
+
+def test_partner_center_refusing_every_token_is_a_transient_sign_in_outage(
+    client: PartnerCenterClient, sim: SimulatorHandle, caplog: pytest.LogCaptureFixture
+) -> None:
+    sim.inject_faults(pathPrefix="/v1/customers", errorRate=1, errorStatus=401)
+
+    with pytest.raises(PartnerCenterSignInFailed) as caught:
+        list(client.list_customers())
+
+    assert isinstance(caught.value, UpstreamUnavailable)  # queue steps retry; records wait
+    assert [a["status"] for a in sim.requests(path_prefix="/v1/customers")] == [401, 401]
+    assert any(r.levelname == "ERROR" for r in caplog.records)
 
 
 def test_throttled_call_waits_retry_after_and_succeeds(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -144,3 +145,89 @@ def test_a_table_without_an_outbox_refuses_messages_so_none_go_unswept(container
 
 def test_only_tables_whose_repositories_carry_an_outbox_are_swept(container):
     assert sorted(container.outbox_tables()) == ["Customers", "Notifications"]
+
+
+# --- the sweeper reads the partitions its index names, never whole tables ---------------------
+
+
+def _history(container, n: int) -> None:
+    """`n` customers' worth of rows that never carried a pending message."""
+    table = container.store.table("Items")
+    for start in range(0, n, 100):
+        batch = [
+            ("create", {"PartitionKey": f"r{i % 7}", "RowKey": f"{i:05d}", "Name": "x"})
+            for i in range(start, min(n, start + 100))
+        ]
+        for pk in {e[1]["PartitionKey"] for e in batch}:
+            table.submit_transaction([op for op in batch if op[1]["PartitionKey"] == pk])
+
+
+def _spy_queries(monkeypatch) -> list[str]:
+    """The filter of every query the code under test sends."""
+    from azure.data.tables import TableClient
+
+    filters: list[str] = []
+    original = TableClient.query_entities
+
+    def spy(self, query_filter, **kw):
+        filters.append(f"{self.table_name}: {query_filter}")
+        return original(self, query_filter, **kw)
+
+    monkeypatch.setattr(TableClient, "query_entities", spy)
+    return filters
+
+
+def test_sweeping_a_table_with_history_and_nothing_pending_scans_no_table(container, monkeypatch):
+    _history(container, 300)
+    items = repo(container, outbox=False)  # one writer died after its commit
+    items.add(
+        Item(owner="r3", id="new", name="x"),
+        messages=[OutboxMessage(queue=Queue.NOTIFICATIONS, body={"id": "5"})],
+    )
+    filters = _spy_queries(monkeypatch)
+
+    assert container.outbox.sweep(container.store, ["Items"], container.clock.now()) == 1
+
+    assert filters and all("PartitionKey eq" in f for f in filters), filters
+    data_reads = [f for f in filters if f.startswith(container.store.prefix + "Items")]
+    assert len(data_reads) == 1  # the one partition the index names
+
+
+def test_a_partition_left_without_outbox_rows_loses_its_marker_and_costs_nothing(container):
+    from shared.adapters.tables.outbox_index import OutboxIndex
+
+    container.outbox.marker_grace = timedelta(0)
+    items = repo(container)  # sends at once: the rows are gone, the marker stays until swept
+    items.add(
+        Item(owner="demo", id="6", name="x"),
+        messages=[OutboxMessage(queue=Queue.NOTIFICATIONS, body={"id": "6"})],
+    )
+    index = OutboxIndex(container.store)
+    assert [m.partition for m in index.markers("Items")] == ["demo"]
+
+    assert container.outbox.sweep(container.store, ["Items"], container.clock.now()) == 0
+
+    assert list(index.markers("Items")) == []
+
+
+def test_a_marker_written_again_while_the_sweeper_looks_is_kept(container):
+    from shared.adapters.tables.outbox_index import OutboxIndex
+
+    index = OutboxIndex(container.store)
+    index.mark("Items", "demo")
+    [seen] = index.markers("Items")
+    index.mark("Items", "demo")  # a writer about to commit an outbox row here
+
+    assert index.unmark(seen, grace=timedelta(0)) is False
+    assert [m.partition for m in index.markers("Items")] == ["demo"]
+
+
+def test_a_fresh_marker_is_kept_so_a_writer_between_marking_and_committing_is_not_lost(
+    container,
+):
+    from shared.adapters.tables.outbox_index import OutboxIndex
+
+    index = OutboxIndex(container.store)
+    index.mark("Items", "demo")  # the writer has marked; its transaction has not landed yet
+    assert container.outbox.sweep(container.store, ["Items"], container.clock.now()) == 0
+    assert [m.partition for m in index.markers("Items")] == ["demo"]

@@ -77,14 +77,14 @@ def run(repo, clock, request="r1", action=None):
         key="k",
         request=request,
         ttl=timedelta(hours=24),
-        action=action or (lambda: StoredResponse(status=201, body='{"id": 1}')),
+        action=action or (lambda _id: StoredResponse(status=201, body='{"id": 1}')),
     )
 
 
 def test_same_key_same_request_runs_once_and_replays():
     repo, clock, calls = InMemoryRepository(lambda r: (r.scope, r.key_hash)), FakeClock(), []
 
-    def action():
+    def action(_id):
         calls.append(1)
         return StoredResponse(status=201, body=f'{{"n": {len(calls)}}}')
 
@@ -102,7 +102,7 @@ def test_same_key_different_request_is_a_conflict(repo):
 def test_in_progress_key_is_a_conflict_until_its_lock_lapses(repo):
     clock = FakeClock()
 
-    def reentrant():
+    def reentrant(_id):
         with pytest.raises(Conflict, match="still being processed"):
             run(repo, clock)
         return StoredResponse(status=201)
@@ -113,7 +113,7 @@ def test_in_progress_key_is_a_conflict_until_its_lock_lapses(repo):
 def test_failure_releases_the_key_and_expiry_allows_a_rerun(repo):
     clock = FakeClock()
 
-    def boom():
+    def boom(_id):
         raise ValidationFailed([])
 
     with pytest.raises(ValidationFailed):
@@ -122,6 +122,32 @@ def test_failure_releases_the_key_and_expiry_allows_a_rerun(repo):
     run(repo, clock)
     clock.advance(hours=25)
     assert run(repo, clock)[1] is False
+
+
+def test_a_takeover_of_a_dead_run_gets_the_resource_id_the_dead_run_was_given(repo):
+    clock, given = FakeClock(), []
+
+    def dies_after_committing(resource_id):
+        given.append(resource_id)
+        raise KeyboardInterrupt  # stands for the process dying; the record stays in progress
+
+    original_delete, repo.delete = repo.delete, lambda item: None  # a dead run releases nothing
+    with pytest.raises(KeyboardInterrupt):
+        run(repo, clock, action=dies_after_committing)
+    repo.delete = original_delete
+    clock.advance(minutes=6)
+    run(
+        repo,
+        clock,
+        action=lambda resource_id: given.append(resource_id) or StoredResponse(status=201),
+    )
+    clock.advance(hours=25)  # a new run after expiry is a new request: a new resource
+    run(
+        repo,
+        clock,
+        action=lambda resource_id: given.append(resource_id) or StoredResponse(status=201),
+    )
+    assert given[0] == given[1] != given[2]
 
 
 def test_key_must_be_printable_ascii():

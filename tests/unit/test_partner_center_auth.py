@@ -17,10 +17,11 @@ from cryptography.x509.oid import NameOID
 from shared.adapters.partner_center.auth import (
     MsalConfig,
     MsalTokenProvider,
+    PartnerCenterSignInFailed,
     VerifyingHttpClient,
     certificate_credential,
 )
-from shared.domain.errors import UpstreamRejected, UpstreamUnavailable
+from shared.domain.errors import UpstreamUnavailable
 
 SCOPE = "https://api.partnercenter.microsoft.com/.default"
 
@@ -45,6 +46,9 @@ class FakeApp:
     def acquire_token_by_refresh_token(self, token: str, scopes: list[str]) -> dict[str, Any]:
         self.calls.append(("refresh", token))
         return self.refresh_results.pop(0)
+
+    def remove_tokens_for_client(self) -> None:
+        self.calls.append(("forget", None))
 
 
 @pytest.fixture(autouse=True)
@@ -132,7 +136,9 @@ def test_without_refresh_token_user_operations_fall_back_to_app_only() -> None:
     assert provider.access_token(SCOPE, user=True) == "app"
 
 
-def test_wrong_secret_is_rejected_not_retried() -> None:
+def test_wrong_secret_is_a_sign_in_outage_that_alerts_and_leaves_records_to_retry(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     provider = MsalTokenProvider(config(), app_factory=FakeApp)
     provider.access_token(SCOPE)
     FakeApp.instances[0].client_result = {
@@ -140,11 +146,12 @@ def test_wrong_secret_is_rejected_not_retried() -> None:
         "error_description": "AADSTS7000215: Invalid client secret provided.",
     }
 
-    with pytest.raises(UpstreamRejected) as caught:
+    with pytest.raises(PartnerCenterSignInFailed) as caught:
         provider.access_token(SCOPE)
 
-    assert caught.value.code == "invalid_client"
+    assert isinstance(caught.value, UpstreamUnavailable)  # queue steps retry, never give up
     assert "Invalid client secret" in caught.value.detail
+    assert any(r.levelname == "ERROR" and "AADSTS7000215" in r.message for r in caplog.records)
 
 
 def test_token_service_trouble_is_transient() -> None:
@@ -172,10 +179,10 @@ def test_unreachable_authority_is_transient_and_retried_on_next_call() -> None:
     assert provider.access_token(SCOPE) == "app"
 
 
-def test_missing_credentials_are_a_configuration_error() -> None:
+def test_missing_credentials_are_a_sign_in_outage() -> None:
     provider = MsalTokenProvider(config(client_secret=None), app_factory=FakeApp)
 
-    with pytest.raises(UpstreamRejected):
+    with pytest.raises(PartnerCenterSignInFailed):
         provider.access_token(SCOPE)
 
 

@@ -20,6 +20,8 @@ from shared.adapters.partner_center import (
     RetryPolicy,
     build_partner_center,
 )
+from shared.adapters.partner_center.auth import PartnerCenterSignInFailed
+from shared.adapters.partner_center.client import DEFAULT_SCOPE
 from shared.config import Settings
 from shared.domain.errors import (
     ConcurrencyConflict,
@@ -63,10 +65,14 @@ class StaticTokens:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, bool]] = []
+        self.forgotten: list[tuple[str, bool]] = []
 
     def access_token(self, scope: str, *, user: bool = False) -> str:
         self.calls.append((scope, user))
         return "user-token" if user else "app-token"
+
+    def forget(self, scope: str, *, user: bool = False) -> None:
+        self.forgotten.append((scope, user))
 
 
 class Recorder:
@@ -342,14 +348,36 @@ def test_business_rule_refusal_becomes_upstream_rejected_with_code() -> None:
     assert time.sleeps == []
 
 
-@pytest.mark.parametrize("status", [401, 403])
-def test_auth_refusals_are_a_configuration_problem(status: int) -> None:
-    client, _ = make_client(Recorder(httpx.Response(status, json={"code": 600000})))
+def test_a_refused_token_is_dropped_and_the_call_retried_once_with_a_new_one() -> None:
+    tokens = StaticTokens()
+    recorder = Recorder(httpx.Response(401, json={"code": 600000}), httpx.Response(200, json={}))
+    client, time = make_client(recorder, tokens=tokens)
 
-    with pytest.raises(UpstreamRejected) as caught:
+    client.list_orders("c-1")
+
+    assert tokens.forgotten == [(DEFAULT_SCOPE, False)]
+    assert len(recorder.requests) == 2 and time.sleeps == []
+
+
+@pytest.mark.parametrize(
+    ("answers", "calls"),
+    [((401, 401), 2), ((403,), 1)],
+    ids=["token refused again", "forbidden"],
+)
+def test_auth_refusals_are_a_sign_in_outage_queue_steps_retry(
+    answers: tuple[int, ...], calls: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder = Recorder(*(httpx.Response(s, json={"code": 600000}) for s in answers))
+    client, _ = make_client(recorder)
+
+    with pytest.raises(PartnerCenterSignInFailed) as caught:
         client.list_orders("c-1")
 
-    assert caught.value.status == status
+    assert isinstance(caught.value, UpstreamUnavailable) and not isinstance(
+        caught.value, UpstreamRejected
+    )
+    assert len(recorder.requests) == calls
+    assert any(r.levelname == "ERROR" and "sign-in failing" in r.message for r in caplog.records)
 
 
 def test_missing_resource_is_not_found() -> None:

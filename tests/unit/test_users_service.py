@@ -12,7 +12,14 @@ from shared.domain.identity import DISTRIBUTOR, Principal, Role, SignInKind, Use
 from shared.services import identity, resellers, users
 from shared.services.resellers import ResellerCreate
 from shared.services.users import UserInvite, UserUpdate
-from tests.fakes import FakeClock, TestIssuer, fake_directory
+from tests.fakes import (
+    Crash,
+    FakeClock,
+    TestIssuer,
+    WriteBudget,
+    crashing_directory,
+    fake_directory,
+)
 
 CUSTOMER = "01JCXSTA00000000000000000A"
 EMAIL = "jana@customer.example"
@@ -189,3 +196,60 @@ def test_an_invitation_for_a_customer_the_reseller_does_not_have_names_the_field
         )
     )
     assert invite(checked, owner)
+
+
+# --- a crash between writes: the caller's repeat finishes what the first call started --------
+
+ACCEPT_WRITES = 4  # user (with the sign-in), identity row, invitation (used), user (Active)
+
+
+@pytest.mark.parametrize("writes_before_crash", range(ACCEPT_WRITES))
+def test_accept_that_crashed_between_writes_is_finished_by_accepting_again(
+    directory, owner, writes_before_crash
+):
+    token = invite(directory, owner)
+    caller = TestIssuer().sign_in(EMAIL)
+    dying = crashing_directory(directory, WriteBudget(writes_before_crash))
+    with pytest.raises(Crash):
+        users.accept_invitation(dying, token, caller)
+
+    user = users.accept_invitation(directory, token, caller)
+
+    assert user.status is UserStatus.ACTIVE
+    assert [(i.issuer, i.subject) for i in user.identities] == [(caller.issuer, caller.subject)]
+    assert identity.principal_of(directory, caller).user_id == user.id
+    [invitation] = directory.invitations.rows.values()
+    assert invitation.accepted_at is not None
+    with pytest.raises(Conflict, match="already been used"):
+        users.accept_invitation(directory, token, caller)
+
+
+def test_a_user_whose_accept_stopped_half_way_is_told_to_open_the_link_again(directory, owner):
+    token = invite(directory, owner)
+    caller = TestIssuer().sign_in(EMAIL)
+    with pytest.raises(Crash):  # the sign-in is linked, the user not yet Active
+        users.accept_invitation(crashing_directory(directory, WriteBudget(2)), token, caller)
+    with pytest.raises(Forbidden, match="open the invitation link again") as refused:
+        identity.principal_of(directory, caller)
+    assert "disabled" not in str(refused.value)
+
+
+def test_link_that_crashed_before_its_identity_row_is_repaired_by_linking_again(directory, owner):
+    work = TestIssuer().sign_in("owner@work.example", SignInKind.WORK)
+    user = directory.users.get("demo", owner.user_id)
+    with pytest.raises(Crash):
+        identity.link(crashing_directory(directory, WriteBudget(1)), user, work)
+    assert identity.principal_of(directory, work) is None  # the row sign-in reads is missing
+
+    identity.link(directory, directory.users.get("demo", owner.user_id), work)
+
+    assert identity.principal_of(directory, work).user_id == owner.user_id
+    assert len(directory.users.get("demo", owner.user_id).identities) == 2
+
+
+def test_a_sign_in_of_another_user_is_not_linked_by_a_repair(directory, owner):
+    token = invite(directory, owner)
+    users.accept_invitation(directory, token, TestIssuer().sign_in(EMAIL))
+    theirs = TestIssuer().sign_in(EMAIL)
+    with pytest.raises(Conflict, match="another user"):
+        identity.link(directory, directory.users.get("demo", owner.user_id), theirs)

@@ -12,6 +12,7 @@ simulator and a sandbox without a consented user accept.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -24,7 +25,26 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from shared.domain.errors import UpstreamRejected, UpstreamUnavailable
+from shared.domain.errors import UpstreamUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class PartnerCenterSignInFailed(UpstreamUnavailable):
+    """Partner Center sign-in does not work (secret, certificate, consent, revoked token).
+
+    Transient on purpose: it is the platform's configuration that is broken, not the record a
+    queue step works on, so in-flight records wait for an operator instead of all failing.
+    """
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        log.error(
+            "ALERT Partner Center sign-in failing; fix its credentials or consent "
+            "(queue steps are retried, not failed): %s",
+            detail,
+        )
+
 
 # Authorities msal knows itself; anything else (the simulator, a test issuer) must not trigger
 # instance discovery, or msal asks login.microsoftonline.com about it and fails offline.
@@ -41,20 +61,6 @@ _MICROSOFT_AUTHORITY_HOSTS = frozenset(
     }
 )
 
-# OAuth errors that no retry will fix: wrong secret, unknown app, revoked refresh token.
-_PERMANENT_OAUTH_ERRORS = frozenset(
-    {
-        "invalid_client",
-        "unauthorized_client",
-        "invalid_grant",
-        "invalid_scope",
-        "invalid_request",
-        "invalid_resource",
-        "unsupported_grant_type",
-        "access_denied",
-    }
-)
-
 # A user token is refreshed this long before it expires, so a call never leaves with a token that
 # dies in flight.
 _EXPIRY_SKEW_SECONDS = 300.0
@@ -65,6 +71,10 @@ class TokenProvider(Protocol):
 
     def access_token(self, scope: str, *, user: bool = False) -> str:
         """A valid access token for `scope`; `user` asks for app+user where configured."""
+        ...
+
+    def forget(self, scope: str, *, user: bool = False) -> None:
+        """Drop the cached token for `scope` (Partner Center refused it), so the next is new."""
         ...
 
 
@@ -175,6 +185,14 @@ class MsalTokenProvider:
         result = self._call(lambda: app.acquire_token_for_client(scopes=[scope]))
         return _token_from(result)
 
+    def forget(self, scope: str, *, user: bool = False) -> None:
+        """Drop the cached token for `scope` (Partner Center refused it), so the next is new."""
+        with self._lock:
+            self._user_tokens.pop(scope, None)
+            app = self._app
+        if app is not None and not (user and self._refresh_token):
+            app.remove_tokens_for_client()
+
     def _user_token(self, scope: str) -> str:
         with self._lock:
             cached = self._user_tokens.get(scope)
@@ -210,10 +228,8 @@ class MsalTokenProvider:
         elif config.client_secret:
             credential = config.client_secret
         else:
-            raise UpstreamRejected(
-                "Partner Center credentials are not configured (client secret or certificate)",
-                code="not_configured",
-                status=401,
+            raise PartnerCenterSignInFailed(
+                "Partner Center credentials are not configured (client secret or certificate)"
             )
         verify: str | bool = str(config.ca_cert_path) if config.ca_cert_path else True
         kwargs: dict[str, Any] = {}
@@ -231,7 +247,7 @@ class MsalTokenProvider:
     def _call(operation: Any) -> Any:
         try:
             return operation()
-        except (UpstreamRejected, UpstreamUnavailable):
+        except UpstreamUnavailable:
             raise
         except requests.RequestException as exc:
             raise UpstreamUnavailable(f"token endpoint unreachable: {exc}") from exc
@@ -248,8 +264,6 @@ def _token_from(result: Any) -> str:
         raise UpstreamUnavailable("token endpoint gave no answer")
     error = str(result.get("error") or "unknown_error")
     description = str(result.get("error_description") or error)
-    if error in _PERMANENT_OAUTH_ERRORS:
-        raise UpstreamRejected(
-            f"Partner Center sign-in refused: {description}", code=error, status=401
-        )
-    raise UpstreamUnavailable(f"Partner Center sign-in failed: {description}")
+    # Every refusal of the token endpoint (AADSTS…: wrong or expired secret, unknown app,
+    # revoked refresh token, missing consent) needs an operator; none is the record's fault.
+    raise PartnerCenterSignInFailed(f"Partner Center sign-in refused ({error}): {description}")

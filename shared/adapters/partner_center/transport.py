@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from shared.adapters.partner_center.auth import TokenProvider
+from shared.adapters.partner_center.auth import PartnerCenterSignInFailed, TokenProvider
 from shared.domain.errors import (
     ConcurrencyConflict,
     DomainError,
@@ -59,6 +59,11 @@ class RetryPolicy:
         # "Equal jitter": half of the delay is fixed so retries never bunch up at zero, the other
         # half random so many workers throttled together don't come back in lockstep.
         return ceiling / 2 + ceiling / 2 * jitter
+
+
+@dataclass
+class _TokenRefused:
+    reason: str
 
 
 @dataclass
@@ -148,6 +153,7 @@ class PartnerCenterTransport:
         content = json.dumps(body, separators=(",", ":")).encode() if body is not None else None
         started = self.clock()
         attempt = 0
+        refused_tokens = 0
         while True:
             attempt += 1
             outcome = self._attempt(
@@ -163,6 +169,15 @@ class PartnerCenterTransport:
                 accept=accept,
                 consume=consume,
             )
+            if isinstance(outcome, _TokenRefused):
+                refused_tokens += 1
+                self._tokens.forget(scope, user=user)
+                if refused_tokens > 1:
+                    raise PartnerCenterSignInFailed(
+                        f"Partner Center {method} {_path(url)} refused a fresh token too: "
+                        f"{outcome.reason}"
+                    )
+                continue  # a revoked or rotated token: once more with a new one, at once
             if not isinstance(outcome, _Transient):
                 return outcome
             delay = self.retry.backoff(attempt, self._jitter())
@@ -205,9 +220,11 @@ class PartnerCenterTransport:
         correlation_id: str,
         accept: Collection[int],
         consume: Callable[[httpx.Response], T],
-    ) -> T | _Transient:
+    ) -> T | _Transient | _TokenRefused:
         try:
             token = self._tokens.access_token(scope, user=user)
+        except PartnerCenterSignInFailed:
+            raise  # retrying in this call will not fix a refused sign-in
         except UpstreamUnavailable as exc:
             return _Transient(f"token: {exc.detail}", exc.retry_after)
         request_headers = {
@@ -240,6 +257,13 @@ class PartnerCenterTransport:
             if status < 400 or status in accept:
                 return consume(response)
             response.read()
+            if status == 401:
+                return _TokenRefused(error_details(response)[1])
+            if status == 403:
+                # The token is fine but the app or user lacks the role or consent it needs.
+                raise PartnerCenterSignInFailed(
+                    f"Partner Center {method} {_path(url)} forbidden: {error_details(response)[1]}"
+                )
             if status in _RETRYABLE_STATUSES or status >= 500:
                 return _Transient(f"HTTP {status}", retry_after_seconds(response))
             error = error_from_response(response)
@@ -315,8 +339,8 @@ def error_from_response(response: httpx.Response) -> DomainError:
         return ConcurrencyConflict(f"{where}: the resource changed since it was read")
     # 409 stays an UpstreamRejected with Partner Center's code (a duplicate domain, a subscription
     # in a state that forbids the change): services decide by code and status, and a plain
-    # Conflict would lose the code. 401/403 are a configuration problem (credentials, consent,
-    # roles), not the caller's fault and not transient.
+    # Conflict would lose the code. (401/403 never get here: the transport treats them as a
+    # sign-in outage, see PartnerCenterSignInFailed.)
     return UpstreamRejected(f"{where}: {description}", code=code, status=status)
 
 

@@ -20,6 +20,7 @@ from azure.core.exceptions import (
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared.adapters.tables.codec import EntityCodec
+from shared.adapters.tables.outbox_index import OutboxIndex
 from shared.adapters.tables.paging import decode_token, encode_token
 from shared.adapters.tables.store import TableStore
 from shared.domain.errors import ConcurrencyConflict, Conflict, NotFound, UpstreamUnavailable
@@ -200,6 +201,9 @@ class TableRepository(Generic[M]):
         if not ops:
             return []
         try:
+            if rows:
+                # Before the commit: a committed outbox row is never without its marker.
+                OutboxIndex(self.store).mark(self.table_name, partition)
             results = self.table.submit_transaction(ops)
         except TableTransactionError as exc:
             code = str(getattr(exc, "error_code", "") or "")
