@@ -20,7 +20,7 @@ from shared.domain.orders import (
     order_row_key,
 )
 from shared.services import orders
-from shared.services.orders import OrderBook
+from shared.services.orders import OrderBook, placing
 from tests.catalog_fakes import BOTH, cost_fields, install_catalog
 from tests.functions.world import CUST_A, CUST_B, World, add_customers, build_world
 from tests.order_fakes import FakeOrderPartnerCenter, install_orders, offer_line
@@ -255,7 +255,7 @@ def test_a_crash_between_cart_and_its_record_reuses_the_same_cart(world):
     order = _draft(w, book)
     order = orders.submit(book, AM, "demo", CUST_B, order.id, order.etag or "")
     reseller = book.resellers.get("reseller", "demo")
-    lines = orders._cart_lines(order, orders._mpn_id(reseller))
+    lines = placing.cart_lines(order, placing.reseller_mpn_id(reseller))
     pc.place_cart(TENANT, lines, request_id=order.cart_request_id or "")  # happened, answer lost
     done = _run(book, pc, order)
     assert done.status is S.COMPLETED and len(pc.carts) == 1 and len(pc.orders) == 1
