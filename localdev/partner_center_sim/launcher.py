@@ -117,7 +117,8 @@ class SimulatorHandle:
 
     def inject_faults(self, **rule: Any) -> dict[str, Any]:
         """Add a fault rule (latencyMs, errorRate, errorStatus, throttleRate, retryAfterSeconds,
-        dropRate, dropPhase, pathPrefix, methods, count); returns the rule."""
+        dropRate, dropPhase, timeoutRate, timeoutMs, timeoutPhase, pathPrefix, methods, count);
+        returns the rule."""
         result: dict[str, Any] = self._call("POST", "/faults", rule)["added"][0]
         return result
 
