@@ -115,3 +115,44 @@ def test_host_killed_at_a_step_boundary_still_ends_completed_with_one_order(stac
     tenant = stack.c.customers.get("demo", customer_id).tenant_id
     assert len(_pc_orders(stack, tenant)) == 1
     assert len(list(stack.c.subscriptions.iterate(customer_id))) == 1
+
+
+# 30 % of requests to carts, checkout and orders fail: 10 % a 500, 10 % of the rest a 429 with
+# Retry-After, 12.5 % of the rest held back past the client's timeout (carried out before the
+# wait or after it). 1 - 0.9 × 0.889 × 0.875 = 0.30.
+FAULTS = {"errorRate": 0.1, "errorStatus": 500, "throttleRate": 0.1111, "retryAfterSeconds": 1}
+TIMEOUT = {"timeoutRate": 0.125, "timeoutMs": 1500}
+FAST_RETRIES = {
+    "PARTNER_CENTER_TIMEOUT_SECONDS": "1",
+    "PARTNER_CENTER_BACKOFF_BASE_SECONDS": "0.05",
+    "PARTNER_CENTER_BACKOFF_CAP_SECONDS": "0.2",
+    "PARTNER_CENTER_MAX_ATTEMPTS": "8",
+}
+
+
+def test_twenty_orders_under_thirty_percent_faults_all_complete_each_placed_once(stack):
+    customer_id, line = _setup(stack)
+    tenant = stack.c.customers.get("demo", customer_id).tenant_id
+    # Carts and checkout: a timed-out request was carried out; order reads: carried out late.
+    for path, phase in (("carts", "after"), ("orders", "before")):
+        prefix = f"/v1/customers/{tenant}/{path}"
+        stack.sim.inject_faults(pathPrefix=prefix, **FAULTS, **TIMEOUT, timeoutPhase=phase)
+    stack.start_host(**FAST, **FAST_RETRIES)
+    # Quantities 1..20 tell the orders apart in Partner Center.
+    placed = [_place(stack, customer_id, {**line, "quantity": n}) for n in range(1, 21)]
+    wait_until(
+        lambda: all(_status(stack, o["id"]) in FINAL for o in placed),
+        timeout=120,
+        what="the 20 orders to finish",
+    )
+    assert [_status(stack, o["id"]) for o in placed] == ["Completed"] * 20
+    in_pc = _pc_orders(stack, tenant)
+    quantities = sorted(li["quantity"] for o in in_pc for li in o["lineItems"])
+    assert quantities == list(range(1, 21))  # every order's line, exactly once
+    ours = [stack.c.orders.get("demo", order_row_key(o["id"])) for o in placed]
+    assert sorted(i for o in ours for i in o.partner_center_order_ids) == sorted(
+        o["id"] for o in in_pc
+    )
+    assert len(list(stack.c.subscriptions.iterate(customer_id))) == 20
+    faults = {r["fault"] for r in stack.sim.requests(path_prefix=f"/v1/customers/{tenant}")}
+    assert {"error", "throttle", "timeout-after"} <= faults  # the faults did happen
