@@ -103,9 +103,17 @@ def test_bad_lines_are_refused_naming_the_line_and_field(stack):
     assert not list(stack.c.orders.iterate("demo"))
 
 
-@pytest.mark.parametrize("boundary", ["cart", "checkout", "subscriptions", "completed"])
+# Every boundary provision-order records: after the cart, after checkout, after a poll that
+# found Partner Center still provisioning (the next poll queued), after the subscription records,
+# after the final status.
+BOUNDARIES = ["cart", "checkout", "poll", "subscriptions", "completed"]
+
+
+@pytest.mark.parametrize("boundary", BOUNDARIES)
 def test_host_killed_at_a_step_boundary_still_ends_completed_with_one_order(stack, boundary):
     customer_id, line = _setup(stack)
+    # Partner Center takes a moment to provision, so the step polls at least once.
+    stack.sim.configure(orderProvisioningSeconds=2)
     first = stack.start_host(ORDER_STEP_CRASH_AFTER=boundary, **FAST)
     order = _place(stack, customer_id, line)
     wait_until(lambda: not first.is_running(), what=f"the host to die after {boundary}")
@@ -113,7 +121,7 @@ def test_host_killed_at_a_step_boundary_still_ends_completed_with_one_order(stac
     wait_until(lambda: _status(stack, order["id"]) in FINAL, what="the order to finish")
     assert _status(stack, order["id"]) == "Completed"
     tenant = stack.c.customers.get("demo", customer_id).tenant_id
-    assert len(_pc_orders(stack, tenant)) == 1
+    assert len(_pc_orders(stack, tenant)) == 1 and stack.sim.summary()["carts"] == 1
     assert len(list(stack.c.subscriptions.iterate(customer_id))) == 1
 
 
