@@ -169,6 +169,10 @@ class SimulatorHandle:
         )["items"]
         return result
 
+    def clear_requests(self) -> None:
+        """Empty the request log."""
+        self._call("DELETE", "/requests")
+
     def set_qualification(self, customer_id: str, segment: str, status: str = "approved") -> None:
         """Approve (or review/reject) a customer's education/government/nonprofit segment."""
         self._call(
