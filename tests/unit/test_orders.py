@@ -250,6 +250,40 @@ def test_a_crash_at_each_step_boundary_still_places_exactly_one_order(world, bou
     assert len(pc.orders) == 1 and len(book.subscriptions.list(CUST_B).items) == 1
 
 
+def test_provisioning_writes_the_order_three_times_cart_checkout_and_the_end(world):
+    w, book, pc = world
+    order = _draft(w, book)
+    order = orders.submit(book, AM, "demo", CUST_B, order.id, order.etag or "")
+    saved: list[str] = []
+    update = book.orders.update
+
+    def counted(item: Order, **kwargs: Any) -> Order:
+        saved.append(item.status.value)
+        return update(item, **kwargs)
+
+    book.orders.update = counted  # type: ignore[method-assign]
+    done = _run(book, pc, order)
+    assert done.status is S.COMPLETED and done.subscriptions_recorded
+    assert saved == ["Provisioning", "Provisioning", "Completed"]
+    assert len(book.subscriptions.list(CUST_B).items) == 1
+
+
+def test_a_crash_after_the_subscription_records_adds_none_twice_and_completes(world):
+    w, book, pc = world
+    book.after_step = lambda step: (
+        (_ for _ in ()).throw(RuntimeError(step)) if step == "subscriptions" else None
+    )
+    order = _draft(w, book)
+    order = orders.submit(book, AM, "demo", CUST_B, order.id, order.etag or "")
+    with pytest.raises(RuntimeError):
+        orders.provision(book, pc, ProvisionOrderMessage(reseller="demo", order_id=order.id))
+    book.after_step = None
+    assert orders.get(book, AM, "demo", CUST_B, order.id).status is S.PROVISIONING
+    done = _run(book, pc, order)
+    assert done.status is S.COMPLETED and len(book.subscriptions.list(CUST_B).items) == 1
+    assert len(pc.orders) == 1
+
+
 def test_a_crash_between_cart_and_its_record_reuses_the_same_cart(world):
     w, book, pc = world
     order = _draft(w, book)

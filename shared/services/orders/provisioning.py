@@ -1,6 +1,4 @@
-"""Orders: preview, drafts, submit / approve / reject / retry, and the `provision-order` step.
-
-Placing an order in Partner Center exactly once, whatever crashes:
+"""The `provision-order` step: an order placed in Partner Center exactly once, whatever crashes.
 
 - submit stores both MS-RequestIds (cart, checkout) on the order *with* its status and its
   `provision-order` outbox row, in one transaction;
@@ -10,8 +8,8 @@ Placing an order in Partner Center exactly once, whatever crashes:
   that lost the replay — is recovered by reading the customer's orders) and records Partner
   Center's order ids; waits for provisioning by re-enqueueing itself with a delay; writes one
   Subscription record per line; queues the e-mail under a fixed id; and ends Completed,
-  CompletedWithErrors or Failed. Each sub-step is recorded (with the order's ETag) before the
-  next starts, so a redelivered message picks up where the last one stopped.
+  CompletedWithErrors or Failed. What each Partner Center call brought is recorded (with the
+  order's ETag) before the next call, so a redelivered message picks up where the last stopped.
 """
 
 from __future__ import annotations
@@ -76,6 +74,17 @@ def provision(
     reseller = book.resellers.get("reseller", order.reseller)
     saver = _Saver(book, order)
 
+    # Writes of the order record, and what each protects (a Partner Center call sits between
+    # any two of them, so none can be merged with the next):
+    # - submit (not here): both MS-RequestIds with the status and this message, in one
+    #   transaction, so every later call of this step is a replay Partner Center recognises;
+    # - after the cart: its id, so a redelivery checks out that cart instead of asking again;
+    # - after checkout: Partner Center's order ids and each line's result, so a redelivery never
+    #   checks out twice and the wait knows what to poll;
+    # - the end: the final status (with `subscriptions_recorded`). The Subscription records
+    #   (another table, so another transaction) go first; a crash between the two re-runs the
+    #   end, which adds only the records still missing and finds the e-mail queued.
+
     # (a) the cart, with the MS-RequestId stored at submit
     if order.cart_id is None:
         assert order.cart_request_id is not None
@@ -118,14 +127,15 @@ def provision(
                 book.after_step("poll")
             return
 
-    # (e) one Subscription record per placed line
+    # (e) one Subscription record per placed line (each written once, however often this runs)
     if not order.subscriptions_recorded:
         record_subscriptions(book, partner_center, order, tenant)
         order.subscriptions_recorded = True
-        saver.save("subscriptions")
-        order = saver.order
+        if book.after_step is not None:
+            book.after_step("subscriptions")
 
-    # (f) done: e-mail first (a fixed id makes it once), then the final status
+    # (f) done: e-mail first (a fixed id makes it once), then the final status, saved with the
+    # record of (e) in one write: nothing between them needs Partner Center.
     failed = [li for li in order.lines if li.result is not None and li.result.error]
     final = OrderStatus.COMPLETED_WITH_ERRORS if failed else OrderStatus.COMPLETED
     order.move(final, book.clock.now(), SYSTEM)
