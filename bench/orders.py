@@ -14,14 +14,13 @@ Notifications.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import statistics
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -32,14 +31,12 @@ from bench.common import ROOT, simulator_env
 from localdev import azurite
 from localdev.funchost.process import HostProcess
 from localdev.partner_center_sim import SimulatorHandle, start_simulator
-from localdev.seed import seed, seed_catalog, seed_customers
+from localdev.seed import demo_line, provision_now, seed, seed_catalog, seed_customers
 from localdev.tokens import issuers_json, serve_in_thread, token_for
 from shared.bootstrap import Container
 from shared.config import Settings
-from shared.domain.customers import Customer
 from shared.domain.identity import Principal, Role, SignInKind
-from shared.domain.orders import OrderCreate, OrderStatus, ProvisionOrderMessage, order_row_key
-from shared.domain.outbox import Queue
+from shared.domain.orders import OrderCreate, OrderStatus, order_row_key
 from shared.services import orders
 
 ORDERS = 5
@@ -67,17 +64,6 @@ class _CountedTable:
 
             return counted
         return target
-
-
-class _Scheduler:
-    """Keeps the step's delayed re-sends instead of queueing them."""
-
-    def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
-
-    def send_later(self, queue: Queue, body: Mapping[str, Any], delay_seconds: float) -> None:
-        """Remember the message."""
-        self.sent.append(dict(body))
 
 
 @contextmanager
@@ -112,39 +98,22 @@ def _world() -> Iterator[tuple[dict[str, str], Container, SimulatorHandle, Path]
             storage.stop()
 
 
-def _line(c: Container, customer: Customer, quantity: int) -> dict[str, Any]:
-    """One monthly Microsoft 365 E3 line for `customer`."""
-    reseller = c.resellers.get("reseller", "demo")
-    market = c.products.list(reseller.country, page_size=1000).items
-    product = next(p for p in market if p.title == "Microsoft 365 E3")
-    sku = next(s for s in product.skus if not s.is_trial)
-    availability = sku.availability("commercial")
-    assert availability is not None
-    term = availability.terms[0]
-    return {
-        "catalogItemId": availability.catalog_item_id,
-        "quantity": quantity,
-        "termDuration": term.duration,
-        "billingCycle": term.billing_cycle,
-    }
-
-
 def _per_order_counts(c: Container, sim: SimulatorHandle) -> list[tuple[str, ...]]:
     """Table calls of create, submit and the provisioning step; Partner Center calls."""
     counts: Counter[str] = Counter()
     store = c.store
     plain = store.table
     store.table = lambda name: _CountedTable(plain(name), counts, name)  # type: ignore[method-assign]
-    scheduler = _Scheduler()
-    book = dataclasses.replace(c.order_book, scheduler=scheduler)
+    book = c.order_book
     customer = next(x for x in c.customers.iterate("demo") if x.segment == "commercial")
     assert customer.tenant_id is not None
     phases: dict[str, list[Counter[str]]] = {"create": [], "submit": [], "provision": []}
     pc_calls: list[Counter[str]] = []
-    polls: list[int] = []
     for n in range(ORDERS):
         counts.clear()
-        command = OrderCreate.model_validate({"lines": [_line(c, customer, n + 1)]})
+        command = OrderCreate.model_validate(
+            {"lines": [demo_line(c, customer, "Microsoft 365 E3", n + 1)]}
+        )
         draft = orders.create(book, AM, "demo", customer.id, command)
         phases["create"].append(Counter(counts))
         counts.clear()
@@ -152,20 +121,9 @@ def _per_order_counts(c: Container, sim: SimulatorHandle) -> list[tuple[str, ...
         phases["submit"].append(Counter(counts))
         counts.clear()
         sim.clear_requests()
-        message = ProvisionOrderMessage(reseller="demo", order_id=order.id)
-        runs = 0
-        while True:
-            scheduler.sent.clear()
-            orders.provision(book, c.partner_center, message)
-            runs += 1
-            if not scheduler.sent:
-                break
-            message = ProvisionOrderMessage.model_validate(scheduler.sent[-1])
-            time.sleep(0.2)
-        done = c.orders.get("demo", order_row_key(order.id))
+        done = provision_now(c, order, wait_seconds=0.2)
         assert done.status is OrderStatus.COMPLETED, done.status
         phases["provision"].append(Counter(counts))
-        polls.append(runs)
         log = sim.requests(path_prefix=f"/v1/customers/{customer.tenant_id}")
         pc_calls.append(Counter(_pc_kind(r["method"], r["path"]) for r in log))
     store.table = plain  # type: ignore[method-assign]
@@ -190,7 +148,7 @@ def _per_order_counts(c: Container, sim: SimulatorHandle) -> list[tuple[str, ...
         (
             f"Partner Center calls per order ({kinds})",
             f"{statistics.median(sum(s.values()) for s in pc_calls):g}",
-            f"step runs {statistics.median(polls):g}",
+            "order reads: the polls",
         )
     )
     return rows
@@ -235,7 +193,7 @@ def _host_latency(env: dict[str, str], c: Container, tmp: Path) -> list[tuple[st
     try:
         with httpx.Client(timeout=30) as client:
             for n in range(ORDERS):
-                body = {"lines": [_line(c, customer, 10 + n)]}
+                body = {"lines": [demo_line(c, customer, "Microsoft 365 E3", 10 + n)]}
                 made = client.post(base, json=body, headers=auth)
                 made.raise_for_status()
                 order_id = made.json()["id"]

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from localdev.seed import seed_catalog, seed_customers
+from localdev.seed import seed_catalog, seed_customers, seed_orders
 from shared.domain.orders import order_row_key
 from tests.catalog_fakes import cost_fields
 from tests.integration.test_customers_local_host import Stack
@@ -164,3 +164,16 @@ def test_twenty_orders_under_thirty_percent_faults_all_complete_each_placed_once
     assert len(list(stack.c.subscriptions.iterate(customer_id))) == 20
     faults = {r["fault"] for r in stack.sim.requests(path_prefix=f"/v1/customers/{tenant}")}
     assert {"error", "throttle", "timeout-after"} <= faults  # the faults did happen
+
+
+def test_seed_places_one_completed_demo_order_and_one_draft_and_a_rerun_adds_none(stack):
+    customer_id, _ = _setup(stack)
+    customer = stack.c.customers.get("demo", customer_id)
+    seeded = seed_orders(stack.c, customer)
+    assert sorted(o.status.value for o in seeded) == ["Completed", "Draft"]
+    assert {o.id for o in seed_orders(stack.c, customer)} == {o.id for o in seeded}
+    [completed] = [o for o in seeded if o.status.value == "Completed"]
+    in_pc = _pc_orders(stack, customer.tenant_id or "")
+    assert [o["id"] for o in in_pc] == completed.partner_center_order_ids
+    [sub] = list(stack.c.subscriptions.iterate(customer_id))
+    assert sub.order_id == completed.id and sub.quantity == completed.lines[0].quantity
