@@ -6,7 +6,7 @@ import re
 from typing import Literal
 
 import azure.functions as func
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from functions._http import Call, PageQuery, Reply, http
 from shared.bootstrap import container
@@ -31,7 +31,9 @@ _INDEX = re.compile(r"\.(\d+)(?=\.|$)")
 
 
 class OrderListQuery(PageQuery):
-    """Filters of an order list."""
+    """Filters of an order list (an unknown parameter is a 400, not silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     status: (
         Literal[
