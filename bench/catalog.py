@@ -8,11 +8,21 @@ from bench.common import http_caller, latency, running_app, table, throughput
 from localdev.partner_center_sim.catalog import Catalog
 from shared.bootstrap import Container
 from shared.config import Settings
-from shared.services import catalog, catalog_import, resellers
-from shared.services.catalog import CatalogEntryPut, CategoriesPut
+from shared.domain.identity import IndirectReseller
+from shared.services import catalog_editing, catalog_import, resellers
+from shared.services.catalog_editing import CatalogEntryPut, CategoriesPut
 from shared.services.resellers import ResellerCreate
 from tests.catalog_fakes import DEMO_CATEGORIES, DEMO_ENTRIES, SimCatalogPartnerCenter
 from tests.fakes import FakeClock
+
+_DEMO_TENANT, _DEMO_MPN = "3f2c6a1e-8d4b-4c1a-9b7e-2a5d0c9e4f10", "6412345"
+
+
+class _KnownReseller:
+    """Partner Center's list of indirect resellers, as far as this benchmark needs it."""
+
+    def list_indirect_resellers(self) -> list[IndirectReseller]:
+        return [IndirectReseller(tenant_id=_DEMO_TENANT, name="Demo", mpn_id=_DEMO_MPN)]
 
 
 def _seed(connection_string: str) -> None:
@@ -26,18 +36,24 @@ def _seed(connection_string: str) -> None:
         c.resellers,
         c.clock,
         ResellerCreate(
-            slug="demo", name="Demo", partner_center_id="12345678", country="CZ", currency="CZK"
+            slug="demo",
+            name="Demo",
+            partner_center_tenant_id=_DEMO_TENANT,
+            mpn_id=_DEMO_MPN,
+            country="CZ",
+            currency="CZK",
         ),
+        _KnownReseller(),
     )
     catalog_import.import_market(
         SimCatalogPartnerCenter(FakeClock()), c.products, c.market_stamps, c.clock, "CZ"
     )
-    catalog.put_categories(
+    catalog_editing.put_categories(
         c.catalog_store, c.clock, "demo", None, CategoriesPut(categories=DEMO_CATEGORIES)
     )
     sim = Catalog()
     for slug, cats, extra in DEMO_ENTRIES:
-        catalog.put_entry(
+        catalog_editing.put_entry(
             c.catalog_store,
             c.products,
             c.resellers,

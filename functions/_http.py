@@ -41,7 +41,7 @@ from shared.domain.errors import (
 )
 from shared.domain.idempotency import StoredResponse
 from shared.domain.identity import SIGN_IN_REQUIRED, Principal, VerifiedToken
-from shared.domain.model import WireModel, new_id
+from shared.domain.model import ANY_VERSION, WireModel, new_id
 from shared.services import idempotency, identity
 from shared.services.access import PUBLIC, Rule, Scope, decide
 from shared.services.identity import SignIn
@@ -110,6 +110,11 @@ class RouteSpec:
     errors: tuple[int, ...] = ()
     access: Rule = PUBLIC
     idempotent: bool = False
+
+    @property
+    def conditional(self) -> bool:
+        """Whether the route reads `If-Match` (it documents 412 or 428)."""
+        return 412 in self.errors or 428 in self.errors
 
 
 ROUTES: list[RouteSpec] = []
@@ -200,18 +205,19 @@ class Call:
             raise validation_failed(exc, prefix="") from exc
 
     def if_match(self) -> str:
-        """The storage ETag from `If-Match` (428 when missing, 412 when unreadable)."""
+        """The version `If-Match` names: a storage ETag, or ANY_VERSION for `*`.
+
+        428 when missing, 400 (naming the header) when it is not `*` nor one strong entity tag,
+        412 when it is a well-formed tag this API never issued (it matches no version).
+        """
         value = self.header("if-match")
-        if not value:
+        if value is None:
             raise PreconditionRequired("this change needs an If-Match header with the ETag")
-        etag = decode_etag(value)
-        if etag is None:
-            raise PreconditionFailed("If-Match does not match the current ETag")
-        return etag
+        return parse_if_match(value)
 
     def if_match_optional(self) -> str | None:
-        """The storage ETag from `If-Match` when one is sent (None when not)."""
-        return self.if_match() if self.header("if-match") else None
+        """The version `If-Match` names when the header is sent (None when not)."""
+        return self.if_match() if self.header("if-match") is not None else None
 
 
 def validation_failed(exc: ValidationError, prefix: str = "") -> ValidationFailed:
@@ -232,16 +238,45 @@ def encode_etag(storage_etag: str) -> str:
     return '"' + base64.urlsafe_b64encode(storage_etag.encode()).decode().rstrip("=") + '"'
 
 
+# One strong entity tag (RFC 9110 8.8.3): `"` etagc* `"`, where etagc excludes `"`, space and
+# controls. Ours are never empty: `""` is a malformed If-Match here, not a tag that mismatches.
+_STRONG_TAG = re.compile(r'"([\x21\x23-\x7e]+)"')
+_IF_MATCH_FORMAT = 'must be "*" or the one quoted, strong ETag the resource was read with'
+
+
 def decode_etag(header: str) -> str | None:
     """An HTTP entity tag back to the storage ETag, or None if it is not one of ours."""
-    value = header.strip()
-    if value.startswith("W/"):
-        return None  # weak tags never match If-Match (RFC 9110)
-    value = value.strip('"')
+    match = _STRONG_TAG.fullmatch(header.strip())
+    if match is None:
+        return None  # weak (W/), unquoted, empty or a list: never one of ours
+    value = match.group(1)
     try:
-        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError):
+        decoded = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
         return None
+    # Storage ETags are printable ASCII; anything else would only reach storage as a bad header.
+    if not decoded or not decoded.isprintable() or encode_etag(decoded) != f'"{value}"':
+        return None
+    return decoded
+
+
+def parse_if_match(header: str) -> str:
+    """An `If-Match` value as the version a write must find (ANY_VERSION for `*`).
+
+    Decided here, once for every conditional route: `*` is any current version (RFC 9110
+    13.1.1); a weak tag (`W/"..."`), an unquoted value, an empty one (`""` included) or a list
+    of tags is a 400 naming the header, since this API only issues one strong tag per resource;
+    a well-formed tag that is not one of ours can match no version: 412.
+    """
+    value = header.strip()
+    if value == ANY_VERSION:
+        return ANY_VERSION
+    if _STRONG_TAG.fullmatch(value) is None:
+        raise ValidationFailed([FieldError("If-Match", _IF_MATCH_FORMAT)])
+    etag = decode_etag(value)
+    if etag is None:
+        raise PreconditionFailed("If-Match does not match the current ETag")
+    return etag
 
 
 def _status_of(exc: Exception) -> tuple[int, str]:
@@ -323,7 +358,7 @@ def render(result: Any, spec: RouteSpec) -> func.HttpResponse:
 
 def authorize(req: func.HttpRequest, rule: Rule) -> SignIn | None:
     """Who calls, and whether it may (the route's rule, decided by `shared.services.access`)."""
-    if rule.kind == "public":
+    if rule.kind == "public" or rule.host_checks_key:
         return None
     c = container()
     sign_in = identity.authenticate(
@@ -409,14 +444,19 @@ def http(
 ) -> Callable[[Callable[[Call], Any]], Callable[[Call], Any]]:
     """Declare an HTTP function: registered on `bp`, access-checked, in OpenAPI, errors mapped.
 
-    `access` is required: `PUBLIC`, `IDENTIFIED` or `allow(Action.X)` (shared/services/access).
+    `access` is required: `PUBLIC`, `IDENTIFIED`, `allow(Action.X)` or `FUNCTION_KEY`
+    (shared/services/access; only the last makes the host ask for a function key).
     `idempotent` POSTs honour `Idempotency-Key`.
     """
-    if access.kind != "public":
+    if access.host_checks_key:
+        errors = (*errors, 401)  # the host's answer to a request without a valid key
+    elif access.kind != "public":
         # Every protected route can answer these; OpenAPI should say so.
         errors = (*errors, 401, 403, 404)
     if idempotent:
         errors = (*errors, 409)
+    if 412 in errors or 428 in errors:
+        errors = (*errors, 400)  # a malformed If-Match
     spec = RouteSpec(
         name,
         route,
@@ -450,10 +490,9 @@ def http(
 
         trigger.__name__ = trigger.__qualname__ = name
         trigger.__doc__ = summary
+        level = func.AuthLevel.FUNCTION if access.host_checks_key else func.AuthLevel.ANONYMOUS
         bp.function_name(name)(
-            bp.route(route=route, methods=list(spec.methods), auth_level=func.AuthLevel.ANONYMOUS)(
-                trigger
-            )
+            bp.route(route=route, methods=list(spec.methods), auth_level=level)(trigger)
         )
         handler.trigger = trigger  # type: ignore[attr-defined]
         return handler

@@ -91,7 +91,9 @@ def _operation(spec: RouteSpec, refs: dict[Any, Any], extra: dict[str, Any]) -> 
         "parameters": params,
         "responses": {},
     }
-    if spec.access.kind != "public":
+    if spec.access.host_checks_key:
+        op["security"] = [{"functionKey": []}]
+    elif spec.access.kind != "public":
         op["security"] = [{"bearer": []}]
     if spec.idempotent:
         op["parameters"].append(
@@ -114,6 +116,10 @@ def _operation(spec: RouteSpec, refs: dict[Any, Any], extra: dict[str, Any]) -> 
     op["responses"][str(spec.status)] = ok
     problem = {"$ref": "#/components/schemas/Problem"}
     for status in sorted({400, 500, *spec.errors}):
+        if status == 401 and spec.access.host_checks_key:
+            # The host refuses a missing or wrong key itself, with an empty body.
+            op["responses"]["401"] = {"description": "No valid function key"}
+            continue
         op["responses"][str(status)] = {
             "description": _ERRORS.get(status, "Internal error"),
             "content": {PROBLEM_JSON: {"schema": problem}},
@@ -169,7 +175,13 @@ def build_openapi(
         "components": {
             "schemas": {**extra, **defs.get("$defs", {}), "Problem": PROBLEM_SCHEMA},
             "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "functionKey": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "x-functions-key",
+                    "description": "A function key of the Function App (checked in Azure only).",
+                },
             },
         },
     }

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from functions._http import REQUEST_ID
 from shared.domain.errors import DomainError, NotFound, UpstreamRejected, ValidationFailed
+from shared.domain.failures import Failure
 
 log = logging.getLogger("functions.queue")
 P = TypeVar("P", bound=BaseModel)
@@ -25,9 +26,15 @@ def run_step(
     msg: func.QueueMessage,
     payload: type[P],
     step: Callable[[P], None],
-    give_up: Callable[[P, str], None],
+    give_up: Callable[[P, Failure], None],
 ) -> None:
-    """Run one queue step; transient failures re-raise (the host retries, then poisons)."""
+    """Run one queue step; transient failures re-raise (the host retries, then poisons).
+
+    `give_up` records the failure with its kind (a definite refusal, or transient/unknown),
+    which decides whether a later retry is a new request or a repeat of this one. Should
+    `give_up` itself fail, the record stays in its transient state, where the watchdog
+    (`timer_housekeeping`) finds it.
+    """
     try:
         data = payload.model_validate_json(msg.get_body())
     except ValidationError:
@@ -39,13 +46,12 @@ def run_step(
         step(data)
     except PERMANENT as exc:
         log.warning("queue step refused for good: %s", exc)
-        give_up(data, exc.detail)
+        give_up(data, Failure.of(exc))
     except Exception as exc:
         last = (msg.dequeue_count or 1) >= MAX_DEQUEUE_COUNT
         if last:
-            reason = exc.detail if isinstance(exc, DomainError) else type(exc).__name__
             log.error("queue step failed on its last try; recording the failure", exc_info=True)
-            give_up(data, f"gave up after {MAX_DEQUEUE_COUNT} tries: {reason}")
+            give_up(data, Failure.of(exc, prefix=f"gave up after {MAX_DEQUEUE_COUNT} tries: "))
         raise
     finally:
         REQUEST_ID.reset(token)

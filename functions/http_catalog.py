@@ -9,22 +9,26 @@ from functions._http import Call, PageQuery, Reply, http
 from shared.bootstrap import container
 from shared.domain.catalog import MARKET_PATTERN, SLUG_ID
 from shared.domain.model import Page, WireModel
-from shared.services import catalog, catalog_import
+from shared.services import catalog_editing, catalog_import, catalog_views
 from shared.services.access import PUBLIC, Action, allow
-from shared.services.catalog import (
+from shared.services.catalog_editing import (
     CatalogEntryPut,
     CatalogEntryView,
     CatalogProductRow,
     CategoriesPut,
     CategoriesView,
-    CustomerCatalogPublic,
-    CustomerCatalogStaff,
-    PublicCatalog,
-    PublicProductDetail,
     SegmentsPut,
     SegmentsView,
 )
 from shared.services.catalog_import import ImportReport
+from shared.services.catalog_views import (
+    CustomerCatalog,
+    CustomerCatalogDistributor,
+    CustomerCatalogPublic,
+    CustomerCatalogStaff,
+    PublicCatalog,
+    PublicProductDetail,
+)
 
 bp = func.Blueprint()
 TAGS = ("catalog",)
@@ -73,7 +77,7 @@ def public_catalog(call: Call) -> Reply:
     """Categories, segments and one page of products (no sign-in, no cost or margin)."""
     q = call.query(PublicCatalogQuery)
     snap = container().catalog_reader.snapshot(call.route["r"])
-    body = catalog.public_catalog(
+    body = catalog_views.public_catalog(
         snap,
         q=q.q,
         category=q.category,
@@ -100,7 +104,7 @@ def public_catalog_product(call: Call) -> Reply:
     """A product's public page."""
     q = call.query(ProductQuery)
     snap = container().catalog_reader.snapshot(call.route["r"])
-    body = catalog.public_product(snap, call.route["p"], segment=q.segment)
+    body = catalog_views.public_product(snap, call.route["p"], segment=q.segment)
     return Reply(body, headers=dict(PUBLIC_CACHE))
 
 
@@ -109,20 +113,21 @@ def public_catalog_product(call: Call) -> Reply:
     "resellers/{r}/customers/{c}/catalog",
     ["GET"],
     name="http_customer_catalog",
-    summary="What a customer may buy, priced (staff: cost, margin; customer users: price).",
+    summary="What a customer may buy, priced (distributor: every layer; reseller staff: "
+    "reseller cost and margin; customer users: their price).",
     query=CustomerCatalogQuery,
-    response=CustomerCatalogStaff | CustomerCatalogPublic,
+    response=CustomerCatalogDistributor | CustomerCatalogStaff | CustomerCatalogPublic,
     tags=TAGS,
     errors=(400,),
     access=allow(Action.BROWSE_CATALOG),
 )
-def customer_catalog(call: Call) -> CustomerCatalogStaff | CustomerCatalogPublic:
+def customer_catalog(call: Call) -> CustomerCatalog:
     """The customer's catalog in the view the caller may see."""
     q = call.query(CustomerCatalogQuery)
     c = container()
     reseller, customer = call.route["r"], call.route["c"]
     segment = c.customer_directory.segment_of(reseller, customer)
-    return catalog.customer_catalog(
+    return catalog_views.customer_catalog(
         c.catalog_reader.snapshot(reseller),
         call.principal,
         customer,
@@ -149,7 +154,7 @@ def customer_catalog(call: Call) -> CustomerCatalogStaff | CustomerCatalogPublic
 def list_catalog_entries(call: Call) -> Page[CatalogProductRow]:
     """A page of the market's products and the reseller's entries."""
     q = call.query(PageQuery)
-    return catalog.catalog_products(
+    return catalog_editing.catalog_products(
         container().catalog_reader,
         call.route["r"],
         page_size=q.page_size,
@@ -169,8 +174,11 @@ def list_catalog_entries(call: Call) -> Page[CatalogProductRow]:
 )
 def get_catalog_entry(call: Call) -> Reply:
     """One entry."""
-    entry = catalog.get_entry(container().catalog_store, call.route["r"], call.route["p"])
-    return Reply(catalog.entry_view(entry), etag=entry.etag)
+    c = container()
+    entry = catalog_editing.get_entry(
+        c.catalog_store, c.resellers, call.route["r"], call.route["p"]
+    )
+    return Reply(catalog_editing.entry_view(entry), etag=entry.etag)
 
 
 @http(
@@ -188,7 +196,7 @@ def get_catalog_entry(call: Call) -> Reply:
 def put_catalog_entry(call: Call) -> Reply:
     """Create or replace the entry."""
     c = container()
-    entry = catalog.put_entry(
+    entry = catalog_editing.put_entry(
         c.catalog_store,
         c.products,
         c.resellers,
@@ -198,7 +206,7 @@ def put_catalog_entry(call: Call) -> Reply:
         call.if_match_optional(),
         call.body(CatalogEntryPut),
     )
-    return Reply(catalog.entry_view(entry), etag=entry.etag)
+    return Reply(catalog_editing.entry_view(entry), etag=entry.etag)
 
 
 @http(
@@ -213,8 +221,8 @@ def put_catalog_entry(call: Call) -> Reply:
 )
 def get_catalog_categories(call: Call) -> Reply:
     """The categories."""
-    settings = catalog.get_settings(container().catalog_store, call.route["r"])
-    return Reply(catalog.categories_view(settings), etag=settings.etag)
+    settings = catalog_editing.get_settings(container().catalog_store, call.route["r"])
+    return Reply(catalog_editing.categories_view(settings), etag=settings.etag)
 
 
 @http(
@@ -232,14 +240,14 @@ def get_catalog_categories(call: Call) -> Reply:
 def put_catalog_categories(call: Call) -> Reply:
     """Replace the categories."""
     c = container()
-    settings = catalog.put_categories(
+    settings = catalog_editing.put_categories(
         c.catalog_store,
         c.clock,
         call.route["r"],
         call.if_match_optional(),
         call.body(CategoriesPut),
     )
-    return Reply(catalog.categories_view(settings), etag=settings.etag)
+    return Reply(catalog_editing.categories_view(settings), etag=settings.etag)
 
 
 @http(
@@ -254,8 +262,8 @@ def put_catalog_categories(call: Call) -> Reply:
 )
 def get_segments(call: Call) -> Reply:
     """The segments."""
-    settings = catalog.get_settings(container().catalog_store, call.route["r"])
-    return Reply(catalog.segments_view(settings), etag=settings.etag)
+    settings = catalog_editing.get_settings(container().catalog_store, call.route["r"])
+    return Reply(catalog_editing.segments_view(settings), etag=settings.etag)
 
 
 @http(
@@ -273,10 +281,10 @@ def get_segments(call: Call) -> Reply:
 def put_segments(call: Call) -> Reply:
     """Replace the segments."""
     c = container()
-    settings = catalog.put_segments(
+    settings = catalog_editing.put_segments(
         c.catalog_store, c.clock, call.route["r"], call.if_match_optional(), call.body(SegmentsPut)
     )
-    return Reply(catalog.segments_view(settings), etag=settings.etag)
+    return Reply(catalog_editing.segments_view(settings), etag=settings.etag)
 
 
 @http(

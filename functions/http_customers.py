@@ -19,7 +19,7 @@ from shared.domain.customers import (
 from shared.domain.model import Page
 from shared.services import customers
 from shared.services.access import Action, allow
-from shared.services.customers import CustomerView, DomainCheck, RelationshipLink
+from shared.services.customers import CustomerPublic, CustomerView, DomainCheck, RelationshipLink
 
 bp = func.Blueprint()
 TAGS = ("customers",)
@@ -48,12 +48,12 @@ def _location(customer: Customer) -> dict[str, str]:
     name="http_list_customers",
     summary="The reseller's customers (a customer user: its own), by status and name.",
     query=CustomerListQuery,
-    response=Page[CustomerView],
+    response=Page[CustomerView | CustomerPublic],
     tags=TAGS,
     errors=(400,),
     access=allow(Action.READ_CUSTOMERS),
 )
-def list_customers(call: Call) -> Page[CustomerView]:
+def list_customers(call: Call) -> Page[CustomerView | CustomerPublic]:
     """A page of customers."""
     q = call.query(CustomerListQuery)
     return customers.list_customers(
@@ -93,7 +93,10 @@ def create_customer(call: Call) -> Reply:
         customer_id=call.new_id(),
     )
     return Reply(
-        customers.present(customer), status=202, headers=_location(customer), etag=customer.etag
+        customers.present(call.principal, customer),
+        status=202,
+        headers=_location(customer),
+        etag=customer.etag,
     )
 
 
@@ -123,7 +126,10 @@ def import_customer(call: Call) -> Reply:
         customer_id=call.new_id(),
     )
     return Reply(
-        customers.present(customer), status=201, headers=_location(customer), etag=customer.etag
+        customers.present(call.principal, customer),
+        status=201,
+        headers=_location(customer),
+        etag=customer.etag,
     )
 
 
@@ -133,7 +139,7 @@ def import_customer(call: Call) -> Reply:
     ["GET"],
     name="http_get_customer",
     summary="One customer (with its ETag).",
-    response=CustomerView,
+    response=CustomerView | CustomerPublic,
     tags=TAGS,
     access=allow(Action.READ_CUSTOMERS),
 )
@@ -142,7 +148,7 @@ def get_customer(call: Call) -> Reply:
     customer = customers.get(
         container().customer_book, call.principal, call.route["r"], call.route["c"]
     )
-    return Reply(customers.present(customer), etag=customer.etag)
+    return Reply(customers.present(call.principal, customer), etag=customer.etag)
 
 
 @http(
@@ -168,7 +174,7 @@ def update_customer(call: Call) -> Reply:
         etag,
         call.body(CustomerUpdate),
     )
-    return Reply(customers.present(customer), etag=customer.etag)
+    return Reply(customers.present(call.principal, customer), etag=customer.etag)
 
 
 @http(
@@ -176,7 +182,10 @@ def update_customer(call: Call) -> Reply:
     "resellers/{r}/customers/{c}/retry",
     ["POST"],
     name="http_retry_customer",
-    summary="Provision a Failed customer (new tenant) again, with its same MS-RequestId.",
+    summary=(
+        "Provision a Failed (or stale Provisioning) new-tenant customer again: the same "
+        "MS-RequestId after a transient failure, a new one after a refusal."
+    ),
     response=CustomerView,
     status=202,
     tags=TAGS,
@@ -194,7 +203,10 @@ def retry_customer(call: Call) -> Reply:
         call.if_match_optional(),
     )
     return Reply(
-        customers.present(customer), status=202, headers=_location(customer), etag=customer.etag
+        customers.present(call.principal, customer),
+        status=202,
+        headers=_location(customer),
+        etag=customer.etag,
     )
 
 

@@ -9,7 +9,13 @@ from shared.bootstrap import container
 from shared.domain.model import Page
 from shared.services import resellers
 from shared.services.access import Action, allow
-from shared.services.resellers import ResellerCreate, ResellerPublic, ResellerStaff, ResellerUpdate
+from shared.services.resellers import (
+    ResellerCreate,
+    ResellerDistributor,
+    ResellerPublic,
+    ResellerStaff,
+    ResellerUpdate,
+)
 
 bp = func.Blueprint()
 TAGS = ("resellers",)
@@ -22,11 +28,11 @@ TAGS = ("resellers",)
     name="http_list_resellers",
     summary="Every reseller of the platform.",
     query=PageQuery,
-    response=Page[ResellerStaff],
+    response=Page[ResellerDistributor],
     tags=TAGS,
     access=allow(Action.LIST_RESELLERS),
 )
-def list_resellers(call: Call) -> Page[ResellerStaff]:
+def list_resellers(call: Call) -> Page[ResellerDistributor]:
     """A page of resellers."""
     q = call.query(PageQuery)
     return resellers.list_resellers(
@@ -39,19 +45,19 @@ def list_resellers(call: Call) -> Page[ResellerStaff]:
     "resellers",
     ["POST"],
     name="http_onboard_reseller",
-    summary="Onboard a reseller (default margin 10 % over cost).",
+    summary="Onboard a reseller Partner Center knows (default mark-up 10 % over its cost).",
     body=ResellerCreate,
-    response=ResellerStaff,
+    response=ResellerDistributor,
     status=201,
     tags=TAGS,
-    errors=(409,),
+    errors=(409, 502, 503),
     access=allow(Action.MANAGE_RESELLERS),
     idempotent=True,
 )
 def onboard_reseller(call: Call) -> Reply:
     """Create a reseller."""
     c = container()
-    reseller = resellers.onboard(c.resellers, c.clock, call.body(ResellerCreate))
+    reseller = resellers.onboard(c.resellers, c.clock, call.body(ResellerCreate), c.partner_center)
     return Reply(
         resellers.present(call.principal, reseller),
         status=201,
@@ -65,8 +71,8 @@ def onboard_reseller(call: Call) -> Reply:
     "resellers/{r}",
     ["GET"],
     name="http_get_reseller",
-    summary="One reseller (its customers' users see it without margin).",
-    response=ResellerStaff | ResellerPublic,
+    summary="One reseller (its staff see no distributor mark-up; customers' users no mark-up).",
+    response=ResellerDistributor | ResellerStaff | ResellerPublic,
     tags=TAGS,
     access=allow(Action.READ_RESELLER),
 )
@@ -81,11 +87,12 @@ def get_reseller(call: Call) -> Reply:
     "resellers/{r}",
     ["PATCH"],
     name="http_update_reseller",
-    summary="Change a reseller's profile (If-Match required).",
+    summary="Change a reseller's profile and mark-ups (If-Match; no currency or market change "
+    "while catalog entries hold prices: 409).",
     body=ResellerUpdate,
-    response=ResellerStaff,
+    response=ResellerDistributor,
     tags=TAGS,
-    errors=(412, 428),
+    errors=(409, 412, 428, 502, 503),
     access=allow(Action.MANAGE_RESELLERS),
 )
 def update_reseller(call: Call) -> Reply:
@@ -93,5 +100,7 @@ def update_reseller(call: Call) -> Reply:
     c = container()
     etag = call.if_match()
     command = call.body(ResellerUpdate)
-    reseller = resellers.update(c.resellers, c.clock, call.route["r"], etag, command)
+    reseller = resellers.update(
+        c.resellers, c.clock, call.route["r"], etag, command, c.catalog_store, c.partner_center
+    )
     return Reply(resellers.present(call.principal, reseller), etag=reseller.etag)

@@ -24,5 +24,5 @@ def queue_send_notification(msg: func.QueueMessage) -> None:
         msg,
         NotificationMessage,
         lambda m: notifications.deliver(c.notifications, c.mailer, m),
-        lambda m, reason: notifications.give_up(c.notifications, m, reason),
+        lambda m, failure: notifications.give_up(c.notifications, m, failure.reason),
     )

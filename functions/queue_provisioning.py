@@ -25,7 +25,7 @@ def queue_provision_customer(msg: func.QueueMessage) -> None:
         msg,
         ProvisionCustomerMessage,
         lambda m: customers.provision(c.customer_book, c.partner_center, c.mailer, m),
-        lambda m, reason: customers.give_up(c.customer_book, m, reason),
+        lambda m, failure: customers.give_up(c.customer_book, m, failure),
     )
 
 

@@ -196,8 +196,12 @@ var appSettings = {
   TABLE_PREFIX: tablePrefix
   OUTBOX_SWEEP_SCHEDULE: '0 */1 * * * *'
   OUTBOX_MIN_AGE_SECONDS: '60'
+  HOUSEKEEPING_SCHEDULE: '0 */5 * * * *'
+  WATCHDOG_DEADLINE_MINUTES: '30'
+  RETENTION_DAYS: '30'
   CATALOG_IMPORT_SCHEDULE: '0 30 2 * * *'
   CATALOG_MARKETS: 'CZ'
+  DISTRIBUTOR_MARKUP_PERCENT: '0'
 
   PARTNER_CENTER_API_BASE_URL: 'https://api.partnercenter.microsoft.com'
   PARTNER_CENTER_PRICE_SHEET_BASE_URL: 'https://api.partner.microsoft.com'

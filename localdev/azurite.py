@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from localdev.funchost.process import free_port
+from localdev.funchost.process import free_port, own_session
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCOUNT = "devstoreaccount1"
@@ -135,7 +135,7 @@ def start_npm(
         ],
         stdout=out,
         stderr=subprocess.STDOUT,
-        start_new_session=True,
+        **own_session(),
     )
     try:
         _wait_for_ports([blob, queue, table], proc, timeout)

@@ -82,6 +82,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("localdev.host")
+# Signals this soon after the first are the same stop (a group signal and its parent's echo).
+_SAME_STOP_SECONDS = 2.0
 
 
 class _UtcFormatter(logging.Formatter):
@@ -181,19 +183,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     stopping = threading.Event()
+    first_signal_at = 0.0
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
+        nonlocal first_signal_at
         if stopping.is_set():
-            if signum == signal.SIGINT:
-                # A second Ctrl-C means "now": skip the grace period.
+            # A group signal reaches us and our parent, which passes its own on: repeats within
+            # a moment are that same stop. A Ctrl-C pressed again later means "now".
+            late = time.monotonic() - first_signal_at > _SAME_STOP_SECONDS
+            if signum == signal.SIGINT and late:
                 log.warning("Second Ctrl-C: exiting without waiting")
                 os._exit(1)
+            log.info("%s received: already stopping", signal.Signals(signum).name)
             return
         log.info("%s received: stopping", signal.Signals(signum).name)
+        first_signal_at = time.monotonic()
         stopping.set()
 
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
+    for stop_signal in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop_signal, request_stop)
     try:
         host.start()
     except (HostConfigError, OSError, RuntimeError) as error:

@@ -1,7 +1,9 @@
 """Demo data for `make run`: the distributor admin, reseller `demo` with three users, and
-reseller `other` with one (for isolation checks); two Active customers of `demo` (one
-commercial, one education) with the customer user `it@customer.example`; the CZ catalog
-imported from Partner Center (the simulator) and a curated public catalog for each reseller.
+reseller `other` with one (for isolation checks); the distributor charges `demo` a 5 % mark-up
+over Microsoft's cost and `demo` pins one customer price (Business Basic, annual); two Active
+customers of `demo` (one commercial, one education) with the customer user
+`it@customer.example`; the CZ catalog imported from Partner Center (the simulator) and a
+curated public catalog for each reseller.
 Idempotent: a second run changes nothing.
 
     python -m localdev.seed
@@ -13,13 +15,16 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
+from localdev.partner_center_sim.resellers import DEMO_RESELLERS
 from localdev.tokens import local_sign_ins
 from shared.bootstrap import Container
 from shared.config import Settings
 from shared.domain import partner_center as pc
-from shared.domain.catalog import Category
+from shared.domain.catalog import Category, PinnedPrice, Product
+from shared.domain.claims import Claim
 from shared.domain.customers import Customer, CustomerImport
 from shared.domain.identity import (
     DISTRIBUTOR,
@@ -29,6 +34,7 @@ from shared.domain.identity import (
     SignInKind,
     User,
 )
+from shared.domain.money import Money
 from shared.domain.orders import (
     Order,
     OrderCreate,
@@ -37,10 +43,10 @@ from shared.domain.orders import (
     order_row_key,
 )
 from shared.domain.outbox import Queue
-from shared.services import catalog, catalog_import, orders, resellers, users
+from shared.services import catalog_editing, catalog_import, claims, orders, resellers, users
 from shared.services import customers as customer_service
-from shared.services.catalog import CatalogEntryPut, CategoriesPut
-from shared.services.resellers import ResellerCreate
+from shared.services.catalog_editing import CatalogEntryPut, CategoriesPut
+from shared.services.resellers import ResellerCreate, ResellerUpdate
 
 
 @dataclass(frozen=True)
@@ -53,18 +59,24 @@ class DemoUser:
     name: str
 
 
+# Both Partner Center ids of each reseller, as the simulator lists them (IsIndirect...Of).
+_DEMO, _OTHER = DEMO_RESELLERS
 RESELLERS = [
     ResellerCreate(
         slug="demo",
-        name="Demo Reseller s.r.o.",
-        partner_center_id="3f2c6a1e-8d4b-4c1a-9b7e-2a5d0c9e4f10",
+        name=_DEMO.name,
+        partner_center_tenant_id=_DEMO.id,
+        mpn_id=_DEMO.mpn_id,
         country="CZ",
         currency="CZK",
+        # The distributor charges demo 5 % over Microsoft's cost: demo's staff see only the result.
+        distributor_markup_percent=Decimal(5),
     ),
     ResellerCreate(
         slug="other",
-        name="Other Reseller a.s.",
-        partner_center_id="7b1e9d2c-5a3f-4e8b-8c6d-1f0a2b3c4d5e",
+        name=_OTHER.name,
+        partner_center_tenant_id=_OTHER.id,
+        mpn_id=_OTHER.mpn_id,
         country="CZ",
         currency="EUR",
     ),
@@ -121,7 +133,7 @@ def seed_catalog(c: Container, market: str = "CZ") -> int:
     for slug, categories in CATEGORIES.items():
         if c.catalog_store.find_settings(slug) is not None:
             continue  # the reseller's catalog exists: leave its edits alone
-        catalog.put_categories(
+        catalog_editing.put_categories(
             c.catalog_store,
             c.clock,
             slug,
@@ -134,7 +146,7 @@ def seed_catalog(c: Container, market: str = "CZ") -> int:
             where = next((cat for key, cat in PLACEMENT[slug] if key in product.title), None)
             if where is None or product.withdrawn:
                 continue
-            catalog.put_entry(
+            catalog_editing.put_entry(
                 c.catalog_store,
                 c.products,
                 c.resellers,
@@ -142,17 +154,63 @@ def seed_catalog(c: Container, market: str = "CZ") -> int:
                 slug,
                 product.id,
                 None,
-                CatalogEntryPut(categories=[where], position=position),
+                CatalogEntryPut(
+                    categories=[where],
+                    position=position,
+                    customer_prices=_pinned(product) if slug == "demo" else [],
+                ),
             )
             placed += 1
     return placed
 
 
+PINNED_PRODUCT = "Microsoft 365 Business Basic"
+
+
+def _pinned(product: Product) -> list[PinnedPrice]:
+    """Demo's one pinned price: Business Basic, annual, a round 20 % over Microsoft's cost."""
+    if product.title != PINNED_PRODUCT:
+        return []
+    for sku in product.skus:
+        price = sku.price("commercial", "P1Y", "annual", "CZK")
+        if price is not None and not sku.is_trial:
+            amount = (price.cost * Decimal("1.2")).to_integral_value(rounding=ROUND_CEILING)
+            return [
+                PinnedPrice(
+                    sku_id=sku.id,
+                    term="P1Y",
+                    billing_cycle="annual",
+                    price=Money(amount=amount, currency="CZK"),
+                )
+            ]
+    return []
+
+
 def seed(c: Container) -> list[User]:
-    """Create whatever of the demo data is missing; returns the demo users."""
+    """Create whatever of the demo data is missing; returns the demo users.
+
+    A demo reseller stored before resellers had two Partner Center ids gets the missing one.
+    """
     for command in RESELLERS:
-        if c.resellers.find(RESELLER_PARTITION, command.slug) is None:
-            resellers.onboard(c.resellers, c.clock, command)
+        found = c.resellers.find(RESELLER_PARTITION, command.slug)
+        if found is None:
+            resellers.onboard(c.resellers, c.clock, command, c.partner_center)
+        elif (found.partner_center_tenant_id, found.mpn_id) != (
+            command.partner_center_tenant_id,
+            command.mpn_id,
+        ):
+            resellers.update(
+                c.resellers,
+                c.clock,
+                command.slug,
+                found.etag or "",
+                ResellerUpdate(
+                    partner_center_tenant_id=command.partner_center_tenant_id,
+                    mpn_id=command.mpn_id,
+                ),
+                c.catalog_store,
+                c.partner_center,
+            )
     return [
         users.ensure_user(
             c.directory,
@@ -182,31 +240,27 @@ def seed_customers(c: Container, reseller_slug: str = "demo") -> list[Customer]:
     seeded: list[Customer] = []
     for tenant_name, name, ico, segment, industry in DEMO_CUSTOMERS:
         domain = f"{tenant_name}.onmicrosoft.com"
-        known = c.customers.list(reseller.slug, equals={"domain": domain}, page_size=1).items
+        holder = c.customers.claim_owner(reseller.slug, Claim("domain", domain))
+        known = [c.customers.get(reseller.slug, holder)] if holder else []
         if known:
             seeded.append(known[0])
             continue
         tenant = next(
             (
                 t
-                for t in c.partner_center.list_customers(
-                    indirect_reseller_id=reseller.partner_center_id
-                )
+                for t in customer_service.reseller_tenants(c.partner_center, reseller)
                 if t.company_profile and t.company_profile.domain == domain
             ),
             None,
         )
         if tenant is None:
             tenant = c.partner_center.create_customer(
-                _demo_tenant(reseller.partner_center_id, domain, name, ico),
+                _demo_tenant(reseller.require_tenant_id(), domain, name, ico),
                 request_id=str(uuid.uuid5(uuid.NAMESPACE_DNS, domain)),
             )
         command = CustomerImport(segment=segment, industry=industry)
-        seeded.append(
-            c.customers.add(
-                customer_service.from_partner_center(tenant, reseller.slug, c.clock, command)
-            )
-        )
+        customer = customer_service.from_partner_center(tenant, reseller.slug, c.clock, command)
+        seeded.append(c.customers.add(customer, claims=customer.claims()))
     u = CUSTOMER_USER
     users.ensure_user(
         c.directory,
@@ -294,6 +348,17 @@ def seed_orders(c: Container, customer: Customer) -> list[Order]:
     return seeded
 
 
+def backfill_claims(c: Container) -> int:
+    """Claim rows for customers and users stored before claims existed (every reseller)."""
+    fixed = 0
+    for reseller in [*c.resellers.iterate(RESELLER_PARTITION), None]:
+        slug = reseller.slug if reseller is not None else DISTRIBUTOR
+        if reseller is not None:
+            fixed += claims.backfill(c.customers, slug, c.customers.iterate(slug))
+        fixed += claims.backfill(c.users, slug, c.users.iterate(slug))
+    return fixed
+
+
 def _demo_tenant(partner_id: str, domain: str, name: str, ico: str) -> pc.Customer:
     address = pc.Address(
         country="CZ",
@@ -333,6 +398,9 @@ def main() -> int:
         print(f"seeded {user.role.value:<17} {user.email}  ({user.reseller})")
     placed = seed_catalog(c)
     print(f"seeded the CZ catalog ({placed} products placed in the resellers' categories)")
+    fixed = backfill_claims(c)
+    if fixed:
+        print(f"gave {fixed} record(s) from before claim rows their claims")
     seeded_customers = seed_customers(c)
     for customer in seeded_customers:
         print(f"seeded customer {customer.name} ({customer.domain}, {customer.segment})")

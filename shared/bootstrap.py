@@ -1,21 +1,21 @@
-"""Wiring: builds adapters and repositories once per process, lazily (never at import)."""
+"""Wiring: builds adapters and repositories once per process, lazily (never at import).
+
+Cold start: indexing the app (`function_app`) imports every blueprint, and every blueprint
+imports this module, so nothing here may import an adapter or an SDK at module level. Each
+factory imports its adapter inside itself, where it is first built; the module's top imports
+only the domain, the ports and the services, which the routes need anyway for their models.
+`tests/unit/test_cold_start.py` fails when an SDK is imported while the app is indexed.
+"""
 
 from __future__ import annotations
 
 import os
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 from functools import cached_property
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from shared.adapters.auth import JwtVerifier
-from shared.adapters.mail import build_mailer
-from shared.adapters.queues import OutboxDispatcher, QueueSender, sweep_cutoff
-from shared.adapters.tables.catalog import CatalogTable
-from shared.adapters.tables.customer_segments import TableCustomerSegments
-from shared.adapters.tables.repository import TableRepository
-from shared.adapters.tables.store import TableStore
-from shared.config import Settings, get_settings
 from shared.domain.catalog import MARKET_STAMPS, MarketStamp, Product
 from shared.domain.customers import Customer
 from shared.domain.idempotency import IdempotencyRecord
@@ -34,9 +34,17 @@ from shared.ports import (
     TokenVerifier,
 )
 from shared.services.catalog import CatalogReader
-from shared.services.customers import CustomerBook
+from shared.services.customers import CustomerBook, ProvisioningCustomers
+from shared.services.housekeeping import Housekeeping
 from shared.services.identity import Directory
 from shared.services.orders import OrderBook, OrderPolicy
+from shared.services.watchdog import TransientRecords
+
+if TYPE_CHECKING:
+    from shared.adapters.queues import OutboxDispatcher, QueueSender
+    from shared.adapters.tables.repository import TableRepository
+    from shared.adapters.tables.store import TableStore
+    from shared.config import Settings
 
 M = TypeVar("M", bound=Record)
 R = TypeVar("R")
@@ -60,26 +68,36 @@ class Container:
     @cached_property
     def settings(self) -> Settings:
         """The app settings."""
+        from shared.config import get_settings
+
         return self._settings or get_settings()
 
     @cached_property
     def store(self) -> TableStore:
         """The Table Storage account."""
+        from shared.adapters.tables.store import TableStore
+
         return TableStore.from_settings(self.settings)
 
     @cached_property
     def queues(self) -> QueueSender:
         """The queue sender."""
+        from shared.adapters.queues import QueueSender
+
         return QueueSender.from_settings(self.settings)
 
     @cached_property
     def outbox(self) -> OutboxDispatcher:
         """Sends outbox rows after each commit and sweeps the abandoned ones."""
+        from shared.adapters.queues import OutboxDispatcher
+
         return OutboxDispatcher(self.queues)
 
     @cached_property
     def mailer(self) -> Mailer:
         """The e-mail sender."""
+        from shared.adapters.mail import build_mailer
+
         return build_mailer(self.settings)
 
     def table_repository(
@@ -91,6 +109,8 @@ class Container:
         outbox: bool = False,
     ) -> TableRepository[M]:
         """A Table Storage repository; with `outbox`, its writes may carry queue messages."""
+        from shared.adapters.tables.repository import TableRepository
+
         return TableRepository(self.store, table, model, keys, self.outbox if outbox else None)
 
     @repository
@@ -147,6 +167,8 @@ class Container:
     @cached_property
     def token_verifier(self) -> TokenVerifier:
         """Checks bearer tokens against AUTH_ISSUERS (JWKS fetched lazily, cached)."""
+        from shared.adapters.auth import JwtVerifier
+
         s = self.settings
         return JwtVerifier(
             s.auth_issuers,
@@ -157,7 +179,6 @@ class Container:
     @cached_property
     def partner_center(self) -> PartnerCenter:
         """The Partner Center client (msal, pooled connections), built on first use."""
-        # Imported here: msal and the client are only needed by the triggers that call it.
         from shared.adapters.partner_center import build_partner_center
 
         return build_partner_center(self.settings)
@@ -177,18 +198,27 @@ class Container:
     @cached_property
     def catalog_store(self) -> CatalogStore:
         """Resellers' catalogs: settings, entries and version, one partition each."""
+        from shared.adapters.tables.catalog import CatalogTable
+
         return CatalogTable(self.store)
 
     @cached_property
     def catalog_reader(self) -> CatalogReader:
         """The per-process cache of resellers' catalogs."""
         return CatalogReader(
-            self.catalog_store, self.products, self.market_stamps, self.resellers, self.clock
+            self.catalog_store,
+            self.products,
+            self.market_stamps,
+            self.resellers,
+            self.clock,
+            self.settings.distributor_markup_percent,
         )
 
     @cached_property
     def customer_directory(self) -> CustomerDirectory:
         """Customers' segments (read from the Customers table)."""
+        from shared.adapters.tables.customer_segments import TableCustomerSegments
+
         return TableCustomerSegments(self.store)
 
     @repository
@@ -207,6 +237,7 @@ class Container:
             self.clock,
             self.catalog_store,
             self.notifications,
+            stuck_after=timedelta(minutes=self.settings.watchdog_deadline_minutes),
             users=self.users,
         )
 
@@ -246,6 +277,26 @@ class Container:
             after_step=_crash_after(s.order_step_crash_after),
         )
 
+    def transient_records(self) -> list[TransientRecords]:
+        """Every kind of record with transient states the watchdog looks after.
+
+        A new kind (an order Submitted or Provisioning) registers here.
+        """
+        return [ProvisioningCustomers(self.customer_book)]
+
+    @cached_property
+    def housekeeping(self) -> Housekeeping:
+        """The records and settings of `timer_housekeeping`."""
+        return Housekeeping(
+            idempotency=self.idempotency,
+            invitations=self.invitations,
+            notifications=self.notifications,
+            transient=self.transient_records(),
+            clock=self.clock,
+            retention=timedelta(days=self.settings.retention_days),
+            poison_depths=self.queues.poison_depths,
+        )
+
     def outbox_tables(self) -> list[str]:
         """Every table that may hold outbox rows: those of the repositories built with one."""
         repos = [getattr(self, name) for name in _REPOSITORIES]
@@ -253,6 +304,8 @@ class Container:
 
     def sweep_outbox(self) -> int:
         """Re-send outbox rows older than OUTBOX_MIN_AGE_SECONDS."""
+        from shared.adapters.queues import sweep_cutoff
+
         cutoff = sweep_cutoff(self.clock.now(), self.settings.outbox_min_age_seconds)
         return self.outbox.sweep(self.store, self.outbox_tables(), cutoff)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -58,6 +59,11 @@ class Settings(BaseSettings):
     # Outbox: how often the sweeper runs and how old a row must be before it is re-sent.
     outbox_sweep_schedule: str = Field("0 */1 * * * *", alias="OUTBOX_SWEEP_SCHEDULE")
     outbox_min_age_seconds: int = Field(60, alias="OUTBOX_MIN_AGE_SECONDS", ge=0)
+
+    # Housekeeping: the watchdog over records in transient states, and retention.
+    housekeeping_schedule: str = Field("0 */5 * * * *", alias="HOUSEKEEPING_SCHEDULE")
+    watchdog_deadline_minutes: int = Field(30, alias="WATCHDOG_DEADLINE_MINUTES", ge=1)
+    retention_days: int = Field(30, alias="RETENTION_DAYS", ge=1)
 
     # Partner Center (the simulator locally; api.partnercenter.microsoft.com in Azure).
     partner_center_api_base_url: str = Field(
@@ -148,6 +154,10 @@ class Settings(BaseSettings):
     # Tests only: the process exits right after this sub-step of provision-order is recorded
     # (cart, checkout, poll, subscriptions, completed), as if killed there. Refused in production.
     order_step_crash_after: str | None = Field(None, alias="ORDER_STEP_CRASH_AFTER")
+    # Pricing: the distributor's mark-up over Microsoft's cost for resellers that have no own.
+    distributor_markup_percent: Decimal = Field(
+        Decimal(0), alias="DISTRIBUTOR_MARKUP_PERCENT", ge=0, le=1000, decimal_places=2
+    )
 
     # E-mail: a drop folder of .eml files locally, SMTP in Azure.
     mail_drop_dir: Path | None = Field(None, alias="MAIL_DROP_DIR")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-from shared.domain.identity import VerifiedToken
+from shared.domain.claims import Claim
+from shared.domain.identity import IndirectReseller, VerifiedToken
 from shared.domain.model import Page, Record
 from shared.domain.notifications import Email
 from shared.domain.outbox import OutboxMessage, Queue
@@ -41,12 +42,27 @@ class Repository(Protocol[M]):
         """The record, or None."""
         ...
 
-    def add(self, item: M, *, messages: Sequence[OutboxMessage] = ()) -> M:
-        """Insert a new record (Conflict if it exists), with its outbox messages."""
+    def add(
+        self, item: M, *, messages: Sequence[OutboxMessage] = (), claims: Collection[Claim] = ()
+    ) -> M:
+        """Insert a new record (Conflict if it exists), with its outbox messages and claims
+        (ClaimTaken when another record of the partition holds one)."""
         ...
 
-    def update(self, item: M, *, messages: Sequence[OutboxMessage] = ()) -> M:
-        """Replace the record if unchanged since read (ConcurrencyConflict otherwise)."""
+    def update(
+        self,
+        item: M,
+        *,
+        messages: Sequence[OutboxMessage] = (),
+        claims: Collection[Claim] = (),
+        releases: Collection[Claim] = (),
+    ) -> M:
+        """Replace the record if unchanged since read (ConcurrencyConflict otherwise), taking
+        `claims` and giving up `releases` in the same transaction."""
+        ...
+
+    def claim_owner(self, partition: str, claim: Claim) -> str | None:
+        """The id (RowKey) of the record holding `claim` in `partition`, or None."""
         ...
 
     def delete(self, item: M) -> None:
@@ -60,8 +76,11 @@ class Repository(Protocol[M]):
         adds: Sequence[M] = (),
         updates: Sequence[M] = (),
         messages: Sequence[OutboxMessage] = (),
+        claims: Sequence[tuple[Claim, str]] = (),
+        releases: Sequence[tuple[Claim, str]] = (),
     ) -> list[M]:
-        """Insert and replace records of one partition atomically, with outbox messages."""
+        """Insert and replace records of one partition atomically, with outbox messages and
+        (claim, owner id) claims taken and released."""
         ...
 
     def list(
@@ -71,8 +90,10 @@ class Repository(Protocol[M]):
         equals: Mapping[str, Any] | None = None,
         page_size: int = 50,
         continuation_token: str | None = None,
+        before: Mapping[str, datetime] | None = None,
     ) -> Page[M]:
-        """One page of records, optionally of one partition and with fields equal to values."""
+        """One page of records, optionally of one partition, with fields equal to values and
+        (`before`) datetime fields earlier than the given moments."""
         ...
 
 
@@ -121,7 +142,15 @@ from shared.domain.orders import (  # noqa: E402
 from shared.domain.subscriptions import SubscriptionFacts  # noqa: E402
 
 
-class PartnerCenter(Protocol):
+class IndirectResellers(Protocol):
+    """The distributor's indirect resellers as Partner Center knows them."""
+
+    def list_indirect_resellers(self) -> list[IndirectReseller]:
+        """Every indirect reseller in a relationship with the distributor (app+user)."""
+        ...
+
+
+class PartnerCenter(IndirectResellers, Protocol):
     """Microsoft Partner Center as the services see it (REST client or a fake).
 
     Errors: `NotFound`; `UpstreamRejected` with Partner Center's `code` (4xx answers, including

@@ -5,12 +5,12 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from localdev.partner_center_sim import render
 from localdev.partner_center_sim.catalog import Catalog
 from shared.adapters.partner_center.price_sheet import parse_price_sheet
+from shared.adapters.tables.repository import read_version
 from shared.domain import partner_center as pc
 from shared.domain.catalog import (
     CatalogEntry,
@@ -21,10 +21,10 @@ from shared.domain.catalog import (
 )
 from shared.domain.errors import ConcurrencyConflict, Conflict
 from shared.domain.identity import Reseller
-from shared.services import catalog, catalog_import, resellers
-from shared.services.catalog import CatalogEntryPut, CatalogReader, CategoriesPut, SegmentsPut
-from shared.services.resellers import ResellerCreate
-from tests.fakes import FakeClock, InMemoryRepository
+from shared.services import catalog_editing, catalog_import
+from shared.services.catalog import CatalogReader
+from shared.services.catalog_editing import CatalogEntryPut, CategoriesPut, SegmentsPut
+from tests.fakes import FakeClock, InMemoryRepository, onboard
 
 EDU_ONLY = "m365-a3-faculty"  # sold to education only
 COMMERCIAL_ONLY = "visio-plan-1"  # sold to commercial only
@@ -134,7 +134,7 @@ class InMemoryCatalogStore:
 
     def _etag(self) -> str:
         self._n += 1
-        return f"cat-{self._n}"
+        return f'W/"cat-{self._n}"'
 
     def version(self, reseller: str) -> str | None:
         """Point read of the version."""
@@ -170,7 +170,7 @@ class InMemoryCatalogStore:
     def _check(self, current: Any, etag: str | None) -> None:
         if etag is None and current is not None:
             raise Conflict("exists")
-        if etag is not None and (current is None or current.etag != etag):
+        if etag is not None and (current is None or current.etag != read_version(etag)):
             raise ConcurrencyConflict("changed")
 
     def save_settings(self, settings: CatalogSettings, version: CatalogVersion) -> CatalogSettings:
@@ -209,17 +209,8 @@ class CatalogWorld:
 
     def add_reseller(self, slug: str, currency: str, margin: str = "10") -> Reseller:
         """Onboard a reseller in CZ."""
-        return resellers.onboard(
-            self.resellers,
-            self.clock,
-            ResellerCreate(
-                slug=slug,
-                name=f"{slug.title()} s.r.o.",
-                partner_center_id="12345678",
-                country="CZ",
-                currency=currency,
-                default_margin_percent=Decimal(margin),
-            ),
+        return onboard(
+            self.resellers, self.clock, slug, currency, name=f"{slug.title()} s.r.o.", margin=margin
         )
 
     def run_import(self) -> catalog_import.ImportReport:
@@ -243,7 +234,7 @@ class CatalogWorld:
     def categories(self, reseller: str, categories: list[dict[str, Any]]) -> None:
         """Replace a reseller's categories."""
         current = self.store.settings.get(reseller)
-        catalog.put_categories(
+        catalog_editing.put_categories(
             self.store,
             self.clock,
             reseller,
@@ -254,7 +245,7 @@ class CatalogWorld:
     def segments(self, reseller: str, segments: list[dict[str, Any]]) -> None:
         """Replace a reseller's own segments."""
         current = self.store.settings.get(reseller)
-        catalog.put_segments(
+        catalog_editing.put_segments(
             self.store,
             self.clock,
             reseller,
@@ -266,7 +257,7 @@ class CatalogWorld:
         """Create or replace a reseller's entry for a simulator product."""
         pid = self.pid(slug)
         current = self.store.entries.get((reseller, pid))
-        return catalog.put_entry(
+        return catalog_editing.put_entry(
             self.store,
             self.products,
             self.resellers,

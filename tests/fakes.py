@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from shared.domain.errors import ConcurrencyConflict, Conflict, NotFound
+from shared.adapters.tables.repository import read_version
+from shared.domain.claims import Claim
+from shared.domain.errors import ClaimTaken, ConcurrencyConflict, Conflict, NotFound
 from shared.domain.model import Page, Record
 from shared.domain.notifications import Email
 from shared.domain.outbox import OutboxMessage
@@ -38,11 +41,14 @@ class InMemoryRepository(Generic[M]):
     def __init__(self, keys: Callable[[M], tuple[str, str]]) -> None:
         self.keys = keys
         self.rows: dict[tuple[str, str], M] = {}
+        # Claim rows: (partition, claim RowKey) → the RowKey of the record holding it.
+        self.claims: dict[tuple[str, str], str] = {}
         self.sent: list[OutboxMessage] = []
+        self._lock = threading.Lock()
 
     def _store(self, item: M) -> M:
         saved = item.model_copy(deep=True)
-        saved.etag = f"etag-{next(_etags)}"
+        saved.etag = f'W/"etag-{next(_etags)}"'  # storage's form (read_version checks it)
         self.rows[self.keys(saved)] = saved
         return saved.model_copy(deep=True)
 
@@ -63,17 +69,41 @@ class InMemoryRepository(Generic[M]):
             if self.keys(item) in self.rows:
                 raise Conflict("already exists")
         for item in updates:
+            read_version(item.etag)  # as the table repository: never an empty ETag nor `*`
             current = self.rows.get(self.keys(item))
             if current is None or current.etag != item.etag:
                 raise ConcurrencyConflict("changed by someone else")
 
-    def add(self, item: M, *, messages: Sequence[OutboxMessage] = ()) -> M:
-        """Insert a new record with its outbox messages."""
-        return self.save_all(self.keys(item)[0], adds=[item], messages=messages)[0]
+    def add(
+        self, item: M, *, messages: Sequence[OutboxMessage] = (), claims: Collection[Claim] = ()
+    ) -> M:
+        """Insert a new record with its outbox messages and claims."""
+        pk, rk = self.keys(item)
+        return self.save_all(pk, adds=[item], messages=messages, claims=[(c, rk) for c in claims])[
+            0
+        ]
 
-    def update(self, item: M, *, messages: Sequence[OutboxMessage] = ()) -> M:
-        """Replace the record if unchanged since read."""
-        return self.save_all(self.keys(item)[0], updates=[item], messages=messages)[0]
+    def update(
+        self,
+        item: M,
+        *,
+        messages: Sequence[OutboxMessage] = (),
+        claims: Collection[Claim] = (),
+        releases: Collection[Claim] = (),
+    ) -> M:
+        """Replace the record if unchanged since read; take and give up claims with it."""
+        pk, rk = self.keys(item)
+        return self.save_all(
+            pk,
+            updates=[item],
+            messages=messages,
+            claims=[(c, rk) for c in claims],
+            releases=[(c, rk) for c in releases],
+        )[0]
+
+    def claim_owner(self, partition: str, claim: Claim) -> str | None:
+        """The RowKey of the record holding `claim` in `partition`, or None."""
+        return self.claims.get((partition, claim.row_key))
 
     def delete(self, item: M) -> None:
         """Delete the record if unchanged since read."""
@@ -87,13 +117,25 @@ class InMemoryRepository(Generic[M]):
         adds: Sequence[M] = (),
         updates: Sequence[M] = (),
         messages: Sequence[OutboxMessage] = (),
+        claims: Sequence[tuple[Claim, str]] = (),
+        releases: Sequence[tuple[Claim, str]] = (),
     ) -> list[M]:
-        """All or nothing, like a table transaction."""
+        """All or nothing, like a table transaction (claims as the real repository takes them)."""
         for item in [*adds, *updates]:
             if self.keys(item)[0] != partition:
                 raise ValueError("every record of a transaction must share its partition")
-        self._check(adds, updates)
-        saved = [self._store(i) for i in [*adds, *updates]]
+        with self._lock:
+            self._check(adds, updates)
+            for claim, owner in claims:
+                holder = self.claims.get((partition, claim.row_key))
+                if holder is not None and holder != owner:
+                    raise ClaimTaken(claim.kind, claim.value, holder)
+            saved = [self._store(i) for i in [*adds, *updates]]
+            for claim, owner in releases:
+                if self.claims.get((partition, claim.row_key)) == owner:
+                    del self.claims[(partition, claim.row_key)]
+            for claim, owner in claims:
+                self.claims[(partition, claim.row_key)] = owner
         self.sent.extend(messages)
         return saved
 
@@ -104,13 +146,18 @@ class InMemoryRepository(Generic[M]):
         equals: Mapping[str, Any] | None = None,
         page_size: int = 50,
         continuation_token: str | None = None,
+        before: Mapping[str, datetime] | None = None,
     ) -> Page[M]:
-        """One page, in key order."""
+        """One page, in key order (a field missing on a record never matches `before`)."""
         keys = sorted(k for k in self.rows if partition is None or k[0] == partition)
         items = [
             self.rows[k]
             for k in keys
             if all(getattr(self.rows[k], f) == v for f, v in (equals or {}).items())
+            and all(
+                getattr(self.rows[k], f) is not None and getattr(self.rows[k], f) < t
+                for f, t in (before or {}).items()
+            )
         ]
         start = int(continuation_token or 0)
         page = items[start : start + page_size]
@@ -276,6 +323,82 @@ def crashing_directory(directory: Directory, budget: WriteBudget) -> Directory:
     )
 
 
+# --- Partner Center's list of the distributor's indirect resellers -----------------------------
+
+import hashlib as _hashlib  # noqa: E402
+from decimal import Decimal as _Decimal  # noqa: E402
+from uuid import NAMESPACE_URL as _NS  # noqa: E402
+from uuid import uuid5 as _uuid5  # noqa: E402
+
+from localdev.partner_center_sim.resellers import DEMO_RESELLERS  # noqa: E402
+from shared.domain.identity import IndirectReseller  # noqa: E402
+from shared.ports import Clock, Repository  # noqa: E402
+from shared.services import resellers as _resellers  # noqa: E402
+from shared.services.resellers import ResellerCreate  # noqa: E402
+
+
+def reseller_ids(slug: str) -> tuple[str, str]:
+    """A test reseller's (tenant id, MPN id), derived from its slug (stable across tests)."""
+    tenant_id = str(_uuid5(_NS, f"reseller:{slug}"))
+    mpn_id = str(int(_hashlib.sha256(slug.encode()).hexdigest(), 16) % 9_000_000 + 1_000_000)
+    return tenant_id, mpn_id
+
+
+def _known(slug: str) -> IndirectReseller:
+    tenant_id, mpn_id = reseller_ids(slug)
+    return IndirectReseller(tenant_id=tenant_id, name=slug, mpn_id=mpn_id)
+
+
+# Resellers Partner Center knows in unit tests: the test slugs and the local demo resellers.
+KNOWN_RESELLERS = [
+    *(_known(slug) for slug in ("demo", "other", "acme", "fresh")),
+    *(IndirectReseller(tenant_id=r.id, name=r.name, mpn_id=r.mpn_id) for r in DEMO_RESELLERS),
+]
+
+
+class FakeIndirectResellers:
+    """The IndirectResellers port: Partner Center's `IsIndirectCloudSolutionProviderOf` list."""
+
+    def __init__(self, resellers: list[IndirectReseller] | None = None) -> None:
+        self.resellers = list(KNOWN_RESELLERS if resellers is None else resellers)
+        self.fail_with: Exception | None = None
+
+    def list_indirect_resellers(self) -> list[IndirectReseller]:
+        """The distributor's indirect resellers (or the configured failure)."""
+        if self.fail_with is not None:
+            raise self.fail_with
+        return list(self.resellers)
+
+    def add(self, tenant_id: str, mpn_id: str | None, name: str = "", active: bool = True) -> None:
+        """Make Partner Center know one more reseller."""
+        self.resellers.append(
+            IndirectReseller(tenant_id=tenant_id, name=name, mpn_id=mpn_id, active=active)
+        )
+
+
+def onboard(
+    repo: Repository[Reseller],
+    clock: Clock,
+    slug: str,
+    currency: str = "CZK",
+    *,
+    name: str | None = None,
+    margin: str = "10",
+) -> Reseller:
+    """Onboard a test reseller through the service, with the ids Partner Center knows for it."""
+    tenant_id, mpn_id = reseller_ids(slug)
+    command = ResellerCreate(
+        slug=slug,
+        name=name or slug,
+        partner_center_tenant_id=tenant_id,
+        mpn_id=mpn_id,
+        country="CZ",
+        currency=currency,
+        default_markup_percent=_Decimal(margin),
+    )
+    return _resellers.onboard(repo, clock, command, FakeIndirectResellers([_known(slug)]))
+
+
 def fake_directory(clock: FakeClock | None = None) -> Directory:
     """A Directory of in-memory repositories."""
     return Directory(
@@ -289,8 +412,15 @@ def fake_directory(clock: FakeClock | None = None) -> Directory:
 
 
 class _Pingable:
+    def __init__(self) -> None:
+        self.poison: dict[str, int] = {}
+
     def ping(self) -> None:
         """Storage answers."""
+
+    def poison_depths(self) -> dict[str, int]:
+        """Depths of the poison queues, as a test sets them."""
+        return dict(self.poison)
 
 
 def fake_container(
@@ -334,21 +464,26 @@ from shared.domain.errors import UpstreamRejected  # noqa: E402
 from shared.services.customers import CustomerBook  # noqa: E402
 
 
-class FakeCustomerPartnerCenter:
+class FakeCustomerPartnerCenter(FakeIndirectResellers):
     """The customer half of the PartnerCenter port, with MS-RequestId replay like the real one.
 
     Other operations go to `fallback` (e.g. the catalog's fake) when one is given.
     """
 
     def __init__(self, fallback: Any = None) -> None:
+        super().__init__(getattr(fallback, "resellers", None))
         self.fallback = fallback
         self.tenants: dict[str, pc.Customer] = {}
         self.passwords: dict[str, str] = {}
         self.taken: set[str] = set()
         self.replies: dict[str, dict[str, Any]] = {}
+        # Like Partner Center (and the simulator): a 4xx answer is replayed for its MS-RequestId.
+        self.refusals: dict[str, UpstreamRejected] = {}
         self.create_calls: list[str | None] = []
         self.fail_create_with: Exception | None = None
         self.fail_domain_check_with: Exception | None = None
+        # Partner Center's answer to a create may lack `userCredentials`.
+        self.omit_credentials = False
         self.link = "https://admin.microsoft.com/Adminportal/Home?invType=ResellerRelationship&partnerId=p#/x"
 
     def __getattr__(self, name: str) -> Any:
@@ -373,6 +508,16 @@ class FakeCustomerPartnerCenter:
         self.create_calls.append(request_id)
         if request_id is not None and request_id in self.replies:
             return pc.Customer.model_validate(self.replies[request_id])
+        if request_id is not None and request_id in self.refusals:
+            raise self.refusals[request_id]
+        try:
+            return self._create(customer, request_id)
+        except UpstreamRejected as exc:
+            if request_id is not None and exc.status not in (401, 429):
+                self.refusals[request_id] = exc
+            raise
+
+    def _create(self, customer: pc.Customer, request_id: str | None) -> pc.Customer:
         if self.fail_create_with is not None:
             raise self.fail_create_with
         assert customer.company_profile is not None and customer.company_profile.domain
@@ -392,6 +537,8 @@ class FakeCustomerPartnerCenter:
             **tenant.to_wire(),
             "userCredentials": {"userName": "admin", "password": password},
         }
+        if self.omit_credentials:
+            del reply["userCredentials"]
         if request_id is not None:
             self.replies[request_id] = reply
         return pc.Customer.model_validate(reply)
@@ -406,9 +553,11 @@ class FakeCustomerPartnerCenter:
     def list_customers(
         self, *, indirect_reseller_id: str | None = None, page_size: int = 500
     ) -> Iterator[pc.Customer]:
-        """Tenants, optionally of one indirect reseller."""
+        """Tenants, optionally of one indirect reseller, with Partner Center's `starts_with` filter
+        (a reseller whose id begins with another's sees both resellers' tenants)."""
+        needle = (indirect_reseller_id or "").lower()
         for t in list(self.tenants.values()):
-            if indirect_reseller_id is None or t.associated_partner_id == indirect_reseller_id:
+            if (t.associated_partner_id or "").lower().startswith(needle):
                 yield t
 
     def get_relationship_request_link(self) -> pc.RelationshipRequest:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -22,6 +23,25 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the parent dies (Linux), whatever kills it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def own_session() -> dict[str, Any]:
+    """Popen arguments for a child out of reach of signals to our process group.
+
+    A terminal's Ctrl-C, a closed terminal, `timeout` or a supervisor signal the whole group;
+    the parent decides how its children stop. On Linux the child still gets SIGTERM if the
+    parent dies without stopping it (SIGKILL).
+    """
+    kw: dict[str, Any] = {"start_new_session": True}
+    if sys.platform.startswith("linux"):
+        kw["preexec_fn"] = _die_with_parent
+    return kw
 
 
 class HostProcess:
@@ -78,7 +98,12 @@ class HostProcess:
         self._log = self.log_path.open("wb")
         env = {**self.env, "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
-            self.command(), cwd=self.cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT
+            self.command(),
+            cwd=self.cwd,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            **own_session(),  # stopped by stop(), not by a Ctrl-C meant for the caller
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

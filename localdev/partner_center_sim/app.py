@@ -29,6 +29,7 @@ from . import render
 from .auth import Principal, TokenService, audience_for
 from .errors import ErrorCode, SimError, bad_request, not_found
 from .faults import FaultInjector, RateLimiter
+from .resellers import IndirectReseller
 from .state import AZURE_PLAN_PRODUCT_ID, SimState, StoredResponse
 
 log = logging.getLogger("partner_center_sim")
@@ -43,6 +44,33 @@ _PRICE_SHEET = re.compile(
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 Handler = Callable[[Request, Principal, bytes], Response]
+# Whether one request needs an app+user token. Partner Center's pages say per operation which
+# credentials it accepts ("Prerequisites"): "App+User only" refuses app-only tokens (403),
+# "App or App+User" takes either; for two operations it depends on the request itself.
+AppUserRule = Callable[[Request, bytes], bool]
+
+
+def always_app_user(request: Request, body: bytes) -> bool:
+    """An "App+User only" operation."""
+    return True
+
+
+def for_indirect_reseller(request: Request, body: bytes) -> bool:
+    """POST /v1/customers: a customer for an indirect reseller (associatedPartnerId) needs a user;
+    a direct customer of the partner does not."""
+    try:
+        data = json.loads(body or b"{}")
+    except ValueError:
+        return False  # the handler answers 400 for the body
+    return isinstance(data, dict) and bool(data.get("associatedPartnerId"))
+
+
+def with_indirect_reseller_filter(request: Request, body: bytes) -> bool:
+    """GET /v1/customers: listing an indirect reseller's customers needs a user; the whole list
+    does not. A next page carries its filter in the continuation token."""
+    token = _continuation(request, "customers")
+    spec = token.get("f") if token else _parse_filter(request.query_params.get("filter"))
+    return bool(spec) and str(spec.get("Field", "")).lower() == "indirectreseller"
 
 
 class ConnectionDropped(Exception):
@@ -199,7 +227,7 @@ class Simulator:
     # ----------------------------------------------------------------- plumbing
 
     def _api(
-        self, handler: Handler, *, app_user: bool = False
+        self, handler: Handler, *, app_user: AppUserRule | None = None
     ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             # Read the body first: everything after it runs without awaiting, so a replayed
@@ -209,7 +237,12 @@ class Simulator:
             try:
                 principal = self.tokens.verify(request.headers.get("authorization"))
                 self._throttle(principal, request)
-                if app_user and self.state.config.require_app_user and not principal.is_app_user:
+                if (
+                    app_user is not None
+                    and self.state.config.require_app_user
+                    and not principal.is_app_user
+                    and app_user(request, body)
+                ):
                     raise SimError(
                         403,
                         ErrorCode.APP_USER_REQUIRED,
@@ -272,14 +305,27 @@ class Simulator:
             Route("/{tenant}/oauth2/v2.0/token", self.token, methods=["POST"]),
             Route("/{tenant}/oauth2/token", self.token, methods=["POST"]),
             # Partner Center REST.
-            Route(f"{v1}/customers", api(self.list_customers), methods=["GET"]),
-            Route(f"{v1}/customers", api(self.create_customer, app_user=True), methods=["POST"]),
+            Route(
+                f"{v1}/customers",
+                api(self.list_customers, app_user=with_indirect_reseller_filter),
+                methods=["GET"],
+            ),
+            Route(
+                f"{v1}/customers",
+                api(self.create_customer, app_user=for_indirect_reseller),
+                methods=["POST"],
+            ),
             Route(
                 f"{v1}/customers/relationshiprequests",
-                api(self.relationship_request, app_user=True),
+                api(self.relationship_request, app_user=always_app_user),
                 methods=["GET"],
             ),
             Route(cust, api(self.get_customer), methods=["GET"]),
+            Route(
+                f"{v1}/relationships",
+                api(self.list_relationships, app_user=always_app_user),
+                methods=["GET"],
+            ),
             Route(f"{v1}/domains/{{domain}}", api(self.domain_exists), methods=["HEAD", "GET"]),
             Route(f"{v1}/products", api(self.list_products), methods=["GET"]),
             Route(f"{v1}/products/{{product_id}}", api(self.get_product), methods=["GET"]),
@@ -297,22 +343,20 @@ class Simulator:
                 api(self.get_availability),
                 methods=["GET"],
             ),
-            Route("/v1.0/sales/{spec:path}", api(self.price_sheet, app_user=True), methods=["GET"]),
-            Route(f"{cust}/carts", api(self.create_cart, app_user=True), methods=["POST"]),
+            Route(
+                "/v1.0/sales/{spec:path}",
+                api(self.price_sheet, app_user=always_app_user),
+                methods=["GET"],
+            ),
+            Route(f"{cust}/carts", api(self.create_cart), methods=["POST"]),
             Route(f"{cust}/carts/{{cart_id}}", api(self.get_cart), methods=["GET"]),
-            Route(
-                f"{cust}/carts/{{cart_id}}", api(self.update_cart, app_user=True), methods=["PUT"]
-            ),
-            Route(
-                f"{cust}/carts/{{cart_id}}/checkout",
-                api(self.checkout, app_user=True),
-                methods=["POST"],
-            ),
+            Route(f"{cust}/carts/{{cart_id}}", api(self.update_cart), methods=["PUT"]),
+            Route(f"{cust}/carts/{{cart_id}}/checkout", api(self.checkout), methods=["POST"]),
             Route(f"{cust}/orders", api(self.list_orders), methods=["GET"]),
             Route(f"{cust}/orders/{{order_id}}", api(self.get_order), methods=["GET"]),
             Route(
                 f"{cust}/orders/{{order_id}}/provisioningstatus",
-                api(self.order_provisioning),
+                api(self.order_provisioning, app_user=always_app_user),
                 methods=["GET"],
             ),
             Route(f"{cust}/subscriptions", api(self.list_subscriptions), methods=["GET"]),
@@ -326,12 +370,12 @@ class Simulator:
                 methods=["GET"],
             ),
             Route(f"{sub}/transitions", api(self.list_transitions), methods=["GET"]),
-            Route(
-                f"{sub}/transitions", api(self.create_transition, app_user=True), methods=["POST"]
-            ),
+            Route(f"{sub}/transitions", api(self.create_transition), methods=["POST"]),
             Route(f"{sub}/utilizations/azure", api(self.azure_utilizations), methods=["GET"]),
             Route(
-                f"{cust}/subscribedskus", api(self.subscribed_skus, app_user=True), methods=["GET"]
+                f"{cust}/subscribedskus",
+                api(self.subscribed_skus, app_user=always_app_user),
+                methods=["GET"],
             ),
             Route(f"{v1}/auditrecords", api(self.audit_records), methods=["GET"]),
             # Control API (not part of Partner Center; no auth).
@@ -341,6 +385,7 @@ class Simulator:
             Route("/_sim/clock", self.sim_clock, methods=["GET"]),
             Route("/_sim/clock/advance", self.sim_clock_advance, methods=["POST"]),
             Route("/_sim/seed", self.sim_seed, methods=["POST"]),
+            Route("/_sim/resellers", self.sim_resellers, methods=["GET", "POST"]),
             Route("/_sim/faults", self.sim_faults, methods=["GET", "POST", "DELETE"]),
             Route("/_sim/requests", self.sim_requests, methods=["GET", "DELETE"]),
             Route("/_sim/state/summary", self.sim_summary),
@@ -487,6 +532,18 @@ class Simulator:
         return json_response(
             {"url": url, "attributes": {"objectType": "CustomerRelationshipRequest"}}
         )
+
+    def list_relationships(self, request: Request, principal: Principal, body: bytes) -> Response:
+        """GET /v1/relationships?relationship_type=IsIndirectCloudSolutionProviderOf (app+user)."""
+        kind = request.query_params.get("relationship_type") or ""
+        if kind.lower() != "isindirectcloudsolutionproviderof":
+            raise bad_request(
+                "relationship_type must be IsIndirectCloudSolutionProviderOf for a distributor."
+            )
+        with self.state.session():
+            items = [r.to_json() for r in self.state.indirect_resellers()]
+        self_uri = f"/relationships?relationship_type={kind}"
+        return json_response(render.collection(items, self_uri=self_uri))
 
     # ----------------------------------------------------------------- catalog
 
@@ -903,6 +960,20 @@ class Simulator:
             },
             201,
         )
+
+    async def sim_resellers(self, request: Request) -> Response:
+        """GET the indirect resellers; POST one {id, name, mpnId, location?, state?}."""
+        if request.method == "POST":
+            try:
+                reseller = IndirectReseller.from_json(await _control_json(request))
+            except SimError as error:
+                return error_response(error)
+            with self.state.session():
+                self.state.add_indirect_reseller(reseller)
+            return json_response(reseller.to_json(), 201)
+        with self.state.session():
+            items = [r.to_json() for r in self.state.indirect_resellers()]
+        return json_response({"items": items})
 
     async def sim_faults(self, request: Request) -> Response:
         """GET the fault rules, POST one (or {"rules": [...]}, {"seed": n}), DELETE all."""

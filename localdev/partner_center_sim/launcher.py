@@ -15,6 +15,8 @@ from typing import Any
 
 import httpx
 
+from localdev.funchost.process import own_session
+
 from .server import CONNECTION_FILE
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -143,6 +145,14 @@ class SimulatorHandle:
         result: dict[str, Any] = self._call("POST", "/seed", body)
         return result
 
+    def add_reseller(
+        self, tenant_id: str, mpn_id: str, name: str | None = None, state: str = "Active"
+    ) -> dict[str, Any]:
+        """Make Partner Center list an indirect reseller of the distributor."""
+        body = {"id": tenant_id, "mpnId": mpn_id, "name": name, "state": state}
+        result: dict[str, Any] = self._call("POST", "/resellers", body)
+        return result
+
     def summary(self) -> dict[str, Any]:
         """Counts of customers, subscriptions, orders, carts and audit records."""
         result: dict[str, Any] = self._call("GET", "/state/summary")
@@ -230,7 +240,12 @@ def start_simulator(
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     log_file = (state_dir / "simulator.log").open("ab")
     process = subprocess.Popen(
-        command, cwd=REPO_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
+        command,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        **own_session(),  # stopped by its handle, not by a Ctrl-C meant for the caller
     )
     log_file.close()
     deadline = time.monotonic() + timeout

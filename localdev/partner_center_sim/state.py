@@ -36,6 +36,7 @@ from .models import (
     Subscription,
     Transition,
 )
+from .resellers import DEMO_RESELLERS, IndirectReseller
 from .rules import (
     CANCELLATION_WINDOW,
     DISABLED_GRACE,
@@ -52,7 +53,8 @@ log = logging.getLogger("partner_center_sim")
 
 AZURE_PLAN_PRODUCT_ID = "DZH318Z0BPS6"
 SNAPSHOT_NAME = "state.pickle"
-SNAPSHOT_VERSION = 1
+# 2: carts live days (cart_lifetime_days), not minutes.
+SNAPSHOT_VERSION = 2
 MAX_IDEMPOTENT_RESPONSES = 50_000
 _DOMAIN_PREFIX = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _REQUIRED_ADDRESS = ("country", "city", "postalCode", "addressLine1")
@@ -68,7 +70,7 @@ class SimConfig:
     billing_currency: str = "EUR"
     customer_provisioning_seconds: float = 0.0
     order_provisioning_seconds: float = 0.0
-    cart_expiry_minutes: float = 15.0
+    cart_lifetime_days: float = 7.0  # Partner Center: "A cart lives 7 days"
     renewal_lag_hours: float = 0.0
     async_patch: bool = False
     async_patch_seconds: float = 1.0
@@ -162,6 +164,7 @@ class SimState:
         self.idempotent: OrderedDict[str, StoredResponse] = OrderedDict()
         self.trials_used: set[tuple[str, str]] = set()
         self.refresh_tokens: dict[str, dict[str, str]] = {}
+        self.resellers: dict[str, IndirectReseller] = {r.id: copy.copy(r) for r in DEMO_RESELLERS}
         self._next_due: datetime | None = None
         self._seeded = 0
 
@@ -225,6 +228,7 @@ class SimState:
                 "idempotent": self.idempotent,
                 "trials_used": self.trials_used,
                 "refresh_tokens": self.refresh_tokens,
+                "resellers": self.resellers,
                 "seeded": self._seeded,
             }
             payload = pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)
@@ -268,6 +272,8 @@ class SimState:
                 "refresh_tokens",
             ):
                 setattr(self, name, data[name])
+            # Snapshots older than the reseller list keep the demo resellers.
+            self.resellers = data.get("resellers", self.resellers)
             self._seeded = data["seeded"]
             self._next_due = self.clock.now()  # re-evaluate lifecycles on the next request
         return True
@@ -286,6 +292,18 @@ class SimState:
             while len(self.idempotent) > MAX_IDEMPOTENT_RESPONSES:
                 self.idempotent.popitem(last=False)
             self.touch()
+
+    # ----------------------------------------------------------------- indirect resellers
+
+    def indirect_resellers(self) -> list[IndirectReseller]:
+        """The distributor's indirect resellers, in the order they were added."""
+        return list(self.resellers.values())
+
+    def add_indirect_reseller(self, reseller: IndirectReseller) -> IndirectReseller:
+        """Add (or replace) an indirect reseller relationship."""
+        self.resellers[reseller.id] = reseller
+        self.touch()
+        return reseller
 
     # ----------------------------------------------------------------- customers
 
@@ -389,7 +407,7 @@ class SimState:
     # ----------------------------------------------------------------- carts and orders
 
     def create_cart(self, customer_id: str, body: dict[str, Any], now: datetime) -> Cart:
-        """Create a cart that expires after the configured time."""
+        """Create a cart that expires after the configured lifetime (Partner Center: 7 days)."""
         self.customer(customer_id, ready=True)
         lines = _parse_cart_lines(body)
         cart = Cart(
@@ -398,7 +416,7 @@ class SimState:
             lines=lines,
             created=now,
             modified=now,
-            expires=now + timedelta(minutes=self.config.cart_expiry_minutes),
+            expires=now + timedelta(days=self.config.cart_lifetime_days),
         )
         self.carts[cart.id] = cart
         self.touch()
@@ -432,7 +450,20 @@ class SimState:
         return cart
 
     def checkout(self, customer_id: str, cart_id: str, now: datetime) -> dict[str, Any]:
-        """Check a cart out: one order per order group, errors per failed group."""
+        """Check a cart out: one order per order group, errors per failed group.
+
+        Idempotent per cart: a second checkout of a checked-out cart repeats the first result
+        (the same orders, as they stand now), whatever its MS-RequestId; nothing is bought twice.
+        """
+        done = self.cart(customer_id, cart_id)
+        if done.status == "Ordered" and done.checkout_result is not None:
+            first = done.checkout_result
+            return {
+                **first,
+                "orders": [
+                    render.order(self.order(customer_id, o["id"]), now) for o in first["orders"]
+                ],
+            }
         customer = self.customer(customer_id, ready=True)
         cart = self._active_cart(customer_id, cart_id, now)
         groups: dict[str, list[dict[str, Any]]] = {}

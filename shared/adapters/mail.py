@@ -11,6 +11,7 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 
 from shared.config import Settings
+from shared.domain.errors import UpstreamRejected
 from shared.domain.notifications import Email
 from shared.ports import Mailer
 
@@ -46,19 +47,45 @@ class DropFolderMailer:
         os.replace(tmp, self.folder / f"{message_id}.eml")
 
 
-class SmtpMailer:
-    """Sends through an SMTP server (STARTTLS on port 587, plain on a local test server)."""
+# Port of SMTP over implicit TLS ("submissions", RFC 8314); any other port must offer STARTTLS.
+IMPLICIT_TLS_PORT = 465
 
-    def __init__(self, settings: Settings) -> None:
+
+class SmtpMailer:
+    """Sends through an SMTP server over TLS: implicit on port 465, else STARTTLS.
+
+    Outside APP_ENVIRONMENT=local a server that offers no STARTTLS is refused (nothing is sent,
+    nor any password): e-mails carry sign-in details and invitation links. Locally a plain test
+    server is fine.
+    """
+
+    def __init__(self, settings: Settings, *, tls_context: ssl.SSLContext | None = None) -> None:
         self.settings = settings
+        self.tls_context = tls_context
 
     def send(self, email: Email, *, message_id: str) -> None:
         """Deliver the e-mail to the SMTP server."""
         s = self.settings
         assert s.smtp_host is not None
-        with smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=30) as smtp:
-            if s.smtp_port == 587:
-                smtp.starttls(context=ssl.create_default_context())
+        context = self.tls_context or ssl.create_default_context()
+        smtp: smtplib.SMTP
+        if s.smtp_port == IMPLICIT_TLS_PORT:
+            smtp = smtplib.SMTP_SSL(s.smtp_host, s.smtp_port, timeout=30, context=context)
+        else:
+            smtp = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=30)
+        with smtp:
+            if s.smtp_port != IMPLICIT_TLS_PORT:
+                smtp.ehlo()
+                if smtp.has_extn("starttls"):
+                    smtp.starttls(context=context)
+                    smtp.ehlo()
+                elif s.environment != "local":
+                    raise UpstreamRejected(
+                        f"the SMTP server {s.smtp_host}:{s.smtp_port} offers no STARTTLS; outside "
+                        "APP_ENVIRONMENT=local e-mail is sent only over TLS (STARTTLS, or "
+                        f"implicit TLS on port {IMPLICIT_TLS_PORT}): fix SMTP_HOST / SMTP_PORT",
+                        code="smtp_tls_required",
+                    )
             if s.smtp_username and s.smtp_password:
                 smtp.login(s.smtp_username, s.smtp_password.get_secret_value())
             smtp.send_message(build_message(email, s.mail_from, message_id))

@@ -71,6 +71,18 @@ class QueueSender:
         """Raise if the queue service cannot be reached (one cheap call)."""
         next(iter(self.service.list_queues(results_per_page=1).by_page()), None)
 
+    def depth(self, name: str) -> int:
+        """Approximate number of messages in queue `name` (0 if it does not exist)."""
+        try:
+            props = self.service.get_queue_client(name).get_queue_properties()
+        except ResourceNotFoundError:
+            return 0
+        return int(props.approximate_message_count or 0)
+
+    def poison_depths(self) -> dict[str, int]:
+        """Depth of each app queue's `<name>-poison` twin (made by the host on first poison)."""
+        return {f"{q.value}-poison": self.depth(f"{q.value}-poison") for q in Queue}
+
     def send(self, queue: str, text: str, *, delay_seconds: float = 0) -> None:
         """Put one message on `queue` (invisible for `delay_seconds`, if given)."""
         if delay_seconds > 0:

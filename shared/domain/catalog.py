@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.domain.model import Record, Timestamped, WireModel
+from shared.domain.money import Money, legacy_amount
+from shared.domain.pricing import OfferOverrides
 
 SLUG_ID = r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$"
 MARKET_PATTERN = r"^[A-Z]{2}$"
@@ -74,8 +77,9 @@ class SkuPrice(_Frozen):
     duration: str
     billing_cycle: str
     currency: str
-    cost: Decimal  # the reseller's purchase price (Partner Center's UnitPrice)
+    cost: Decimal  # Microsoft's price to the distributor (Partner Center's UnitPrice)
     erp: Decimal | None = None  # Microsoft's estimated retail price
+    effective_date: date | None = None  # the price sheet row's EffectiveStartDate
 
 
 class ProductSku(_Frozen):
@@ -299,17 +303,44 @@ class OfferKey(WireModel):
 class PriceOverride(OfferKey):
     """The reseller's recommended retail price for one offer, in its currency."""
 
-    amount: Decimal = Field(ge=0, max_digits=14, decimal_places=4)
+    price: Money
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy(cls, data: object) -> object:
+        # Rows and bodies from before prices carried a currency: {"amount": "123.45"}.
+        if isinstance(data, dict) and "amount" in data and "price" not in data:
+            rest = {k: v for k, v in data.items() if k != "amount"}
+            return {**rest, "price": legacy_amount(data["amount"])}
+        return data
+
+
+class PinnedPrice(OfferKey):
+    """A customer price set by hand for one offer: kept as a price, whatever the cost does."""
+
+    price: Money
+
+    @field_validator("price", mode="before")
+    @classmethod
+    def _legacy(cls, value: object) -> object:
+        # Bodies from before prices carried a currency: "price": "999.99".
+        return legacy_amount(value)
 
 
 class OfferMarkup(OfferKey):
-    """A customer price rule for one offer: a customer target price, stored as its mark-up."""
+    """A customer price rule for one offer: a mark-up over the reseller cost."""
 
     markup_percent: Decimal
 
 
 class CatalogEntry(Timestamped):
-    """How one reseller shows and prices one product (a row of its Catalog partition)."""
+    """How one reseller shows and prices one product (a row of its Catalog partition).
+
+    Amounts carry their currency; rows written before they did read as `NO_CURRENCY` and the
+    service adopts the reseller's currency with `in_currency` (safe: a reseller's currency may
+    not change while priced entries exist). `offer_markups` of old rows came from customer
+    target prices stored as the mark-up they implied; they stay mark-ups.
+    """
 
     reseller: str
     product_id: str = Field(min_length=1, max_length=64)
@@ -324,27 +355,48 @@ class CatalogEntry(Timestamped):
     recommended_prices: list[PriceOverride] = Field(default_factory=list)
     markup_percent: Decimal | None = None
     offer_markups: list[OfferMarkup] = Field(default_factory=list)
+    pinned_prices: list[PinnedPrice] = Field(default_factory=list)
     below_cost: bool = False
 
-    def recommended_override(
-        self, sku_id: str, segment: str, term: str, billing_cycle: str
-    ) -> Decimal | None:
-        """The reseller's recommended price for an offer, if it set one."""
-        found = next(
-            (o for o in self.recommended_prices if o.matches(sku_id, segment, term, billing_cycle)),
-            None,
+    @property
+    def priced(self) -> bool:
+        """Whether the entry sets any price or mark-up (tied to the reseller's currency)."""
+        return bool(
+            self.recommended_prices
+            or self.markup_percent is not None
+            or self.offer_markups
+            or self.pinned_prices
         )
-        return found.amount if found else None
 
-    def markup_for(
+    def in_currency(self, currency: str) -> CatalogEntry:
+        """This entry with amounts stored without a currency read as `currency`."""
+        update = {
+            "recommended_prices": [
+                o.model_copy(update={"price": o.price.in_currency(currency)})
+                for o in self.recommended_prices
+            ],
+            "pinned_prices": [
+                p.model_copy(update={"price": p.price.in_currency(currency)})
+                for p in self.pinned_prices
+            ],
+        }
+        entry = self.model_copy(update=update)
+        entry.etag = self.etag
+        return entry
+
+    def overrides_for(
         self, sku_id: str, segment: str, term: str, billing_cycle: str
-    ) -> Decimal | None:
-        """The customer price rule for an offer: its own, else the product's, else None."""
-        found = next(
-            (o for o in self.offer_markups if o.matches(sku_id, segment, term, billing_cycle)),
-            None,
+    ) -> OfferOverrides:
+        """What this entry says about one offer's prices."""
+        key = (sku_id, segment, term, billing_cycle)
+        recommended = next((o for o in self.recommended_prices if o.matches(*key)), None)
+        pinned = next((p for p in self.pinned_prices if p.matches(*key)), None)
+        markup = next((m for m in self.offer_markups if m.matches(*key)), None)
+        return OfferOverrides(
+            recommended_price=recommended.price if recommended else None,
+            pinned_price=pinned.price if pinned else None,
+            markup_percent=markup.markup_percent if markup else self.markup_percent,
         )
-        return found.markup_percent if found else self.markup_percent
 
 
 class CatalogVersion(Record):

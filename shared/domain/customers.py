@@ -20,6 +20,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import (
+    AwareDatetime,
     ConfigDict,
     EmailStr,
     Field,
@@ -29,6 +30,8 @@ from pydantic import (
     model_validator,
 )
 
+from shared.domain.claims import Claim
+from shared.domain.failures import FailureKind
 from shared.domain.model import Timestamped, WireModel, new_id
 
 TENANT_SUFFIX = ".onmicrosoft.com"
@@ -48,6 +51,14 @@ _LOCALES = {"CZ": ("cs", "cs-CZ"), "SK": ("sk", "sk-SK")}
 _DEFAULT_LOCALE = ("en", "en-US")
 _RAW_COUNTRY: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "raw_country", default=None
+)
+
+
+# What a customer's own users read when their tenant could not be set up: the recorded reason
+# (Partner Center's or storage's words, or "gave up after 5 tries: ...") is for staff and logs.
+FAILED_FOR_CUSTOMER_USERS = (
+    "Your Microsoft tenant could not be set up yet. Your reseller can see what went wrong and "
+    "try again; please contact them if this does not change."
 )
 
 
@@ -141,6 +152,16 @@ def _check_company_id(value: str, country: str | None) -> str:
     if not 1 <= len(text) <= 50:
         raise _error("company_id", "must be 1-50 characters")
     return text
+
+
+def _check_tenant_name(value: str) -> str:
+    if not is_tenant_name(value):
+        raise _error(
+            "tenant_name",
+            f"letters and digits only, 1-{TENANT_NAME_MAX} characters "
+            "(the part before .onmicrosoft.com)",
+        )
+    return value.lower()
 
 
 # --- what travels over HTTP ------------------------------------------------------------------
@@ -237,24 +258,30 @@ class CustomerCreate(WireModel):
     @field_validator("tenant_name")
     @classmethod
     def _tenant_name(cls, value: str) -> str:
-        if not is_tenant_name(value):
-            raise _error(
-                "tenant_name",
-                f"letters and digits only, 1-{TENANT_NAME_MAX} characters "
-                "(the part before .onmicrosoft.com)",
-            )
-        return value.lower()
+        return _check_tenant_name(value)
 
 
 class CustomerUpdate(WireModel):
-    """Change industry, segment, contact or address; fields left out stay as they are."""
+    """Change industry, segment, contact or address; fields left out stay as they are.
+
+    `tenantName` may change only while the customer is Failed (its tenant was never created),
+    e.g. after Partner Center refused the name.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
+    tenant_name: str | None = Field(
+        None, description="Only of a Failed new-tenant customer: the name before .onmicrosoft.com."
+    )
     industry: str | None = Field(None, min_length=1, max_length=100)
     segment: str | None = Field(None, pattern=SEGMENT_PATTERN)
     contact: ContactInput | None = None
     address: AddressInput | None = None
+
+    @field_validator("tenant_name")
+    @classmethod
+    def _tenant_name(cls, value: str | None) -> str | None:
+        return None if value is None else _check_tenant_name(value)
 
 
 class CustomerImport(WireModel):
@@ -317,8 +344,16 @@ class Customer(Timestamped):
     # Microsoft's verification of the segment (education, government, nonprofit); from sync.
     qualification: Qualification = Qualification.NONE
     failure_reason: str | None = None
+    # Refused (fix the data, retry as a new request) or Transient (retry the same request).
+    failure_kind: FailureKind | None = None
+    # When the status last changed to what it is (the watchdog's clock for Provisioning);
+    # records from before this field fall back to updated_at.
+    status_since: AwareDatetime | None = None
+    # When the watchdog re-enqueued the step of this Provisioning (it does so once).
+    nudged_at: AwareDatetime | None = None
     subscription_count: int = 0
-    # MS-RequestId of the create call: fixed at POST, reused by every retry of the step.
+    # MS-RequestId of the create call: fixed at POST, reused by every retry of the step, and
+    # replaced only by a retry after a definite refusal (a new request for the fixed data).
     request_id: str = Field(default_factory=lambda: str(uuid.uuid4()))
     created_by: str | None = None  # e-mail of the user who asked for it (copied on the e-mail)
     # Lower-cased name, for the name filter of the list.
@@ -328,6 +363,13 @@ class Customer(Timestamped):
         """Keep the search key in step with the name."""
         if not self.search_name:
             self.search_name = self.name.lower()
+
+    def claims(self) -> set[Claim]:
+        """The unique values this customer holds in its reseller: its domain, its tenant id."""
+        held = {Claim("domain", self.domain)} if self.domain else set()
+        if self.tenant_id:
+            held.add(Claim("tenant", self.tenant_id))
+        return held
 
 
 class ProvisionCustomerMessage(WireModel):

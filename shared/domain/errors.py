@@ -106,3 +106,15 @@ class ConflictingFields(Conflict):
     def __init__(self, errors: list[FieldError], detail: str = "") -> None:
         super().__init__(detail or "; ".join(f"{e.field}: {e.message}" for e in errors))
         self.errors = errors
+
+
+class ClaimTaken(Conflict):
+    """A unique value (a claim) is already held by another record of the partition."""
+
+    title = "Conflict"
+
+    def __init__(self, kind: str, value: str, owner: str) -> None:
+        super().__init__(f"{value} is already held by {owner}")
+        self.kind = kind
+        self.value = value
+        self.owner = owner

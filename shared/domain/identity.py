@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any, ClassVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    field_validator,
+    model_validator,
+)
 
+from shared.domain.claims import Claim
+from shared.domain.errors import Conflict
 from shared.domain.model import Record, Timestamped, WireModel, new_id
 
 # The Users partition of the distributor's own people (a reseller slug can never be "*").
@@ -20,10 +32,11 @@ RESELLER_PARTITION = "reseller"
 SIGN_IN_REQUIRED = "Sign-in required: send a valid bearer token."
 
 SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$"
-# Partner Center names an indirect reseller by its tenant id (GUID) or its MPN id (digits).
-PARTNER_ID_PATTERN = (
-    r"^(?:\d{5,10}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"
-)
+# Partner Center knows an indirect reseller by two ids (REFERENCE.md, "Two ids for one indirect
+# reseller"): its tenant id (a GUID: `associatedPartnerId`, the `IndirectReseller` customer
+# filter) and its MPN id (digits: a cart line's `transaction_reseller`, `partnerIdOnRecord`).
+TENANT_ID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+MPN_ID_PATTERN = r"^\d{5,10}$"
 # Customer ids are Partner Center tenant ids (GUIDs) or our own ULIDs until one exists.
 CUSTOMER_ID_PATTERN = (
     r"^(?:[0-9A-HJKMNP-TV-Z]{26}|[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12})$"
@@ -217,16 +230,97 @@ class ResellerSettings(WireModel):
     )
 
 
+def same_partner_id(a: str | None, b: str | None) -> bool:
+    """Whether two Partner Center partner ids are the same one (exactly; GUIDs ignore case).
+
+    Partner Center's `IndirectReseller` customer filter is `starts_with`: a tenant it returns
+    belongs to a reseller only if its `associatedPartnerId` passes this test.
+    """
+    if not a or not b:
+        return False
+    return a.strip().lower() == b.strip().lower()
+
+
+class ResellerIncomplete(Conflict):
+    """The reseller lacks a Partner Center id an operation needs; a distributor admin adds it."""
+
+    title = "Reseller incomplete"
+
+
 class Reseller(Timestamped):
-    """A tenant of the platform: a company selling CSP licences to its customers."""
+    """A tenant of the platform: a company selling CSP licences to its customers.
+
+    Records stored before the two Partner Center ids were split hold one `PartnerCenterId`
+    (a GUID or an MPN id); it is read into the matching field (`legacy_properties`) and the
+    other stays None until a distributor admin sets it; operations that need a missing id
+    refuse with `ResellerIncomplete`.
+    """
+
+    # Storage properties of older versions of this record, read into `_migrate`.
+    legacy_properties: ClassVar[dict[str, str]] = {"PartnerCenterId": "partner_center_id"}
+    # Rows written before the rename call the default mark-up a "margin".
+    renamed_fields: ClassVar[Mapping[str, str]] = {
+        "default_markup_percent": "default_margin_percent"
+    }
 
     slug: str = Field(pattern=SLUG_PATTERN)
     name: str = Field(min_length=1, max_length=200)
-    partner_center_id: str = Field(pattern=PARTNER_ID_PATTERN)
+    partner_center_tenant_id: str | None = Field(None, pattern=TENANT_ID_PATTERN)
+    mpn_id: str | None = Field(None, pattern=MPN_ID_PATTERN)
     country: str = Field(pattern=r"^[A-Z]{2}$")
     currency: str = Field(pattern=r"^[A-Z]{3}$")
-    default_margin_percent: Decimal = Field(Decimal("10"), ge=0, le=1000, decimal_places=2)
+    # Customer price = reseller cost × (1 + this %) when nothing more specific is set.
+    default_markup_percent: Decimal = Field(Decimal("10"), ge=0, le=1000, decimal_places=2)
+    # Reseller cost = Microsoft cost × (1 + this %); None: the distributor's default setting.
+    distributor_markup_percent: Decimal | None = Field(None, ge=0, le=1000, decimal_places=2)
     settings: ResellerSettings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _migrate(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "partner_center_id" not in data:
+            return data
+        data = dict(data)
+        legacy = str(data.pop("partner_center_id") or "")
+        if re.match(TENANT_ID_PATTERN, legacy):
+            data.setdefault("partner_center_tenant_id", legacy.lower())
+        elif re.match(MPN_ID_PATTERN, legacy):
+            data.setdefault("mpn_id", legacy)
+        return data
+
+    def owns(self, associated_partner_id: str | None) -> bool:
+        """Whether a Partner Center customer with this `associatedPartnerId` is this reseller's."""
+        return same_partner_id(self.partner_center_tenant_id, associated_partner_id)
+
+    def require_tenant_id(self) -> str:
+        """The Partner Center tenant id, or ResellerIncomplete saying how to add it."""
+        if not self.partner_center_tenant_id:
+            raise ResellerIncomplete(self._missing("partnerCenterTenantId", "tenant id (GUID)"))
+        return self.partner_center_tenant_id
+
+    def require_mpn_id(self) -> str:
+        """The MPN id (a cart line's `transaction_reseller`), or ResellerIncomplete."""
+        if not self.mpn_id:
+            raise ResellerIncomplete(self._missing("mpnId", "MPN id (PartnerID, digits)"))
+        return self.mpn_id
+
+    def _missing(self, field: str, what: str) -> str:
+        return (
+            f"reseller {self.slug!r} has no Partner Center {what} on record; a distributor "
+            f"admin sets it with PATCH /api/resellers/{self.slug} ({field})"
+        )
+
+
+class IndirectReseller(BaseModel):
+    """An indirect reseller as Partner Center lists it for the distributor."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tenant_id: str
+    name: str
+    mpn_id: str | None = None
+    active: bool = True
+    location: str | None = None
 
 
 # --- Users and invitations -------------------------------------------------------------------
@@ -247,6 +341,10 @@ class User(Timestamped):
     def linked(self, kind: SignInKind) -> LinkedIdentity | None:
         """The identity of `kind` linked to this user, if any."""
         return next((i for i in self.identities if i.kind is kind), None)
+
+    def claims(self) -> set[Claim]:
+        """The unique values this user holds among its reseller's users: its e-mail."""
+        return {Claim("email", normalise_email(self.email))}
 
 
 class Invitation(Record):

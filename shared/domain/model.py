@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -26,6 +27,8 @@ class Record(BaseModel):
     model_config = ConfigDict(validate_assignment=True, extra="forbid")
 
     etag: str | None = Field(default=None, exclude=True, repr=False)
+    # field → the name it was stored under before a rename (storage reads either).
+    renamed_fields: ClassVar[Mapping[str, str]] = {}
 
 
 class Timestamped(Record):
@@ -51,3 +54,19 @@ class WireModel(BaseModel):
     """A model as it travels over HTTP: camelCase names, built from either spelling."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+ANY_VERSION = "*"
+"""`If-Match: *`: the caller accepts whatever version is current (RFC 9110)."""
+
+
+def expected_version(read_at: str | None, if_match: str | None) -> str | None:
+    """The version a conditional write must still find.
+
+    The caller's ETag when it named one; for `*` (or no If-Match where it is optional) the
+    version just read, so a write that lands between the read and this write is still a lost
+    race (412), never silently overwritten.
+    """
+    if if_match is None or if_match == ANY_VERSION:
+        return read_at
+    return if_match

@@ -1,56 +1,47 @@
-"""Money and pricing: Decimal only, explicit rounding to the currency's minor unit, half-up.
+"""Price layers and `price_line`: what one line of an offer costs whom, in one currency.
 
-A customer price is built as `base × catalog mark-up × subscription mark-up` (each mark-up a
-percentage over what it multiplies) and rounded once, at the end. A customer target price is
-stored as the mark-up it implies, so that it follows the cost when Microsoft's price changes.
+Layers (DESIGN.md "Money and prices"):
 
-Margin and mark-up are both percentages of the same amount (price − cost): mark-up relative to
-the cost, margin relative to the price. "Default margin 10 %" in the guide is a mark-up of 10 %
-over the reseller's purchase price.
+- Microsoft cost: the price sheet's unit price (distributor admins only);
+- reseller cost: Microsoft cost × (1 + the distributor's mark-up for that reseller);
+- recommended retail price: the reseller's override for the offer, else Microsoft's ERP;
+- customer price: reseller cost × (1 + mark-up), the mark-up from the line, else the catalog
+  entry (the offer's own, else the product's), else the reseller's default (10 %); or a pinned
+  price set by hand (on the line or the entry), kept as a price, never as a mark-up;
+- margin: customer price − reseller cost; `margin_percent` is of the price, `markup_percent`
+  over the cost.
+
+Rounding rule (what invoices need). Microsoft prices per unit, and every invoice line is
+unit price × quantity. So each layer's *unit* price is rounded half-up to the currency's minor
+unit exactly once, at the end of its own computation from unrounded inputs, and an extended
+amount is that rounded unit price × quantity, exact, never rounded again. An invoice line then
+always adds up (unit × quantity = total), and the reseller can reproduce its customer price from
+what it is shown: the reseller cost is itself an invoiced unit price (the distributor bills it),
+so the customer price is round(reseller cost × (1 + mark-up)), and the reseller cost is
+round(Microsoft cost × (1 + distributor mark-up)) from the price sheet's unrounded figure.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from datetime import date
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.domain.errors import FieldError, ValidationFailed
+from shared.domain.money import CurrencyMismatch, Money, minor_unit, round_money
+
+__all__ = ["minor_unit", "round_money"]
 
 HUNDRED = Decimal(100)
 ZERO = Decimal(0)
-# ISO 4217 minor units of currencies that differ from the usual two (and those we sell in).
-_MINOR_UNITS = {
-    "CZK": 2,
-    "EUR": 2,
-    "USD": 2,
-    "GBP": 2,
-    "PLN": 2,
-    "HUF": 2,
-    "CHF": 2,
-    "JPY": 0,
-    "KRW": 0,
-    "ISK": 0,
-    "BHD": 3,
-    "KWD": 3,
-    "OMR": 3,
-    "TND": 3,
-}
-# A stored mark-up keeps this many decimal places of a percent: enough for a target price to
-# come back exactly after rounding (the error is cost × 1e-12, far below half a minor unit).
-MARKUP_QUANTUM = Decimal("1e-10")
+PERCENT_QUANTUM = Decimal("0.01")
+DEFAULT_MARKUP_PERCENT = Decimal(10)
 # A mark-up of -100 % would make the price zero; below that it is negative.
 MIN_MARKUP = Decimal(-100)
 MAX_MARKUP = Decimal(100000)
-
-
-def minor_unit(currency: str) -> Decimal:
-    """The smallest amount of a currency (0.01 for CZK and EUR)."""
-    return Decimal(1).scaleb(-_MINOR_UNITS.get(currency.upper(), 2))
-
-
-def round_money(amount: Decimal, currency: str) -> Decimal:
-    """`amount` rounded to the currency's minor unit, half away from zero."""
-    return amount.quantize(minor_unit(currency), rounding=ROUND_HALF_UP)
+MAX_QUANTITY = 1_000_000
 
 
 def factor(markup_percent: Decimal) -> Decimal:
@@ -58,19 +49,11 @@ def factor(markup_percent: Decimal) -> Decimal:
     return 1 + markup_percent / HUNDRED
 
 
-def apply_markups(base: Decimal, currency: str, *markups: Decimal) -> Decimal:
-    """`base × (1 + m1) × (1 + m2) …`, rounded once to the minor unit."""
-    amount = base
-    for markup in markups:
-        amount *= factor(markup)
-    return round_money(amount, currency)
-
-
-def implied_markup(target: Decimal, cost: Decimal) -> Decimal:
-    """The mark-up (percent over `cost`) that turns `cost` into `target`."""
-    if cost <= ZERO:
-        raise ValidationFailed([FieldError("customerPrice", "the cost is zero: set a mark-up")])
-    return ((target / cost - 1) * HUNDRED).quantize(MARKUP_QUANTUM, rounding=ROUND_HALF_UP)
+def percent(part: Decimal, whole: Decimal) -> Decimal | None:
+    """`part` as a percent of `whole`, to two decimals half-up (None when `whole` is zero)."""
+    if whole == ZERO:
+        return None
+    return (part * HUNDRED / whole).quantize(PERCENT_QUANTUM, rounding=ROUND_HALF_UP)
 
 
 def margin_from_markup(markup_percent: Decimal) -> Decimal:
@@ -102,47 +85,175 @@ def check_markup(markup_percent: Decimal, *, below_cost: bool, field: str) -> De
     return value
 
 
-@dataclass(frozen=True)
-class PriceBreakdown:
-    """One offer's prices for one customer, all in one currency and rounded."""
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
-    currency: str
-    cost: Decimal
-    recommended_price: Decimal
-    customer_price: Decimal
 
-    @property
-    def margin(self) -> Decimal:
-        """What the reseller keeps per unit (negative only for a price set below cost)."""
-        return self.customer_price - self.cost
+class ResellerPricing(_Frozen):
+    """A reseller's pricing settings, resolved (the distributor's default already applied)."""
 
-    @property
-    def margin_percent(self) -> Decimal | None:
-        """Margin as a percent of the customer price (None for a free offer)."""
-        if self.customer_price == ZERO:
-            return None
-        return (self.margin * HUNDRED / self.customer_price).quantize(
-            Decimal("0.01"), rounding=ROUND_HALF_UP
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    distributor_markup_percent: Decimal = Field(ge=0)
+    default_markup_percent: Decimal = DEFAULT_MARKUP_PERCENT
+
+
+class PriceSheetRow(_Frozen):
+    """One row of Microsoft's price sheet: an offer's unit price per billing period."""
+
+    product_id: str
+    sku_id: str
+    segment: str
+    term: str
+    billing_cycle: str
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    microsoft_cost: Decimal = Field(ge=0)  # unrounded, as the price sheet has it
+    erp: Decimal | None = Field(None, ge=0)  # Microsoft's estimated retail price
+    effective_date: date | None = None
+
+
+class OfferOverrides(_Frozen):
+    """What a reseller's catalog entry says about one offer's prices."""
+
+    recommended_price: Money | None = None
+    pinned_price: Money | None = None
+    markup_percent: Decimal | None = None  # the offer's own, else the product's
+
+
+class LineOverride(_Frozen):
+    """What one order or quote line says by hand: a mark-up, or a unit price (not both)."""
+
+    markup_percent: Decimal | None = None
+    unit_price: Money | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> LineOverride:
+        if self.markup_percent is not None and self.unit_price is not None:
+            raise ValueError("give a mark-up or a unit price, not both")
+        return self
+
+
+class PriceSource(StrEnum):
+    """Where a line's customer price came from."""
+
+    LINE_PRICE = "linePrice"  # a unit price typed on the line
+    LINE_MARKUP = "lineMarkup"
+    PINNED_PRICE = "pinnedPrice"  # the catalog entry's pinned price for the offer
+    ENTRY_MARKUP = "entryMarkup"  # the catalog entry's mark-up (the offer's or the product's)
+    DEFAULT_MARKUP = "defaultMarkup"  # the reseller's default
+
+
+class LayerAmounts(_Frozen):
+    """One amount per price layer, all in one currency and rounded."""
+
+    microsoft_cost: Money
+    reseller_cost: Money
+    recommended_retail_price: Money | None
+    customer_price: Money
+    margin: Money
+
+    def times(self, quantity: int) -> LayerAmounts:
+        """Every amount × `quantity` (exact: the unit amounts are already rounded)."""
+        rrp = self.recommended_retail_price
+        return LayerAmounts(
+            microsoft_cost=self.microsoft_cost * quantity,
+            reseller_cost=self.reseller_cost * quantity,
+            recommended_retail_price=None if rrp is None else rrp * quantity,
+            customer_price=self.customer_price * quantity,
+            margin=self.margin * quantity,
         )
 
+
+class PricedLine(_Frozen):
+    """A line priced in every layer: what orders and quotes store as the price they showed."""
+
+    price_sheet: PriceSheetRow
+    currency: str
+    quantity: int = Field(ge=1)
+    distributor_markup_percent: Decimal
+    markup_percent: Decimal | None  # over reseller cost: as applied, or as a pinned price implies
+    margin_percent: Decimal | None  # of the customer price
+    source: PriceSource
+    below_cost: bool
+    unit: LayerAmounts
+    extended: LayerAmounts
+
     @property
-    def markup_percent(self) -> Decimal | None:
-        """Margin as a percent over the cost (None for a free offer)."""
-        if self.cost == ZERO:
-            return None
-        return (self.margin * HUNDRED / self.cost).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    def pinned(self) -> bool:
+        """Whether the customer price was set by hand as a price (not from a mark-up)."""
+        return self.source in (PriceSource.LINE_PRICE, PriceSource.PINNED_PRICE)
 
 
-def breakdown(
-    cost: Decimal,
-    recommended: Decimal,
-    currency: str,
-    *markups: Decimal,
-) -> PriceBreakdown:
-    """Cost, recommended price and customer price (`cost` under `markups`), rounded."""
-    return PriceBreakdown(
+def _customer_unit(
+    reseller: ResellerPricing,
+    reseller_cost: Money,
+    overrides: OfferOverrides,
+    line: LineOverride | None,
+) -> tuple[Money, Decimal | None, PriceSource]:
+    """The rounded customer unit price, the mark-up it was built with, and where it came from."""
+    if line is not None and line.unit_price is not None:
+        return line.unit_price.rounded(), None, PriceSource.LINE_PRICE
+    if line is not None and line.markup_percent is not None:
+        markup, source = line.markup_percent, PriceSource.LINE_MARKUP
+    elif overrides.pinned_price is not None:
+        return overrides.pinned_price.rounded(), None, PriceSource.PINNED_PRICE
+    elif overrides.markup_percent is not None:
+        markup, source = overrides.markup_percent, PriceSource.ENTRY_MARKUP
+    else:
+        markup, source = reseller.default_markup_percent, PriceSource.DEFAULT_MARKUP
+    return (reseller_cost * factor(markup)).rounded(), markup, source
+
+
+def price_line(
+    reseller: ResellerPricing,
+    row: PriceSheetRow,
+    *,
+    quantity: int = 1,
+    overrides: OfferOverrides | None = None,
+    line: LineOverride | None = None,
+) -> PricedLine:
+    """Price `quantity` units of the offer of `row` for the reseller's customer, every layer.
+
+    Every amount is in the reseller's currency (a row, override or line price in another is
+    refused); unit amounts are rounded once, extended amounts are unit × quantity (see the
+    module docstring for why).
+    """
+    currency = reseller.currency
+    if row.currency != currency:
+        raise CurrencyMismatch(currency, row.currency, "priceSheet.currency")
+    if line is not None and line.unit_price is not None and line.unit_price.currency != currency:
+        raise CurrencyMismatch(currency, line.unit_price.currency, "unitPrice.currency")
+    if isinstance(quantity, bool) or not 1 <= quantity <= MAX_QUANTITY:
+        raise ValidationFailed([FieldError("quantity", f"must be 1 to {MAX_QUANTITY}")])
+    if line is not None and line.markup_percent is not None:
+        check_markup(line.markup_percent, below_cost=True, field="markupPercent")
+    overrides = overrides or OfferOverrides()
+    microsoft = Money(amount=row.microsoft_cost, currency=row.currency)
+    reseller_cost = (microsoft * factor(reseller.distributor_markup_percent)).rounded()
+    customer, markup, source = _customer_unit(reseller, reseller_cost, overrides, line)
+    recommended = overrides.recommended_price
+    if recommended is None and row.erp is not None:
+        recommended = Money(amount=row.erp, currency=row.currency)
+    if recommended is not None:
+        recommended = (recommended + Money.zero(currency)).rounded()  # refuses another currency
+    margin = customer - reseller_cost
+    unit = LayerAmounts(
+        microsoft_cost=microsoft.rounded(),
+        reseller_cost=reseller_cost,
+        recommended_retail_price=recommended,
+        customer_price=customer,
+        margin=margin,
+    )
+    return PricedLine(
+        price_sheet=row,
         currency=currency,
-        cost=round_money(cost, currency),
-        recommended_price=round_money(recommended, currency),
-        customer_price=apply_markups(cost, currency, *markups),
+        quantity=quantity,
+        distributor_markup_percent=reseller.distributor_markup_percent,
+        markup_percent=markup
+        if markup is not None
+        else percent(margin.amount, reseller_cost.amount),
+        margin_percent=percent(margin.amount, customer.amount),
+        source=source,
+        below_cost=customer < reseller_cost,
+        unit=unit,
+        extended=unit.times(quantity),
     )

@@ -7,6 +7,9 @@ Every HTTP route declares a `Rule` (`functions/_http.py` refuses a route without
   invitation is how a new sign-in becomes a user);
 - `allow(Action.X)`: a signed-in, active user whose role holds action X *and* whose world holds
   the route's scope.
+- `FUNCTION_KEY`: a route for operators and monitors rather than users: the Functions host lets
+  a request in only with a function key (`x-functions-key`), so the app checks nothing more.
+  Keys are enforced in Azure only; the local host and `func start` let every request through.
 
 `decide(principal, scope, action)` is evaluated by the HTTP edge before the handler runs, with
 the scope taken from the route parameters (`{r}` reseller slug, `{c}` customer id):
@@ -71,6 +74,7 @@ class Action(StrEnum):
     APPROVE_ORDERS = "orders.approve"  # approve or reject an order waiting for approval
     MANAGE_ORDERS = "orders.manage"  # retry a Failed order
     READ_SUBSCRIPTIONS = "subscriptions.read"  # a customer user: its own customer's
+    READ_OPERATIONS = "operations.read"  # poison queues, stuck records (distributor only)
 
 
 _EVERYONE = frozenset(
@@ -106,12 +110,18 @@ ROLE_ACTIONS: Mapping[Role, frozenset[Action]] = {
 class Rule:
     """A route's access rule."""
 
-    kind: Literal["public", "identified", "signed_in"]
+    kind: Literal["public", "identified", "signed_in", "function_key"]
     action: Action | None = None
+
+    @property
+    def host_checks_key(self) -> bool:
+        """Whether the Functions host admits the route's requests only with a function key."""
+        return self.kind == "function_key"
 
 
 PUBLIC = Rule("public")
 IDENTIFIED = Rule("identified")
+FUNCTION_KEY = Rule("function_key")
 
 
 def allow(action: Action) -> Rule:
@@ -174,7 +184,31 @@ def sees_cost(principal: Principal | None) -> bool:
     return principal is not None and not principal.is_customer_user
 
 
-def view(principal: Principal | None, record: Any, *, staff: type[S], public: type[P]) -> S | P:
+class Audience(StrEnum):
+    """Who a priced answer is for: each sees its own response model."""
+
+    DISTRIBUTOR = "distributor"  # every layer, Microsoft's cost included
+    RESELLER = "reseller"  # reseller cost, recommended and customer price, margin
+    CUSTOMER = "customer"  # the customer's price only (also anonymous callers)
+
+
+def audience(principal: Principal | None) -> Audience:
+    """The audience of a caller: Microsoft's cost is for distributor admins only."""
+    if principal is not None and principal.is_distributor:
+        return Audience.DISTRIBUTOR
+    return Audience.RESELLER if sees_cost(principal) else Audience.CUSTOMER
+
+
+def view(
+    principal: Principal | None,
+    record: Any,
+    *,
+    staff: type[S],
+    public: type[P],
+    distributor: type[S] | None = None,
+) -> S | P:
     """The response model the caller may see: `staff` with cost and margin, else `public`."""
     model: type[S] | type[P] = staff if sees_cost(principal) else public
+    if distributor is not None and audience(principal) is Audience.DISTRIBUTOR:
+        model = distributor
     return model.model_validate(record, from_attributes=True)

@@ -83,6 +83,7 @@ def index_prices(rows: Iterable[pc.PriceSheetRow], now: datetime) -> dict[_Price
             currency=row.currency.strip().upper(),
             cost=row.unit_price,
             erp=row.erp_price,
+            effective_date=row.effective_start_date.date() if row.effective_start_date else None,
         )
         key = (
             row.product_id.upper(),

@@ -2,13 +2,15 @@
 tenant, list, read, change, retry a Failed one; the provisioning step itself.
 
 The first admin's password: Partner Center returns it once, in the answer to the create call.
-The step sends it straight from that answer to the contact (and the reseller, in copy) through
-the mailer, *before* it marks the customer Active, and never puts it in a record, a queue
-message or a log line. A redelivered message for a customer still Provisioning repeats the
-create with the customer's stored MS-RequestId, which Partner Center answers with its first
-result (the same tenant, the same password), so a crash anywhere in the step re-sends the same
-e-mail at worst (the drop folder and the Message-ID make it the same message); once Active, a
-redelivery does nothing.
+The step sends it straight from that answer to the contact (and, in copy, the reseller user who
+asked for the tenant; never the support address or other notification recipients) through the
+mailer, *before* it marks the customer Active, and never puts it in a record (not even a
+Notifications row), a queue message or a log line. An answer without sign-in details queues the
+"reset the admin's password" e-mail instead, so the customer never goes Active silently.
+A redelivered message for a customer still Provisioning repeats the create with the customer's
+stored MS-RequestId, which Partner Center answers with its first result (the same tenant, the
+same password), so a crash anywhere in the step re-sends the same e-mail at worst (the drop
+folder and the Message-ID make it the same message); once Active, a redelivery does nothing.
 
 A create refused because the domain is taken, where the tenant is among the reseller's own in
 Partner Center (and no other record of ours holds it), is the tenant of an earlier attempt whose
@@ -20,15 +22,19 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, Field
 
 from shared.domain import partner_center as pc
+from shared.domain.claims import Claim
 from shared.domain.customers import (
     DEFAULT_SEGMENT,
+    FAILED_FOR_CUSTOMER_USERS,
     Address,
     Contact,
     Customer,
@@ -44,6 +50,7 @@ from shared.domain.customers import (
     tenant_domain,
 )
 from shared.domain.errors import (
+    ClaimTaken,
     ConcurrencyConflict,
     Conflict,
     ConflictingFields,
@@ -53,6 +60,7 @@ from shared.domain.errors import (
     UpstreamRejected,
     ValidationFailed,
 )
+from shared.domain.failures import Failure, FailureKind
 from shared.domain.identity import (
     CUSTOMER_ID_PATTERN,
     NotificationEvent,
@@ -60,11 +68,12 @@ from shared.domain.identity import (
     Reseller,
     User,
 )
-from shared.domain.model import Page, WireModel
+from shared.domain.model import Page, WireModel, expected_version
 from shared.domain.notifications import Email, Notification
 from shared.domain.outbox import OutboxMessage, Queue
 from shared.ports import CatalogStore, Clock, Mailer, PartnerCenter, Repository
 from shared.services import access, notifications, resellers
+from shared.services.watchdog import InFlight
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +95,8 @@ class CustomerBook:
     catalog: CatalogStore | None = None
     # Where the e-mail about an adopted tenant is queued (the notifications outbox).
     notifications: Repository[Notification] | None = None
+    # A Provisioning older than this is stale: the watchdog acts on it and `retry` accepts it.
+    stuck_after: timedelta = timedelta(minutes=30)
     # Whose Account Managers hear of events (notifications.recipients).
     users: Repository[User] | None = None
 
@@ -104,8 +115,8 @@ class RelationshipLink(WireModel):
     url: str
 
 
-class CustomerView(WireModel):
-    """A customer as the platform shows it (no cost fields exist on a customer)."""
+class CustomerPublic(WireModel):
+    """A customer as its own users see it: a failure explained in words, not upstream text."""
 
     id: str
     reseller: str
@@ -121,10 +132,21 @@ class CustomerView(WireModel):
     culture: str | None
     status: CustomerStatus
     origin: CustomerOrigin
-    failure_reason: str | None
+    failure_reason: str | None = Field(
+        description="Why provisioning failed: a sentence for the customer's users, or for staff "
+        "the reason as recorded (Partner Center's or storage's own words)."
+    )
+    failure_kind: FailureKind | None = None
     subscription_count: int
     created_at: AwareDatetime
     updated_at: AwareDatetime
+
+
+class CustomerView(CustomerPublic):
+    """A customer as reseller staff and the distributor see it (no cost fields exist on one).
+
+    The same fields as `CustomerPublic`; `failureReason` holds the recorded reason verbatim.
+    """
 
 
 class CustomerListQuery(WireModel):
@@ -136,9 +158,18 @@ class CustomerListQuery(WireModel):
     continuation_token: str | None = None
 
 
-def present(customer: Customer) -> CustomerView:
-    """The wire view of a customer."""
-    return CustomerView.model_validate(customer, from_attributes=True)
+def present(principal: Principal | None, customer: Customer) -> CustomerView | CustomerPublic:
+    """The view of `customer` the caller may see.
+
+    Staff get the failure reason as recorded (they act on it; logs keep it too); a customer's
+    users get a sentence for people instead of Partner Center's or storage's raw text.
+    """
+    if principal is None or not principal.is_customer_user:
+        return CustomerView.model_validate(customer, from_attributes=True)
+    public = CustomerPublic.model_validate(customer, from_attributes=True)
+    if customer.failure_reason is not None:
+        public.failure_reason = FAILED_FOR_CUSTOMER_USERS
+    return public
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -163,7 +194,7 @@ def list_customers(
     name: str | None = None,
     page_size: int = 50,
     continuation_token: str | None = None,
-) -> Page[CustomerView]:
+) -> Page[CustomerView | CustomerPublic]:
     """A page of the reseller's customers (a customer user: its own), filtered.
 
     The name filter matches anywhere in the name, case-insensitively; as Table Storage cannot,
@@ -179,7 +210,7 @@ def list_customers(
             for c in ([own] if own is not None else [])
             if (status is None or c.status is status) and needle in c.search_name
         ]
-        return Page[CustomerView](items=[present(c) for c in mine])
+        return Page[CustomerView | CustomerPublic](items=[present(principal, c) for c in mine])
     equals: dict[str, Any] = {}
     if status is not None:
         equals["status"] = status
@@ -196,7 +227,9 @@ def list_customers(
         token = page.continuation_token
         if token is None or len(items) >= page_size or not needle:
             break
-    return Page[CustomerView](items=[present(c) for c in items], continuation_token=token)
+    return Page[CustomerView | CustomerPublic](
+        items=[present(principal, c) for c in items], continuation_token=token
+    )
 
 
 # --- creating a new tenant -------------------------------------------------------------------
@@ -222,17 +255,23 @@ def check_domain(
             [FieldError("name", "letters and digits only, 1-27 characters, without the suffix")]
         )
     domain = tenant_domain(name)
-    available = not _claimed_here(book, reseller, domain) and partner_center.is_domain_available(
-        domain
+    available = _claimed_here(book, reseller, domain) is None and (
+        partner_center.is_domain_available(domain)
     )
     return DomainCheck(name=name.lower(), domain=domain, available=available)
 
 
-def _claimed_here(book: CustomerBook, reseller: str, domain: str) -> bool:
+def _claimed_here(book: CustomerBook, reseller: str, domain: str) -> str | None:
     # Microsoft answers "free" until the tenant exists; a customer of ours still Provisioning
-    # has already claimed it.
-    page = book.customers.list(reseller, equals={"domain": domain}, page_size=10)
-    return any(c.status is not CustomerStatus.FAILED for c in page.items)
+    # (or Failed, waiting for its retry) has already claimed it.
+    return book.customers.claim_owner(reseller, Claim("domain", domain))
+
+
+def _taken_name(domain: str, holder: str | None = None) -> ConflictingFields:
+    by = f" by the customer {holder}" if holder else ""
+    return ConflictingFields(
+        [FieldError("tenantName", f"{domain} is already taken{by}; choose another name")]
+    )
 
 
 def create(
@@ -253,12 +292,12 @@ def create(
         raise Forbidden("a customer's user cannot create customers")
     if (earlier := _created_earlier(book, reseller.slug, customer_id)) is not None:
         return earlier
+    reseller.require_tenant_id()
     _check_segment(book, reseller.slug, command.segment, "segment")
     domain = tenant_domain(command.tenant_name)
-    if _claimed_here(book, reseller.slug, domain) or not partner_center.is_domain_available(domain):
-        raise ConflictingFields(
-            [FieldError("tenantName", f"{domain} is already taken; choose another name")]
-        )
+    holder = _claimed_here(book, reseller.slug, domain)
+    if holder is not None or not partner_center.is_domain_available(domain):
+        raise _taken_name(domain, holder)
     language, culture = default_locale(command.address.country)
     now = book.clock.now()
     customer = Customer(
@@ -275,14 +314,24 @@ def create(
         created_by=principal.email,
         created_at=now,
         updated_at=now,
+        status_since=now,
     )
     if customer_id is not None:
         customer.id = customer_id
-    message = OutboxMessage(
+    # The domain's claim row commits with the record: of two racing creates, one wins.
+    try:
+        return book.customers.add(
+            customer, messages=[_provision_message(customer)], claims=customer.claims()
+        )
+    except ClaimTaken as exc:
+        raise _taken_name(domain, exc.owner) from exc
+
+
+def _provision_message(customer: Customer) -> OutboxMessage:
+    return OutboxMessage(
         queue=Queue.PROVISION_CUSTOMER,
-        body={"reseller": reseller.slug, "customerId": customer.id},
+        body={"reseller": customer.reseller, "customerId": customer.id},
     )
-    return book.customers.add(customer, messages=[message])
 
 
 def _created_earlier(book: CustomerBook, reseller: str, customer_id: str | None) -> Customer | None:
@@ -293,7 +342,7 @@ def _created_earlier(book: CustomerBook, reseller: str, customer_id: str | None)
 def _partner_center_body(customer: Customer, reseller: Reseller) -> pc.Customer:
     contact, address = customer.contact, customer.address
     return pc.Customer(
-        associated_partner_id=reseller.partner_center_id,
+        associated_partner_id=reseller.require_tenant_id(),
         company_profile=pc.CompanyProfile(
             domain=customer.domain,
             company_name=customer.name,
@@ -345,19 +394,19 @@ def welcome_email_id(customer: Customer) -> str:
     return f"customer-{customer.id}-welcome"
 
 
-def _welcome_email(
-    customer: Customer,
-    reseller: Reseller,
-    creds: _Credentials,
-    users: Repository[User] | None = None,
-) -> Email:
+def _welcome_email(customer: Customer, reseller: Reseller, creds: _Credentials) -> Email:
+    """The first admin's sign-in: to the customer's contact and, in copy, the reseller user who
+    asked for the tenant, and no one else (not the support address, not the extra recipients of
+    notifications: a password goes only to the people who need it)."""
     brand = reseller.settings.appearance.display_name
     assert customer.contact.email is not None
-    email = notifications.email_to(
-        reseller,
-        NotificationEvent.CUSTOMER_PROVISIONED,
-        f"Your Microsoft tenant {customer.domain} is ready",
-        (
+    contact = customer.contact.email.lower()
+    requester = (customer.created_by or "").lower()
+    return Email(
+        to=[customer.contact.email],
+        cc=[requester] if requester and requester != contact else [],
+        subject=f"Your Microsoft tenant {customer.domain} is ready",
+        text=(
             f"Hello {customer.contact.first_name or ''},\n\n"
             f"{brand} has created the Microsoft tenant of {customer.name}.\n\n"
             f"Sign in at https://portal.office.com with\n"
@@ -366,12 +415,7 @@ def _welcome_email(
             "You will be asked to choose a new password at the first sign-in.\n"
             "Keep this e-mail private and delete it once you have signed in.\n"
         ),
-        addressed=[customer.contact.email],
-        interested=[customer.created_by],
-        users=users,
     )
-    assert email is not None  # the contact is always addressed
-    return email
 
 
 def provision(
@@ -407,21 +451,18 @@ def provision(
     del created  # the answer holds the password: let it go as soon as the e-mail is written
     if creds is not None:
         mailer.send(
-            _welcome_email(customer, reseller, creds, book.users),
-            message_id=welcome_email_id(customer),
+            _welcome_email(customer, reseller, creds), message_id=welcome_email_id(customer)
         )
     else:
+        # The tenant exists but nobody can sign in to it: tell the reseller to reset the admin.
         log.warning("Partner Center returned no sign-in details for customer %s", customer.id)
+        _queue_reset_notice(book, reseller, customer, _NO_SIGN_IN_RETURNED)
 
     def activate(c: Customer) -> bool:
         if c.status is not CustomerStatus.PROVISIONING:
             return False
-        c.status, c.tenant_id, c.domain, c.failure_reason = (
-            CustomerStatus.ACTIVE,
-            tenant_id,
-            domain,
-            None,
-        )
+        c.tenant_id, c.domain = tenant_id, domain
+        _set_status(c, CustomerStatus.ACTIVE, book.clock.now())
         return True
 
     _change(book, customer, activate)
@@ -446,38 +487,49 @@ def _our_earlier_tenant(
     answer was lost or its replay forgotten.
     """
     wanted = customer.domain.lower()
-    for tenant in _reseller_tenants(partner_center, reseller):
+    for tenant in reseller_tenants(partner_center, reseller):
         profile = tenant.company_profile
         if profile is None or (profile.domain or "").lower() != wanted:
             continue
         tenant_id = _tenant_id_of(tenant)
         if not tenant_id:
             return None
-        known = book.customers.list(reseller.slug, equals={"tenant_id": tenant_id}, page_size=5)
-        if any(c.id != customer.id for c in known.items):
+        holder = book.customers.claim_owner(reseller.slug, Claim("tenant", tenant_id))
+        if holder not in (None, customer.id):
             log.warning("tenant %s is already another customer's; not adopting it", tenant_id)
             return None
         return tenant
     return None
 
 
-def adopted_email_id(customer: Customer) -> str:
-    """The fixed id of the e-mail about an adopted tenant (queued once per customer)."""
+def reset_notice_id(customer: Customer) -> str:
+    """The fixed id of the "reset the admin's password" e-mail (queued once per customer)."""
     return f"customer-{customer.id}-adopted"
 
 
-def _adopted_email(
-    customer: Customer, reseller: Reseller, users: Repository[User] | None = None
+# Why no sign-in could be sent, as the reset notice says it.
+_EARLIER_ATTEMPT = (
+    "It was created by an earlier attempt whose answer was lost, so its first admin's "
+    "sign-in could not be sent.\n"
+)
+_NO_SIGN_IN_RETURNED = (
+    "Microsoft Partner Center returned no sign-in details for its first admin, so none "
+    "could be sent.\n"
+)
+
+
+def _reset_notice(
+    customer: Customer, reseller: Reseller, why: str, users: Repository[User] | None
 ) -> Email | None:
-    """To the requester and the reseller's contacts: the tenant is ready, reset the password."""
+    """To the requester and whom the reseller's notification settings name: the tenant is
+    ready, reset the password (no secret in it, so the usual recipients may read it)."""
     return notifications.email_to(
         reseller,
         NotificationEvent.CUSTOMER_PROVISIONED,
         f"The Microsoft tenant {customer.domain} is ready",
         (
             f"The Microsoft tenant {customer.domain} of {customer.name} is ready.\n\n"
-            "It was created by an earlier attempt whose answer was lost, so its first admin's "
-            "sign-in could not be sent.\n"
+            f"{why}"
             "Reset the admin's password in the Microsoft 365 admin center "
             "(https://admin.microsoft.com) and hand it to the customer.\n"
         ),
@@ -486,24 +538,32 @@ def _adopted_email(
     )
 
 
+def _queue_reset_notice(
+    book: CustomerBook, reseller: Reseller, customer: Customer, why: str
+) -> None:
+    """Queue the "reset the admin's password" e-mail once (a fixed id), before activation."""
+    email = _reset_notice(customer, reseller, why, book.users)
+    if book.notifications is None or email is None:
+        log.warning("no reset-the-admin e-mail for customer %s can be queued", customer.id)
+    elif book.notifications.find(reseller.slug, reset_notice_id(customer)) is None:
+        notifications.queue_email(
+            book.notifications, reseller.slug, email, notification_id=reset_notice_id(customer)
+        )
+
+
 def _adopt(book: CustomerBook, reseller: Reseller, customer: Customer, tenant: pc.Customer) -> None:
     """Mark the customer Active with the earlier tenant; e-mail the reseller to reset the admin.
 
     The e-mail is queued first, under a fixed id, so a crash before activation queues it once.
     """
     tenant_id = _tenant_id_of(tenant)
-    email = _adopted_email(customer, reseller, book.users)
-    if book.notifications is None or email is None:
-        log.warning("no e-mail about the adopted tenant of customer %s can be queued", customer.id)
-    elif book.notifications.find(reseller.slug, adopted_email_id(customer)) is None:
-        notifications.queue_email(
-            book.notifications, reseller.slug, email, notification_id=adopted_email_id(customer)
-        )
+    _queue_reset_notice(book, reseller, customer, _EARLIER_ATTEMPT)
 
     def activate(c: Customer) -> bool:
         if c.status is not CustomerStatus.PROVISIONING:
             return False
-        c.status, c.tenant_id, c.failure_reason = CustomerStatus.ACTIVE, tenant_id, None
+        c.tenant_id = tenant_id
+        _set_status(c, CustomerStatus.ACTIVE, book.clock.now())
         return True
 
     _change(book, customer, activate)
@@ -522,65 +582,172 @@ def retry(
     customer_id: str,
     etag: str | None = None,
 ) -> Customer:
-    """Provision a Failed new-tenant customer again, with its same MS-RequestId.
+    """Provision a Failed (or stale Provisioning) new-tenant customer again.
 
-    Back to Provisioning (the failure reason cleared) with its `provision-customer` message in
-    the same transaction. The same request id lets Partner Center replay a create that did
-    happen; a tenant it no longer replays is found among the reseller's by the step.
+    Back to Provisioning (the failure cleared) with its `provision-customer` message in the
+    same transaction. After a transient or unknown failure the retry keeps the MS-RequestId,
+    so Partner Center replays a create that did happen (a tenant it no longer replays is found
+    among the reseller's by the step). After a definite refusal the same request would be
+    refused again: the retry is a new request (a new MS-RequestId) for the data as it is now.
     """
     customer = get(book, principal, reseller, customer_id)
     if principal.is_customer_user:
         raise Forbidden("a customer's user cannot retry the provisioning")
     if customer.origin is not CustomerOrigin.NEW_TENANT:
         raise Conflict("only a customer created with a new tenant can be retried")
-    if customer.status is not CustomerStatus.FAILED:
+    now = book.clock.now()
+    if not (customer.status is CustomerStatus.FAILED or _stale(book, customer, now)):
         raise Conflict(
-            f"only a Failed customer can be retried; this one is {customer.status.value}"
+            "only a Failed customer, or one Provisioning for longer than "
+            f"{_minutes(book.stuck_after)}, can be retried; this one is {customer.status.value}"
         )
-    same_domain = book.customers.list(reseller, equals={"domain": customer.domain}, page_size=10)
-    if any(
-        c.id != customer.id and c.status is not CustomerStatus.FAILED for c in same_domain.items
-    ):
+    holder = book.customers.claim_owner(reseller, Claim("domain", customer.domain))
+    if holder not in (None, customer.id):
         raise Conflict(f"another customer now holds {customer.domain}; this one cannot be retried")
-    if etag is not None:
-        customer.etag = etag
-    customer.status, customer.failure_reason = CustomerStatus.PROVISIONING, None
-    customer.updated_at = book.clock.now()
-    message = OutboxMessage(
-        queue=Queue.PROVISION_CUSTOMER,
-        body={"reseller": customer.reseller, "customerId": customer.id},
-    )
-    return book.customers.update(customer, messages=[message])
+    customer.etag = expected_version(customer.etag, etag)
+    if customer.failure_kind is FailureKind.REFUSED:
+        customer.request_id = str(uuid.uuid4())
+    _set_status(customer, CustomerStatus.PROVISIONING, now)
+    customer.updated_at = now
+    try:
+        # The claim is taken here too: a record from before claim rows gets its claim now.
+        return book.customers.update(
+            customer, messages=[_provision_message(customer)], claims=customer.claims()
+        )
+    except ClaimTaken as exc:
+        raise Conflict(
+            f"another customer now holds {customer.domain}; this one cannot be retried"
+        ) from exc
 
 
-def give_up(book: CustomerBook, message: ProvisionCustomerMessage, reason: str) -> None:
+def _set_status(customer: Customer, status: CustomerStatus, now: datetime) -> None:
+    """A new status, with the moment it began; leaving Failed forgets the failure."""
+    customer.status, customer.status_since, customer.nudged_at = status, now, None
+    if status is not CustomerStatus.FAILED:
+        customer.failure_reason = customer.failure_kind = None
+
+
+def _stale(book: CustomerBook, customer: Customer, now: datetime) -> bool:
+    """Provisioning for longer than the deadline (counted from the last re-enqueue, if any)."""
+    if customer.status is not CustomerStatus.PROVISIONING:
+        return False
+    since = customer.nudged_at or customer.status_since or customer.updated_at
+    return now - since > book.stuck_after
+
+
+def _minutes(span: timedelta) -> str:
+    return f"{int(span.total_seconds() // 60)} minutes"
+
+
+def give_up(book: CustomerBook, message: ProvisionCustomerMessage, failure: Failure) -> None:
     """Mark a customer still Provisioning Failed, with the reason, so a person can see it."""
     customer = book.customers.find(message.reseller, message.customer_id)
     if customer is None:
         return
+    _fail(book, customer, failure)
 
+
+def _fail(book: CustomerBook, customer: Customer, failure: Failure) -> None:
     def fail(c: Customer) -> bool:
         if c.status is not CustomerStatus.PROVISIONING:
             return False
-        c.status, c.failure_reason = CustomerStatus.FAILED, reason[:1000]
+        _set_status(c, CustomerStatus.FAILED, book.clock.now())
+        c.failure_reason, c.failure_kind = failure.reason[:1000], failure.kind
         return True
 
     _change(book, customer, fail)
 
 
-def _change(book: CustomerBook, customer: Customer, mutate: Callable[[Customer], bool]) -> None:
-    """Apply `mutate` and save; a concurrent edit (a PATCH) is re-read and the change re-applied."""
+def _change(
+    book: CustomerBook,
+    customer: Customer,
+    mutate: Callable[[Customer], bool],
+    messages: Sequence[OutboxMessage] = (),
+) -> None:
+    """Apply `mutate` and save; a concurrent edit (a PATCH) is re-read and the change re-applied.
+
+    Claims follow the record: a value it gained is claimed, one it lost is released, in the
+    same transaction.
+    """
     current = customer
     for _ in range(5):
+        before = current.claims()
         if not mutate(current):
             return
         current.updated_at = book.clock.now()
+        after = current.claims()
         try:
-            book.customers.update(current)
+            book.customers.update(
+                current, messages=messages, claims=after - before, releases=before - after
+            )
             return
         except ConcurrencyConflict:
             current = book.customers.get(customer.reseller, customer.id)
     raise ConcurrencyConflict("the customer keeps changing; retry later")
+
+
+# --- the watchdog's view of customers ---------------------------------------------------------
+
+
+class ProvisioningCustomers:
+    """Customers Provisioning, as the watchdog (`services/watchdog.py`) sees them.
+
+    Found by one query on Status across resellers (Table Storage filters server-side and
+    answers only the matching rows), so housekeeping never reads the customers at rest.
+    """
+
+    kind = "customer"
+
+    def __init__(self, book: CustomerBook) -> None:
+        self.book = book
+
+    @property
+    def deadline(self) -> timedelta:
+        """How long a step may take before the watchdog acts."""
+        return self.book.stuck_after
+
+    def in_flight(self) -> Iterator[InFlight]:
+        """Every customer Provisioning, with the moments the watchdog decides by."""
+        token: str | None = None
+        while True:
+            page = self.book.customers.list(
+                equals={"status": CustomerStatus.PROVISIONING},
+                page_size=1000,
+                continuation_token=token,
+            )
+            for c in page.items:
+                yield InFlight(
+                    kind=self.kind,
+                    partition=c.reseller,
+                    id=c.id,
+                    status=c.status.value,
+                    since=c.status_since or c.updated_at,
+                    nudged_at=c.nudged_at,
+                )
+            token = page.continuation_token
+            if token is None:
+                return
+
+    def nudge(self, item: InFlight) -> None:
+        """Re-enqueue the step once (through the outbox), with the same MS-RequestId."""
+        customer = self.book.customers.find(item.partition, item.id)
+        if customer is None:
+            return
+        now = self.book.clock.now()
+
+        def mark(c: Customer) -> bool:
+            if c.status is not CustomerStatus.PROVISIONING or c.nudged_at is not None:
+                return False
+            c.nudged_at = now
+            return True
+
+        _change(self.book, customer, mark, messages=[_provision_message(customer)])
+
+    def fail(self, item: InFlight, failure: Failure) -> None:
+        """Mark the customer Failed (if it is still Provisioning)."""
+        customer = self.book.customers.find(item.partition, item.id)
+        if customer is not None:
+            _fail(self.book, customer, failure)
 
 
 # --- existing tenants ------------------------------------------------------------------------
@@ -594,12 +761,20 @@ def relationship_link(
     url = partner_center.get_relationship_request_link().url
     if "indirectCSPId=" not in url:
         base, hash_, fragment = url.partition("#")
-        url = f"{base}&indirectCSPId={reseller.partner_center_id}{hash_}{fragment}"
+        url = f"{base}&indirectCSPId={reseller.require_tenant_id()}{hash_}{fragment}"
     return RelationshipLink(url=url)
 
 
-def _reseller_tenants(partner_center: PartnerCenter, reseller: Reseller) -> Iterator[pc.Customer]:
-    return partner_center.list_customers(indirect_reseller_id=reseller.partner_center_id)
+def reseller_tenants(partner_center: PartnerCenter, reseller: Reseller) -> Iterator[pc.Customer]:
+    """The reseller's customer tenants in Partner Center, and no one else's.
+
+    Partner Center's `IndirectReseller` filter is `starts_with`: it also returns the tenants of
+    every reseller whose id begins with this one's. Only an exact `associatedPartnerId` counts.
+    """
+    tenant_id = reseller.require_tenant_id()
+    for tenant in partner_center.list_customers(indirect_reseller_id=tenant_id):
+        if reseller.owns(tenant.associated_partner_id):
+            yield tenant
 
 
 def _find_tenant(
@@ -607,11 +782,11 @@ def _find_tenant(
 ) -> pc.Customer:
     if command.tenant_id:
         tenant = partner_center.get_customer(command.tenant_id)
-        if (tenant.associated_partner_id or "").lower() != reseller.partner_center_id.lower():
+        if not reseller.owns(tenant.associated_partner_id):
             raise NotFound("no tenant with this id has accepted this reseller")
         return tenant
     wanted = (command.domain or "").lower()
-    for tenant in _reseller_tenants(partner_center, reseller):
+    for tenant in reseller_tenants(partner_center, reseller):
         domains = (
             {(tenant.company_profile.domain or "").lower()} if tenant.company_profile else set()
         )
@@ -642,14 +817,13 @@ def import_existing(
         return earlier
     _check_segment(book, reseller.slug, command.segment, "segment")
     tenant = _find_tenant(partner_center, reseller, command)
-    tenant_id = (tenant.company_profile.tenant_id if tenant.company_profile else None) or tenant.id
-    known = book.customers.list(reseller.slug, equals={"tenant_id": tenant_id}, page_size=1)
-    if known.items:
-        raise Conflict(f"this tenant is already the customer {known.items[0].id}")
     customer = from_partner_center(tenant, reseller.slug, book.clock, command)
     if customer_id is not None:
         customer.id = customer_id
-    return book.customers.add(customer)
+    try:
+        return book.customers.add(customer, claims=customer.claims())
+    except ClaimTaken as exc:
+        raise Conflict(f"this tenant is already the customer {exc.owner}") from exc
 
 
 def from_partner_center(
@@ -690,6 +864,7 @@ def from_partner_center(
         origin=CustomerOrigin.EXISTING_TENANT,
         created_at=now,
         updated_at=now,
+        status_since=now,
     )
 
 
@@ -708,7 +883,12 @@ def update(
     customer = get(book, principal, reseller, customer_id)
     if principal.is_customer_user:
         raise Forbidden("a customer's user cannot change the customer")
+    before = customer.claims()
     changes = command.model_dump(exclude_unset=True)
+    if command.tenant_name is not None:
+        if customer.status is not CustomerStatus.FAILED:
+            raise Conflict("the tenant name can change only while the customer is Failed")
+        customer.domain = tenant_domain(command.tenant_name)
     if "segment" in changes and command.segment is not None:
         _check_segment(book, reseller, command.segment, "segment")
         customer.segment = command.segment
@@ -723,9 +903,13 @@ def update(
                 [FieldError("address.country", f"the company id is not a valid IČO for {country}")]
             )
         customer.address = Address(**command.address.model_dump())
-    customer.etag = etag
+    customer.etag = expected_version(customer.etag, etag)
     customer.updated_at = book.clock.now()
-    return book.customers.update(customer)
+    after = customer.claims()
+    try:
+        return book.customers.update(customer, claims=after - before, releases=before - after)
+    except ClaimTaken as exc:
+        raise _taken_name(customer.domain, exc.owner) from exc
 
 
 # --- the catalog's view of a customer ---------------------------------------------------------

@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Literal
 
 from shared.domain.model import WireModel, utcnow
+from shared.services.housekeeping import Operations
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,9 @@ class Health(WireModel):
     status: Literal["ok", "failing"]
     time: str
     checks: dict[str, Check]
+    # Only in the deep report (`?deep=1` for distributor admins, `/health/deep` with a function
+    # key): poison queues and records stuck in flight.
+    operations: Operations | None = None
 
 
 def _timed(probe: Callable[[], object]) -> Check:
@@ -38,10 +42,21 @@ def _timed(probe: Callable[[], object]) -> Check:
     return Check(status=status, duration_ms=round((time.perf_counter() - start) * 1000, 2))
 
 
-def check_health(probes: Mapping[str, Callable[[], object]]) -> Health:
-    """Run each probe; the app is 'failing' when any dependency does not answer."""
+def check_health(
+    probes: Mapping[str, Callable[[], object]],
+    operations: Callable[[], Operations] | None = None,
+) -> Health:
+    """Run each probe; the app is 'failing' when any dependency does not answer.
+
+    With `operations` it is the deep report: poison queues and records stuck in flight too.
+    """
     checks = {name: _timed(probe) for name, probe in probes.items()}
     status: Literal["ok", "failing"] = (
         "ok" if all(ch.status == "ok" for ch in checks.values()) else "failing"
     )
-    return Health(status=status, time=utcnow().isoformat(), checks=checks)
+    return Health(
+        status=status,
+        time=utcnow().isoformat(),
+        checks=checks,
+        operations=operations() if operations is not None else None,
+    )

@@ -1,9 +1,9 @@
-"""Queueing and delivering e-mail notifications (at most once per record)."""
+"""Queueing and delivering e-mail notifications (at most once per record, no secret kept)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from shared.domain.identity import NotificationEvent, Reseller, Role, User, UserStatus
@@ -96,12 +96,15 @@ def queue_email(
     email: Email,
     *,
     notification_id: str | None = None,
+    secrets: Mapping[str, str] | None = None,
 ) -> Notification:
     """Record an e-mail to send and, in the same transaction, the queue message for it.
 
     A fixed `notification_id` makes a repeated call find the first record (Conflict on add).
+    `secrets` fill the e-mail's `secret_placeholder`s at send time and are dropped from the
+    record when it is sent or given up: no secret stays at rest.
     """
-    record = Notification(scope=scope, email=email)
+    record = Notification(scope=scope, email=email, secrets=dict(secrets or {}))
     if notification_id is not None:
         record.id = notification_id
     message = OutboxMessage(queue=Queue.NOTIFICATIONS, body={"scope": scope, "id": record.id})
@@ -118,9 +121,8 @@ def deliver(
         return
     if record.status is not NotificationStatus.PENDING:
         return
-    mailer.send(record.email, message_id=record.id)
-    record.status = NotificationStatus.SENT
-    record.sent_at = record.updated_at = utcnow()
+    mailer.send(record.render(), message_id=record.id)
+    record.close(NotificationStatus.SENT, utcnow())
     notifications.update(record)
 
 
@@ -131,7 +133,5 @@ def give_up(
     record = notifications.find(message.scope, message.id)
     if record is None or record.status is not NotificationStatus.PENDING:
         return
-    record.status = NotificationStatus.FAILED
-    record.error = reason[:1000]
-    record.updated_at = utcnow()
+    record.close(NotificationStatus.FAILED, utcnow(), reason[:1000])
     notifications.update(record)

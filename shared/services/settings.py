@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from shared.domain.identity import Reseller, ResellerSettings
+from shared.domain.model import expected_version
 from shared.ports import Clock, Repository
 from shared.services import resellers
 
@@ -17,7 +18,7 @@ def replace(
 ) -> Reseller:
     """Replace the settings as a whole, if the reseller is still at `etag`."""
     reseller = resellers.get(repo, slug)
-    reseller.etag = etag
+    reseller.etag = expected_version(reseller.etag, etag)
     reseller.settings = new
     reseller.updated_at = clock.now()
     return repo.update(reseller)

@@ -8,7 +8,14 @@ from datetime import timedelta
 
 from pydantic import AwareDatetime, EmailStr, Field
 
-from shared.domain.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed
+from shared.domain.errors import (
+    ClaimTaken,
+    Conflict,
+    FieldError,
+    Forbidden,
+    NotFound,
+    ValidationFailed,
+)
 from shared.domain.identity import (
     CUSTOMER_ID_PATTERN,
     CUSTOMER_ROLES,
@@ -27,8 +34,8 @@ from shared.domain.identity import (
     normalise_email,
     token_hash,
 )
-from shared.domain.model import Page, WireModel
-from shared.domain.notifications import Email
+from shared.domain.model import Page, WireModel, expected_version
+from shared.domain.notifications import Email, secret_placeholder
 from shared.services import access, identity, notifications, resellers
 from shared.services.access import Action
 from shared.services.identity import Directory
@@ -199,7 +206,8 @@ def invite(
         user.display_name = command.display_name or user.display_name
         user = directory.users.update(user)
     else:
-        user = directory.users.add(
+        user = _add_user(
+            directory,
             User(
                 reseller=reseller.slug,
                 email=email,
@@ -208,7 +216,8 @@ def invite(
                 customer_id=command.customer_id,
                 created_at=now,
                 updated_at=now,
-            )
+            ),
+            reseller.name,
         )
     secret = secrets.token_urlsafe(32)
     invitation = directory.invitations.add(
@@ -224,7 +233,8 @@ def invite(
             expires_at=now + valid_for,
         )
     )
-    token = f"{reseller.slug}.{secret}"
+    # The token goes into the e-mail at send time only; the record keeps it until then.
+    token = secret_placeholder("invitation")
     link = f"{public_base_url.rstrip('/')}/invitations/{token}"
     # Addressed to the invitee only: no event, no copies.
     who = notifications.recipients(reseller, None, addressed=[email])
@@ -244,8 +254,18 @@ def invite(
                 f"(API: POST /api/invitations/{token}/accept with your bearer token.)\n"
             ),
         ),
+        secrets={"invitation": f"{reseller.slug}.{secret}"},
     )
     return InvitationSent(user=present(user), expires_at=invitation.expires_at)
+
+
+def _add_user(directory: Directory, user: User, organisation: str) -> User:
+    """Insert a user with the claim of its e-mail, in one transaction: of two racing invites
+    of one address, one wins and the other gets a 409."""
+    try:
+        return directory.users.add(user, claims=user.claims())
+    except ClaimTaken as exc:
+        raise Conflict(f"{user.email} is already a user of {organisation}") from exc
 
 
 def _parse_token(token: str) -> tuple[str, str]:
@@ -315,8 +335,7 @@ def update_user(
         if command.status is UserStatus.ACTIVE and not user.identities:
             raise Conflict("the user has not accepted its invitation yet")
         user.status = command.status
-    if etag is not None:
-        user.etag = etag
+    user.etag = expected_version(user.etag, etag)
     user.updated_at = directory.clock.now()
     return directory.users.update(user)
 
@@ -348,7 +367,8 @@ def ensure_user(
     user = (
         found[0]
         if found
-        else directory.users.add(
+        else _add_user(
+            directory,
             User(
                 reseller=reseller,
                 email=email,
@@ -358,7 +378,8 @@ def ensure_user(
                 status=UserStatus.ACTIVE,
                 created_at=now,
                 updated_at=now,
-            )
+            ),
+            reseller,
         )
     )
     for token in sign_ins or []:

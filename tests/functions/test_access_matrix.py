@@ -6,13 +6,14 @@ can ship without someone deciding who may call it.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from functions._http import encode_etag
+from functions._http import ROUTES, encode_etag
 from shared import bootstrap
 from shared.domain import partner_center as pc
 from shared.domain.customers import CustomerStatus, Qualification
@@ -21,9 +22,12 @@ from shared.domain.orders import Order, OrderCreate, OrderStatus, order_row_key
 from tests.app_index import triggers
 from tests.catalog_fakes import BOTH, install_catalog
 from tests.customer_bodies import new_customer_body
+from tests.fakes import reseller_ids
 from tests.functions.helpers import call
 from tests.functions.world import CALLERS, CUST_A, CUST_B, World, add_customers, build_world
 from tests.order_fakes import install_orders, offer_line
+
+FRESH_TENANT, FRESH_MPN = reseller_ids("fresh")
 
 ROLES = ("anonymous", *CALLERS)  # anonymous, DA, AM, Sales, ReadOnly, CustomerAdmin, CustomerReader
 VARIANTS = ("own_reseller", "other_reseller", "own_customer", "other_customer")
@@ -48,6 +52,9 @@ OUTSIDE = (401, 200, 404, 404, 404, 404, 404)
 EXPECT: dict[str, dict[str, tuple[int, ...]]] = {
     "http_health": same((200, 200, 200, 200, 200, 200, 200)),
     "http_openapi": same((200, 200, 200, 200, 200, 200, 200)),
+    # Behind a function key: the host refuses a request without one (401) before the app runs,
+    # so whoever reaches the app is let through (see KEYED below).
+    "http_health_deep": same((200, 200, 200, 200, 200, 200, 200)),
     "http_me": same((401, 200, 200, 200, 200, 200, 200)),
     "http_link_sign_in": same((401, 200, 200, 200, 200, 200, 200)),
     "http_accept_invitation": same((401, 404, 404, 404, 404, 404, 404)),
@@ -181,6 +188,10 @@ EXPECT.update(
     }
 )
 
+# Routes the Functions host guards with a function key (authLevel "function"); every other route
+# is anonymous at the host and decides access in the app.
+KEYED = {"http_health_deep"}
+
 ROUTE_PARAMS = {"r", "u", "token", "c", "p", "name", "o"}
 
 
@@ -192,6 +203,14 @@ def test_every_http_route_has_an_access_expectation():
     missing = sorted(set(http_functions()) - set(EXPECT))
     assert not missing, f"routes without an access expectation (add them to EXPECT): {missing}"
     assert not sorted(set(EXPECT) - set(http_functions())), "EXPECT names unknown functions"
+
+
+def test_only_the_keyed_routes_ask_the_host_for_a_function_key():
+    levels = {
+        n: getattr(t["authLevel"], "value", t["authLevel"]) for n, t in http_functions().items()
+    }
+    assert {n for n, level in levels.items() if level != "anonymous"} == KEYED
+    assert {levels[n] for n in KEYED} == {"function"}
 
 
 def test_every_route_only_uses_route_parameters_the_matrix_knows():
@@ -265,7 +284,8 @@ def _request(world: World, name: str, variant: str, role: str) -> dict[str, Any]
         body = {
             "slug": "fresh",
             "name": "Fresh",
-            "partnerCenterId": "1234567",
+            "partnerCenterTenantId": FRESH_TENANT,
+            "mpnId": FRESH_MPN,
             "country": "CZ",
             "currency": "CZK",
         }
@@ -306,7 +326,7 @@ def _request(world: World, name: str, variant: str, role: str) -> dict[str, Any]
     elif name == "http_import_customer":
         tenant = c.partner_center.create_customer(
             pc.Customer(
-                associated_partner_id="12345678",
+                associated_partner_id=reseller_ids(reseller)[0],
                 company_profile=pc.CompanyProfile(domain="existing.onmicrosoft.com"),
             )
         )
@@ -386,3 +406,59 @@ def test_access(world: World, name: str, variant: str, role: str, status: int):
     assert resp.status_code == status, f"{name} {variant} as {role}: {resp.status_code} {body}"
     if status >= 400:
         assert resp.mimetype == "application/problem+json"
+
+
+# --- If-Match on every conditional route ------------------------------------------------------
+
+
+def conditional_routes() -> list[str]:
+    """Every HTTP function of the app whose route reads If-Match (it documents 412 or 428)."""
+    specs = {spec.name: spec for spec in ROUTES}
+    return sorted(name for name in http_functions() if specs[name].conditional)
+
+
+def test_the_conditional_routes_are_found_from_the_app():
+    found = conditional_routes()
+    assert {"http_update_customer", "http_update_reseller", "http_put_catalog_entry"} <= set(found)
+
+
+def _with_if_match(world: World, name: str, value: str) -> Any:
+    req = _request(world, name, "own_reseller", "DistributorAdmin")
+    req["headers"]["If-Match"] = value
+    return call(name, req.pop("method"), req.pop("path"), **req)
+
+
+MALFORMED_IF_MATCH = {
+    "empty-tag": '""',
+    "empty-value": "",
+    "unquoted": "abc",
+    "weak": 'W/"abc"',
+    "list": '"abc", "def"',
+    "star-in-a-list": '*, "abc"',
+}
+
+
+@pytest.mark.parametrize("value", MALFORMED_IF_MATCH.values(), ids=MALFORMED_IF_MATCH.keys())
+@pytest.mark.parametrize("name", conditional_routes())
+def test_a_malformed_if_match_is_a_400_naming_the_header_on_every_conditional_route(
+    world: World, name: str, value: str
+):
+    resp = _with_if_match(world, name, value)
+    assert resp.status_code == 400, resp.get_body()
+    assert resp.mimetype == "application/problem+json"
+    assert [e["field"] for e in json.loads(resp.get_body())["errors"]] == ["If-Match"]
+
+
+@pytest.mark.parametrize("name", conditional_routes())
+def test_if_match_star_changes_the_current_version_on_every_conditional_route(
+    world: World, name: str
+):
+    resp = _with_if_match(world, name, "*")
+    assert resp.status_code == EXPECT[name]["own_reseller"][1], resp.get_body()
+    assert resp.headers.get("ETag"), "a change answers with the new version"
+
+
+@pytest.mark.parametrize("name", conditional_routes())
+def test_a_well_formed_tag_that_was_never_issued_is_a_412(world: World, name: str):
+    resp = _with_if_match(world, name, '"bm90LW91cnM"')  # base64url of "not-ours"
+    assert resp.status_code == 412, resp.get_body()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import pytest
@@ -58,7 +59,7 @@ def test_anonymous_public_catalog_has_prices_and_no_cost_or_margin_anywhere(worl
     assert resp.status_code == 200
     body = json_of(resp)
     assert body["items"] and cost_fields(body) == []
-    assert any(o["recommendedPrice"] for i in body["items"] for o in i["offers"])
+    assert any(o["recommendedRetailPrice"] for i in body["items"] for o in i["offers"])
     assert "public" in resp.headers["Cache-Control"]
     detail = call(
         "http_public_catalog_product",
@@ -110,7 +111,17 @@ def test_customer_users_see_only_their_price_and_staff_the_breakdown(world):
         assert body["items"] and cost_fields(body) == [], role
     staff = json_of(customer(w, "Sales"))
     offer = staff["items"][0]["offers"][0]
-    assert {"cost", "recommendedPrice", "customerPrice", "margin", "marginPercent"} <= set(offer)
+    assert {
+        "resellerCost",
+        "recommendedRetailPrice",
+        "customerPrice",
+        "margin",
+        "marginPercent",
+        "markupPercent",
+        "belowCost",
+    } <= set(offer)
+    assert offer["customerPrice"]["currency"] == "CZK"
+    assert isinstance(offer["customerPrice"]["amount"], str)
     assert cost_fields(staff)  # the scan does find them when they are there
 
 
@@ -219,3 +230,144 @@ def test_import_on_demand_reports_what_changed(world):
         params={"market": "cz1"},
     )
     assert bad.status_code == 400
+
+
+# --- prices: pinned, round trip, currency, the distributor's mark-up --------------------------
+
+PINNED = {
+    "skuId": "0001",
+    "segment": "commercial",
+    "term": "P1M",
+    "billingCycle": "monthly",
+    "price": {"amount": "999.99", "currency": "CZK"},
+}
+
+
+def get_entry(w: World, cw: CatalogWorld, slug: str) -> Any:
+    pid = cw.pid(slug)
+    return call(
+        "http_get_catalog_entry",
+        "GET",
+        f"resellers/demo/catalog/entries/{pid}",
+        route={"r": "demo", "p": pid},
+        token=w.token("AccountManager"),
+    )
+
+
+def offer_of(w: World, cw: CatalogWorld, role: str, term: str, cycle: str) -> dict[str, Any]:
+    body = json_of(customer(w, role, CUST_B))
+    item = next(i for i in body["items"] if i["id"] == cw.pid(BOTH))
+    return next(
+        o
+        for o in item["offers"]
+        if (o["skuId"], o["term"], o["billingCycle"]) == ("0001", term, cycle)
+    )
+
+
+def without_stamp(entry: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in entry.items() if k != "updatedAt"}
+
+
+def test_a_pinned_price_survives_a_get_put_round_trip_and_a_microsoft_cost_change(world):
+    w, cw = world
+    got = get_entry(w, cw, BOTH)
+    body = {**json_of(got), "customerPrices": [PINNED], "markupPercent": "25"}
+    assert put_entry(w, cw, BOTH, body, got.headers["ETag"]).status_code == 200
+
+    shown = get_entry(w, cw, BOTH)
+    assert json_of(shown)["customerPrices"] == [PINNED]
+    # What GET answers, PUT takes back unchanged, and nothing is lost.
+    back = put_entry(w, cw, BOTH, json_of(shown), shown.headers["ETag"])
+    assert back.status_code == 200
+    assert without_stamp(json_of(get_entry(w, cw, BOTH))) == without_stamp(json_of(shown))
+
+    monthly = offer_of(w, cw, "Sales", "P1M", "monthly")
+    annual = offer_of(w, cw, "Sales", "P1Y", "annual")
+    assert monthly["customerPrice"] == PINNED["price"] and monthly["pinned"] is True
+    # Microsoft raises its price: the pinned price stays, the mark-up follows the cost.
+    cw.pc.catalog.sku_by_slug(BOTH).erp_month_eur *= 2
+    cw.run_import()
+    monthly_after = offer_of(w, cw, "Sales", "P1M", "monthly")
+    annual_after = offer_of(w, cw, "Sales", "P1Y", "annual")
+    assert Decimal(monthly_after["resellerCost"]["amount"]) > Decimal(
+        monthly["resellerCost"]["amount"]
+    )
+    assert monthly_after["customerPrice"] == PINNED["price"]
+    assert Decimal(annual_after["customerPrice"]["amount"]) > Decimal(
+        annual["customerPrice"]["amount"]
+    )
+    assert annual_after["markupPercent"] == "25"
+    assert json_of(get_entry(w, cw, BOTH))["customerPrices"] == [PINNED]
+
+
+def test_a_pinned_price_in_another_currency_is_refused_naming_the_field(world):
+    w, cw = world
+    got = get_entry(w, cw, BOTH)
+    eur = {**PINNED, "price": {"amount": "40.00", "currency": "EUR"}}
+    resp = put_entry(w, cw, BOTH, {**json_of(got), "customerPrices": [eur]}, got.headers["ETag"])
+    assert resp.status_code == 400
+    assert [e["field"] for e in json_of(resp)["errors"]] == ["customerPrices.0.price.currency"]
+
+
+def patch_reseller(w: World, body: dict[str, Any], role: str = "DistributorAdmin") -> Any:
+    got = call(
+        "http_get_reseller", "GET", "resellers/demo", route={"r": "demo"}, token=w.token(role)
+    )
+    return call(
+        "http_update_reseller",
+        "PATCH",
+        "resellers/demo",
+        route={"r": "demo"},
+        token=w.token(role),
+        body=body,
+        headers={"If-Match": got.headers["ETag"]},
+    )
+
+
+def test_changing_currency_or_market_with_priced_entries_is_a_409_that_says_why(world):
+    w, cw = world
+    got = get_entry(w, cw, BOTH)
+    body = {**json_of(got), "customerPrices": [PINNED]}
+    assert put_entry(w, cw, BOTH, body, got.headers["ETag"]).status_code == 200
+    for change in ({"currency": "EUR"}, {"country": "SK"}):
+        resp = patch_reseller(w, change)
+        assert resp.status_code == 409 and resp.mimetype == "application/problem+json"
+        detail = json_of(resp)["detail"]
+        assert next(iter(change)) in detail and cw.pid(BOTH) in detail and "CZK" in detail
+    # The same currency again is no change; other fields still change.
+    assert patch_reseller(w, {"currency": "CZK", "name": "Demo 2"}).status_code == 200
+
+
+def test_a_currency_change_without_priced_entries_goes_through(world):
+    w, _ = world
+    resp = patch_reseller(w, {"currency": "EUR"})
+    # demo's entries show products but set no prices or mark-ups.
+    assert resp.status_code == 200 and json_of(resp)["currency"] == "EUR"
+
+
+def test_reseller_staff_see_the_distributor_markup_only_as_their_cost(world):
+    w, cw = world
+    before = offer_of(w, cw, "Sales", "P1Y", "annual")
+    resp = patch_reseller(w, {"distributorMarkupPercent": "5"})
+    assert resp.status_code == 200 and json_of(resp)["distributorMarkupPercent"] == "5"
+    w.clock.advance(seconds=120)  # past the catalog's profile cache
+    for role in ("Sales", "AccountManager", "ReadOnly"):
+        staff = offer_of(w, cw, role, "P1Y", "annual")
+        assert "microsoftCost" not in staff and "distributorMarkupPercent" not in staff, role
+        microsoft = Decimal(before["resellerCost"]["amount"])  # no mark-up before
+        expected = (microsoft * Decimal("1.05")).quantize(Decimal("0.01"), ROUND_HALF_UP)
+        assert Decimal(staff["resellerCost"]["amount"]) == expected
+        assert "distributorMarkupPercent" not in json_of(
+            call(
+                "http_get_reseller",
+                "GET",
+                "resellers/demo",
+                route={"r": "demo"},
+                token=w.token(role),
+            )
+        )
+    admin = offer_of(w, cw, "DistributorAdmin", "P1Y", "annual")
+    assert admin["microsoftCost"] == before["resellerCost"]
+    assert admin["distributorMarkupPercent"] == "5"
+    # Only the distributor may set it.
+    assert patch_reseller(w, {"distributorMarkupPercent": "0"}, "AccountManager").status_code == 403

@@ -17,7 +17,7 @@ from shared.domain.customers import CustomerStatus
 from shared.domain.errors import UpstreamRejected, UpstreamUnavailable
 from tests.app_index import functions
 from tests.customer_bodies import new_customer_body
-from tests.fakes import Crash, FakeCustomerPartnerCenter
+from tests.fakes import Crash, FakeCustomerPartnerCenter, reseller_ids
 from tests.functions.helpers import call, json_of
 from tests.functions.world import CUST_A, CUST_B, CUST_OTHER, World, add_customers, build_world
 
@@ -100,7 +100,7 @@ def _post_customer(world: World, route: str, body: Any, **headers: str) -> func.
 def _existing_tenant(world: World) -> dict[str, str]:
     tenant = pc_of(world).create_customer(
         pc.Customer(
-            associated_partner_id="12345678",
+            associated_partner_id=reseller_ids("demo")[0],
             company_profile=pc.CompanyProfile(domain="existing.onmicrosoft.com"),
         )
     )
@@ -327,8 +327,9 @@ def test_retry_of_a_failed_customer_answers_202_and_it_ends_active(world):
 
     deliver(world)
     stored = world.container.customers.get("demo", created["id"])
-    assert stored.status is CustomerStatus.ACTIVE and stored.request_id == failed.request_id
-    assert set(pc_of(world).create_calls) == {failed.request_id}
+    # Refused for good (400): the retry is a new request, not a replay of the refusal.
+    assert stored.status is CustomerStatus.ACTIVE and stored.request_id != failed.request_id
+    assert pc_of(world).create_calls == [failed.request_id, stored.request_id]
     assert len(pc_of(world).tenants) == 1
 
 
@@ -429,7 +430,7 @@ def _token_from_mail(world: World) -> str:
     [note] = [
         n for n in world.container.notifications.rows.values() if "it@b.example" in n.email.to
     ]
-    return note.email.text.split("/invitations/")[1].split()[0]
+    return note.render().text.split("/invitations/")[1].split()[0]
 
 
 def test_etag_of_get_is_usable_for_patch(world):

@@ -14,6 +14,7 @@ from pydantic import Field
 
 from functions._http import (
     PROBLEM_JSON,
+    ROUTES,
     Call,
     RouteSpec,
     _json,
@@ -37,7 +38,7 @@ from shared.domain.identity import (
     Role,
     SignInKind,
 )
-from shared.domain.model import WireModel
+from shared.domain.model import ANY_VERSION, WireModel
 from shared.services import resellers
 from tests.app_index import functions, triggers
 
@@ -135,6 +136,49 @@ def test_etag_round_trips_and_weak_or_foreign_tags_do_not_match():
     assert decode_etag("W/" + header) is None
 
 
+STORAGE_ETAG = "W/\"datetime'2026-01-01T00%3A00%3A00.1Z'\""
+
+
+@pytest.mark.parametrize(
+    ("header", "outcome"),
+    [
+        ("*", ANY_VERSION),
+        (" * ", ANY_VERSION),
+        (encode_etag(STORAGE_ETAG), STORAGE_ETAG),
+        ('""', 400),
+        ("", 400),
+        ("   ", 400),
+        ("abc", 400),
+        ('W/"abc"', 400),
+        ("W/" + encode_etag(STORAGE_ETAG), 400),
+        ('"abc", "def"', 400),
+        ('*, "abc"', 400),
+        ('"a b"', 400),
+        ('"x"', 412),  # well-formed, but no version of ours
+        ('"a*b"', 412),
+        ('"gA"', 412),  # decodes to a byte that is no text
+    ],
+)
+def test_if_match_is_any_version_an_etag_a_400_naming_the_header_or_a_412(header, outcome):
+    call = Call(request(headers={"If-Match": header}), SPEC, "r")
+    if isinstance(outcome, str):
+        assert call.if_match() == outcome
+        assert call.if_match_optional() == outcome
+        return
+    with pytest.raises(Exception) as info:
+        call.if_match()
+    resp = problem_for(info.value, "/x")
+    assert resp.status_code == outcome
+    if outcome == 400:
+        assert [e["field"] for e in problem_body(resp)["errors"]] == ["If-Match"]
+
+
+def test_a_route_that_reads_if_match_documents_a_400_for_a_malformed_one():
+    conditional = [spec for spec in ROUTES if spec.conditional]
+    assert conditional
+    assert all(400 in spec.errors for spec in conditional)
+
+
 def test_patch_without_if_match_needs_a_precondition():
     call = Call(request(), SPEC, "r")
     with pytest.raises(Exception) as info:
@@ -169,7 +213,8 @@ def test_a_staff_answer_matches_a_route_that_answers_staff_or_public_views():
     reseller = Reseller(
         slug="demo",
         name="Demo s.r.o.",
-        partner_center_id="3f2c6a1e-8d4b-4c1a-9b7e-2a5d0c9e4f10",
+        partner_center_tenant_id="3f2c6a1e-8d4b-4c1a-9b7e-2a5d0c9e4f10",
+        mpn_id="6412345",
         country="CZ",
         currency="CZK",
         settings=ResellerSettings(appearance=Appearance(display_name="Demo")),
@@ -182,7 +227,7 @@ def test_a_staff_answer_matches_a_route_that_answers_staff_or_public_views():
     for viewer in (staff, customer):
         answer = json.loads(_json(resellers.present(viewer, reseller)))
         assert not list(validator.iter_errors(answer)), (viewer.role, answer)
-    assert "defaultMarginPercent" in json.loads(_json(resellers.present(staff, reseller)))
+    assert "defaultMarkupPercent" in json.loads(_json(resellers.present(staff, reseller)))
 
 
 def test_route_template_constraints_are_dropped_in_openapi_paths():

@@ -14,6 +14,7 @@ from localdev.tokens import public_jwk
 from shared import bootstrap
 from shared.domain.identity import SIGN_IN_REQUIRED, SignInKind, UserStatus
 from shared.services import identity
+from tests.fakes import reseller_ids
 from tests.functions.helpers import call, json_of
 from tests.functions.world import World, build_world
 
@@ -162,10 +163,13 @@ def test_customer_users_get_a_reseller_model_without_margin_fields(world, role, 
     )
     body = json_of(resp)
     assert resp.status_code == 200 and body["slug"] == "demo"
-    assert ("defaultMarginPercent" in body) is sees_margin
-    assert ("partnerCenterId" in body) is sees_margin
+    assert ("defaultMarkupPercent" in body) is sees_margin
+    assert ("partnerCenterTenantId" in body) is sees_margin
+    assert ("mpnId" in body) is sees_margin
+    # The distributor's mark-up is the distributor's business: resellers see only their cost.
+    assert ("distributorMarkupPercent" in body) is (role == "DistributorAdmin")
     if sees_margin:
-        assert body["defaultMarginPercent"] == "10"
+        assert body["defaultMarkupPercent"] == "10"
 
 
 def test_patch_needs_if_match_and_a_stale_etag_is_412(world):
@@ -198,7 +202,8 @@ def test_onboarding_validates_every_field_in_one_answer(world):
         body={
             "slug": "Bad Slug",
             "name": "",
-            "partnerCenterId": "x",
+            "partnerCenterTenantId": "x",
+            "mpnId": "12ab",
             "country": "cz",
             "currency": "czk",
             "defaultMarginPercent": "-1",
@@ -210,7 +215,8 @@ def test_onboarding_validates_every_field_in_one_answer(world):
     assert fields == {
         "slug",
         "name",
-        "partnerCenterId",
+        "partnerCenterTenantId",
+        "mpnId",
         "country",
         "currency",
         "defaultMarginPercent",
@@ -221,7 +227,8 @@ def test_onboarding_validates_every_field_in_one_answer(world):
 NEW = {
     "slug": "acme",
     "name": "Acme",
-    "partnerCenterId": "1234567",
+    "partnerCenterTenantId": reseller_ids("acme")[0],
+    "mpnId": reseller_ids("acme")[1],
     "country": "CZ",
     "currency": "CZK",
 }
@@ -261,7 +268,7 @@ def test_a_failed_request_releases_its_idempotency_key(world):
 def _invitation_token(world: World, email: str) -> str:
     mails = [n for n in world.container.notifications.rows.values() if email in n.email.to]
     assert len(mails) == 1
-    match = re.search(r"/invitations/([A-Za-z0-9._-]+)", mails[-1].email.text)
+    match = re.search(r"/invitations/([A-Za-z0-9._-]+)", mails[-1].render().text)
     assert match is not None
     return match.group(1)
 

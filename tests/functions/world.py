@@ -6,9 +6,8 @@ from dataclasses import dataclass, field
 
 from shared.bootstrap import Container
 from shared.domain.identity import DISTRIBUTOR, Role, SignInKind, User
-from shared.services import resellers, users
-from shared.services.resellers import ResellerCreate
-from tests.fakes import FakeClock, TestIssuer, fake_container
+from shared.services import users
+from tests.fakes import FakeClock, FakeIndirectResellers, TestIssuer, fake_container, onboard
 
 CUST_A = "01JCXSTA00000000000000000A"
 CUST_B = "01JCXSTB00000000000000000B"
@@ -49,18 +48,10 @@ def build_world(**settings: object) -> World:
     """Resellers `demo` and `other`, a caller per role, a target user per scope variant."""
     issuer, clock = TestIssuer(), FakeClock()
     c = fake_container(issuer, clock, **settings)
+    # Partner Center as far as onboarding resellers needs it (add_customers extends it).
+    c.__dict__["partner_center"] = FakeIndirectResellers()
     for slug, currency in (("demo", "CZK"), ("other", "EUR")):
-        resellers.onboard(
-            c.resellers,
-            clock,
-            ResellerCreate(
-                slug=slug,
-                name=f"{slug.title()} Reseller",
-                partner_center_id="12345678",
-                country="CZ",
-                currency=currency,
-            ),
-        )
+        onboard(c.resellers, clock, slug, currency, name=f"{slug.title()} Reseller")
     world = World(c, issuer, clock)
     for name, (reseller, email, role, customer) in {**CALLERS, **TARGETS}.items():
         world.users[name] = users.ensure_user(

@@ -22,8 +22,9 @@ validates and every entity of the app's tables loads through its repository.
 Path parameters are a third of the time generated and otherwise pinned to the seeded records
 (reseller `demo`, its first customer, a user, a catalog product), so generated bodies reach the
 services instead of stopping at 404; the customer create also gets valid bodies with generated
-tenant names, so provisioning runs. Changes that need `If-Match` get, half the time, the current
-ETag of the resource, so PATCH and PUT really write.
+tenant names, so provisioning runs. Writes vary `If-Match`: none, the current ETag of the
+resource (so PATCH and PUT really write), `*`, the empty tag `""`, or generated text; whatever
+it is, the answer is never a 5xx, and a malformed one is a 400 naming the header.
 """
 
 from __future__ import annotations
@@ -150,6 +151,7 @@ def api(
             "MAIL_DROP_DIR": str(tmp / "mail"),
             "PUBLIC_BASE_URL": "http://portal.test",
             "OUTBOX_SWEEP_SCHEDULE": "*/2 * * * * *",
+            "HOUSEKEEPING_SCHEDULE": "0 0 0 1 1 *",
             "OUTBOX_MIN_AGE_SECONDS": "2",
             "CATALOG_IMPORT_SCHEDULE": "0 0 0 1 1 *",
             # Fail fast instead of retrying for minutes when the simulator is asked odd things.
@@ -246,8 +248,24 @@ def _etag_for(api: Api, path: str, caller: str | None) -> str | None:
     return headers.get("etag") if status == 200 else None
 
 
-def _needs_if_match(operation: Any) -> bool:
-    return str(operation.method).upper() in {"PATCH", "PUT", "DELETE"}
+def _conditional(operation: Any) -> bool:
+    """Whether the operation reads If-Match (it documents 412 or 428)."""
+    return bool({"412", "428"} & set(operation.definition.raw.get("responses", {})))
+
+
+def _takes_if_match(operation: Any) -> bool:
+    return str(operation.method).upper() in {"PATCH", "PUT", "DELETE", "POST"}
+
+
+# What a write sends as If-Match: nothing, the current ETag (twice as often), "any version",
+# the empty tag, or generated text (printable ASCII, as an HTTP header can carry it).
+IF_MATCH = st.one_of(
+    st.sampled_from([None, "fresh", "fresh", "*", '""']),
+    # (A header value cannot start or end with white space: clients refuse to send one.)
+    st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40).filter(
+        lambda v: v == v.strip()
+    ),
+)
 
 
 def _strategy(api: Api, operation: Any, mode: GenerationMode) -> Any:
@@ -285,16 +303,19 @@ def _run_operation(api: Api, operation: Any, caller: str | None, mode: Generatio
         suppress_health_check=list(HealthCheck),
         print_blob=False,
     )
-    @given(case=_strategy(api, operation, mode), fresh_etag=st.booleans())
-    def run(case: Any, fresh_etag: bool) -> None:
+    @given(case=_strategy(api, operation, mode), if_match=IF_MATCH)
+    def run(case: Any, if_match: str | None) -> None:
         headers = api.auth(caller)
-        if fresh_etag and _needs_if_match(operation):
-            etag = _etag_for(api, case.formatted_path, caller)
-            if etag:
-                headers["If-Match"] = etag
+        if if_match == "fresh" and _takes_if_match(operation):
+            if_match = _etag_for(api, case.formatted_path, caller)
+        if if_match is not None and _takes_if_match(operation):
+            headers["If-Match"] = if_match
         response = case.call(base_url=base_url, session=session, headers=headers, timeout=30)
         STATUSES.setdefault((caller, operation.label), []).append(response.status_code)
         check_answer(response, caller, case.formatted_path)
+        if headers.get("If-Match") == '""' and _conditional(operation):
+            # Refused as malformed before anything is read or written (or by the sign-in check).
+            assert response.status_code in (400, 401, 403, 404), response.status_code
         case.validate_response(response, checks=CHECKS, headers=headers)
 
     try:

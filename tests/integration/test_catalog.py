@@ -20,9 +20,8 @@ from localdev.partner_center_sim.catalog import Catalog
 from shared.bootstrap import Container
 from shared.config import Settings
 from shared.domain.identity import Principal, Role, SignInKind
-from shared.services import catalog, catalog_import, resellers
-from shared.services.catalog import CatalogEntryPut, CategoriesPut
-from shared.services.resellers import ResellerCreate
+from shared.services import catalog_editing, catalog_import, catalog_views
+from shared.services.catalog_editing import CatalogEntryPut, CategoriesPut
 from tests.catalog_fakes import (
     BOTH,
     COMMERCIAL_ONLY,
@@ -31,6 +30,7 @@ from tests.catalog_fakes import (
     EDU_ONLY,
     cost_fields,
 )
+from tests.fakes import onboard
 from tests.integration.test_partner_center_contract import pc_settings
 
 pytestmark = pytest.mark.integration
@@ -64,17 +64,7 @@ def seeded(
     values.update(storage_settings(azurite, table_prefix))
     c = Container(Settings.model_validate(values))
     for slug, currency in (("demo", "CZK"), ("other", "EUR")):
-        resellers.onboard(
-            c.resellers,
-            c.clock,
-            ResellerCreate(
-                slug=slug,
-                name=slug.title(),
-                partner_center_id="12345678",
-                country="CZ",
-                currency=currency,
-            ),
-        )
+        onboard(c.resellers, c.clock, slug, currency, name=slug.title())
     report = catalog_import.import_market(
         c.partner_center, c.products, c.market_stamps, c.clock, "CZ"
     )
@@ -83,11 +73,11 @@ def seeded(
     sim = Catalog()
     ids = {slug: sim.sku_by_slug(slug).product_id for slug, _, _ in DEMO_ENTRIES}
     assert set(ids.values()) <= set(titles.values())
-    catalog.put_categories(
+    catalog_editing.put_categories(
         c.catalog_store, c.clock, "demo", None, CategoriesPut(categories=DEMO_CATEGORIES)
     )
     for slug, cats, extra in DEMO_ENTRIES:
-        catalog.put_entry(
+        catalog_editing.put_entry(
             c.catalog_store,
             c.products,
             c.resellers,
@@ -97,14 +87,14 @@ def seeded(
             None,
             CatalogEntryPut.model_validate({"categories": cats, **extra}),
         )
-    catalog.put_categories(
+    catalog_editing.put_categories(
         c.catalog_store,
         c.clock,
         "other",
         None,
         CategoriesPut.model_validate({"categories": [{"id": "all", "name": "All"}]}),
     )
-    catalog.put_entry(
+    catalog_editing.put_entry(
         c.catalog_store,
         c.products,
         c.resellers,
@@ -144,16 +134,16 @@ def test_reimport_from_partner_center_writes_nothing_when_nothing_changed(seeded
 def test_filters_return_exactly_the_expected_products(seeded):
     c, ids = seeded
     snap = c.catalog_reader.snapshot("demo")
-    assert ids_of(catalog.public_catalog(snap, q="VISIO")) == {ids[COMMERCIAL_ONLY]}
-    assert ids_of(catalog.public_catalog(snap, q="prémium")) == {ids["m365-business-premium"]}
-    assert ids_of(catalog.public_catalog(snap, category="enterprise")) == {ids[BOTH]}
-    assert ids_of(catalog.public_catalog(snap, category="apps")) == {
+    assert ids_of(catalog_views.public_catalog(snap, q="VISIO")) == {ids[COMMERCIAL_ONLY]}
+    assert ids_of(catalog_views.public_catalog(snap, q="prémium")) == {ids["m365-business-premium"]}
+    assert ids_of(catalog_views.public_catalog(snap, category="enterprise")) == {ids[BOTH]}
+    assert ids_of(catalog_views.public_catalog(snap, category="apps")) == {
         ids[COMMERCIAL_ONLY],
         ids["powerbi-pro"],
         ids["teams-enterprise"],
     }
-    assert ids_of(catalog.public_catalog(snap, segment="government")) == {ids[BOTH]}
-    listed = ids_of(catalog.public_catalog(snap, page_size=100))
+    assert ids_of(catalog_views.public_catalog(snap, segment="government")) == {ids[BOTH]}
+    listed = ids_of(catalog_views.public_catalog(snap, page_size=100))
     assert ids["exchange-p1"] not in listed and ids["project-plan-1"] not in listed
 
 
@@ -161,23 +151,23 @@ def test_education_customer_sees_education_offers_and_not_commercial_only_ones(s
     c, ids = seeded
     snap = c.catalog_reader.snapshot("demo")
     segment = c.customer_directory.segment_of("demo", EDU_CUSTOMER)
-    edu = catalog.customer_catalog(snap, STAFF, EDU_CUSTOMER, segment, page_size=100)
+    edu = catalog_views.customer_catalog(snap, STAFF, EDU_CUSTOMER, segment, page_size=100)
     assert ids[EDU_ONLY] in ids_of(edu) and ids[COMMERCIAL_ONLY] not in ids_of(edu)
     assert edu.segment == "education"
     com_segment = c.customer_directory.segment_of("demo", COM_CUSTOMER)
-    com = catalog.customer_catalog(snap, STAFF, COM_CUSTOMER, com_segment, page_size=100)
+    com = catalog_views.customer_catalog(snap, STAFF, COM_CUSTOMER, com_segment, page_size=100)
     assert ids[COMMERCIAL_ONLY] in ids_of(com) and ids[EDU_ONLY] not in ids_of(com)
-    own = catalog.customer_catalog(snap, CUSTOMER_USER, EDU_CUSTOMER, segment, page_size=100)
+    own = catalog_views.customer_catalog(snap, CUSTOMER_USER, EDU_CUSTOMER, segment, page_size=100)
     assert cost_fields(json.loads(own.model_dump_json(by_alias=True))) == []
     assert cost_fields(json.loads(edu.model_dump_json(by_alias=True)))
 
 
 def test_an_edit_by_demo_is_in_demos_catalog_and_not_in_others(seeded):
     c, ids = seeded
-    other_before = catalog.public_catalog(c.catalog_reader.snapshot("other"))
+    other_before = catalog_views.public_catalog(c.catalog_reader.snapshot("other"))
     current = c.catalog_store.find_entry("demo", ids[BOTH])
     assert current is not None
-    catalog.put_entry(
+    catalog_editing.put_entry(
         c.catalog_store,
         c.products,
         c.resellers,
@@ -187,9 +177,9 @@ def test_an_edit_by_demo_is_in_demos_catalog_and_not_in_others(seeded):
         current.etag,
         CatalogEntryPut(categories=["m365"], name="E3 u Dema"),
     )
-    demo = catalog.public_catalog(c.catalog_reader.snapshot("demo"), q="dema")
+    demo = catalog_views.public_catalog(c.catalog_reader.snapshot("demo"), q="dema")
     assert [i.name for i in demo.items] == ["E3 u Dema"]
-    other = catalog.public_catalog(c.catalog_reader.snapshot("other"))
+    other = catalog_views.public_catalog(c.catalog_reader.snapshot("other"))
     assert [i.name for i in other.items] == [i.name for i in other_before.items]
     assert "E3 u Dema" not in {i.name for i in other.items}
 
@@ -200,6 +190,7 @@ def test_anonymous_public_catalog_through_the_local_host(seeded, azurite, table_
         **os.environ,
         **storage_settings(azurite, table_prefix),
         "OUTBOX_SWEEP_SCHEDULE": "0 0 0 * * *",
+        "HOUSEKEEPING_SCHEDULE": "0 0 0 1 1 *",
         "CATALOG_IMPORT_SCHEDULE": "0 0 0 1 1 *",
     }
     host = HostProcess(

@@ -21,6 +21,7 @@ import httpx
 import pytest
 from azure.data.tables import TableServiceClient
 
+from functions._http import decode_etag, encode_etag
 from localdev.azurite import Azurite
 from localdev.funchost.process import HostProcess
 from localdev.partner_center_sim import SimulatorHandle
@@ -28,7 +29,7 @@ from localdev.seed import seed, seed_customers
 from localdev.tokens import issuers_json, serve_in_thread, token_for
 from shared.bootstrap import Container
 from shared.config import Settings
-from shared.domain.customers import CustomerStatus
+from shared.domain.customers import FAILED_FOR_CUSTOMER_USERS, CustomerStatus
 from shared.domain.identity import SignInKind
 from tests.customer_bodies import new_customer_body
 from tests.integration.test_partner_center_contract import pc_settings
@@ -86,7 +87,7 @@ class Stack:
         return status, hdrs, json.loads(raw) if raw else None
 
     def demo_partner_id(self) -> str:
-        return self.c.resellers.get("reseller", "demo").partner_center_id
+        return self.c.resellers.get("reseller", "demo").require_tenant_id()
 
     def emails(self) -> list[Message]:
         if not self.mail.exists():
@@ -143,6 +144,7 @@ def stack(
             "MAIL_DROP_DIR": str(tmp_path / "mail"),
             "PUBLIC_BASE_URL": "http://portal.test",
             "OUTBOX_SWEEP_SCHEDULE": "*/2 * * * * *",
+            "HOUSEKEEPING_SCHEDULE": "0 0 0 1 1 *",
             "OUTBOX_MIN_AGE_SECONDS": "2",
             "CATALOG_IMPORT_SCHEDULE": "0 0 0 1 1 *",
         }
@@ -418,3 +420,47 @@ def test_a_failed_customer_retried_ends_active_with_its_one_tenant(stack):
     assert {r["requestId"] for r in creates} == {failed.request_id}
     [mail] = wait_until(stack.emails, what="the sign-in e-mail")
     assert stack.password_of(failed.request_id) in mail.get_payload(decode=True).decode()
+
+
+def test_if_match_star_empty_and_foreign_tags_on_the_real_host(stack):
+    first, _ = seed_customers(stack.c)
+    stack.start_host()
+    owner, path = "owner@demo.example", f"resellers/demo/customers/{first.id}"
+
+    def patch(if_match: str, industry: str) -> tuple[int, dict[str, str], Any]:
+        return stack.call("PATCH", path, owner, {"industry": industry}, {"If-Match": if_match})
+
+    status, headers, shown = patch("*", "Retail")
+    assert status == 200 and shown["industry"] == "Retail", shown
+    assert (
+        headers["etag"]
+        and decode_etag(headers["etag"]) == stack.c.customers.get("demo", first.id).etag
+    )
+    for malformed in ('""', "W/" + headers["etag"], "abc", f'{headers["etag"]}, "x"'):
+        status, _, problem = patch(malformed, "Bad")
+        assert status == 400, (malformed, problem)
+        assert [e["field"] for e in problem["errors"]] == ["If-Match"]
+    # Well-formed tags this API never issued reach storage and match nothing there.
+    old = "W/\"datetime'2020-01-01T00%3A00%3A00.0000000Z'\""
+    for foreign in (encode_etag(old), encode_etag("not-ours"), '"x"'):
+        status, _, problem = patch(foreign, "Bad")
+        assert status == 412, (foreign, problem)
+    assert stack.c.customers.get("demo", first.id).industry == "Retail"
+
+
+def test_a_customer_user_sees_a_failure_in_words_and_staff_see_the_recorded_reason(stack):
+    first, _ = seed_customers(stack.c)
+    raw = "storage error 503: ServerBusy; Partner Center 400 (2001) Address is invalid"
+    failed = stack.c.customers.get("demo", first.id)
+    failed.status, failed.failure_reason = CustomerStatus.FAILED, raw
+    stack.c.customers.update(failed)
+    stack.start_host()
+    for who, expected in (
+        ("it@customer.example", FAILED_FOR_CUSTOMER_USERS),
+        ("owner@demo.example", raw),
+    ):
+        status, _, shown = stack.call("GET", f"resellers/demo/customers/{first.id}", who)
+        assert status == 200 and shown["failureReason"] == expected, (who, shown)
+        status, _, page = stack.call("GET", "resellers/demo/customers", who)
+        [listed] = [c for c in page["items"] if c["id"] == first.id]
+        assert listed["failureReason"] == expected, who

@@ -22,6 +22,7 @@ from localdev.tokens import issuers_json, serve_in_thread, token_for
 from shared.bootstrap import Container
 from shared.config import Settings
 from shared.domain.identity import SignInKind, UserStatus
+from tests.fakes import FakeIndirectResellers
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,10 +40,13 @@ def stack(azurite: Azurite, table_prefix: str, tmp_path: Path) -> Iterator[dict[
         "MAIL_DROP_DIR": str(tmp_path / "mail"),
         "PUBLIC_BASE_URL": "http://portal.test",
         "OUTBOX_SWEEP_SCHEDULE": "*/5 * * * * *",
+        "HOUSEKEEPING_SCHEDULE": "0 0 0 1 1 *",
         "CATALOG_IMPORT_SCHEDULE": "0 0 0 1 1 *",
     }
     settings = Settings(**env)
     c = Container(settings)
+    # Onboarding asks Partner Center about the resellers; this test needs nothing else of it.
+    c.__dict__["partner_center"] = FakeIndirectResellers()
     seed(c)
     host = HostProcess(
         cwd=ROOT,

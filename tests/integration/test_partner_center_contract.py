@@ -172,14 +172,33 @@ def test_wrong_secret_is_rejected_as_configuration_error(sim: SimulatorHandle) -
     pc.close()
 
 
-def test_app_only_is_refused_where_partner_center_needs_a_user(sim: SimulatorHandle) -> None:
+def test_without_refresh_token_app_user_operations_fail_as_not_configured(
+    sim: SimulatorHandle,
+) -> None:
     pc = build_partner_center(pc_settings(sim, PARTNER_CENTER_REFRESH_TOKEN=""))
 
     with pytest.raises(PartnerCenterSignInFailed) as caught:
         pc.create_customer(new_customer())
 
-    assert "forbidden" in caught.value.detail
-    assert list(pc.list_customers()) == []  # app-only still works where it is allowed
+    assert "PARTNER_CENTER_REFRESH_TOKEN" in caught.value.detail
+    with pytest.raises(PartnerCenterSignInFailed):
+        list(pc.list_customers(indirect_reseller_id=RESELLER))
+    assert sim.requests(path_prefix="/v1/customers") == []  # refused before any call
+    pc.close()
+
+
+def test_app_only_credentials_buy_for_a_direct_customer(sim: SimulatorHandle) -> None:
+    # Microsoft documents customer creation without associatedPartnerId, carts and checkout as
+    # "App or App+User": the client signs in app-only for them, refresh token or not.
+    pc = build_partner_center(pc_settings(sim, PARTNER_CENTER_REFRESH_TOKEN=""))
+    direct = new_customer().model_copy(update={"associated_partner_id": None})
+
+    created = pc.create_customer(direct)
+    assert created.id is not None
+    subscription = buy(pc, created.id, catalog_item(pc, BASIC), 3)
+
+    assert subscription.quantity == 3
+    assert [c.id for c in pc.list_customers()] == [created.id]
     pc.close()
 
 
@@ -598,3 +617,58 @@ def test_dropped_connection_on_create_leaves_one_customer(
     matching = [c for c in sim.customers() if c["domain"] == "contosodropped.onmicrosoft.com"]
     assert [c["id"] for c in matching] == [created.id]
     assert len(sim.requests(request_id="req-create-1")) == 2
+
+
+# --- indirect resellers ---------------------------------------------------------------------------
+
+
+def test_list_indirect_resellers_maps_both_ids(sim: SimulatorHandle, client: PartnerCenterClient):
+    tenant_id = str(uuid.uuid4()).upper()
+    sim.add_reseller(tenant_id, "5550002", "Suspended s.r.o.", state="Suspended")
+    found = {r.tenant_id: r for r in client.list_indirect_resellers()}
+    demo = found["3f2c6a1e-8d4b-4c1a-9b7e-2a5d0c9e4f10"]
+    assert (demo.name, demo.mpn_id, demo.active) == ("Demo Reseller s.r.o.", "6412345", True)
+    suspended = found[tenant_id.lower()]
+    assert (suspended.mpn_id, suspended.active) == ("5550002", False)
+
+
+def test_onboarding_against_partner_center_refuses_an_unknown_or_mismatched_reseller(
+    sim: SimulatorHandle, client: PartnerCenterClient
+):
+    from shared.domain.errors import ValidationFailed
+    from shared.services.resellers import check_partner_center_ids
+
+    demo = "3f2c6a1e-8d4b-4c1a-9b7e-2a5d0c9e4f10"
+    assert check_partner_center_ids(client, demo.upper(), "6412345") is not None
+    with pytest.raises(ValidationFailed) as err:
+        check_partner_center_ids(client, str(uuid.uuid4()), "6412345")
+    assert [e.field for e in err.value.errors] == ["partnerCenterTenantId"]
+    with pytest.raises(ValidationFailed) as err:
+        check_partner_center_ids(client, demo, "6498765")
+    assert [e.field for e in err.value.errors] == ["mpnId"]
+
+
+def test_the_customer_filter_is_a_prefix_match_and_reseller_tenants_is_exact(
+    sim: SimulatorHandle, client: PartnerCenterClient
+):
+    from shared.domain.identity import Appearance, Reseller, ResellerSettings
+    from shared.services.customers import reseller_tenants
+
+    short = str(uuid.uuid4())
+    mine = client.create_customer(
+        new_customer().model_copy(update={"associated_partner_id": short})
+    )
+    theirs = client.create_customer(
+        new_customer().model_copy(update={"associated_partner_id": short + "0"})
+    )
+    listed = {c.id for c in client.list_customers(indirect_reseller_id=short)}
+    assert {mine.id, theirs.id} <= listed  # Partner Center's filter is starts_with
+    reseller = Reseller(
+        slug="short",
+        name="Short",
+        partner_center_tenant_id=short,
+        country="CZ",
+        currency="CZK",
+        settings=ResellerSettings(appearance=Appearance(display_name="Short")),
+    )
+    assert [t.id for t in reseller_tenants(client, reseller)] == [mine.id]

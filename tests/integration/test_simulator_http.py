@@ -7,7 +7,8 @@ import io
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -174,10 +175,286 @@ def test_msal_gets_app_and_app_user_tokens_from_the_simulator(sim: SimulatorHand
         assert http.get("/v1/customers/relationshiprequests").json()["url"].startswith("https://")
 
 
-def test_customer_creation_needs_app_user_credentials(sim: SimulatorHandle) -> None:
-    with sim.client(headers={"Authorization": f"Bearer {sim.token()}"}) as app_only:
-        response = app_only.post("/v1/customers", json={})
-    assert response.status_code == 403
+@dataclass(frozen=True)
+class World:
+    """What the operations act on: a customer with an order, its subscription and an open cart."""
+
+    customer: str
+    order: str
+    subscription: dict[str, Any]
+    cart: str
+    item: str
+
+    @property
+    def customer_url(self) -> str:
+        """/v1/customers/{c}."""
+        return f"/v1/customers/{self.customer}"
+
+    @property
+    def subscription_url(self) -> str:
+        """/v1/customers/{c}/subscriptions/{s}."""
+        return f"{self.customer_url}/subscriptions/{self.subscription['id']}"
+
+    @property
+    def product_url(self) -> str:
+        """/v1/products/{p} of the world's item."""
+        return f"/v1/products/{self.item.split(':')[0]}"
+
+
+def make_world(pc: httpx.Client) -> World:
+    """Create the world with app+user credentials."""
+    customer = new_customer(pc)["id"]
+    item = catalog_item(pc, "Microsoft 365 Business Standard")
+    result = buy(pc, customer, [line(item, 3)])
+    cart = pc.post(f"/v1/customers/{customer}/carts", json={"lineItems": [line(item, 1)]})
+    return World(
+        customer=customer,
+        order=result["orders"][0]["id"],
+        subscription=bought_subscription(pc, customer, result),
+        cart=cart.json()["id"],
+        item=item,
+    )
+
+
+def customer_body(**extra: Any) -> dict[str, Any]:
+    """A valid POST /v1/customers body for a fresh domain."""
+    return {
+        "companyProfile": {"domain": f"t{uuid.uuid4().hex[:12]}.onmicrosoft.com"},
+        "billingProfile": {
+            "email": "admin@example.cz",
+            "culture": "cs-CZ",
+            "language": "cs",
+            "companyName": "Přímý zákazník s.r.o.",
+            "defaultAddress": {
+                "country": "CZ",
+                "city": "Brno",
+                "postalCode": "602 00",
+                "addressLine1": "Náměstí Svobody 1",
+            },
+        },
+        **extra,
+    }
+
+
+def reseller_filter() -> dict[str, str]:
+    """The IndirectReseller customer filter for RESELLER."""
+    spec = {"Field": "IndirectReseller", "Value": RESELLER, "Operator": "starts_with"}
+    return {"filter": json.dumps(spec)}
+
+
+def next_page_of_reseller_customers(
+    http: httpx.Client, pc: httpx.Client, w: World
+) -> httpx.Response:
+    """Page 2 of a reseller's customers: the filter travels in the continuation token."""
+    new_customer(pc)
+    first = pc.get("/v1/customers", params={"size": 1, **reseller_filter()}).json()
+    token = first["links"]["next"]["headers"][0]["value"]
+    return http.get(
+        "/v1/customers",
+        params={"seekOperation": "next"},
+        headers={"MS-ContinuationToken": token},
+    )
+
+
+def convert_trial(http: httpx.Client, pc: httpx.Client, w: World) -> httpx.Response:
+    """POST …/transitions: a trial becomes paid."""
+    trial_item = catalog_item(pc, "Microsoft 365 Business Premium", sku_id="0002")
+    trial = bought_subscription(
+        pc, w.customer, buy(pc, w.customer, [line(trial_item, 25, term="P1M", cycle="none")])
+    )
+    base = f"/v1/customers/{w.customer}/subscriptions/{trial['id']}"
+    target = pc.get(f"{base}/transitionEligibilities", params={"eligibilityType": "immediate"})
+    return http.post(
+        f"{base}/transitions",
+        json={
+            "toCatalogItemId": target.json()["items"][0]["eligibilities"][0]["catalogItemId"],
+            "quantity": 25,
+            "termDuration": "P1Y",
+            "billingCycle": "monthly",
+            "transitionType": "transition_only",
+        },
+    )
+
+
+def azure_utilization(http: httpx.Client, pc: httpx.Client, w: World) -> httpx.Response:
+    """GET …/utilizations/azure of an Azure plan."""
+    products = pc.get("/v1/products", params={"country": "CZ", "targetView": "Azure"})
+    product = products.json()["items"][0]["id"]
+    plan = pc.get(f"/v1/products/{product}/skus/0001/availabilities", params={"country": "CZ"})
+    item = plan.json()["items"][0]["catalogItemId"]
+    result = buy(
+        pc, w.customer, [{"catalogItemId": item, "quantity": 1, "billingCycle": "monthly"}]
+    )
+    sub_id = result["orders"][0]["lineItems"][0]["subscriptionId"]
+    return http.get(
+        f"/v1/customers/{w.customer}/subscriptions/{sub_id}/utilizations/azure",
+        params={"start_time": "2025-01-01T00:00:00Z", "end_time": "2025-01-02T00:00:00Z"},
+    )
+
+
+Operation = Callable[[httpx.Client, httpx.Client, World], httpx.Response]
+C = "/v1/customers"
+PRICE_SHEET = "/v1.0/sales/pricesheets(Market='CZ',PricesheetView='updatedlicensebased')/$value"
+CZ = {"country": "CZ"}
+
+# Every operation with its success status and whether Microsoft documents it "App+User only"
+# (each page's "Prerequisites"; REFERENCE.md "Credentials per operation"). The rest are
+# "App or App+User". `http` carries the token under test; `pc` (app+user) prepares.
+OPERATIONS: list[tuple[str, Operation, int, bool]] = [
+    (
+        "create customer for indirect reseller",
+        lambda http, pc, w: http.post(C, json=customer_body(associatedPartnerId=RESELLER)),
+        201,
+        True,
+    ),
+    (
+        "list indirect reseller's customers",
+        lambda http, pc, w: http.get(C, params=reseller_filter()),
+        200,
+        True,
+    ),
+    ("list indirect reseller's customers, next page", next_page_of_reseller_customers, 200, True),
+    (
+        "relationship request link",
+        lambda http, pc, w: http.get(f"{C}/relationshiprequests"),
+        200,
+        True,
+    ),
+    (
+        "order provisioning status",
+        lambda http, pc, w: http.get(f"{w.customer_url}/orders/{w.order}/provisioningstatus"),
+        200,
+        True,
+    ),
+    (
+        "subscribed skus",
+        lambda http, pc, w: http.get(f"{w.customer_url}/subscribedskus"),
+        200,
+        True,
+    ),
+    ("price sheet", lambda http, pc, w: http.get(PRICE_SHEET), 200, True),
+    ("create direct customer", lambda http, pc, w: http.post(C, json=customer_body()), 201, False),
+    ("list customers", lambda http, pc, w: http.get(C), 200, False),
+    ("get customer", lambda http, pc, w: http.get(f"{w.customer_url}"), 200, False),
+    (
+        "domain check",
+        lambda http, pc, w: http.head("/v1/domains/free-x1.onmicrosoft.com"),
+        404,
+        False,
+    ),
+    ("list products", lambda http, pc, w: http.get("/v1/products", params=CZ), 200, False),
+    ("list skus", lambda http, pc, w: http.get(f"{w.product_url}/skus", params=CZ), 200, False),
+    (
+        "list availabilities",
+        lambda http, pc, w: http.get(f"{w.product_url}/skus/0001/availabilities", params=CZ),
+        200,
+        False,
+    ),
+    (
+        "create cart",
+        lambda http, pc, w: http.post(
+            f"{w.customer_url}/carts", json={"lineItems": [line(w.item, 1)]}
+        ),
+        201,
+        False,
+    ),
+    ("get cart", lambda http, pc, w: http.get(f"{w.customer_url}/carts/{w.cart}"), 200, False),
+    (
+        "update cart",
+        lambda http, pc, w: http.put(
+            f"{w.customer_url}/carts/{w.cart}", json={"lineItems": [line(w.item, 2)]}
+        ),
+        200,
+        False,
+    ),
+    (
+        "checkout",
+        lambda http, pc, w: http.post(f"{w.customer_url}/carts/{w.cart}/checkout"),
+        201,
+        False,
+    ),
+    ("get order", lambda http, pc, w: http.get(f"{w.customer_url}/orders/{w.order}"), 200, False),
+    ("list orders", lambda http, pc, w: http.get(f"{w.customer_url}/orders"), 200, False),
+    (
+        "list subscriptions",
+        lambda http, pc, w: http.get(f"{w.customer_url}/subscriptions"),
+        200,
+        False,
+    ),
+    ("get subscription", lambda http, pc, w: http.get(f"{w.subscription_url}"), 200, False),
+    (
+        "change seats (PATCH)",
+        lambda http, pc, w: http.patch(
+            f"{w.subscription_url}", json={**w.subscription, "quantity": 5}
+        ),
+        200,
+        False,
+    ),
+    (
+        "suspend (PATCH)",
+        lambda http, pc, w: http.patch(
+            f"{w.subscription_url}", json={**w.subscription, "status": "suspended"}
+        ),
+        200,
+        False,
+    ),
+    (
+        "cancel (PATCH)",
+        lambda http, pc, w: http.patch(
+            f"{w.subscription_url}", json={**w.subscription, "status": "deleted"}
+        ),
+        200,
+        False,
+    ),
+    (
+        "transition eligibilities",
+        lambda http, pc, w: http.get(
+            f"{w.subscription_url}/transitionEligibilities", params={"eligibilityType": "immediate"}
+        ),
+        200,
+        False,
+    ),
+    ("create transition", convert_trial, 201, False),
+    (
+        "list transitions",
+        lambda http, pc, w: http.get(f"{w.subscription_url}/transitions"),
+        200,
+        False,
+    ),
+    ("list add-ons", lambda http, pc, w: http.get(f"{w.subscription_url}/addons"), 200, False),
+    (
+        "audit records",
+        lambda http, pc, w: http.get("/v1/auditrecords", params={"startDate": "2000-01-01"}),
+        200,
+        False,
+    ),
+    ("azure utilization", azure_utilization, 200, False),
+]
+
+
+@pytest.mark.parametrize("app_user", [False, True], ids=["app-only", "app+user"])
+@pytest.mark.parametrize(
+    ("operation", "call", "success", "app_user_only"), OPERATIONS, ids=[o[0] for o in OPERATIONS]
+)
+def test_app_only_tokens_are_refused_exactly_where_microsoft_requires_a_user(
+    sim: SimulatorHandle,
+    pc: httpx.Client,
+    operation: str,
+    call: Operation,
+    success: int,
+    app_user_only: bool,
+    app_user: bool,
+) -> None:
+    world = make_world(pc)
+    token = sim.token(app_user=app_user)
+    with sim.client(headers={"Authorization": f"Bearer {token}"}) as http:
+        response = call(http, pc, world)
+
+    if app_user_only and not app_user:
+        assert response.status_code == 403, response.text
+        assert "app+user" in response.json()["description"]
+    else:
+        assert response.status_code == success, response.text
 
 
 # ----------------------------------------------------------------- customers and domains
@@ -529,16 +806,40 @@ def test_education_offer_needs_an_approved_qualification(
     assert buy(pc, customer["id"], [line(item, 5)])["orderErrors"] == []
 
 
-def test_cart_expires_after_the_configured_time(sim: SimulatorHandle, pc: httpx.Client) -> None:
+def test_cart_lives_seven_days_then_checkout_is_refused_as_expired(
+    sim: SimulatorHandle, pc: httpx.Client
+) -> None:
+    customer = new_customer(pc)
+    item = catalog_item(pc, "Project Plan 1")
+    carts = f"/v1/customers/{customer['id']}/carts"
+    kept = pc.post(carts, json={"lineItems": [line(item, 1)]}).json()
+    expiring = pc.post(carts, json={"lineItems": [line(item, 1)]}).json()
+    sim.advance_clock(days=6, hours=23)
+    assert pc.put(f"{carts}/{kept['id']}", json={"lineItems": [line(item, 2)]}).status_code == 200
+    assert pc.post(f"{carts}/{kept['id']}/checkout").status_code == 201
+    sim.advance_clock(hours=1)
+    response = pc.post(f"{carts}/{expiring['id']}/checkout")
+    assert response.status_code == 400
+    assert "expired" in response.json()["description"]
+
+
+def test_second_checkout_of_a_cart_repeats_the_first_result_without_a_new_order(
+    sim: SimulatorHandle, pc: httpx.Client
+) -> None:
     customer = new_customer(pc)
     cart = pc.post(
         f"/v1/customers/{customer['id']}/carts",
-        json={"lineItems": [line(catalog_item(pc, "Project Plan 1"), 1)]},
+        json={"lineItems": [line(catalog_item(pc, "Microsoft Teams Essentials"), 4)]},
     ).json()
-    sim.advance_clock(minutes=16)
-    response = pc.post(f"/v1/customers/{customer['id']}/carts/{cart['id']}/checkout")
-    assert response.status_code == 400
-    assert "expired" in response.json()["description"]
+    url = f"/v1/customers/{customer['id']}/carts/{cart['id']}/checkout"
+    # Different MS-RequestIds: the cart id alone makes the checkout idempotent.
+    first = pc.post(url, headers={"MS-RequestId": str(uuid.uuid4())})
+    again = pc.post(url, headers={"MS-RequestId": str(uuid.uuid4())})
+    assert first.status_code == again.status_code == 201, again.text
+    assert [o["id"] for o in again.json()["orders"]] == [o["id"] for o in first.json()["orders"]]
+    assert again.json()["orders"][0]["lineItems"] == first.json()["orders"][0]["lineItems"]
+    assert len(pc.get(f"/v1/customers/{customer['id']}/orders").json()["items"]) == 1
+    assert len(pc.get(f"/v1/customers/{customer['id']}/subscriptions").json()["items"]) == 1
 
 
 def test_new_tenant_accepts_orders_only_after_provisioning(
@@ -808,3 +1109,52 @@ def test_seeding_10000_customers_with_3_subscriptions_each(
         ).json()
         seen += len(page["items"])
     assert seen == 10_000
+
+
+# ----------------------------------------------------------------- indirect resellers
+
+
+def test_relationships_list_the_demo_resellers_in_microsofts_shape(pc: httpx.Client) -> None:
+    response = pc.get(
+        "/v1/relationships", params={"relationship_type": "IsIndirectCloudSolutionProviderOf"}
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["totalCount"] == len(body["items"]) >= 2
+    assert body["attributes"]["objectType"] == "Collection"
+    demo = next(r for r in body["items"] if r["id"] == "3f2c6a1e-8d4b-4c1a-9b7e-2a5d0c9e4f10")
+    assert demo == {
+        "id": "3f2c6a1e-8d4b-4c1a-9b7e-2a5d0c9e4f10",
+        "name": "Demo Reseller s.r.o.",
+        "relationshipType": "IsIndirectCloudSolutionProviderOf",
+        "state": "Active",
+        "mpnId": "6412345",
+        "location": "CZ",
+        "attributes": {"objectType": "PartnerRelationship"},
+    }
+
+
+def test_relationships_need_app_user_credentials(sim: SimulatorHandle) -> None:
+    with sim.client(headers={"Authorization": f"Bearer {sim.token()}"}) as app_only:
+        response = app_only.get(
+            "/v1/relationships",
+            params={"relationship_type": "IsIndirectCloudSolutionProviderOf"},
+        )
+    assert response.status_code == 403
+
+
+def test_relationships_without_the_type_are_a_bad_request(pc: httpx.Client) -> None:
+    assert pc.get("/v1/relationships").status_code == 400
+
+
+def test_a_reseller_added_to_the_simulator_is_listed_and_reset_keeps_only_the_demo_ones(
+    sim: SimulatorHandle, pc: httpx.Client
+) -> None:
+    tenant_id = str(uuid.uuid4())
+    sim.add_reseller(tenant_id, "5550001", "Added a.s.")
+    query = {"relationship_type": "isindirectcloudsolutionproviderof"}
+    ids = {r["id"]: r["mpnId"] for r in pc.get("/v1/relationships", params=query).json()["items"]}
+    assert ids[tenant_id] == "5550001"
+    sim.reset()
+    ids = {r["id"] for r in pc.get("/v1/relationships", params=query).json()["items"]}
+    assert tenant_id not in ids and len(ids) == 2

@@ -11,8 +11,9 @@ from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 
 from shared.adapters.tables.repository import OUTBOX_PREFIX, OutboxSink, TableRepository
 from shared.domain.errors import ConcurrencyConflict, Conflict, NotFound, ValidationFailed
-from shared.domain.model import Record
+from shared.domain.model import ANY_VERSION, Record
 from shared.domain.outbox import OutboxMessage, Queue
+from tests.fakes import InMemoryRepository
 
 pytestmark = pytest.mark.integration
 
@@ -231,3 +232,25 @@ def test_a_fresh_marker_is_kept_so_a_writer_between_marking_and_committing_is_no
     index.mark("Items", "demo")  # the writer has marked; its transaction has not landed yet
     assert container.outbox.sweep(container.store, ["Items"], container.clock.now()) == 0
     assert [m.partition for m in index.markers("Items")] == ["demo"]
+
+
+@pytest.mark.parametrize("kind", ["table", "fake"])
+def test_a_write_at_no_read_version_fails_alike_in_storage_and_in_the_fake(container, kind):
+    items = repo(container) if kind == "table" else InMemoryRepository(lambda i: (i.owner, i.id))
+    items.add(Item(owner="demo", id="1", name="first"))
+    for bad in (None, "", ANY_VERSION):  # a bug: never sent, storage would overwrite on `*`
+        stale = items.get("demo", "1")
+        stale.etag, stale.name = bad, "overwritten"
+        with pytest.raises(ValueError, match="ETag the record was read at"):
+            items.update(stale)
+        with pytest.raises(ValueError, match="ETag the record was read at"):
+            items.delete(stale)
+    # Tags that are no version of ours (a caller's If-Match we never issued) match nothing.
+    for foreign in ("not-ours", '"x"', "W/\"datetime'2020-01-01T00%3A00%3A00.0Z'\""):
+        stale = items.get("demo", "1")
+        stale.etag, stale.name = foreign, "overwritten"
+        with pytest.raises(ConcurrencyConflict):
+            items.update(stale)
+        with pytest.raises(ConcurrencyConflict):
+            items.save_all("demo", updates=[stale])
+    assert items.get("demo", "1").name == "first"

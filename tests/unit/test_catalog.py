@@ -17,8 +17,10 @@ from shared.domain.errors import (
     ValidationFailed,
 )
 from shared.domain.identity import Principal, Role, SignInKind
-from shared.services import catalog
-from shared.services.catalog import CatalogEntryPut, CustomerCatalogPublic, CustomerCatalogStaff
+from shared.domain.money import Money
+from shared.services import catalog_editing, catalog_views
+from shared.services.catalog_editing import CatalogEntryPut
+from shared.services.catalog_views import CustomerCatalogPublic, CustomerCatalogStaff
 from tests.catalog_fakes import (
     ADDON,
     BOTH,
@@ -123,7 +125,7 @@ def test_an_empty_catalog_from_partner_center_withdraws_nothing():
 
 def test_public_catalog_lists_only_visible_categorised_products_in_category_order():
     world = seeded_world()
-    page = catalog.public_catalog(world.reader.snapshot("demo"))
+    page = catalog_views.public_catalog(world.reader.snapshot("demo"))
     listed = [i.name for i in page.items]
     assert "Exchange Online (Plan 1)" not in listed  # hidden
     assert "Project Plan 1" not in listed  # in no category
@@ -135,40 +137,45 @@ def test_public_catalog_lists_only_visible_categorised_products_in_category_orde
 
 def test_public_catalog_shows_recommended_prices_and_never_cost_or_margin():
     world = seeded_world()
-    page = catalog.public_catalog(world.reader.snapshot("demo"))
+    page = catalog_views.public_catalog(world.reader.snapshot("demo"))
     body = json.loads(page.model_dump_json(by_alias=True))
     assert cost_fields(body) == []
     e3 = next(i for i in page.items if i.name == "Microsoft 365 E3")
     sku = next(s for s in world.product(BOTH).skus if not s.is_trial)
     line = sku.price("commercial", "P1Y", "annual", "CZK")
     offer = next(o for o in e3.offers if (o.term, o.billing_cycle) == ("P1Y", "annual"))
-    assert offer.recommended_price == line.erp and offer.currency == "CZK"
+    assert offer.recommended_retail_price == Money(amount=line.erp, currency="CZK")
+    assert offer.currency == "CZK"
     assert {o.term for o in e3.offers} == {"P1M", "P1Y", "P3Y"}
 
 
 def test_search_is_case_and_accent_insensitive():
     world = seeded_world()
     snap = world.reader.snapshot("demo")
-    assert names(catalog.public_catalog(snap, q="PRÉMIUM")) == {"Microsoft 365 Business Prémium"}
-    assert names(catalog.public_catalog(snap, q="premium")) == {"Microsoft 365 Business Prémium"}
-    assert names(catalog.public_catalog(snap, q="visio")) == {"Visio Plan 1"}
-    assert names(catalog.public_catalog(snap, q="no such thing")) == set()
+    assert names(catalog_views.public_catalog(snap, q="PRÉMIUM")) == {
+        "Microsoft 365 Business Prémium"
+    }
+    assert names(catalog_views.public_catalog(snap, q="premium")) == {
+        "Microsoft 365 Business Prémium"
+    }
+    assert names(catalog_views.public_catalog(snap, q="visio")) == {"Visio Plan 1"}
+    assert names(catalog_views.public_catalog(snap, q="no such thing")) == set()
 
 
 def test_category_filter_includes_its_children_and_segment_filter_what_it_may_buy():
     world = seeded_world()
     snap = world.reader.snapshot("demo")
-    assert names(catalog.public_catalog(snap, category="enterprise")) == {"Microsoft 365 E3"}
-    m365 = names(catalog.public_catalog(snap, category="m365"))
+    assert names(catalog_views.public_catalog(snap, category="enterprise")) == {"Microsoft 365 E3"}
+    m365 = names(catalog_views.public_catalog(snap, category="m365"))
     assert m365 == {
         "Microsoft 365 Business Basic",
         "Microsoft 365 Business Prémium",
         "Microsoft 365 E3",
         "Microsoft 365 A3 for faculty",
     }
-    edu = names(catalog.public_catalog(snap, segment="education"))
+    edu = names(catalog_views.public_catalog(snap, segment="education"))
     assert "Microsoft 365 A3 for faculty" in edu and "Visio Plan 1" not in edu
-    gov = names(catalog.public_catalog(snap, segment="government"))
+    gov = names(catalog_views.public_catalog(snap, segment="government"))
     assert gov == {"Microsoft 365 E3"}
 
 
@@ -177,33 +184,35 @@ def test_paging_walks_the_whole_filtered_list_once():
     snap = world.reader.snapshot("demo")
     seen, token = [], None
     while True:
-        page = catalog.public_catalog(snap, page_size=3, continuation_token=token)
+        page = catalog_views.public_catalog(snap, page_size=3, continuation_token=token)
         seen += [i.id for i in page.items]
         token = page.continuation_token
         if token is None:
             break
-    assert seen == [i.id for i in catalog.public_catalog(snap, page_size=100).items]
+    assert seen == [i.id for i in catalog_views.public_catalog(snap, page_size=100).items]
     with pytest.raises(ValidationFailed):
-        catalog.public_catalog(snap, continuation_token="not-a-token")
+        catalog_views.public_catalog(snap, continuation_token="not-a-token")
 
 
 def test_product_detail_lists_its_addons_and_unknown_products_are_not_found():
     world = seeded_world()
     snap = world.reader.snapshot("demo")
-    teams = catalog.public_product(snap, world.pid(TEAMS))
+    teams = catalog_views.public_product(snap, world.pid(TEAMS))
     assert [a.id for a in teams.addons] == [world.pid(ADDON)]
     with pytest.raises(NotFound):
-        catalog.public_product(snap, world.pid("exchange-p1"))  # hidden
+        catalog_views.public_product(snap, world.pid("exchange-p1"))  # hidden
     with pytest.raises(NotFound):
-        catalog.public_product(snap, "NOSUCHPRODUCT")
+        catalog_views.public_product(snap, "NOSUCHPRODUCT")
 
 
 def test_an_edit_by_demo_shows_in_demos_catalog_and_not_in_others():
     world = seeded_world()
-    before_other = catalog.public_catalog(world.reader.snapshot("other"))
+    before_other = catalog_views.public_catalog(world.reader.snapshot("other"))
     world.put("demo", BOTH, categories=["m365"], name="E3 for Demo customers")
-    assert "E3 for Demo customers" in names(catalog.public_catalog(world.reader.snapshot("demo")))
-    after_other = catalog.public_catalog(world.reader.snapshot("other"))
+    assert "E3 for Demo customers" in names(
+        catalog_views.public_catalog(world.reader.snapshot("demo"))
+    )
+    after_other = catalog_views.public_catalog(world.reader.snapshot("other"))
     assert names(after_other) == names(before_other) == {"Microsoft 365 E3"}
     assert after_other.currency == "EUR"
 
@@ -215,12 +224,17 @@ def test_recommended_price_override_replaces_microsofts():
         COMMERCIAL_ONLY,
         categories=["apps"],
         recommendedPrices=[
-            {"skuId": "0001", "term": "P1Y", "billingCycle": "annual", "amount": "1234.565"}
+            {
+                "skuId": "0001",
+                "term": "P1Y",
+                "billingCycle": "annual",
+                "price": {"amount": "1234.565", "currency": "CZK"},
+            }
         ],
     )
-    visio = catalog.public_product(world.reader.snapshot("demo"), world.pid(COMMERCIAL_ONLY))
+    visio = catalog_views.public_product(world.reader.snapshot("demo"), world.pid(COMMERCIAL_ONLY))
     offer = next(o for o in visio.offers if (o.term, o.billing_cycle) == ("P1Y", "annual"))
-    assert offer.recommended_price == Decimal("1234.57")  # half-up to haléře
+    assert offer.recommended_retail_price == Money.of("1234.57", "CZK")  # half-up to haléře
 
 
 # --- customer catalog -----------------------------------------------------------------------
@@ -228,7 +242,7 @@ def test_recommended_price_override_replaces_microsofts():
 
 def test_education_customer_sees_education_offers_and_not_commercial_only_products():
     world = seeded_world()
-    cat = catalog.customer_catalog(world.reader.snapshot("demo"), STAFF, "C1", "education")
+    cat = catalog_views.customer_catalog(world.reader.snapshot("demo"), STAFF, "C1", "education")
     got = names(cat)
     assert world.product(EDU_ONLY).title in got
     assert "Visio Plan 1" not in got
@@ -244,35 +258,39 @@ def test_education_customer_sees_education_offers_and_not_commercial_only_produc
             )
 
 
-def test_staff_see_cost_recommended_customer_price_and_margin_with_the_default_margin():
+def test_staff_see_reseller_cost_recommended_customer_price_and_margin_with_the_default_markup():
     world = seeded_world()
-    cat = catalog.customer_catalog(world.reader.snapshot("demo"), STAFF, "C1", "commercial")
+    cat = catalog_views.customer_catalog(world.reader.snapshot("demo"), STAFF, "C1", "commercial")
     assert isinstance(cat, CustomerCatalogStaff)
     e3 = next(i for i in cat.items if i.id == world.pid(BOTH))
     offer = next(o for o in e3.offers if (o.term, o.billing_cycle) == ("P1Y", "annual"))
     line = next(s for s in world.product(BOTH).skus if s.id == "0001").price(
         "commercial", "P1Y", "annual", "CZK"
     )
-    assert offer.cost == line.cost
-    assert offer.customer_price == (line.cost * Decimal("1.10")).quantize(Decimal("0.01"))
-    assert offer.margin == offer.customer_price - offer.cost
-    assert offer.markup_percent == Decimal("10.00")
+    # No distributor mark-up here: the reseller cost is Microsoft's cost, rounded.
+    assert offer.reseller_cost == Money.of(line.cost, "CZK").rounded()
+    assert offer.customer_price == (offer.reseller_cost * Decimal("1.10")).rounded()
+    assert offer.margin == offer.customer_price - offer.reseller_cost
+    assert offer.markup_percent == Decimal("10")
+    assert offer.price_source == "defaultMarkup" and not offer.pinned and not offer.below_cost
     # The simulator's cost is 90 % of ERP, so a 10 % mark-up stays below the recommended price.
     assert Decimal("0.90") == PARTNER_COST_SHARE
-    assert offer.customer_price < offer.recommended_price
+    assert offer.customer_price < offer.recommended_retail_price
 
 
 def test_customer_users_see_only_their_price():
     world = seeded_world()
-    cat = catalog.customer_catalog(world.reader.snapshot("demo"), CUSTOMER, "C1", "commercial")
+    cat = catalog_views.customer_catalog(
+        world.reader.snapshot("demo"), CUSTOMER, "C1", "commercial"
+    )
     assert isinstance(cat, CustomerCatalogPublic)
     body = json.loads(cat.model_dump_json(by_alias=True))
     assert cost_fields(body) == []
-    assert "recommendedPrice" not in json.dumps(body)
+    assert "recommendedRetailPrice" not in json.dumps(body)
     assert all("price" in o for i in body["items"] for o in i["offers"])
 
 
-def test_a_markup_rule_and_a_target_price_set_the_customer_price():
+def test_a_markup_rule_and_a_pinned_price_set_the_customer_price():
     world = seeded_world()
     world.put(
         "demo",
@@ -284,26 +302,36 @@ def test_a_markup_rule_and_a_target_price_set_the_customer_price():
         ],
     )
     entry = world.store.entries[("demo", world.pid(BOTH))]
-    assert entry.offer_markups[0].markup_percent != 0
-    cat = catalog.customer_catalog(world.reader.snapshot("demo"), STAFF, "C1", "commercial")
+    # Kept as a price with its currency (a bare amount is taken in the reseller's currency).
+    assert entry.pinned_prices[0].price == Money.of("999.99", "CZK")
+    assert entry.offer_markups == []
+    cat = catalog_views.customer_catalog(world.reader.snapshot("demo"), STAFF, "C1", "commercial")
     e3 = next(i for i in cat.items if i.id == world.pid(BOTH))
     by_term = {(o.term, o.billing_cycle): o for o in e3.offers}
-    assert by_term[("P1M", "monthly")].customer_price == Decimal("999.99")
+    assert by_term[("P1M", "monthly")].customer_price == Money.of("999.99", "CZK")
+    assert by_term[("P1M", "monthly")].pinned
     annual = by_term[("P1Y", "annual")]
-    assert annual.customer_price == (annual.cost * Decimal("1.25")).quantize(Decimal("0.01"))
+    assert annual.customer_price == (annual.reseller_cost * Decimal("1.25")).rounded()
 
 
-def test_a_price_below_cost_is_refused_unless_meant():
+def test_a_pinned_price_below_cost_is_allowed_and_flagged():
     world = seeded_world()
     below = [{"skuId": "0001", "term": "P1M", "billingCycle": "monthly", "price": "1.00"}]
-    with pytest.raises(ValidationFailed) as err:
-        world.put("demo", BOTH, categories=["m365"], customerPrices=below)
-    assert err.value.errors[0].field == "customerPrices.0.price"
-    world.put("demo", BOTH, categories=["m365"], customerPrices=below, belowCost=True)
-    cat = catalog.customer_catalog(world.reader.snapshot("demo"), STAFF, "C1", "commercial")
+    world.put("demo", BOTH, categories=["m365"], customerPrices=below)
+    cat = catalog_views.customer_catalog(world.reader.snapshot("demo"), STAFF, "C1", "commercial")
     e3 = next(i for i in cat.items if i.id == world.pid(BOTH))
     monthly = next(o for o in e3.offers if o.term == "P1M")
-    assert monthly.customer_price == Decimal("1.00") and monthly.margin < 0
+    assert monthly.customer_price == Money.of("1.00", "CZK") and monthly.margin.amount < 0
+    assert monthly.below_cost is True
+    assert all(not o.below_cost for o in e3.offers if o.term != "P1M")
+
+
+def test_a_negative_markup_is_refused_unless_meant():
+    world = seeded_world()
+    with pytest.raises(ValidationFailed) as err:
+        world.put("demo", BOTH, categories=["m365"], markupPercent="-5")
+    assert err.value.errors[0].field == "markupPercent"
+    world.put("demo", BOTH, categories=["m365"], markupPercent="-5", belowCost=True)
 
 
 def test_a_custom_segment_buys_only_what_it_is_given_at_its_base_prices():
@@ -311,7 +339,7 @@ def test_a_custom_segment_buys_only_what_it_is_given_at_its_base_prices():
     world.segments("demo", [{"id": "schools-plus", "name": "Schools+", "base": "education"}])
     world.put("demo", EDU_ONLY, categories=["m365"], segments=["education", "schools-plus"])
     snap = world.reader.snapshot("demo")
-    got = names(catalog.public_catalog(snap, segment="schools-plus"))
+    got = names(catalog_views.public_catalog(snap, segment="schools-plus"))
     # Entries without a segment list are sold to every segment Microsoft sells them in.
     assert world.product(EDU_ONLY).title in got and "Microsoft 365 E3" in got
     assert "Visio Plan 1" not in got
@@ -327,13 +355,13 @@ def test_entry_edits_need_the_current_etag():
     body = CatalogEntryPut(categories=["m365"])
     args = (world.store, world.products, world.resellers, world.clock, "demo", pid)
     with pytest.raises(PreconditionRequired):
-        catalog.put_entry(*args, None, body)
+        catalog_editing.put_entry(*args, None, body)
     with pytest.raises(ConcurrencyConflict):
-        catalog.put_entry(*args, "stale", body)
-    catalog.put_entry(*args, current.etag, body)
+        catalog_editing.put_entry(*args, "stale", body)
+    catalog_editing.put_entry(*args, current.etag, body)
     fresh = world.pid("exchange-p2")
     with pytest.raises(PreconditionFailed):
-        catalog.put_entry(*args[:-1], fresh, "anything", body)
+        catalog_editing.put_entry(*args[:-1], fresh, "anything", body)
 
 
 def test_unknown_categories_segments_and_offers_are_named():
@@ -354,7 +382,7 @@ def test_unknown_categories_segments_and_offers_are_named():
         "recommendedPrices.0",
     }
     with pytest.raises(NotFound):
-        catalog.put_entry(
+        catalog_editing.put_entry(
             world.store,
             world.products,
             world.resellers,
@@ -417,25 +445,25 @@ def test_a_miss_after_an_edit_costs_one_query_and_products_stay_cached():
     snap = world.reader.snapshot("demo")
     assert world.store.queries == queries + 1
     assert world.products.queries == product_queries
-    assert "Renamed" in names(catalog.public_catalog(snap))
+    assert "Renamed" in names(catalog_views.public_catalog(snap))
     world.reader.snapshot("other")
     assert world.store.queries == queries + 1  # other's catalog did not change
 
 
 def test_an_import_that_changes_prices_invalidates_every_resellers_cache():
     world = seeded_world()
-    old = catalog.public_product(world.reader.snapshot("other"), world.pid(BOTH))
+    old = catalog_views.public_product(world.reader.snapshot("other"), world.pid(BOTH))
     world.pc.catalog.sku_by_slug(BOTH).erp_month_eur = Decimal("40.00")
     world.run_import()
-    new = catalog.public_product(world.reader.snapshot("other"), world.pid(BOTH))
-    assert old.offers[0].recommended_price != new.offers[0].recommended_price
+    new = catalog_views.public_product(world.reader.snapshot("other"), world.pid(BOTH))
+    assert old.offers[0].recommended_retail_price != new.offers[0].recommended_retail_price
 
 
 def test_a_withdrawn_product_disappears_from_the_catalog():
     world = seeded_world()
     world.pc.withdrawn.add(world.pid(COMMERCIAL_ONLY))
     world.run_import()
-    assert "Visio Plan 1" not in names(catalog.public_catalog(world.reader.snapshot("demo")))
+    assert "Visio Plan 1" not in names(catalog_views.public_catalog(world.reader.snapshot("demo")))
 
 
 def test_an_unknown_reseller_is_not_found():

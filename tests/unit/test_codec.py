@@ -8,6 +8,7 @@ from enum import StrEnum
 
 import pytest
 from azure.data.tables import EdmType, EntityProperty
+from pydantic import AwareDatetime as AwareDatetimeField
 from pydantic import BaseModel
 
 from shared.adapters.tables.codec import EntityCodec
@@ -102,3 +103,23 @@ def test_reserved_property_names_are_refused():
 
     with pytest.raises(TypeError, match="reserved"):
         EntityCodec(Bad)
+
+
+class Expiring(Record):
+    key: str
+    expires_at: AwareDatetimeField
+    accepted_at: AwareDatetimeField | None = None
+
+
+def test_aware_datetimes_are_stored_as_datetimes_so_retention_can_filter_on_them():
+    codec = EntityCodec(Expiring)
+    moment = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    props = codec.to_properties(Expiring(key="k", expires_at=moment))
+    assert props["ExpiresAt"] == moment and "AcceptedAt" not in props
+    assert codec.from_entity({"Key": "k", **props}).expires_at == moment
+
+
+def test_aware_datetimes_written_as_json_text_before_still_read():
+    legacy = {"Key": "k", "ExpiresAt": '"2026-01-02T03:04:05Z"'}
+    read = EntityCodec(Expiring).from_entity(legacy)
+    assert read.expires_at == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from shared.domain.customers import (
+    FAILED_FOR_CUSTOMER_USERS,
     CustomerCreate,
     CustomerOrigin,
     CustomerStatus,
@@ -31,19 +32,29 @@ from shared.domain.errors import (
     UpstreamUnavailable,
     ValidationFailed,
 )
+from shared.domain.failures import Failure, FailureKind
 from shared.domain.identity import Principal, Reseller, Role, SignInKind
+from shared.domain.model import ANY_VERSION
 from shared.domain.notifications import Notification
 from shared.domain.outbox import Queue
-from shared.services import customers, resellers
+from shared.services import customers
 from shared.services.customers import CustomerBook, CustomerSegments
-from shared.services.resellers import ResellerCreate
 from tests.customer_bodies import new_customer_body
-from tests.fakes import FakeClock, FakeCustomerPartnerCenter, FakeMailer, InMemoryRepository
+from tests.fakes import (
+    FakeClock,
+    FakeCustomerPartnerCenter,
+    FakeMailer,
+    InMemoryRepository,
+    onboard,
+    reseller_ids,
+)
 
 OWNER = Principal(
     "u1", "demo", None, Role.ACCOUNT_MANAGER, "owner@demo.example", SignInKind.PLATFORM
 )
 OTHER = Principal("u9", "other", None, Role.ACCOUNT_MANAGER, "o@other.example", SignInKind.PLATFORM)
+DEMO_TENANT, DEMO_MPN = reseller_ids("demo")
+OTHER_TENANT, _ = reseller_ids("other")
 DIGITS = st.text(alphabet="0123456789", min_size=7, max_size=7)
 
 
@@ -177,14 +188,8 @@ class World:
     def __init__(self) -> None:
         self.clock = FakeClock()
         self.resellers = InMemoryRepository[Reseller](lambda r: ("reseller", r.slug))
-        for slug, partner in (("demo", "11111111"), ("other", "22222222")):
-            resellers.onboard(
-                self.resellers,
-                self.clock,
-                ResellerCreate(
-                    slug=slug, name=slug, partner_center_id=partner, country="CZ", currency="CZK"
-                ),
-            )
+        for slug in ("demo", "other"):
+            onboard(self.resellers, self.clock, slug)
         self.repo = InMemoryRepository[customers.Customer](lambda c: (c.reseller, c.id))
         self.notifications = InMemoryRepository[Notification](lambda n: (n.scope, n.id))
         self.book = CustomerBook(
@@ -252,7 +257,7 @@ def test_provisioning_creates_one_tenant_mails_the_contact_and_activates(w, capl
     assert stored.status is CustomerStatus.ACTIVE
     [tenant_id] = w.pc.tenants
     assert stored.tenant_id == tenant_id
-    assert w.pc.tenants[tenant_id].associated_partner_id == "11111111"
+    assert w.pc.tenants[tenant_id].associated_partner_id == DEMO_TENANT
     assert w.pc.create_calls == [customer.request_id]
     [(message_id, email)] = w.mailer.sent
     assert message_id == customers.welcome_email_id(customer)
@@ -291,7 +296,9 @@ def test_a_refusal_is_raised_for_give_up_which_marks_failed_with_the_reason(w):
     w.pc.fail_create_with = UpstreamRejected("Domain is reserved", code="1001", status=400)
     with pytest.raises(UpstreamRejected):
         customers.provision(w.book, w.pc, w.mailer, w.message(customer))
-    customers.give_up(w.book, w.message(customer), "Domain is reserved")
+    customers.give_up(
+        w.book, w.message(customer), Failure(FailureKind.REFUSED, "Domain is reserved")
+    )
     stored = w.repo.get("demo", customer.id)
     assert stored.status is CustomerStatus.FAILED and stored.failure_reason == "Domain is reserved"
     assert w.mailer.sent == []
@@ -300,7 +307,7 @@ def test_a_refusal_is_raised_for_give_up_which_marks_failed_with_the_reason(w):
 def test_give_up_never_undoes_an_active_customer(w):
     customer = w.create()
     customers.provision(w.book, w.pc, w.mailer, w.message(customer))
-    customers.give_up(w.book, w.message(customer), "late failure")
+    customers.give_up(w.book, w.message(customer), Failure(FailureKind.TRANSIENT, "late"))
     assert w.repo.get("demo", customer.id).status is CustomerStatus.ACTIVE
 
 
@@ -412,7 +419,7 @@ def test_check_domain_and_relationship_link(w):
     with pytest.raises(ValidationFailed):
         customers.check_domain(w.book, w.pc, "demo", "not valid")
     link = customers.relationship_link(w.book, w.pc, "demo")
-    assert "indirectCSPId=11111111#" in link.url
+    assert f"indirectCSPId={DEMO_TENANT}#" in link.url
 
 
 def test_import_an_existing_tenant_by_domain_or_id_once(w):
@@ -421,13 +428,13 @@ def test_import_an_existing_tenant_by_domain_or_id_once(w):
 
     tenant = w.pc.create_customer(
         pc.Customer(
-            associated_partner_id="11111111",
+            associated_partner_id=DEMO_TENANT,
             company_profile=pc.CompanyProfile(domain="old.onmicrosoft.com", company_name="Old"),
         )
     )
     foreign = w.pc.create_customer(
         pc.Customer(
-            associated_partner_id="22222222",
+            associated_partner_id=OTHER_TENANT,
             company_profile=pc.CompanyProfile(domain="foreign.onmicrosoft.com"),
         )
     )
@@ -461,15 +468,24 @@ def _failed_after_the_tenant_was_made(w: World) -> customers.Customer:
     for _ in range(5):
         with pytest.raises(UpstreamUnavailable):
             customers.provision(w.book, w.pc, w.mailer, w.message(customer))
-    customers.give_up(w.book, w.message(customer), "gave up after 5 tries: smtp down")
+    customers.give_up(
+        w.book,
+        w.message(customer),
+        Failure(FailureKind.TRANSIENT, "gave up after 5 tries: smtp down"),
+    )
     w.mailer.fail_with = None
     failed = w.repo.get("demo", customer.id)
     assert failed.status is CustomerStatus.FAILED and len(w.pc.tenants) == 1
     return failed
 
 
-def _fail(w: World, customer: customers.Customer, reason: str = "refused") -> customers.Customer:
-    customers.give_up(w.book, w.message(customer), reason)
+def _fail(
+    w: World,
+    customer: customers.Customer,
+    reason: str = "refused",
+    kind: FailureKind = FailureKind.REFUSED,
+) -> customers.Customer:
+    customers.give_up(w.book, w.message(customer), Failure(kind, reason))
     return w.repo.get("demo", customer.id)
 
 
@@ -523,9 +539,21 @@ def test_retry_is_refused_unless_failed_and_created_with_a_new_tenant(w, state):
     assert len(w.repo.sent) == sent_before
 
 
+def test_a_failed_customer_keeps_its_domain_until_it_is_renamed(w):
+    failed = _fail(w, w.create())
+    with pytest.raises(ConflictingFields, match=failed.id):
+        w.create()
+    customers.update(
+        w.book, OWNER, "demo", failed.id, failed.etag, CustomerUpdate(tenant_name="alfanova2")
+    )
+    assert w.create().domain == "alfanova.onmicrosoft.com"  # the old name is free again
+
+
 def test_retry_is_refused_when_another_customer_now_holds_the_domain(w):
     failed = _fail(w, w.create())
-    w.create()  # a new customer with the same tenant name, allowed since the first Failed
+    # Data from before claim rows: the Failed record holds no claim, another record does.
+    w.repo.claims.clear()
+    w.create()
     with pytest.raises(Conflict, match="another customer"):
         customers.retry(w.book, OWNER, "demo", failed.id)
 
@@ -555,7 +583,7 @@ def test_a_taken_domain_that_is_the_resellers_earlier_tenant_is_adopted_without_
     assert active.failure_reason is None and len(w.pc.tenants) == 1
     assert w.mailer.sent == []  # no sign-in e-mail: no credentials came back
     [note] = w.notifications.rows.values()
-    assert note.id == customers.adopted_email_id(failed) and note.scope == "demo"
+    assert note.id == customers.reset_notice_id(failed) and note.scope == "demo"
     assert note.email.to == ["owner@demo.example"]
     assert "Microsoft 365 admin center" in note.email.text and "alfanova" in note.email.subject
     [queued] = w.notifications.sent
@@ -590,14 +618,14 @@ def test_a_domain_taken_by_someone_else_still_fails(w):
     # Another partner's customer, and a tenant outside Partner Center, take names meanwhile.
     w.pc.create_customer(
         pc.Customer(
-            associated_partner_id="22222222",
+            associated_partner_id=OTHER_TENANT,
             company_profile=pc.CompanyProfile(domain="alfanova.onmicrosoft.com"),
         )
     )
     with pytest.raises(UpstreamRejected) as err:
         customers.provision(w.book, w.pc, w.mailer, w.message(customer))
     assert err.value.status == 409
-    customers.give_up(w.book, w.message(customer), err.value.detail)
+    customers.give_up(w.book, w.message(customer), Failure.of(err.value))
     stored = w.repo.get("demo", customer.id)
     assert stored.status is CustomerStatus.FAILED and stored.tenant_id is None
     assert w.mailer.sent == [] and w.notifications.rows == {}
@@ -626,3 +654,65 @@ def test_a_tenant_already_another_customers_is_not_adopted(w):
     with pytest.raises(UpstreamRejected):
         customers.provision(w.book, w.pc, w.mailer, w.message(second))
     assert w.repo.get("demo", second.id).tenant_id is None and w.notifications.rows == {}
+
+
+# --- If-Match: * and the views of a failure ---------------------------------------------------
+
+
+class _WriteAfterRead(InMemoryRepository[customers.Customer]):
+    """A repository where someone else changes the customer right after each read."""
+
+    def find(self, partition: str, row: str) -> customers.Customer | None:
+        found = super().find(partition, row)
+        if found is not None:
+            other = found.model_copy(deep=True)
+            other.industry = "changed meanwhile"
+            super().update(other)
+        return found
+
+
+def test_if_match_star_updates_the_current_version(w):
+    customer = w.create()
+    updated = customers.update(
+        w.book, OWNER, "demo", customer.id, ANY_VERSION, CustomerUpdate(industry="Retail")
+    )
+    assert updated.industry == "Retail" and updated.etag != customer.etag
+
+
+def test_if_match_star_still_loses_to_a_write_between_read_and_write(w):
+    customer = w.create()
+    racing = _WriteAfterRead(lambda c: (c.reseller, c.id))
+    racing.rows = w.repo.rows
+    book = CustomerBook(racing, w.resellers, w.clock)
+    with pytest.raises(ConcurrencyConflict):
+        customers.update(book, OWNER, "demo", customer.id, ANY_VERSION, CustomerUpdate())
+    assert w.repo.get("demo", customer.id).industry == "changed meanwhile"
+
+
+@pytest.mark.parametrize("etag", [None, "", ANY_VERSION])
+def test_the_fake_repository_refuses_a_write_without_a_read_version_as_storage_does(w, etag):
+    customer = w.repo.get("demo", w.create().id)
+    customer.etag = etag
+    with pytest.raises(ValueError, match="ETag the record was read at"):
+        w.repo.update(customer)
+
+
+def test_a_customer_user_reads_a_failure_as_a_sentence_and_staff_read_the_recorded_reason(w):
+    raw = "Partner Center 400 (2001): CompanyProfile.Address is invalid; correlation 4f1c"
+    failed = _fail(w, w.create(), raw)
+    user = Principal(
+        "u2", "demo", failed.id, Role.CUSTOMER_READER, "it@c.example", SignInKind.PLATFORM
+    )
+    for shown in (
+        customers.present(user, customers.get(w.book, user, "demo", failed.id)),
+        *customers.list_customers(w.book, user, "demo").items,
+    ):
+        assert shown.failure_reason == FAILED_FOR_CUSTOMER_USERS
+        assert raw not in shown.model_dump_json()
+    for shown in (
+        customers.present(OWNER, customers.get(w.book, OWNER, "demo", failed.id)),
+        *customers.list_customers(w.book, OWNER, "demo").items,
+    ):
+        assert shown.failure_reason == raw
+    active = w.create("fine")
+    assert customers.present(user, active).failure_reason is None

@@ -130,10 +130,16 @@ def test_expiring_user_token_is_refreshed_with_the_rotated_refresh_token() -> No
     assert [c for c in app.calls if c[0] == "refresh"] == [("refresh", "rt-1"), ("refresh", "rt-2")]
 
 
-def test_without_refresh_token_user_operations_fall_back_to_app_only() -> None:
+def test_without_refresh_token_user_operations_are_a_sign_in_outage_naming_the_setting() -> None:
     provider = MsalTokenProvider(config(), app_factory=FakeApp)
 
-    assert provider.access_token(SCOPE, user=True) == "app"
+    with pytest.raises(PartnerCenterSignInFailed) as caught:
+        provider.access_token(SCOPE, user=True)
+
+    assert "PARTNER_CENTER_REFRESH_TOKEN" in caught.value.detail
+    # No app-only token is fetched for it, and app-only operations still work.
+    assert FakeApp.instances == [] or FakeApp.instances[0].calls == []
+    assert provider.access_token(SCOPE) == "app"
 
 
 def test_wrong_secret_is_a_sign_in_outage_that_alerts_and_leaves_records_to_retry(

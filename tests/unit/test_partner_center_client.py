@@ -214,16 +214,113 @@ def test_caller_supplied_request_id_is_sent_on_every_attempt() -> None:
     assert recorder.requests[0].url.path == "/v1/customers/c-1/carts/cart-1/checkout"
 
 
-def test_user_operations_ask_for_an_app_plus_user_token() -> None:
+def _answer(request: httpx.Request) -> httpx.Response:
+    """A plausible Partner Center answer for any path the credential table covers."""
+    path = request.url.path
+    if request.url.host == "prices.test":
+        return httpx.Response(200, text="Market,ProductId\n")
+    if path.startswith("/v1/domains/"):
+        return httpx.Response(404)
+    if path.endswith("/relationshiprequests"):
+        return ok({"url": "https://admin.microsoft.com/accept?x=1"})
+    if path.endswith("/checkout"):
+        return ok({"orders": [], "orderErrors": []}, 201)
+    if path.endswith("/carts") or (path.endswith("/transitions") and request.method == "POST"):
+        return ok({"id": "x-1"}, 201)
+    if request.method == "POST":
+        return ok(customer_json(1), 201)
+    if request.method == "PATCH" or ("/subscriptions/s-1" in path and path.endswith("s-1")):
+        return ok(SUBSCRIPTION)
+    if path.startswith("/v1/products/p-1") and path.endswith("p-1"):
+        return ok({"id": "p-1", "title": "P"})
+    if path.startswith("/v1/customers/c-1/orders/o-1") and path.endswith("o-1"):
+        return ok({"id": "o-1"})
+    if path == "/v1/customers/c-1":
+        return ok(customer_json(1))
+    return ok({"totalCount": 0, "items": []})
+
+
+def _indirect_customer() -> Customer:
+    return Customer(company_profile=CompanyProfile(domain="x"), associated_partner_id="r-tenant")
+
+
+# Every client operation with whether Microsoft documents it as "App+User only" (REFERENCE.md,
+# "Credentials per operation"); the client must use app-only everywhere else.
+CREDENTIALS: list[tuple[str, Callable[[PartnerCenterClient], Any], bool]] = [
+    ("create indirect reseller customer", lambda c: c.create_customer(_indirect_customer()), True),
+    (
+        "list indirect reseller customers",
+        lambda c: list(c.list_customers(indirect_reseller_id="r")),
+        True,
+    ),
+    ("relationship request link", lambda c: c.get_relationship_request_link(), True),
+    ("order provisioning status", lambda c: c.get_order_provisioning_status("c-1", "o-1"), True),
+    ("subscribed skus", lambda c: c.list_subscribed_skus("c-1"), True),
+    ("price sheet", lambda c: list(c.get_price_sheet("CZ")), True),
+    (
+        "create direct customer",
+        lambda c: c.create_customer(Customer(company_profile=CompanyProfile(domain="x"))),
+        False,
+    ),
+    ("list customers", lambda c: list(c.list_customers()), False),
+    ("get customer", lambda c: c.get_customer("c-1"), False),
+    ("domain check", lambda c: c.is_domain_available("x.onmicrosoft.com"), False),
+    ("list products", lambda c: c.list_products("CZ", "OnlineServices"), False),
+    ("get product", lambda c: c.get_product("p-1", "CZ"), False),
+    ("list skus", lambda c: c.list_skus("p-1", "CZ"), False),
+    ("list availabilities", lambda c: c.list_availabilities("p-1", "s-1", "CZ"), False),
+    ("create cart", lambda c: c.create_cart("c-1", Cart(line_items=[])), False),
+    ("checkout", lambda c: c.checkout("c-1", "cart-1"), False),
+    ("get order", lambda c: c.get_order("c-1", "o-1"), False),
+    ("list orders", lambda c: c.list_orders("c-1"), False),
+    ("list subscriptions", lambda c: c.list_subscriptions("c-1"), False),
+    ("get subscription", lambda c: c.get_subscription("c-1", "s-1"), False),
+    ("change seats (PATCH)", lambda c: c.set_subscription_quantity("c-1", "s-1", 6), False),
+    ("suspend (PATCH)", lambda c: c.suspend_subscription("c-1", "s-1"), False),
+    ("transition eligibilities", lambda c: c.list_transition_eligibilities("c-1", "s-1"), False),
+    (
+        "create transition",
+        lambda c: c.create_transition(
+            "c-1",
+            "s-1",
+            Transition(to_catalog_item_id="a:b:c", quantity=1, transition_type="transition_only"),
+        ),
+        False,
+    ),
+    ("list add-ons", lambda c: c.list_addons("c-1", "s-1"), False),
+    (
+        "azure utilization",
+        lambda c: list(
+            c.list_azure_utilization(
+                "c-1", "s-1", datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 1, 2, tzinfo=UTC)
+            )
+        ),
+        False,
+    ),
+    (
+        "audit records",
+        lambda c: list(c.list_audit_records(datetime(2025, 1, 1, tzinfo=UTC))),
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("operation", "call", "app_user_only"), CREDENTIALS, ids=[c[0] for c in CREDENTIALS]
+)
+def test_each_operation_signs_in_app_only_unless_microsoft_requires_a_user(
+    operation: str, call: Callable[[PartnerCenterClient], Any], app_user_only: bool
+) -> None:
     tokens = StaticTokens()
-    recorder = Recorder(ok({"url": "https://admin.microsoft.com/accept?x=1"}))
+    recorder = Recorder(_answer)
     client, _ = make_client(recorder, tokens=tokens)
 
-    link = client.get_relationship_request_link()
+    call(client)
 
-    assert link.url.startswith("https://admin.microsoft.com/")
-    assert tokens.calls == [("https://api.partnercenter.microsoft.com/.default", True)]
-    assert recorder.requests[0].headers["Authorization"] == "Bearer user-token"
+    assert tokens.calls, operation
+    assert {user for _scope, user in tokens.calls} == {app_user_only}
+    expected = "Bearer user-token" if app_user_only else "Bearer app-token"
+    assert {r.headers["Authorization"] for r in recorder.requests} == {expected}
 
 
 def test_token_outage_is_retried_like_any_transient_failure() -> None:

@@ -9,8 +9,8 @@ import pytest
 
 from shared.domain.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from shared.domain.identity import DISTRIBUTOR, Principal, Role, SignInKind, UserStatus
-from shared.services import identity, resellers, users
-from shared.services.resellers import ResellerCreate
+from shared.domain.model import Page
+from shared.services import identity, users
 from shared.services.users import UserInvite, UserUpdate
 from tests.fakes import (
     Crash,
@@ -19,6 +19,7 @@ from tests.fakes import (
     WriteBudget,
     crashing_directory,
     fake_directory,
+    onboard,
 )
 
 CUSTOMER = "01JCXSTA00000000000000000A"
@@ -33,13 +34,7 @@ def clock() -> FakeClock:
 @pytest.fixture
 def directory(clock):
     d = fake_directory(clock)
-    resellers.onboard(
-        d.resellers,
-        clock,
-        ResellerCreate(
-            slug="demo", name="Demo", partner_center_id="1234567", country="CZ", currency="CZK"
-        ),
-    )
+    onboard(d.resellers, clock, "demo", name="Demo")
     return d
 
 
@@ -65,7 +60,7 @@ def invite(directory, owner, email=EMAIL, role=Role.CUSTOMER_ADMIN, customer=CUS
         public_base_url="https://portal.test",
     )
     mails = list(directory.notifications.rows.values())
-    return re.search(r"/invitations/(\S+)", mails[-1].email.text).group(1)
+    return re.search(r"/invitations/(\S+)", mails[-1].render().text).group(1)
 
 
 def test_invitation_is_accepted_once(directory, owner):
@@ -253,3 +248,17 @@ def test_a_sign_in_of_another_user_is_not_linked_by_a_repair(directory, owner):
     theirs = TestIssuer().sign_in(EMAIL)
     with pytest.raises(Conflict, match="another user"):
         identity.link(directory, directory.users.get("demo", owner.user_id), theirs)
+
+
+def test_two_invites_of_one_address_racing_past_the_check_end_as_one_user_and_a_409(
+    directory, owner
+):
+    directory.users.list = lambda *a, **k: Page(items=[])  # both looked before either wrote
+    command = UserInvite(email="Racer@Demo.example", role=Role.SALES)
+    users.invite(directory, owner, "demo", command, valid_for=timedelta(days=7), public_base_url="")
+    with pytest.raises(Conflict, match="already a user"):
+        users.invite(
+            directory, owner, "demo", command, valid_for=timedelta(days=7), public_base_url=""
+        )
+    racers = [u for u in directory.users.rows.values() if u.email == "racer@demo.example"]
+    assert len(racers) == 1

@@ -3,10 +3,10 @@
 One `ConfidentialClientApplication` per process, created on first use (never at import), so
 msal's in-memory token cache serves every call until the token is about to expire.
 
-App+user (Secure Application Model): when a refresh token is configured, the operations that
-Partner Center only allows with a user (see `PartnerCenterClient`) exchange it for an access token
-(`acquire_token_by_refresh_token`); without one they fall back to app-only, which is what the
-simulator and a sandbox without a consented user accept.
+App+user (Secure Application Model): the operations that Partner Center only allows with a user
+(see `client.Operation`) exchange the configured refresh token for an access token
+(`acquire_token_by_refresh_token`); without one they fail with a configuration error, since
+Partner Center refuses app-only tokens there (403).
 """
 
 from __future__ import annotations
@@ -179,7 +179,7 @@ class MsalTokenProvider:
 
     def access_token(self, scope: str, *, user: bool = False) -> str:
         """A valid access token for `scope` (app+user when asked and configured)."""
-        if user and self._refresh_token:
+        if user:
             return self._user_token(scope)
         app = self._application()
         result = self._call(lambda: app.acquire_token_for_client(scopes=[scope]))
@@ -198,8 +198,15 @@ class MsalTokenProvider:
             cached = self._user_tokens.get(scope)
             if cached is not None and cached[1] - _EXPIRY_SKEW_SECONDS > time.monotonic():
                 return cached[0]
-        app = self._application()
         refresh_token = self._refresh_token
+        if not refresh_token:
+            # A configuration gap like a missing secret: an outage for operators, not a refusal
+            # of the record a queue step works on.
+            raise PartnerCenterSignInFailed(
+                "This Partner Center operation needs app+user credentials: set "
+                "PARTNER_CENTER_REFRESH_TOKEN (Secure Application Model)"
+            )
+        app = self._application()
         result = self._call(
             lambda: app.acquire_token_by_refresh_token(refresh_token, scopes=[scope])
         )

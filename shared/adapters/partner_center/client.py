@@ -1,10 +1,9 @@
 """The Partner Center REST client: every operation the platform uses, typed both ways.
 
-App+user: Partner Center allows some operations only with a user's token (Secure Application
-Model). Those calls ask the token provider for `user=True`, which uses the configured refresh
-token, or app-only when none is configured: creating customers, carts and checkouts (orders for
-an indirect reseller's customer), the relationship-request link, transitions (trial conversion),
-order provisioning status, subscribed SKUs and the price sheet.
+Credentials: each operation signs in as Microsoft documents it (`Operation`, one table): app-only
+wherever "App or App+User" is allowed, app+user (the configured refresh token, Secure Application
+Model) only where a page says "App+User only". Without a refresh token those operations fail with
+a configuration error instead of trying app-only, which Partner Center refuses with 403.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ import json
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date, datetime
+from enum import Enum
 from typing import IO, Any, TypeVar
 from urllib.parse import quote
 
@@ -21,8 +21,10 @@ from pydantic import BaseModel
 
 from shared.adapters.partner_center import orders as mapping
 from shared.adapters.partner_center.price_sheet import parse_price_sheet
+from shared.adapters.partner_center.relationships import INDIRECT_RESELLERS, PartnerRelationship
 from shared.adapters.partner_center.transport import PartnerCenterTransport
 from shared.domain.errors import UpstreamRejected, UpstreamUnavailable
+from shared.domain.identity import IndirectReseller
 from shared.domain.orders import (
     CartLineRequest,
     CartRef,
@@ -69,6 +71,50 @@ _IN_PROGRESS = frozenset(
 _FAILED = frozenset({"failed", "error", "cancelled", "canceled"})
 
 
+class Operation(Enum):
+    """Every Partner Center operation the client calls, with the credentials Microsoft documents
+    for it (each page's "Prerequisites"; REFERENCE.md "Credentials per operation").
+
+    `True`: "App+User only" (a user's token is required); `False`: "App or App+User" (the client
+    uses app-only). The one place that decides which token a call gets.
+    """
+
+    # App+User only.
+    CREATE_INDIRECT_RESELLER_CUSTOMER = ("POST /v1/customers (associatedPartnerId)", True)
+    LIST_INDIRECT_RESELLER_CUSTOMERS = ("GET /v1/customers?filter=IndirectReseller", True)
+    GET_RELATIONSHIP_REQUEST_LINK = ("GET /v1/customers/relationshiprequests", True)
+    GET_ORDER_PROVISIONING_STATUS = ("GET …/orders/{o}/provisioningstatus", True)
+    LIST_SUBSCRIBED_SKUS = ("GET …/customers/{c}/subscribedskus", True)
+    GET_PRICE_SHEET = ("GET /v1.0/sales/pricesheets(…)/$value", True)
+    LIST_INDIRECT_RESELLERS = ("GET /v1/relationships?relationship_type=…", True)
+    # App or App+User.
+    CREATE_CUSTOMER = ("POST /v1/customers", False)
+    LIST_CUSTOMERS = ("GET /v1/customers", False)
+    GET_CUSTOMER = ("GET /v1/customers/{c}", False)
+    CHECK_DOMAIN = ("HEAD /v1/domains/{d}", False)
+    LIST_PRODUCTS = ("GET /v1/products", False)
+    GET_PRODUCT = ("GET /v1/products/{p}", False)
+    LIST_SKUS = ("GET /v1/products/{p}/skus", False)
+    LIST_AVAILABILITIES = ("GET …/skus/{s}/availabilities", False)
+    CREATE_CART = ("POST …/carts", False)
+    CHECKOUT = ("POST …/carts/{id}/checkout", False)
+    GET_ORDER = ("GET …/orders/{o}", False)
+    LIST_ORDERS = ("GET …/orders", False)
+    LIST_SUBSCRIPTIONS = ("GET …/subscriptions", False)
+    GET_SUBSCRIPTION = ("GET …/subscriptions/{s}", False)
+    UPDATE_SUBSCRIPTION = ("PATCH …/subscriptions/{s}", False)
+    GET_SUBSCRIPTION_OPERATION = ("GET …/subscriptions/{s}/operations/{id} (202 Location)", False)
+    LIST_TRANSITION_ELIGIBILITIES = ("GET …/subscriptions/{s}/transitionEligibilities", False)
+    CREATE_TRANSITION = ("POST …/subscriptions/{s}/transitions", False)
+    LIST_ADDONS = ("GET …/subscriptions/{s}/addons", False)
+    LIST_AZURE_UTILIZATION = ("GET …/subscriptions/{s}/utilizations/azure", False)
+    LIST_AUDIT_RECORDS = ("GET /v1/auditrecords", False)
+
+    def __init__(self, route: str, app_user_only: bool) -> None:
+        self.route = route
+        self.app_user_only = app_user_only
+
+
 def _seg(value: str) -> str:
     # Ids come from Partner Center or our records, but a stray "/" or "?" must never change
     # which resource is addressed.
@@ -103,10 +149,10 @@ class PartnerCenterClient:
 
     def _call(
         self,
+        operation: Operation,
         method: str,
         path: str,
         *,
-        user: bool = False,
         params: Mapping[str, str | int] | None = None,
         body: Any = None,
         headers: Mapping[str, str] | None = None,
@@ -117,7 +163,7 @@ class PartnerCenterClient:
             method,
             path,
             scope=self._scope,
-            user=user,
+            user=operation.app_user_only,
             params=params,
             body=body,
             headers=headers,
@@ -125,20 +171,22 @@ class PartnerCenterClient:
             accept=accept,
         )
 
-    def _one(self, model: type[M], method: str, path: str, **kwargs: Any) -> M:
-        response = self._call(method, path, **kwargs)
+    def _one(
+        self, operation: Operation, model: type[M], method: str, path: str, **kwargs: Any
+    ) -> M:
+        response = self._call(operation, method, path, **kwargs)
         return _parse(model, response)
 
-    def _all(self, model: type[M], path: str, **kwargs: Any) -> list[M]:
-        return list(self._pages(model, path, **kwargs))
+    def _all(self, operation: Operation, model: type[M], path: str, **kwargs: Any) -> list[M]:
+        return list(self._pages(operation, model, path, **kwargs))
 
     def _pages(
         self,
+        operation: Operation,
         model: type[M],
         path: str,
         *,
         params: Mapping[str, str | int] | None = None,
-        user: bool = False,
     ) -> Iterator[M]:
         """Items of a collection, following `continuationToken` page by page."""
         collection = ResourceCollection[model]  # type: ignore[valid-type]
@@ -149,7 +197,7 @@ class PartnerCenterClient:
             if token:
                 page_params["seekOperation"] = "next"
                 headers["MS-ContinuationToken"] = token
-            response = self._call("GET", path, params=page_params, headers=headers, user=user)
+            response = self._call(operation, "GET", path, params=page_params, headers=headers)
             page: ResourceCollection[M] = _parse(collection, response)
             yield from page.items
             next_token = page.next_page_token()
@@ -165,7 +213,9 @@ class PartnerCenterClient:
     ) -> Iterator[Customer]:
         """All customers (or one indirect reseller's), lazily, page after page."""
         params: dict[str, str | int] = {"size": page_size}
+        operation = Operation.LIST_CUSTOMERS
         if indirect_reseller_id:
+            operation = Operation.LIST_INDIRECT_RESELLER_CUSTOMERS
             params["filter"] = json.dumps(
                 {
                     "Field": "IndirectReseller",
@@ -174,34 +224,58 @@ class PartnerCenterClient:
                 },
                 separators=(",", ":"),
             )
-        return self._pages(Customer, "/v1/customers", params=params)
+        return self._pages(operation, Customer, "/v1/customers", params=params)
 
     def get_customer(self, customer_id: str) -> Customer:
         """One customer by tenant id."""
-        return self._one(Customer, "GET", f"/v1/customers/{_seg(customer_id)}")
+        return self._one(
+            Operation.GET_CUSTOMER, Customer, "GET", f"/v1/customers/{_seg(customer_id)}"
+        )
 
     def create_customer(self, customer: Customer, *, request_id: str | None = None) -> Customer:
         """Create a customer tenant; `associatedPartnerId` makes it an indirect reseller's."""
+        operation = (
+            Operation.CREATE_INDIRECT_RESELLER_CUSTOMER
+            if customer.associated_partner_id
+            else Operation.CREATE_CUSTOMER
+        )
         return self._one(
+            operation,
             Customer,
             "POST",
             "/v1/customers",
             body=customer.to_wire(),
             request_id=request_id,
-            user=True,
         )
 
     def is_domain_available(self, domain: str) -> bool:
         """Whether `<domain>` (e.g. `contoso.onmicrosoft.com`) is still free."""
-        response = self._call("HEAD", f"/v1/domains/{_seg(domain)}", accept=(404,))
+        response = self._call(
+            Operation.CHECK_DOMAIN, "HEAD", f"/v1/domains/{_seg(domain)}", accept=(404,)
+        )
         # Partner Center answers the question "does it exist": 200 taken, 404 free.
         return response.status_code == 404
 
     def get_relationship_request_link(self) -> RelationshipRequest:
         """The link a customer's admin opens to accept the partner as reseller."""
         return self._one(
-            RelationshipRequest, "GET", "/v1/customers/relationshiprequests", user=True
+            Operation.GET_RELATIONSHIP_REQUEST_LINK,
+            RelationshipRequest,
+            "GET",
+            "/v1/customers/relationshiprequests",
         )
+
+    # --- indirect resellers -----------------------------------------------------------------
+
+    def list_indirect_resellers(self) -> list[IndirectReseller]:
+        """Every indirect reseller in a relationship with the distributor (app+user only)."""
+        relationships = self._pages(
+            Operation.LIST_INDIRECT_RESELLERS,
+            PartnerRelationship,
+            "/v1/relationships",
+            params={"relationship_type": INDIRECT_RESELLERS},
+        )
+        return [r.to_indirect_reseller() for r in relationships]
 
     # --- catalog ---------------------------------------------------------------------------
 
@@ -212,12 +286,16 @@ class PartnerCenterClient:
         params: dict[str, str | int] = {"country": country, "targetView": target_view}
         if target_segment:
             params["targetSegment"] = target_segment
-        return self._all(Product, "/v1/products", params=params)
+        return self._all(Operation.LIST_PRODUCTS, Product, "/v1/products", params=params)
 
     def get_product(self, product_id: str, country: str) -> Product:
         """One product in a country."""
         return self._one(
-            Product, "GET", f"/v1/products/{_seg(product_id)}", params={"country": country}
+            Operation.GET_PRODUCT,
+            Product,
+            "GET",
+            f"/v1/products/{_seg(product_id)}",
+            params={"country": country},
         )
 
     def list_skus(
@@ -227,7 +305,9 @@ class PartnerCenterClient:
         params: dict[str, str | int] = {"country": country}
         if target_segment:
             params["targetSegment"] = target_segment
-        return self._all(Sku, f"/v1/products/{_seg(product_id)}/skus", params=params)
+        return self._all(
+            Operation.LIST_SKUS, Sku, f"/v1/products/{_seg(product_id)}/skus", params=params
+        )
 
     def list_availabilities(
         self, product_id: str, sku_id: str, country: str, *, target_segment: str | None = None
@@ -237,6 +317,7 @@ class PartnerCenterClient:
         if target_segment:
             params["targetSegment"] = target_segment
         return self._all(
+            Operation.LIST_AVAILABILITIES,
             Availability,
             f"/v1/products/{_seg(product_id)}/skus/{_seg(sku_id)}/availabilities",
             params=params,
@@ -256,7 +337,7 @@ class PartnerCenterClient:
             "GET",
             url,
             scope=self._price_sheet_scope,
-            user=True,
+            user=Operation.GET_PRICE_SHEET.app_user_only,
             headers={"Accept": "text/csv, application/zip, application/octet-stream, */*"},
             consume=_spool_body,
         )
@@ -267,12 +348,12 @@ class PartnerCenterClient:
     def create_cart(self, customer_id: str, cart: Cart, *, request_id: str | None = None) -> Cart:
         """Create a cart for a customer (lines carry the indirect reseller as participant)."""
         return self._one(
+            Operation.CREATE_CART,
             Cart,
             "POST",
             f"/v1/customers/{_seg(customer_id)}/carts",
             body=cart.to_wire(),
             request_id=request_id,
-            user=True,
         )
 
     def checkout(
@@ -280,29 +361,34 @@ class PartnerCenterClient:
     ) -> CartCheckoutResult:
         """Check a cart out into orders; failed order groups come back in `orderErrors`."""
         return self._one(
+            Operation.CHECKOUT,
             CartCheckoutResult,
             "POST",
             f"/v1/customers/{_seg(customer_id)}/carts/{_seg(cart_id)}/checkout",
             request_id=request_id,
-            user=True,
         )
 
     def get_order(self, customer_id: str, order_id: str) -> Order:
         """One order of a customer."""
-        return self._one(Order, "GET", f"/v1/customers/{_seg(customer_id)}/orders/{_seg(order_id)}")
+        return self._one(
+            Operation.GET_ORDER,
+            Order,
+            "GET",
+            f"/v1/customers/{_seg(customer_id)}/orders/{_seg(order_id)}",
+        )
 
     def list_orders(self, customer_id: str) -> list[Order]:
         """All orders of a customer."""
-        return self._all(Order, f"/v1/customers/{_seg(customer_id)}/orders")
+        return self._all(Operation.LIST_ORDERS, Order, f"/v1/customers/{_seg(customer_id)}/orders")
 
     def get_order_provisioning_status(
         self, customer_id: str, order_id: str
     ) -> list[OrderLineItemProvisioningStatus]:
         """Provisioning status of each line of an order."""
         return self._all(
+            Operation.GET_ORDER_PROVISIONING_STATUS,
             OrderLineItemProvisioningStatus,
             f"/v1/customers/{_seg(customer_id)}/orders/{_seg(order_id)}/provisioningstatus",
-            user=True,
         )
 
     # --- ordering, in the domain's words (mapped in adapters/partner_center/orders.py) -----
@@ -339,11 +425,16 @@ class PartnerCenterClient:
 
     def list_subscriptions(self, customer_id: str) -> list[Subscription]:
         """All subscriptions of a customer."""
-        return self._all(Subscription, f"/v1/customers/{_seg(customer_id)}/subscriptions")
+        return self._all(
+            Operation.LIST_SUBSCRIPTIONS,
+            Subscription,
+            f"/v1/customers/{_seg(customer_id)}/subscriptions",
+        )
 
     def get_subscription(self, customer_id: str, subscription_id: str) -> Subscription:
         """One subscription (with its ETag in `attributes.etag`)."""
         return self._one(
+            Operation.GET_SUBSCRIPTION,
             Subscription,
             "GET",
             f"/v1/customers/{_seg(customer_id)}/subscriptions/{_seg(subscription_id)}",
@@ -358,6 +449,7 @@ class PartnerCenterClient:
         if subscription.attributes is not None and subscription.attributes.etag:
             headers["If-Match"] = subscription.attributes.etag
         response = self._call(
+            Operation.UPDATE_SUBSCRIPTION,
             "PATCH",
             path,
             body=subscription.to_wire(as_read=True),
@@ -487,11 +579,11 @@ class PartnerCenterClient:
     ) -> list[TransitionEligibility]:
         """What a subscription may transition to (`immediate` or `scheduled`)."""
         return self._all(
+            Operation.LIST_TRANSITION_ELIGIBILITIES,
             TransitionEligibility,
             f"/v1/customers/{_seg(customer_id)}/subscriptions/{_seg(subscription_id)}"
             "/transitionEligibilities",
             params={"eligibilityType": eligibility_type},
-            user=True,
         )
 
     def create_transition(
@@ -504,17 +596,18 @@ class PartnerCenterClient:
     ) -> Transition:
         """Transition a subscription (trial → paid, upgrade)."""
         return self._one(
+            Operation.CREATE_TRANSITION,
             Transition,
             "POST",
             f"/v1/customers/{_seg(customer_id)}/subscriptions/{_seg(subscription_id)}/transitions",
             body=transition.to_wire(),
             request_id=request_id,
-            user=True,
         )
 
     def list_addons(self, customer_id: str, subscription_id: str) -> list[Subscription]:
         """Add-on subscriptions of a subscription."""
         return self._all(
+            Operation.LIST_ADDONS,
             Subscription,
             f"/v1/customers/{_seg(customer_id)}/subscriptions/{_seg(subscription_id)}/addons",
         )
@@ -522,7 +615,9 @@ class PartnerCenterClient:
     def list_subscribed_skus(self, customer_id: str) -> list[SubscribedSku]:
         """Licence counts on the customer's tenant (assigned = `consumedUnits`)."""
         return self._all(
-            SubscribedSku, f"/v1/customers/{_seg(customer_id)}/subscribedskus", user=True
+            Operation.LIST_SUBSCRIBED_SKUS,
+            SubscribedSku,
+            f"/v1/customers/{_seg(customer_id)}/subscribedskus",
         )
 
     # --- usage and audit -------------------------------------------------------------------
@@ -540,6 +635,7 @@ class PartnerCenterClient:
     ) -> Iterator[AzureUtilizationRecord]:
         """Azure utilization records of a subscription in [start, end), page after page."""
         return self._pages(
+            Operation.LIST_AZURE_UTILIZATION,
             AzureUtilizationRecord,
             f"/v1/customers/{_seg(customer_id)}/subscriptions/{_seg(subscription_id)}"
             "/utilizations/azure",
@@ -566,7 +662,9 @@ class PartnerCenterClient:
             params["endDate"] = iso_date(end)
         if filter:
             params["filter"] = filter
-        return self._pages(AuditRecord, "/v1/auditrecords", params=params)
+        return self._pages(
+            Operation.LIST_AUDIT_RECORDS, AuditRecord, "/v1/auditrecords", params=params
+        )
 
     # --- 202 + Location ----------------------------------------------------------------------
 
@@ -584,7 +682,7 @@ class PartnerCenterClient:
                     retry_after=self._poll_interval,
                 )
             transport.sleep(delay)
-            response = self._call("GET", location)
+            response = self._call(Operation.GET_SUBSCRIPTION_OPERATION, "GET", location)
             if response.status_code == 202:
                 delay = _retry_after(response, self._poll_interval)
                 continue

@@ -15,7 +15,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableTransactionError, UpdateMode
 
 from shared.adapters.tables.codec import EntityCodec
-from shared.adapters.tables.repository import check_key, storage_errors
+from shared.adapters.tables.repository import check_key, read_version, storage_errors
 from shared.adapters.tables.store import TableStore
 from shared.domain.catalog import (
     SETTINGS_ROW,
@@ -119,7 +119,7 @@ class CatalogTable:
                 entity,
                 {
                     "mode": UpdateMode.REPLACE,
-                    "etag": item.etag,
+                    "etag": read_version(item.etag),
                     "match_condition": MatchConditions.IfNotModified,
                 },
             )

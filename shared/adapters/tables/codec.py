@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 from azure.data.tables import EdmType, EntityProperty
-from pydantic import BaseModel, TypeAdapter
+from pydantic import AwareDatetime, BaseModel, TypeAdapter
 
 from shared.domain.model import Record
 
@@ -46,6 +46,11 @@ def _unwrap_optional(tp: Any) -> Any:
     return tp
 
 
+def _is_aware_datetime(tp: Any) -> bool:
+    # pydantic's AwareDatetime is no datetime subclass; stored as one, it can be filtered on.
+    return _unwrap_optional(tp) is AwareDatetime
+
+
 def _is_scalar(tp: Any) -> bool:
     tp = _unwrap_optional(tp)
     if typing.get_origin(tp) is typing.Literal:
@@ -62,9 +67,10 @@ def _is_model(tp: Any) -> bool:
 class _Field:
     name: str
     prop: str
-    kind: str  # "scalar" | "model" | "json"
+    kind: str  # "scalar" | "datetime" | "model" | "json"
     nested: EntityCodec[Any] | None = None
     adapter: TypeAdapter[Any] | None = None
+    old_prop: str | None = None  # the property it was stored under before a rename
 
 
 def _encode_scalar(value: Any) -> Any:
@@ -108,8 +114,12 @@ class EntityCodec(Generic[M]):
             if prop in RESERVED:
                 raise TypeError(f"{model.__name__}.{name}: {prop} is reserved by Table Storage")
             tp = info.annotation
-            if _is_scalar(tp):
-                self.fields.append(_Field(name, prop, "scalar"))
+            renamed = getattr(model, "renamed_fields", {}).get(name)
+            old = prefix + pascal(renamed) if renamed else None
+            if _is_aware_datetime(tp):
+                self.fields.append(_Field(name, prop, "datetime", old_prop=old))
+            elif _is_scalar(tp):
+                self.fields.append(_Field(name, prop, "scalar", old_prop=old))
             elif _is_model(tp):
                 nested = EntityCodec(_unwrap_optional(tp), prefix=prop)
                 self.fields.append(_Field(name, prop, "model", nested=nested))
@@ -123,7 +133,7 @@ class EntityCodec(Generic[M]):
             value = getattr(item, f.name)
             if value is None:
                 continue
-            if f.kind == "scalar":
+            if f.kind in ("scalar", "datetime"):
                 out[f.prop] = _encode_scalar(value)
             elif f.kind == "model":
                 assert f.nested is not None
@@ -143,10 +153,24 @@ class EntityCodec(Generic[M]):
                 if entity.get(f.prop):
                     data[f.name] = f.nested.values(entity)
                 continue
-            if f.prop not in entity or entity[f.prop] is None:
+            prop = f.prop
+            if entity.get(prop) is None and f.old_prop is not None:
+                prop = f.old_prop
+            if entity.get(prop) is None:
                 continue
-            raw = entity[f.prop]
-            data[f.name] = _decode_scalar(raw) if f.kind == "scalar" else json.loads(raw)
+            raw = entity[prop]
+            if f.kind == "datetime" and isinstance(raw, str):
+                # Rows written before AwareDatetime was stored as a DateTime hold JSON text.
+                data[f.name] = json.loads(raw) if raw.startswith('"') else raw
+            elif f.kind in ("scalar", "datetime"):
+                data[f.name] = _decode_scalar(raw)
+            else:
+                data[f.name] = json.loads(raw)
+        # Properties an older version of the record stored; the model migrates them on load.
+        legacy: typing.Mapping[str, str] = getattr(self.model, "legacy_properties", {})
+        for prop, name in legacy.items():
+            if entity.get(prop) is not None and name not in data:
+                data[name] = _decode_scalar(entity[prop])
         return data
 
     def from_entity(self, entity: typing.Mapping[str, Any]) -> M:

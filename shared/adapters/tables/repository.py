@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from azure.core import MatchConditions
@@ -23,8 +24,15 @@ from shared.adapters.tables.codec import EntityCodec
 from shared.adapters.tables.outbox_index import OutboxIndex
 from shared.adapters.tables.paging import decode_token, encode_token
 from shared.adapters.tables.store import TableStore
-from shared.domain.errors import ConcurrencyConflict, Conflict, NotFound, UpstreamUnavailable
-from shared.domain.model import Page, Record
+from shared.domain.claims import Claim
+from shared.domain.errors import (
+    ClaimTaken,
+    ConcurrencyConflict,
+    Conflict,
+    NotFound,
+    UpstreamUnavailable,
+)
+from shared.domain.model import ANY_VERSION, Page, Record
 from shared.domain.outbox import OutboxMessage
 
 M = TypeVar("M", bound=Record)
@@ -35,7 +43,19 @@ OUTBOX_PREFIX = "~outbox~"
 OUTBOX_END = "~outbox~~"
 DATA_END = "~"
 MAX_PAGE_SIZE = 1000
+_STORAGE_ETAG = re.compile(r'W/"[^"]+"')
 _BAD_KEY = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
+
+
+def claim_entity(partition: str, claim: Claim, owner: str) -> dict[str, Any]:
+    """The claim row of `claim` in `partition`, held by the record `owner` (its RowKey)."""
+    return {
+        "PartitionKey": partition,
+        "RowKey": check_key(claim.row_key, "RowKey"),
+        "Kind": claim.kind,
+        "Value": claim.value,
+        "Owner": owner,
+    }
 
 
 def check_key(key: str, what: str) -> str:
@@ -43,6 +63,22 @@ def check_key(key: str, what: str) -> str:
     if not key or len(key) > 512 or _BAD_KEY.search(key):
         raise ValueError(f"invalid {what} {key!r}")
     return key
+
+
+def read_version(etag: str | None) -> str:
+    """The ETag a conditional write sends: the one the record was read at, never empty or `*`.
+
+    Storage would take `*` as "overwrite whatever is there"; `If-Match: *` from a caller is
+    resolved by the service to the version it read (shared.domain.model.expected_version).
+    A value in another form than storage's own (`W/"..."`), such as an If-Match tag this API
+    never issued, matches no version: a lost race, as storage's mismatch is (storage itself
+    would answer 400 InvalidInput).
+    """
+    if not etag or etag == ANY_VERSION:
+        raise ValueError(f"a conditional write needs the ETag the record was read at, not {etag!r}")
+    if _STORAGE_ETAG.fullmatch(etag) is None:
+        raise ConcurrencyConflict("that ETag is no version of this record; read it again")
+    return etag
 
 
 def outbox_entity(partition: str, message: OutboxMessage) -> dict[str, Any]:
@@ -122,10 +158,14 @@ class TableRepository(Generic[M]):
             raise NotFound(f"{self.codec.model.__name__} not found")
         return item
 
-    def add(self, item: M, *, messages: Sequence[OutboxMessage] = ()) -> M:
-        """Insert a new record (Conflict if it exists), with its outbox messages."""
-        if messages:
-            return self.save_all(self.keys(item)[0], adds=[item], messages=messages)[0]
+    def add(
+        self, item: M, *, messages: Sequence[OutboxMessage] = (), claims: Collection[Claim] = ()
+    ) -> M:
+        """Insert a new record (Conflict if it exists), with its outbox messages and claims."""
+        if messages or claims:
+            pk, rk = self.keys(item)
+            owned = [(c, rk) for c in claims]
+            return self.save_all(pk, adds=[item], messages=messages, claims=owned)[0]
         try:
             meta = self.table.create_entity(self.entity(item))
         except ResourceExistsError as exc:
@@ -134,10 +174,28 @@ class TableRepository(Generic[M]):
             raise storage_errors(exc) from exc
         return self._with_etag(item, meta)
 
-    def update(self, item: M, *, messages: Sequence[OutboxMessage] = ()) -> M:
-        """Replace the record if unchanged since read (ConcurrencyConflict otherwise)."""
-        if messages:
-            return self.save_all(self.keys(item)[0], updates=[item], messages=messages)[0]
+    def update(
+        self,
+        item: M,
+        *,
+        messages: Sequence[OutboxMessage] = (),
+        claims: Collection[Claim] = (),
+        releases: Collection[Claim] = (),
+    ) -> M:
+        """Replace the record if unchanged since read (ConcurrencyConflict otherwise).
+
+        `claims` are taken and `releases` given up in the same transaction (ClaimTaken when
+        another record holds a claim).
+        """
+        if messages or claims or releases:
+            pk, rk = self.keys(item)
+            return self.save_all(
+                pk,
+                updates=[item],
+                messages=messages,
+                claims=[(c, rk) for c in claims],
+                releases=[(c, rk) for c in releases],
+            )[0]
         self._require_etag(item)
         try:
             meta = self.table.update_entity(
@@ -160,7 +218,7 @@ class TableRepository(Generic[M]):
             self.table.delete_entity(
                 pk, rk, etag=item.etag, match_condition=MatchConditions.IfNotModified
             )
-        except ResourceModifiedError as exc:
+        except (ResourceModifiedError, ResourceNotFoundError) as exc:
             raise ConcurrencyConflict(self._lost_race()) from exc
         except Exception as exc:
             raise storage_errors(exc) from exc
@@ -172,8 +230,55 @@ class TableRepository(Generic[M]):
         adds: Sequence[M] = (),
         updates: Sequence[M] = (),
         messages: Sequence[OutboxMessage] = (),
+        claims: Sequence[tuple[Claim, str]] = (),
+        releases: Sequence[tuple[Claim, str]] = (),
     ) -> list[M]:
-        """Insert and replace records of one partition atomically, with outbox messages."""
+        """Insert and replace records of one partition atomically, with outbox messages.
+
+        `claims` (claim, owner row) are inserted and `releases` (claim, owner row) deleted in
+        the same transaction; a release of a claim its owner does not hold is left out.
+        """
+        try:
+            return self._save_all(partition, adds, updates, messages, claims, releases)
+        except Conflict as exc:
+            if not claims or isinstance(exc, ConcurrencyConflict):
+                raise
+            # Which insert failed: a claim another record holds, or one this record already
+            # holds (saved before, or backfilled), which is no conflict at all.
+            held = []
+            for claim, owner in claims:
+                current = self.claim_owner(partition, claim)
+                if current is not None and current != owner:
+                    raise ClaimTaken(claim.kind, claim.value, current) from exc
+                if current == owner:
+                    held.append((claim, owner))
+            if not held:
+                raise
+            rest = [c for c in claims if c not in held]
+            return self._save_all(partition, adds, updates, messages, rest, releases)
+
+    def claim_owner(self, partition: str, claim: Claim) -> str | None:
+        """The RowKey of the record holding `claim` in `partition`, or None."""
+        row = self._claim_row(partition, claim)
+        return str(row["Owner"]) if row is not None else None
+
+    def _claim_row(self, partition: str, claim: Claim) -> Any:
+        try:
+            return self.table.get_entity(partition, claim.row_key)
+        except ResourceNotFoundError:
+            return None
+        except Exception as exc:
+            raise storage_errors(exc) from exc
+
+    def _save_all(
+        self,
+        partition: str,
+        adds: Sequence[M],
+        updates: Sequence[M],
+        messages: Sequence[OutboxMessage],
+        claims: Sequence[tuple[Claim, str]],
+        releases: Sequence[tuple[Claim, str]],
+    ) -> list[M]:
         ops: list[tuple[str, dict[str, Any]] | tuple[str, dict[str, Any], dict[str, Any]]] = []
         for item in adds:
             ops.append(("create", self._in_partition(item, partition)))
@@ -193,6 +298,22 @@ class TableRepository(Generic[M]):
         if messages and self.outbox is None:
             raise ValueError(
                 f"table {self.table_name} carries no outbox rows: build its repository with one"
+            )
+        for claim, owner in claims:
+            ops.append(("create", claim_entity(partition, claim, owner)))
+        for claim, owner in releases:
+            row = self._claim_row(partition, claim)
+            if row is None or row.get("Owner") != owner:
+                continue  # not held by this record (data from before claims): nothing to give up
+            ops.append(
+                (
+                    "delete",
+                    {"PartitionKey": partition, "RowKey": claim.row_key},
+                    {
+                        "etag": row.metadata["etag"],
+                        "match_condition": MatchConditions.IfNotModified,
+                    },
+                )
             )
         rows = [outbox_entity(partition, m) for m in messages]
         ops.extend(("create", row) for row in rows)
@@ -229,9 +350,12 @@ class TableRepository(Generic[M]):
         equals: Mapping[str, Any] | None = None,
         page_size: int = 50,
         continuation_token: str | None = None,
+        before: Mapping[str, datetime] | None = None,
     ) -> Page[M]:
-        """One page of records, optionally of one partition and with fields equal to values."""
-        clauses, params = ["RowKey lt @dataEnd"], {"dataEnd": DATA_END}
+        """One page of records, optionally of one partition, with fields equal to values and
+        (`before`) datetime fields earlier than the given moments."""
+        clauses = ["RowKey lt @dataEnd"]
+        params: dict[str, Any] = {"dataEnd": DATA_END}
         if partition is not None:
             clauses.append("PartitionKey eq @pk")
             params["pk"] = partition
@@ -241,6 +365,12 @@ class TableRepository(Generic[M]):
                 raise ValueError(f"{self.codec.model.__name__} has no field {name}")
             clauses.append(f"{prop} eq @v{i}")
             params[f"v{i}"] = value.value if hasattr(value, "value") else value
+        for i, (name, moment) in enumerate((before or {}).items()):
+            prop = self._props.get(name)
+            if prop is None:
+                raise ValueError(f"{self.codec.model.__name__} has no field {name}")
+            clauses.append(f"{prop} lt @b{i}")
+            params[f"b{i}"] = moment
         size = max(1, min(page_size, MAX_PAGE_SIZE))
         try:
             pager = self.table.query_entities(
@@ -272,8 +402,7 @@ class TableRepository(Generic[M]):
         return entity
 
     def _require_etag(self, item: M) -> None:
-        if not item.etag:
-            raise ValueError("an update needs the ETag the record was read at")
+        read_version(item.etag)
 
     def _lost_race(self) -> str:
         return f"{self.codec.model.__name__} was changed by someone else; read it again"

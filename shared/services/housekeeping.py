@@ -1,0 +1,143 @@
+"""Housekeeping: the watchdog, poison queues, and retention (`timer_housekeeping`).
+
+- Watchdog: every registered kind of record with transient states (see `services/watchdog.py`)
+  is looked after, so nothing stays Provisioning silently.
+- Poison queues: a message the host gave up on (one that never parsed, or whose `give_up`
+  itself failed) is counted and logged as an error on every pass and shown by
+  `GET /api/health?deep=1`; its record, if it was left in a transient state, is failed by the
+  watchdog.
+- Retention: expired Idempotency rows, accepted or expired invitations and sent notifications
+  are deleted `RETENTION_DAYS` after they stopped mattering.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from shared.domain.errors import ConcurrencyConflict
+from shared.domain.idempotency import IdempotencyRecord
+from shared.domain.identity import Invitation
+from shared.domain.model import Record, WireModel
+from shared.domain.notifications import Notification, NotificationStatus
+from shared.ports import Clock, Repository
+from shared.services import watchdog
+from shared.services.watchdog import TransientRecords
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Housekeeping:
+    """What the housekeeping pass works on."""
+
+    idempotency: Repository[IdempotencyRecord]
+    invitations: Repository[Invitation]
+    notifications: Repository[Notification]
+    transient: Sequence[TransientRecords]
+    clock: Clock
+    retention: timedelta
+    # Approximate depth of each `<queue>-poison` queue.
+    poison_depths: Callable[[], Mapping[str, int]]
+
+
+class Operations(WireModel):
+    """What `GET /api/health?deep=1` adds: poison queues and records stuck in flight."""
+
+    poison_queues: dict[str, int]
+    in_flight: dict[str, int]
+    stale: dict[str, int]
+
+
+class Purged(WireModel):
+    """Rows deleted by retention, per table."""
+
+    idempotency: int = 0
+    invitations: int = 0
+    notifications: int = 0
+
+
+def _pages(repo: Repository[Any], **query: Any) -> Iterator[Any]:
+    token: str | None = None
+    while True:
+        page = repo.list(page_size=1000, continuation_token=token, **query)
+        yield from page.items
+        token = page.continuation_token
+        if token is None:
+            return
+
+
+def _delete_all(repo: Repository[Any], rows: Iterator[Record]) -> int:
+    deleted = 0
+    for row in list(rows):
+        try:
+            repo.delete(row)
+            deleted += 1
+        except ConcurrencyConflict:
+            pass  # changed or deleted meanwhile: the next pass decides again
+    return deleted
+
+
+def purge(h: Housekeeping) -> Purged:
+    """Delete what retention lets go of (each table queried on its date, not read whole)."""
+    cutoff = h.clock.now() - h.retention
+    purged = Purged(
+        idempotency=_delete_all(
+            h.idempotency, _pages(h.idempotency, before={"expires_at": cutoff})
+        ),
+        invitations=_delete_all(
+            h.invitations,
+            _distinct(
+                _pages(h.invitations, before={"expires_at": cutoff}),
+                _pages(h.invitations, before={"accepted_at": cutoff}),
+            ),
+        ),
+        notifications=_delete_all(
+            h.notifications,
+            _pages(
+                h.notifications,
+                equals={"status": NotificationStatus.SENT},
+                before={"sent_at": cutoff},
+            ),
+        ),
+    )
+    if purged.idempotency or purged.invitations or purged.notifications:
+        log.info("retention deleted %s", purged.model_dump())
+    return purged
+
+
+def _distinct(*streams: Iterator[Invitation]) -> Iterator[Invitation]:
+    seen: set[tuple[str, str]] = set()
+    for stream in streams:
+        for item in stream:
+            if (item.reseller, item.token_hash) not in seen:
+                seen.add((item.reseller, item.token_hash))
+                yield item
+
+
+def operations(h: Housekeeping, *, now: datetime | None = None) -> Operations:
+    """Poison-queue depths and records in flight (and how many are stale); logs poison."""
+    report = watchdog.watch(h.transient, now or h.clock.now(), act=False)
+    return Operations(poison_queues=_poison(h), in_flight=report.in_flight, stale=report.stale)
+
+
+def _poison(h: Housekeeping) -> dict[str, int]:
+    depths = dict(h.poison_depths())
+    full = {q: n for q, n in depths.items() if n}
+    if full:
+        log.error(
+            "poison queues hold messages the host gave up on: %s; read them, fix the cause, "
+            "and retry or fail their records",
+            full,
+        )
+    return depths
+
+
+def run(h: Housekeeping) -> tuple[watchdog.WatchReport, Purged]:
+    """One housekeeping pass: watchdog, poison queues, retention."""
+    report = watchdog.watch(h.transient, h.clock.now())
+    _poison(h)
+    return report, purge(h)
