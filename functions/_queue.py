@@ -12,14 +12,21 @@ from pydantic import BaseModel, ValidationError
 from functions._http import REQUEST_ID
 from shared.domain.errors import DomainError, NotFound, UpstreamRejected, ValidationFailed
 from shared.domain.failures import Failure
+from shared.domain.identity import ResellerIncomplete
 
 log = logging.getLogger("functions.queue")
 P = TypeVar("P", bound=BaseModel)
 
 # Must equal host.json extensions.queues.maxDequeueCount (a test checks it).
 MAX_DEQUEUE_COUNT = 5
-# Errors that no retry will cure: record them at once instead of trying five times.
-PERMANENT: tuple[type[DomainError], ...] = (UpstreamRejected, ValidationFailed, NotFound)
+# Errors that no retry will cure: record them at once instead of trying five times. A reseller
+# without the Partner Center id a step needs stays so until a distributor admin adds it.
+PERMANENT: tuple[type[DomainError], ...] = (
+    UpstreamRejected,
+    ValidationFailed,
+    NotFound,
+    ResellerIncomplete,
+)
 
 
 def run_step(

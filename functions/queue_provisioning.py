@@ -40,5 +40,5 @@ def queue_provision_order(msg: func.QueueMessage) -> None:
         msg,
         ProvisionOrderMessage,
         lambda m: orders.provision(c.order_book, c.partner_center, m),
-        lambda m, reason: orders.give_up(c.order_book, m, reason),
+        lambda m, failure: orders.give_up(c.order_book, m, failure),
     )

@@ -20,6 +20,7 @@ from enum import StrEnum
 from pydantic import AwareDatetime, Field, field_serializer, model_validator
 
 from shared.domain.errors import Conflict
+from shared.domain.failures import FailureKind
 from shared.domain.model import Timestamped, WireModel, new_id
 
 CATALOG_ITEM_PATTERN = r"^[A-Za-z0-9]{1,40}:[A-Za-z0-9]{1,20}:[A-Za-z0-9]{1,20}$"
@@ -76,13 +77,6 @@ FINAL = frozenset({S.COMPLETED, S.COMPLETED_WITH_ERRORS, S.FAILED, S.CANCELLED})
 def can_move(current: OrderStatus, to: OrderStatus) -> bool:
     """Whether the transition table allows `current → to`."""
     return to in TRANSITIONS[current]
-
-
-class FailureKind(StrEnum):
-    """Refused (Partner Center or our rules said no: change something) or transient (retry)."""
-
-    REFUSED = "refused"
-    TRANSIENT = "transient"
 
 
 # --- money as it travels and is stored in an order -------------------------------------------
@@ -236,8 +230,13 @@ class HistoryEntry(WireModel):
     reason: str | None = None
 
 
-class Failure(WireModel):
-    """Why an order failed: `reason` for people, `detail` (Partner Center's words) for staff."""
+class OrderFailure(WireModel):
+    """Why an order failed: `reason` for people, `detail` (Partner Center's words) for staff.
+
+    `kind` decides what a retry sends: after a refusal, new MS-RequestIds (the same request
+    would be refused again); after a transient failure, the same ones (a cart or checkout that
+    may have happened is replayed, never made twice).
+    """
 
     kind: FailureKind
     reason: str
@@ -255,7 +254,7 @@ class Order(Timestamped):
     lines: list[OrderLine]
     currency: str
     history: list[HistoryEntry] = Field(default_factory=list)
-    failure: Failure | None = None
+    failure: OrderFailure | None = None
     created_by: str
     # Partner Center: ids, and the MS-RequestIds stored before each call that uses them.
     cart_request_id: str | None = None
@@ -276,7 +275,8 @@ class Order(Timestamped):
         self.updated_at = at
 
     def start_attempt(self) -> None:
-        """Fresh MS-RequestIds for a new provisioning attempt (a retry after a refusal)."""
+        """Fresh MS-RequestIds for a new provisioning attempt (first submit, or a retry after a
+        refusal): nothing of an earlier attempt is reused."""
         self.attempts += 1
         self.cart_request_id = str(uuid.uuid4())
         self.checkout_request_id = str(uuid.uuid4())
@@ -287,6 +287,13 @@ class Order(Timestamped):
         self.polls = 0
         for line in self.lines:
             line.result = None
+
+    def resume_attempt(self) -> None:
+        """Provision again with the stored MS-RequestIds, cart and order ids (a retry after a
+        transient failure): whatever Partner Center did already is replayed, not repeated."""
+        self.attempts += 1
+        self.failure = None
+        self.polls = 0
 
 
 class ProvisionOrderMessage(WireModel):

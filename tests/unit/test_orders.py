@@ -289,7 +289,7 @@ def test_a_crash_between_cart_and_its_record_reuses_the_same_cart(world):
     order = _draft(w, book)
     order = orders.submit(book, AM, "demo", CUST_B, order.id, order.etag or "")
     reseller = book.resellers.get("reseller", "demo")
-    lines = placing.cart_lines(order, placing.reseller_mpn_id(reseller))
+    lines = placing.cart_lines(order, reseller.require_mpn_id())
     pc.place_cart(TENANT, lines, request_id=order.cart_request_id or "")  # happened, answer lost
     done = _run(book, pc, order)
     assert done.status is S.COMPLETED and len(pc.carts) == 1 and len(pc.orders) == 1
@@ -335,7 +335,7 @@ def test_nothing_placed_fails_the_order_with_an_actionable_reason_and_allows_ret
     done = _run(book, pc, order)
     assert done.status is S.FAILED and done.failure is not None
     assert done.failure.reason.startswith("at most 1 more licences")
-    assert done.failure.kind.value == "refused"
+    assert done.failure.kind is FailureKind.REFUSED
 
 
 def test_an_order_for_a_customer_still_provisioning_waits_with_a_delay(world):

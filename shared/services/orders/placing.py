@@ -7,14 +7,13 @@ import logging
 from datetime import timedelta
 
 from shared.domain.errors import UpstreamRejected
-from shared.domain.identity import Reseller
+from shared.domain.failures import FailureKind
 from shared.domain.orders import (
     CartLineRequest,
     CheckoutResult,
-    Failure,
-    FailureKind,
     LineResult,
     Order,
+    OrderFailure,
     OrderLine,
     OrderStatus,
     PlacedOrder,
@@ -29,12 +28,6 @@ _CART_ALREADY_ORDERED = "800121"
 _SEAT_LIMIT = "10015"
 # How far Partner Center's clock may be behind ours when matching orders to a submit.
 _SKEW = timedelta(minutes=5)
-
-
-def reseller_mpn_id(reseller: Reseller) -> str:
-    """The reseller's MPN id, the cart lines' transaction_reseller participant."""
-    # until resellers carry their MPN id
-    return getattr(reseller, "mpn_id", None) or reseller.partner_center_id
 
 
 def cart_lines(order: Order, mpn_id: str) -> list[CartLineRequest]:
@@ -160,5 +153,5 @@ def record_nothing_placed(book: OrderBook, order: Order, result: CheckoutResult)
     reasons = [li.result.error for li in order.lines if li.result and li.result.error]
     reason = "; ".join(dict.fromkeys(reasons)) or "Partner Center placed none of the lines"
     detail = "; ".join(f"{e.code}: {e.description}" for e in result.errors) or None
-    order.failure = Failure(kind=FailureKind.REFUSED, reason=reason[:1000], detail=detail)
+    order.failure = OrderFailure(kind=FailureKind.REFUSED, reason=reason[:1000], detail=detail)
     order.move(OrderStatus.FAILED, book.clock.now(), SYSTEM, reason[:500])

@@ -19,7 +19,8 @@ from typing import Any
 
 from shared.domain.customers import Customer, CustomerStatus
 from shared.domain.errors import ConcurrencyConflict, UpstreamRejected
-from shared.domain.orders import Failure, FailureKind, Order, OrderStatus, ProvisionOrderMessage
+from shared.domain.failures import Failure, FailureKind
+from shared.domain.orders import Order, OrderFailure, OrderStatus, ProvisionOrderMessage
 from shared.domain.outbox import Queue
 from shared.ports import PartnerCenter
 from shared.services.orders.book import BLOCKING_CUSTOMER_STATUSES, SYSTEM, OrderBook, find_order
@@ -29,7 +30,6 @@ from shared.services.orders.placing import (
     check_out_cart,
     record_checkout,
     record_nothing_placed,
-    reseller_mpn_id,
 )
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ def provision(
     if order.cart_id is None:
         assert order.cart_request_id is not None
         cart = partner_center.place_cart(
-            tenant, cart_lines(order, reseller_mpn_id(reseller)), request_id=order.cart_request_id
+            tenant, cart_lines(order, reseller.require_mpn_id()), request_id=order.cart_request_id
         )
         if order.status is OrderStatus.SUBMITTED:
             order.move(OrderStatus.PROVISIONING, book.clock.now(), SYSTEM)
@@ -165,7 +165,7 @@ def fail(book: OrderBook, order: Order, kind: FailureKind, reason: str, detail: 
         if current.partner_center_order_ids and current.checked_out:
             # Partner Center placed it: the failure is in the waiting, not the order.
             kind = FailureKind.TRANSIENT
-        current.failure = Failure(kind=kind, reason=reason[:1000], detail=detail)
+        current.failure = OrderFailure(kind=kind, reason=reason[:1000], detail=detail)
         current.move(OrderStatus.FAILED, book.clock.now(), SYSTEM, reason[:500])
         try:
             saved = book.orders.update(current)
@@ -178,20 +178,14 @@ def fail(book: OrderBook, order: Order, kind: FailureKind, reason: str, detail: 
         return
 
 
-def give_up(book: OrderBook, message: ProvisionOrderMessage, reason: str) -> None:
-    """The step was refused for good or ran out of tries: Failed, with the reason."""
+def give_up(book: OrderBook, message: ProvisionOrderMessage, failure: Failure) -> None:
+    """The step was refused for good or ran out of tries: Failed, with its kind and reason."""
     order = find_order(book, message.reseller, message.order_id)
     if order is None:
         return
-    transient = reason.startswith("gave up after")
-    fail(
-        book,
-        order,
-        FailureKind.TRANSIENT if transient else FailureKind.REFUSED,
-        (
-            "Partner Center could not be reached; retry the order later"
-            if transient
-            else f"Partner Center refused the order: {reason}"
-        ),
-        reason,
+    reason = (
+        f"the order was refused: {failure.reason}"
+        if failure.kind is FailureKind.REFUSED
+        else "Partner Center could not be reached; retry the order later"
     )
+    fail(book, order, failure.kind, reason, failure.reason)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from shared.domain.errors import Conflict, Forbidden, PreconditionFailed
+from shared.domain.failures import FailureKind
 from shared.domain.identity import Principal
 from shared.domain.orders import Order, OrderDecision, OrderStatus
 from shared.domain.outbox import OutboxMessage, Queue
@@ -44,9 +45,14 @@ def submit(
     return _place(book, order, principal.email)
 
 
-def _place(book: OrderBook, order: Order, by: str, reason: str | None = None) -> Order:
+def _place(
+    book: OrderBook, order: Order, by: str, reason: str | None = None, *, fresh: bool = True
+) -> Order:
     order.move(OrderStatus.SUBMITTED, book.clock.now(), by, reason)
-    order.start_attempt()
+    if fresh:
+        order.start_attempt()
+    else:
+        order.resume_attempt()
     return book.orders.update(order, messages=[_provision_message(order)])
 
 
@@ -97,13 +103,19 @@ def retry(
     order_id: str,
     etag: str | None,
 ) -> Order:
-    """Place a Failed order again (new MS-RequestIds: nothing of the last attempt was placed)."""
+    """Provision a Failed order again.
+
+    After a refusal, as a new request (new MS-RequestIds, no stored cart: the same request would
+    be refused again); after a transient failure, with the stored ids and cart, so a cart or
+    checkout that may have happened is replayed by Partner Center instead of made twice.
+    """
     order = get(book, principal, reseller_slug, customer_id, order_id)
     _ensure_unchanged(book, order, etag)
     if principal.is_customer_user:
         raise Forbidden("a customer's user cannot retry an order")
     if order.status is not OrderStatus.FAILED:
         raise Conflict(f"only a Failed order can be retried; this one is {order.status.value}")
-    if order.partner_center_order_ids:
+    refused = order.failure is None or order.failure.kind is FailureKind.REFUSED
+    if refused and order.partner_center_order_ids:
         raise Conflict("Partner Center placed part of this order already; place a new one")
-    return _place(book, order, principal.email, "retried")
+    return _place(book, order, principal.email, "retried", fresh=refused)
