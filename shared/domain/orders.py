@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
@@ -22,6 +22,8 @@ from pydantic import AwareDatetime, Field, field_serializer, model_validator
 from shared.domain.errors import Conflict
 from shared.domain.failures import FailureKind
 from shared.domain.model import Timestamped, WireModel, new_id
+from shared.domain.money import Money
+from shared.domain.pricing import PricedLine
 
 CATALOG_ITEM_PATTERN = r"^[A-Za-z0-9]{1,40}:[A-Za-z0-9]{1,20}:[A-Za-z0-9]{1,20}$"
 TERM_PATTERN = r"^P\d+[MY]$"
@@ -79,59 +81,6 @@ def can_move(current: OrderStatus, to: OrderStatus) -> bool:
     return to in TRANSITIONS[current]
 
 
-# --- money as it travels and is stored in an order -------------------------------------------
-
-
-class Amount(WireModel):
-    """An amount with its currency: `{"amount": "150.00", "currency": "CZK"}`."""
-
-    amount: Decimal
-    currency: str = Field(pattern=r"^[A-Z]{3}$")
-
-    @field_serializer("amount")
-    def _as_text(self, value: Decimal) -> str:
-        return format(value, "f")
-
-
-class LinePrice(WireModel):
-    """The prices a line was shown (a snapshot: history never moves with Microsoft's prices).
-
-    Unit amounts are per licence and billing period; extended ones × quantity. Mark-up is over
-    the reseller cost, margin percent of the customer price, margin the extended amount.
-    """
-
-    unit_cost: Amount
-    extended_cost: Amount
-    unit_recommended_price: Amount
-    extended_recommended_price: Amount
-    unit_customer_price: Amount
-    extended_customer_price: Amount
-    markup_percent: Decimal | None
-    margin_percent: Decimal | None
-    margin: Amount
-    pinned: bool = False
-    below_cost: bool = False
-    price_sheet_effective_date: date | None = None
-
-    @field_serializer("markup_percent", "margin_percent")
-    def _pct(self, value: Decimal | None) -> str | None:
-        return None if value is None else format(value.normalize(), "f")
-
-
-class LinePricePublic(WireModel):
-    """What a customer's user sees of a line's price: its own price, nothing else."""
-
-    unit_price: Amount
-    extended_price: Amount
-
-
-def public_price(priced: LinePrice) -> LinePricePublic:
-    """The customer's view of a price snapshot."""
-    return LinePricePublic(
-        unit_price=priced.unit_customer_price, extended_price=priced.extended_customer_price
-    )
-
-
 # --- commands -------------------------------------------------------------------------------
 
 
@@ -150,7 +99,9 @@ class OrderLineInput(WireModel):
     markup_percent: Decimal | None = Field(
         None, ge=-100, le=100000, description="Customer price = reseller cost × (1 + mark-up)."
     )
-    unit_price: Amount | None = Field(None, description="A customer price pinned by hand.")
+    unit_price: Money | None = Field(
+        None, description="A customer unit price set by hand, in the reseller's currency."
+    )
     parent_line: int | None = Field(None, ge=0, description="Index of this add-on's base line.")
     parent_subscription_id: str | None = Field(
         None, pattern=r"^[0-9a-fA-F-]{36}$", description="The base subscription of an add-on."
@@ -208,12 +159,12 @@ class OrderLine(WireModel):
     term_duration: str
     billing_cycle: str
     markup_percent: Decimal | None = None
-    unit_price: Amount | None = None
+    unit_price: Money | None = None
     parent_line: int | None = None
     parent_subscription_id: str | None = None
     friendly_name: str | None = None
     is_trial: bool = False
-    priced: LinePrice
+    priced: PricedLine
     result: LineResult | None = None
 
     @field_serializer("markup_percent")

@@ -13,7 +13,7 @@ from enum import StrEnum
 from pydantic import AwareDatetime
 
 from shared.domain.model import Timestamped
-from shared.domain.orders import LinePrice
+from shared.domain.pricing import PricedLine
 
 
 class SubscriptionOrigin(StrEnum):
@@ -61,7 +61,7 @@ class Subscription(Timestamped):
     auto_renew: bool = False
     is_trial: bool = False
     parent_subscription_id: str | None = None
-    priced: LinePrice | None = None
+    priced: PricedLine | None = None
     origin: SubscriptionOrigin = SubscriptionOrigin.ORDERED_HERE
     order_id: str | None = None
     partner_center_order_id: str | None = None

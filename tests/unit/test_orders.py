@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
+from azure.functions.queue import QueueMessage
 
+from functions._queue import run_step
 from shared.domain.customers import CustomerStatus, Qualification
-from shared.domain.errors import Conflict, Forbidden, ValidationFailed
-from shared.domain.identity import NotificationEvent, Principal, Role, SignInKind
+from shared.domain.errors import (
+    Conflict,
+    Forbidden,
+    UpstreamRejected,
+    UpstreamUnavailable,
+    ValidationFailed,
+)
+from shared.domain.failures import FailureKind
+from shared.domain.identity import DISTRIBUTOR, NotificationEvent, Principal, Role, SignInKind
+from shared.domain.money import Money
 from shared.domain.orders import (
     TRANSITIONS,
     Order,
@@ -19,6 +31,7 @@ from shared.domain.orders import (
     can_move,
     order_row_key,
 )
+from shared.domain.pricing import PriceSource
 from shared.services import orders
 from shared.services.orders import OrderBook, placing
 from tests.catalog_fakes import BOTH, cost_fields, install_catalog
@@ -29,6 +42,9 @@ S = OrderStatus
 AM = Principal("u1", "demo", None, Role.ACCOUNT_MANAGER, "owner@demo.example", SignInKind.PLATFORM)
 CADMIN = Principal(
     "u2", "demo", CUST_A, Role.CUSTOMER_ADMIN, "cadmin@a.example", SignInKind.PLATFORM
+)
+DADMIN = Principal(
+    "u9", DISTRIBUTOR, None, Role.DISTRIBUTOR_ADMIN, "d@dist.example", SignInKind.PLATFORM
 )
 TENANT = "11111111-2222-3333-4444-555555555555"
 
@@ -116,18 +132,37 @@ def test_draft_is_priced_with_every_layer_in_the_resellers_currency(world):
     w, book, _ = world
     order = _draft(w, book, _line(w, book, markupPercent="20"))
     priced = order.lines[0].priced
-    assert priced.unit_cost.currency == "CZK" == priced.unit_customer_price.currency
-    assert priced.unit_customer_price.amount == (priced.unit_cost.amount * 12 / 10).quantize(
-        priced.unit_cost.amount
-    )
-    assert priced.markup_percent == 20
+    unit = priced.unit
+    assert unit.reseller_cost.currency == "CZK" == unit.customer_price.currency
+    assert unit.customer_price == (unit.reseller_cost * Decimal("1.2")).rounded()
+    assert priced.markup_percent == 20 and priced.source is PriceSource.LINE_MARKUP
+    assert priced.extended.customer_price == unit.customer_price * priced.quantity
 
 
 def test_pinned_unit_price_is_kept_as_a_price(world):
     w, book, _ = world
     order = _draft(w, book, _line(w, book, unitPrice={"amount": "150.00", "currency": "CZK"}))
-    assert str(order.lines[0].priced.unit_customer_price.amount) == "150.00"
+    assert order.lines[0].priced.unit.customer_price == Money.of("150.00", "CZK")
     assert order.lines[0].priced.pinned
+
+
+def test_a_unit_price_in_another_currency_is_refused_naming_the_line(world):
+    w, book, _ = world
+    line = _line(w, book, unitPrice={"amount": "6.00", "currency": "EUR"})
+    with pytest.raises(ValidationFailed) as exc:
+        _draft(w, book, _line(w, book), line)
+    assert [e.field for e in exc.value.errors] == ["lines[1].unitPrice"]
+    assert not book.orders.rows  # type: ignore[attr-defined]
+
+
+def test_staff_never_see_microsofts_cost_and_distributor_admins_do(world):
+    w, book, _ = world
+    order = _draft(w, book)
+    staff = orders.present(AM, order).model_dump(mode="json", by_alias=True)
+    admin = orders.present(DADMIN, order).model_dump(mode="json", by_alias=True)
+    assert "resellerCost" in _keys(staff) and "microsoftCost" not in _keys(staff)
+    assert "microsoftCost" in _keys(admin)
+    assert "distributorMarkupPercent" not in _keys(staff)
 
 
 def test_bad_lines_are_refused_naming_each_line_and_field(world):
@@ -370,3 +405,80 @@ def test_order_emails_go_to_whom_the_resellers_notification_settings_name(world)
     second = orders.submit(book, AM, "demo", CUST_B, second.id, second.etag or "")
     _run(book, pc, second)
     assert book.notifications.find("demo", f"order-{second.id}-completed") is None  # type: ignore[union-attr]
+
+
+# --- failure kinds and retry -------------------------------------------------------------
+
+
+def _deliver(book: OrderBook, pc: FakeOrderPartnerCenter, order: Order, tries: int = 1) -> None:
+    """One delivery of provision-order through the queue edge (as the host runs it)."""
+    body = json.dumps({"reseller": order.reseller, "orderId": order.id}).encode()
+    run_step(
+        QueueMessage(id=f"m{tries}", body=body, dequeue_count=tries),
+        ProvisionOrderMessage,
+        lambda m: orders.provision(book, pc, m),
+        lambda m, failure: orders.give_up(book, m, failure),
+    )
+
+
+def test_a_reseller_without_its_mpn_id_fails_the_order_at_once_as_refused(world):
+    w, book, pc = world
+    order = _draft(w, book)
+    order = orders.submit(book, AM, "demo", CUST_B, order.id, order.etag or "")
+    reseller = book.resellers.get("reseller", "demo")
+    reseller.mpn_id = None
+    book.resellers.update(reseller)
+    _deliver(book, pc, order)  # refused for good: recorded on the first try, not retried
+    failed = orders.get(book, AM, "demo", CUST_B, order.id)
+    assert failed.status is S.FAILED and failed.failure is not None
+    assert failed.failure.kind is FailureKind.REFUSED
+    assert "MPN id" in failed.failure.reason and "mpnId" in failed.failure.reason
+    assert pc.calls == []
+
+
+def test_cart_lines_carry_the_resellers_mpn_id(world):
+    w, book, pc = world
+    order = _draft(w, book)
+    order = orders.submit(book, AM, "demo", CUST_B, order.id, order.etag or "")
+    _run(book, pc, order)
+    (cart,) = pc.carts.values()
+    reseller = book.resellers.get("reseller", "demo")
+    assert reseller.mpn_id and {li.reseller_mpn_id for li in cart.lines} == {reseller.mpn_id}
+
+
+def test_retry_after_a_refusal_sends_new_request_ids_and_no_stored_cart(world):
+    w, book, pc = world
+    order = _draft(w, book)
+    order = orders.submit(book, AM, "demo", CUST_B, order.id, order.etag or "")
+    pc.fail_next = [UpstreamRejected("Invalid cart", code="400000", status=400)]
+    _deliver(book, pc, order)
+    failed = orders.get(book, AM, "demo", CUST_B, order.id)
+    assert failed.failure is not None and failed.failure.kind is FailureKind.REFUSED
+    again = orders.retry(book, AM, "demo", CUST_B, order.id, failed.etag)
+    assert again.cart_request_id != failed.cart_request_id
+    assert again.checkout_request_id != failed.checkout_request_id
+    assert again.cart_id is None
+    assert _run(book, pc, again).status is S.COMPLETED and len(pc.orders) == 1
+
+
+def test_retry_after_a_transient_failure_replays_the_same_cart_and_checkout(world):
+    w, book, pc = world
+    order = _draft(w, book)
+    order = orders.submit(book, AM, "demo", CUST_B, order.id, order.etag or "")
+    book.after_step = lambda step: (
+        (_ for _ in ()).throw(UpstreamUnavailable("lost")) if step == "cart" else None
+    )
+    with pytest.raises(UpstreamUnavailable):
+        _deliver(book, pc, order, tries=5)  # the cart was made; the last try gave up
+    book.after_step = None
+    failed = orders.get(book, AM, "demo", CUST_B, order.id)
+    assert failed.failure is not None and failed.failure.kind is FailureKind.TRANSIENT
+    assert failed.cart_id is not None
+    again = orders.retry(book, AM, "demo", CUST_B, order.id, failed.etag)
+    assert (again.cart_request_id, again.checkout_request_id, again.cart_id) == (
+        failed.cart_request_id,
+        failed.checkout_request_id,
+        failed.cart_id,
+    )
+    done = _run(book, pc, again)
+    assert done.status is S.COMPLETED and len(pc.carts) == 1 and len(pc.orders) == 1

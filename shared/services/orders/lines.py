@@ -5,29 +5,47 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 
-from shared.domain.catalog import CatalogEntry, MicrosoftSegment, Product, ProductSku, Term
+from shared.domain.catalog import (
+    CatalogEntry,
+    MicrosoftSegment,
+    OfferKey,
+    Product,
+    ProductSku,
+    SkuAvailability,
+    SkuPrice,
+    Term,
+)
 from shared.domain.customers import Customer, Qualification
 from shared.domain.errors import Conflict, FieldError, ValidationFailed
 from shared.domain.identity import Reseller
-from shared.domain.orders import (
-    SMALL_BUSINESS_SEAT_CAP,
-    Amount,
-    LinePrice,
-    OrderCreate,
-    OrderLine,
-    OrderLineInput,
-)
-from shared.domain.pricing import PriceBreakdown, breakdown, round_money
+from shared.domain.orders import SMALL_BUSINESS_SEAT_CAP, OrderCreate, OrderLine, OrderLineInput
+from shared.domain.pricing import LineOverride, PricedLine
 from shared.domain.subscriptions import Subscription
-from shared.services.catalog import CatalogSnapshot, Listing, _Offer, price_offer
+from shared.services.catalog import CatalogSnapshot, Listing
 from shared.services.orders.book import BLOCKING_CUSTOMER_STATUSES, OrderBook
+from shared.services.pricing import (
+    ResellerPricing,
+    price_line,
+    price_offer,
+    reseller_pricing,
+    sheet_row,
+)
 
 _DISCOUNTED = frozenset(
     {MicrosoftSegment.EDUCATION, MicrosoftSegment.GOVERNMENT, MicrosoftSegment.NONPROFIT}
 )
-# How far Partner Center's clock may be behind ours when matching orders to a submit.
+
+
+@dataclass(frozen=True)
+class _Offer:
+    """One offer of a SKU: where it is sold and for which term."""
+
+    sku: ProductSku
+    availability: SkuAvailability
+    segment: MicrosoftSegment
+    term: Term
+    price: SkuPrice
 
 
 @dataclass(frozen=True)
@@ -136,61 +154,54 @@ def _resolve(
         )
     if line.unit_price is not None and line.unit_price.currency != snap.currency:
         errors.append(
-            FieldError(f"{at}.unitPrice.currency", f"must be the reseller's {snap.currency}")
+            FieldError(f"{at}.unitPrice", f"must be in the reseller's currency, {snap.currency}")
         )
-    return _Resolved(_listing(snap, product), _Offer(sku, availability, term, price))
+    return _Resolved(_listing(snap, product), _Offer(sku, availability, base, term, price))
 
 
 def _price_lines(
-    snap: CatalogSnapshot, lines: Sequence[tuple[OrderLineInput, _Resolved]]
-) -> list[LinePrice]:
-    """Every price layer of each line: the one place orders price anything.
+    pricing: ResellerPricing, lines: Sequence[tuple[int, OrderLineInput, _Resolved]]
+) -> list[PricedLine]:
+    """Every price layer of each line (`price_offer`): the one place orders price anything.
 
-    Today's catalog pricing (`price_offer`: cost, recommended price, the catalog's or the
-    reseller's default mark-up); a line's own mark-up or pinned unit price wins.
+    The catalog entry's overrides apply; a line's own mark-up or unit price wins over them.
+    Refusals name the line (`lines[i].…`), all of them in one answer.
     """
-    currency = snap.currency
-    out: list[LinePrice] = []
-    for line, found in lines:
-        catalog = price_offer(found.listing, found.offer, snap.reseller, currency)
-        if line.markup_percent is not None:
-            b = breakdown(
-                found.offer.price.cost, catalog.recommended_price, currency, line.markup_percent
+    out: list[PricedLine] = []
+    errors: list[FieldError] = []
+    for i, line, found in lines:
+        offer = found.offer
+        override = LineOverride(markup_percent=line.markup_percent, unit_price=line.unit_price)
+        try:
+            if offer.sku.is_trial:  # not a catalog offer: priced from its own price-sheet row
+                row = sheet_row(found.listing.product.id, offer.sku.id, offer.price)
+                out.append(price_line(pricing, row, quantity=line.quantity, line=override))
+                continue
+            out.append(
+                price_offer(
+                    pricing,
+                    found.listing.product,
+                    found.listing.entry,
+                    OfferKey(
+                        sku_id=offer.sku.id,
+                        segment=offer.segment,
+                        term=offer.term.duration,
+                        billing_cycle=offer.term.billing_cycle,
+                    ),
+                    quantity=line.quantity,
+                    line=override,
+                    field=f"lines[{i}]",
+                )
             )
-        else:
-            b = catalog
-        unit_price = (
-            round_money(line.unit_price.amount, currency)
-            if line.unit_price is not None
-            else b.customer_price
-        )
-        pinned = PriceBreakdown(
-            currency=currency,
-            cost=b.cost,
-            recommended_price=b.recommended_price,
-            customer_price=unit_price,
-        )
-        q = Decimal(line.quantity)
-
-        def money(value: Decimal) -> Amount:
-            return Amount(amount=round_money(value, currency), currency=currency)
-
-        out.append(
-            LinePrice(
-                unit_cost=money(pinned.cost),
-                extended_cost=money(pinned.cost * q),
-                unit_recommended_price=money(pinned.recommended_price),
-                extended_recommended_price=money(pinned.recommended_price * q),
-                unit_customer_price=money(pinned.customer_price),
-                extended_customer_price=money(pinned.customer_price * q),
-                markup_percent=pinned.markup_percent,
-                margin_percent=pinned.margin_percent,
-                margin=money(pinned.margin * q),
-                pinned=line.unit_price is not None,
-                below_cost=pinned.customer_price < pinned.cost,
-                price_sheet_effective_date=None,
-            )
-        )
+        except ValidationFailed as exc:
+            errors += [
+                e
+                if e.field.startswith("lines[")
+                else FieldError(f"lines[{i}].{e.field}", e.message)
+                for e in exc.errors
+            ]
+    if errors:
+        raise ValidationFailed(errors)
     return out
 
 
@@ -311,8 +322,13 @@ def build_lines(
     _check_tenant_rules(command.lines, resolved, _existing_subscriptions(book, customer), errors)
     if errors:
         raise ValidationFailed(errors)
-    pairs = [(line, found) for line, found in zip(command.lines, resolved, strict=True) if found]
-    prices = _price_lines(snap, pairs)
+    pairs = [
+        (i, line, found)
+        for i, (line, found) in enumerate(zip(command.lines, resolved, strict=True))
+        if found
+    ]
+    pricing = reseller_pricing(reseller, book.catalog.distributor_markup_percent)
+    prices = _price_lines(pricing, pairs)
     return [
         OrderLine(
             catalog_item_id=line.catalog_item_id.upper(),
@@ -332,5 +348,5 @@ def build_lines(
             is_trial=found.offer.sku.is_trial,
             priced=price,
         )
-        for (line, found), price in zip(pairs, prices, strict=True)
+        for (_, line, found), price in zip(pairs, prices, strict=True)
     ]

@@ -96,6 +96,9 @@ def provision(
         order.cart_id = cart.id
         saver.save("cart")
         order = saver.order
+    elif order.status is OrderStatus.SUBMITTED:
+        # A retry after a transient failure resumes past its cart: saved with the next step.
+        order.move(OrderStatus.PROVISIONING, book.clock.now(), SYSTEM)
 
     # (b) checkout, with its stored MS-RequestId; (c) Partner Center's order ids
     if not order.checked_out:

@@ -7,26 +7,24 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, Field
 
+from shared.domain.failures import FailureKind
 from shared.domain.identity import Principal
 from shared.domain.model import Page, WireModel
-from shared.domain.orders import (
-    Amount,
-    FailureKind,
-    HistoryEntry,
-    LinePrice,
-    LinePricePublic,
-    LineResult,
-    Order,
-    OrderKind,
-    OrderLine,
-    OrderStatus,
-    public_price,
-)
+from shared.domain.money import Money
+from shared.domain.orders import HistoryEntry, LineResult, Order, OrderKind, OrderLine, OrderStatus
+from shared.domain.pricing import PricedLine
 from shared.domain.subscriptions import Subscription, SubscriptionOrigin
 from shared.services import access, resellers
 from shared.services.orders.book import OrderBook, customer_of
+from shared.services.pricing import (
+    LINE_VIEWS,
+    LinePriceDistributor,
+    LinePricePublic,
+    LinePriceStaff,
+    render_price,
+)
 
 
 class OrderLineStaff(WireModel):
@@ -40,12 +38,14 @@ class OrderLineStaff(WireModel):
     term_duration: str
     billing_cycle: str
     markup_percent: Decimal | None
-    unit_price: Amount | None
+    unit_price: Money | None
     parent_line: int | None
     parent_subscription_id: str | None
     friendly_name: str | None
     is_trial: bool
-    priced: LinePrice
+    priced: LinePriceStaff | LinePriceDistributor = Field(
+        description="Every layer reseller staff see; Microsoft's cost for distributor admins only."
+    )
     result: LineResult | None
 
 
@@ -90,9 +90,9 @@ class OrderStaff(WireModel):
     status: OrderStatus
     currency: str
     lines: list[OrderLineStaff]
-    total: Amount
-    total_cost: Amount
-    margin: Amount
+    total: Money
+    total_cost: Money
+    margin: Money
     history: list[HistoryEntry]
     failure: FailureStaff | None
     created_by: str
@@ -112,7 +112,7 @@ class OrderPublic(WireModel):
     status: OrderStatus
     currency: str
     lines: list[OrderLinePublic]
-    total: Amount
+    total: Money
     history: list[HistoryEntry]
     failure: FailureView | None
     created_at: AwareDatetime
@@ -125,9 +125,9 @@ class OrderPreviewStaff(WireModel):
     customer_id: str
     currency: str
     lines: list[OrderLineStaff]
-    total: Amount
-    total_cost: Amount
-    margin: Amount
+    total: Money
+    total_cost: Money
+    margin: Money
 
 
 class OrderPreviewPublic(WireModel):
@@ -136,7 +136,7 @@ class OrderPreviewPublic(WireModel):
     customer_id: str
     currency: str
     lines: list[OrderLinePublic]
-    total: Amount
+    total: Money
 
 
 class SubscriptionStaff(WireModel):
@@ -158,7 +158,7 @@ class SubscriptionStaff(WireModel):
     parent_subscription_id: str | None
     origin: SubscriptionOrigin
     order_id: str | None
-    priced: LinePrice | None
+    priced: LinePriceStaff | LinePriceDistributor | None
 
 
 class SubscriptionPublic(WireModel):
@@ -183,28 +183,40 @@ class SubscriptionPublic(WireModel):
     priced: LinePricePublic | None
 
 
-def _sum(amounts: Sequence[Amount], currency: str) -> Amount:
-    return Amount(amount=sum((a.amount for a in amounts), Decimal(0)), currency=currency)
+def _sum(amounts: Sequence[Money], currency: str) -> Money:
+    return sum(amounts, Money.zero(currency))
+
+
+def price_view(principal: Principal | None, priced: PricedLine) -> Any:
+    """A price snapshot as the caller's audience sees it (the one place that decides)."""
+    return render_price(priced, access.audience(principal), LINE_VIEWS)
 
 
 def lines_view(
     principal: Principal | None, lines: Sequence[OrderLine], currency: str
 ) -> dict[str, Any]:
-    """The one place that decides what of a line's price a caller sees."""
-    total = _sum([li.priced.extended_customer_price for li in lines], currency)
+    """The lines and totals the caller may see."""
+    total = _sum([li.priced.extended.customer_price for li in lines], currency)
     if access.sees_cost(principal):
-        cost = _sum([li.priced.extended_cost for li in lines], currency)
+        cost = _sum([li.priced.extended.reseller_cost for li in lines], currency)
         return {
-            "lines": [OrderLineStaff.model_validate(li, from_attributes=True) for li in lines],
+            "lines": [
+                OrderLineStaff(
+                    **li.model_dump(exclude={"priced", "result"}),
+                    priced=price_view(principal, li.priced),
+                    result=li.result,
+                )
+                for li in lines
+            ],
             "total": total,
             "total_cost": cost,
-            "margin": Amount(amount=total.amount - cost.amount, currency=currency),
+            "margin": total - cost,
         }
     return {
         "lines": [
             OrderLinePublic(
                 **li.model_dump(exclude={"priced", "result"}),
-                priced=public_price(li.priced),
+                priced=price_view(principal, li.priced),
                 result=li.result,
             )
             for li in lines
@@ -242,11 +254,10 @@ def present_subscription(
     """The view of a subscription the caller may see."""
     data = sub.model_dump(exclude={"priced", "reseller", "created_at", "updated_at"})
     data.pop("partner_center_order_id", None)
+    priced = price_view(principal, sub.priced) if sub.priced is not None else None
     if access.sees_cost(principal):
-        return SubscriptionStaff(**data, priced=sub.priced)
-    return SubscriptionPublic(
-        **data, priced=public_price(sub.priced) if sub.priced is not None else None
-    )
+        return SubscriptionStaff(**data, priced=priced)
+    return SubscriptionPublic(**data, priced=priced)
 
 
 def list_orders(
