@@ -37,7 +37,7 @@ from shared.services.catalog import CatalogReader
 from shared.services.customers import CustomerBook, ProvisioningCustomers
 from shared.services.housekeeping import Housekeeping
 from shared.services.identity import Directory
-from shared.services.orders import OrderBook, OrderPolicy
+from shared.services.orders import InFlightOrders, OrderBook, OrderPolicy
 from shared.services.watchdog import TransientRecords
 
 if TYPE_CHECKING:
@@ -273,6 +273,7 @@ class Container:
                 poll_seconds=s.order_poll_seconds,
                 customer_wait_seconds=s.order_customer_wait_seconds,
                 max_polls=s.order_max_polls,
+                stuck_after=timedelta(minutes=s.watchdog_deadline_minutes),
             ),
             after_step=_crash_after(s.order_step_crash_after),
         )
@@ -280,9 +281,9 @@ class Container:
     def transient_records(self) -> list[TransientRecords]:
         """Every kind of record with transient states the watchdog looks after.
 
-        A new kind (an order Submitted or Provisioning) registers here.
+        A new kind registers here.
         """
-        return [ProvisioningCustomers(self.customer_book)]
+        return [ProvisioningCustomers(self.customer_book), InFlightOrders(self.order_book)]
 
     @cached_property
     def housekeeping(self) -> Housekeeping:

@@ -216,6 +216,12 @@ class Order(Timestamped):
     subscriptions_recorded: bool = False
     attempts: int = 0  # provisioning attempts (a retry of a Failed order counts one more)
     polls: int = 0  # waits for Partner Center's provisioning (re-enqueued with a delay)
+    nudged_at: AwareDatetime | None = None  # when the watchdog re-enqueued this attempt
+
+    @property
+    def status_since(self) -> datetime:
+        """When the order entered its current status."""
+        return self.history[-1].at if self.history else self.updated_at
 
     def move(self, to: OrderStatus, at: datetime, by: str, reason: str | None = None) -> None:
         """Change status by the transition table (Conflict otherwise), with a history entry."""
@@ -236,6 +242,7 @@ class Order(Timestamped):
         self.partner_center_order_ids = []
         self.failure = None
         self.polls = 0
+        self.nudged_at = None
         for line in self.lines:
             line.result = None
 
@@ -245,6 +252,7 @@ class Order(Timestamped):
         self.attempts += 1
         self.failure = None
         self.polls = 0
+        self.nudged_at = None
 
 
 class ProvisionOrderMessage(WireModel):

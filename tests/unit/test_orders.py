@@ -31,8 +31,9 @@ from shared.domain.orders import (
     can_move,
     order_row_key,
 )
+from shared.domain.outbox import Queue
 from shared.domain.pricing import PriceSource
-from shared.services import orders
+from shared.services import orders, watchdog
 from shared.services.orders import OrderBook, placing
 from tests.catalog_fakes import BOTH, cost_fields, install_catalog
 from tests.functions.world import CUST_A, CUST_B, World, add_customers, build_world
@@ -482,3 +483,50 @@ def test_retry_after_a_transient_failure_replays_the_same_cart_and_checkout(worl
     )
     done = _run(book, pc, again)
     assert done.status is S.COMPLETED and len(pc.carts) == 1 and len(pc.orders) == 1
+
+
+# --- the watchdog --------------------------------------------------------------------------
+
+
+def test_a_stale_order_is_re_enqueued_once_then_failed_as_transient_with_the_same_ids(world):
+    w, book, pc = world
+    order = _draft(w, book)
+    order = orders.submit(book, AM, "demo", CUST_B, order.id, order.etag or "")
+    source = orders.InFlightOrders(book)
+    repo: Any = book.orders
+    sent = len(repo.sent)
+
+    w.clock.advance(minutes=10)
+    report = watchdog.watch([source], w.clock.now())
+    assert report.in_flight == {"order": 1} and report.nudged == []
+
+    w.clock.advance(minutes=25)  # past the 30-minute deadline
+    report = watchdog.watch([source], w.clock.now())
+    assert [i.id for i in report.nudged] == [order.id]
+    [message] = repo.sent[sent:]
+    assert message.queue is Queue.PROVISION_ORDER
+    nudged = orders.get(book, AM, "demo", CUST_B, order.id)
+    assert nudged.status is S.SUBMITTED and nudged.cart_request_id == order.cart_request_id
+
+    w.clock.advance(minutes=10)
+    assert watchdog.watch([source], w.clock.now()).failed == []  # once, then a deadline
+    assert len(repo.sent) == sent + 1
+
+    w.clock.advance(minutes=25)
+    report = watchdog.watch([source], w.clock.now())
+    assert [i.id for i in report.failed] == [order.id]
+    failed = orders.get(book, AM, "demo", CUST_B, order.id)
+    assert failed.status is S.FAILED and failed.failure is not None
+    assert failed.failure.kind is FailureKind.TRANSIENT
+    assert failed.failure.reason == watchdog.stale_reason(report.failed[0], source.deadline)
+    again = orders.retry(book, AM, "demo", CUST_B, order.id, failed.etag)
+    assert again.cart_request_id == order.cart_request_id  # the same request, repeated
+    assert _run(book, pc, again).status is S.COMPLETED and len(pc.orders) == 1
+
+
+def test_the_watchdog_reads_only_orders_in_flight(world):
+    w, book, _ = world
+    _draft(w, book)  # a Draft is at rest
+    report = watchdog.watch([orders.InFlightOrders(book)], w.clock.now())
+    assert report.in_flight == {"order": 0}
+    assert any(isinstance(s, orders.InFlightOrders) for s in w.container.transient_records())

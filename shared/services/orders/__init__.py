@@ -26,10 +26,12 @@ from shared.services.orders.views import (
     present,
     present_subscription,
 )
+from shared.services.orders.watch import InFlightOrders
 
 __all__ = [
     "FailureStaff",
     "FailureView",
+    "InFlightOrders",
     "OrderBook",
     "OrderLinePublic",
     "OrderLineStaff",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from shared.domain.customers import Customer, CustomerStatus
 from shared.domain.errors import NotFound
@@ -27,6 +28,8 @@ class OrderPolicy:
     poll_seconds: float = 10.0
     customer_wait_seconds: float = 30.0
     max_polls: int = 60
+    # How long an order may stay Submitted or Provisioning before the watchdog acts.
+    stuck_after: timedelta = timedelta(minutes=30)
 
 
 @dataclass

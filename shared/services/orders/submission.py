@@ -12,7 +12,8 @@ from shared.services.orders.book import OrderBook, get
 from shared.services.orders.drafts import may_order
 
 
-def _provision_message(order: Order) -> OutboxMessage:
+def provision_message(order: Order) -> OutboxMessage:
+    """The `provision-order` message of an order (ids only; the record holds the rest)."""
     return OutboxMessage(
         queue=Queue.PROVISION_ORDER, body={"reseller": order.reseller, "orderId": order.id}
     )
@@ -53,7 +54,7 @@ def _place(
         order.start_attempt()
     else:
         order.resume_attempt()
-    return book.orders.update(order, messages=[_provision_message(order)])
+    return book.orders.update(order, messages=[provision_message(order)])
 
 
 def approve(
