@@ -455,7 +455,8 @@ def test_if_match_star_changes_the_current_version_on_every_conditional_route(
 ):
     resp = _with_if_match(world, name, "*")
     assert resp.status_code == EXPECT[name]["own_reseller"][1], resp.get_body()
-    assert resp.headers.get("ETag"), "a change answers with the new version"
+    if resp.status_code != 204:  # a deleted record has no version left to name
+        assert resp.headers.get("ETag"), "a change answers with the new version"
 
 
 @pytest.mark.parametrize("name", conditional_routes())

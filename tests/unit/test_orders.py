@@ -13,6 +13,7 @@ from azure.functions.queue import QueueMessage
 from functions._queue import run_step
 from shared.domain.customers import CustomerStatus, Qualification
 from shared.domain.errors import (
+    ConcurrencyConflict,
     Conflict,
     Forbidden,
     UpstreamRejected,
@@ -530,3 +531,43 @@ def test_the_watchdog_reads_only_orders_in_flight(world):
     report = watchdog.watch([orders.InFlightOrders(book)], w.clock.now())
     assert report.in_flight == {"order": 0}
     assert any(isinstance(s, orders.InFlightOrders) for s in w.container.transient_records())
+
+
+# --- If-Match ------------------------------------------------------------------------------
+
+
+def _someone_writes_after_each_read(book: OrderBook) -> None:
+    """Every read of an order is followed by another writer's change of it (a lost race)."""
+    repo: Any = book.orders
+    real_find = repo.find
+
+    def find(partition: str, row: str) -> Any:
+        found = real_find(partition, row)
+        if found is not None:
+            other = real_find(partition, row)
+            other.updated_at = book.clock.now()
+            repo.update(other)
+        return found
+
+    repo.find = find
+
+
+@pytest.mark.parametrize("action", ["update", "delete", "submit"])
+def test_if_match_star_still_loses_a_race_with_a_concurrent_write(world, action):
+    w, book, _ = world
+    order = _draft(w, book)
+    body = OrderCreate.model_validate({"lines": [_line(w, book)]})
+    _someone_writes_after_each_read(book)
+    with pytest.raises(ConcurrencyConflict):
+        if action == "update":
+            orders.update(book, AM, "demo", CUST_B, order.id, "*", body)
+        elif action == "delete":
+            orders.delete(book, AM, "demo", CUST_B, order.id, "*")
+        else:
+            orders.submit(book, AM, "demo", CUST_B, order.id, "*")
+
+
+def test_if_match_star_submits_the_version_just_read(world):
+    w, book, _ = world
+    order = _draft(w, book)
+    assert orders.submit(book, AM, "demo", CUST_B, order.id, "*").status is S.SUBMITTED

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from shared.domain.errors import Conflict, Forbidden
 from shared.domain.identity import Principal, Reseller, Role
+from shared.domain.model import expected_version
 from shared.domain.orders import HistoryEntry, Order, OrderCreate, OrderStatus
 from shared.services import access, resellers
 from shared.services.orders.book import OrderBook, customer_of, get
@@ -67,7 +68,7 @@ def _draft(book: OrderBook, principal: Principal, order: Order, etag: str) -> Or
     if principal.is_customer_user:
         reseller = resellers.get(book.resellers, order.reseller)
         may_order(book, principal, reseller)
-    order.etag = etag
+    order.etag = expected_version(order.etag, etag)  # `*`: the version just read
     return order
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from shared.domain.errors import Conflict, Forbidden, PreconditionFailed
+from shared.domain.errors import Conflict, Forbidden
 from shared.domain.failures import FailureKind
 from shared.domain.identity import Principal
+from shared.domain.model import expected_version
 from shared.domain.orders import Order, OrderDecision, OrderStatus
 from shared.domain.outbox import OutboxMessage, Queue
 from shared.services import resellers
@@ -19,9 +20,10 @@ def provision_message(order: Order) -> OutboxMessage:
     )
 
 
-def _ensure_unchanged(book: OrderBook, order: Order, etag: str | None) -> None:
-    if etag is not None and order.etag != etag:
-        raise PreconditionFailed("the order has changed since it was read; read it again")
+def _expect(order: Order, etag: str | None) -> None:
+    """The write that follows must still find the version `If-Match` names (`*`: the one
+    just read), else it is a 412: a concurrent change is never overwritten."""
+    order.etag = expected_version(order.etag, etag)
 
 
 def submit(
@@ -34,7 +36,7 @@ def submit(
 ) -> Order:
     """Place a Draft: Submitted (with its message, in one transaction) or PendingApproval."""
     order = get(book, principal, reseller_slug, customer_id, order_id)
-    _ensure_unchanged(book, order, etag)
+    _expect(order, etag)
     reseller = resellers.get(book.resellers, reseller_slug)
     may_order(book, principal, reseller)
     if order.status is not OrderStatus.DRAFT:
@@ -68,7 +70,7 @@ def approve(
 ) -> Order:
     """An Account Manager approves a PendingApproval order: Submitted, provisioning starts."""
     order = get(book, principal, reseller_slug, customer_id, order_id)
-    _ensure_unchanged(book, order, etag)
+    _expect(order, etag)
     if order.status is not OrderStatus.PENDING_APPROVAL:
         raise Conflict(
             f"only a PendingApproval order can be approved; this one is {order.status.value}"
@@ -87,7 +89,7 @@ def reject(
 ) -> Order:
     """An Account Manager rejects a PendingApproval order: Cancelled, with the reason."""
     order = get(book, principal, reseller_slug, customer_id, order_id)
-    _ensure_unchanged(book, order, etag)
+    _expect(order, etag)
     if order.status is not OrderStatus.PENDING_APPROVAL:
         raise Conflict(
             f"only a PendingApproval order can be rejected; this one is {order.status.value}"
@@ -111,7 +113,7 @@ def retry(
     checkout that may have happened is replayed by Partner Center instead of made twice.
     """
     order = get(book, principal, reseller_slug, customer_id, order_id)
-    _ensure_unchanged(book, order, etag)
+    _expect(order, etag)
     if principal.is_customer_user:
         raise Forbidden("a customer's user cannot retry an order")
     if order.status is not OrderStatus.FAILED:
