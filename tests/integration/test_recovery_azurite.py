@@ -1,4 +1,4 @@
-"""Recovery against Azurite: claim rows under a real race, and retention."""
+"""Recovery against Azurite: claim rows under a real race, retention, the watchdog's scan."""
 
 from __future__ import annotations
 
@@ -18,8 +18,10 @@ from shared.domain.customers import Customer, CustomerUpdate
 from shared.domain.idempotency import IdempotencyRecord, IdempotencyStatus
 from shared.domain.identity import Invitation, Role
 from shared.domain.notifications import Email, Notification, NotificationStatus
+from shared.domain.orders import HistoryEntry, Order, OrderStatus, order_row_key
 from shared.services import customers, housekeeping, users
 from shared.services.customers import CustomerBook
+from shared.services.orders import InFlightOrders
 from tests.customer_bodies import new_customer_body
 from tests.fakes import install_customers, onboard
 from tests.functions.helpers import call, json_of
@@ -195,3 +197,31 @@ def test_records_from_before_claim_rows_get_them_from_the_seed_backfill_once(con
     assert container.customers.claim_owner("demo", Claim("tenant", "t-1")) == old.id
     assert container.users.claim_owner("demo", Claim("email", "old@demo.example")) == user.id
     assert backfill_claims(container) == 0
+
+
+def test_the_watchdog_finds_orders_in_flight_across_resellers_by_status_only(container):
+    now = container.clock.now()
+
+    def order(reseller: str, status: OrderStatus) -> Order:
+        return container.orders.add(
+            Order(
+                reseller=reseller,
+                customer_id="C1",
+                lines=[],
+                currency="CZK",
+                created_by="t@example.com",
+                status=status,
+                history=[HistoryEntry(status=status, at=now, by="t@example.com")],
+            )
+        )
+
+    submitted = order("wd-one", OrderStatus.SUBMITTED)
+    provisioning = order("wd-two", OrderStatus.PROVISIONING)
+    for status in (OrderStatus.DRAFT, OrderStatus.COMPLETED, OrderStatus.FAILED):
+        order("wd-one", status)
+    source = InFlightOrders(container.order_book)
+    found = {(i.partition, i.id, i.status) for i in source.in_flight()}
+    assert {(o.reseller, o.id, o.status.value) for o in (submitted, provisioning)} <= found
+    assert {i[2] for i in found} <= {"Submitted", "Provisioning"}
+    source.nudge(next(i for i in source.in_flight() if i.id == submitted.id))
+    assert container.orders.get("wd-one", order_row_key(submitted.id)).nudged_at is not None
