@@ -15,6 +15,8 @@ import httpx
 
 from localdev import azurite
 from localdev.funchost.process import HostProcess
+from localdev.partner_center_sim import SimulatorHandle
+from shared.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -103,3 +105,25 @@ def http_caller(url: str) -> Callable[[], Callable[[], object]]:
         return lambda: client.get(url)
 
     return make
+
+
+def simulator_env(sim: SimulatorHandle) -> dict[str, str]:
+    """The PARTNER_CENTER_* settings that point the app at the simulator."""
+    connection = sim.connection
+    return {
+        "PARTNER_CENTER_API_BASE_URL": connection["apiBaseUrl"],
+        "PARTNER_CENTER_PRICE_SHEET_BASE_URL": connection["priceSheetBaseUrl"],
+        "PARTNER_CENTER_AUTHORITY": connection["authority"],
+        "PARTNER_CENTER_TENANT_ID": connection["tenantId"],
+        "PARTNER_CENTER_CLIENT_ID": connection["clientId"],
+        "PARTNER_CENTER_CLIENT_SECRET": connection["clientSecret"],
+        "PARTNER_CENTER_REFRESH_TOKEN": connection["refreshToken"],
+        "PARTNER_CENTER_CA_CERT_PATH": connection["caCertPath"],
+    }
+
+
+def simulator_settings(sim: SimulatorHandle) -> Settings:
+    """Settings for an in-process client of the simulator (storage: the default Azurite)."""
+    return Settings.model_validate(
+        {"AzureWebJobsStorage": "UseDevelopmentStorage=true", **simulator_env(sim)}
+    )

@@ -14,32 +14,14 @@ from typing import Any
 
 import httpx
 
-from bench.common import percentiles
-from localdev.partner_center_sim import SimulatorHandle, start_simulator
+from bench.common import percentiles, simulator_settings
+from localdev.partner_center_sim import start_simulator
 from shared.adapters.partner_center import PartnerCenterClient, build_partner_center
-from shared.config import Settings
 
 CUSTOMERS = 10_000
 PAGE_SIZE = 500
 ROUND_TRIPS = 300
 LISTING_RUNS = 5
-
-
-def _settings(sim: SimulatorHandle) -> Settings:
-    connection = sim.connection
-    return Settings.model_validate(
-        {
-            "AzureWebJobsStorage": "UseDevelopmentStorage=true",
-            "PARTNER_CENTER_API_BASE_URL": connection["apiBaseUrl"],
-            "PARTNER_CENTER_PRICE_SHEET_BASE_URL": connection["priceSheetBaseUrl"],
-            "PARTNER_CENTER_AUTHORITY": connection["authority"],
-            "PARTNER_CENTER_TENANT_ID": connection["tenantId"],
-            "PARTNER_CENTER_CLIENT_ID": connection["clientId"],
-            "PARTNER_CENTER_CLIENT_SECRET": connection["clientSecret"],
-            "PARTNER_CENTER_REFRESH_TOKEN": connection["refreshToken"],
-            "PARTNER_CENTER_CA_CERT_PATH": connection["caCertPath"],
-        }
-    )
 
 
 def _timed(fn: Callable[[], object], n: int, warmup: int = 20) -> list[float]:
@@ -89,7 +71,7 @@ def main() -> None:
         sim = start_simulator(state_dir, settings={"requireAppUser": False})
         try:
             sim.seed(CUSTOMERS, reseller_id="5123456", subscriptions_per_customer=1, seed=1)
-            client: PartnerCenterClient = build_partner_center(_settings(sim))
+            client: PartnerCenterClient = build_partner_center(simulator_settings(sim))
             bare = sim.client()
             token = sim.token()
             try:

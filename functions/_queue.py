@@ -19,8 +19,8 @@ P = TypeVar("P", bound=BaseModel)
 
 # Must equal host.json extensions.queues.maxDequeueCount (a test checks it).
 MAX_DEQUEUE_COUNT = 5
-# Errors that no retry will cure: record them at once instead of trying five times.
-# A reseller without the Partner Center id a step needs is a configuration a person must fix.
+# Errors that no retry will cure: record them at once instead of trying five times. A reseller
+# without the Partner Center id a step needs stays so until a distributor admin adds it.
 PERMANENT: tuple[type[DomainError], ...] = (
     UpstreamRejected,
     ValidationFailed,

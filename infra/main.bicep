@@ -225,6 +225,11 @@ var appSettings = {
   PARTNER_CENTER_POLL_INTERVAL_SECONDS: '5'
   PARTNER_CENTER_POLL_TIMEOUT_SECONDS: '300'
 
+  // Orders: the provision-order step re-enqueues itself while Partner Center provisions.
+  ORDER_POLL_SECONDS: '10'
+  ORDER_CUSTOMER_WAIT_SECONDS: '30'
+  ORDER_MAX_POLLS: '60'
+
   AUTH_ISSUERS: authIssuers
   AUTH_EASY_AUTH_ENABLED: string(authEasyAuthEnabled)
   AUTH_CLOCK_SKEW_SECONDS: '60'

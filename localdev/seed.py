@@ -11,9 +11,12 @@ Idempotent: a second run changes nothing.
 
 from __future__ import annotations
 
+import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from decimal import ROUND_CEILING, Decimal
+from typing import Any
 
 from localdev.partner_center_sim.resellers import DEMO_RESELLERS
 from localdev.tokens import local_sign_ins
@@ -23,9 +26,24 @@ from shared.domain import partner_center as pc
 from shared.domain.catalog import Category, PinnedPrice, Product
 from shared.domain.claims import Claim
 from shared.domain.customers import Customer, CustomerImport
-from shared.domain.identity import DISTRIBUTOR, RESELLER_PARTITION, Role, User
+from shared.domain.identity import (
+    DISTRIBUTOR,
+    RESELLER_PARTITION,
+    Principal,
+    Role,
+    SignInKind,
+    User,
+)
 from shared.domain.money import Money
-from shared.services import catalog_editing, catalog_import, resellers, users
+from shared.domain.orders import (
+    Order,
+    OrderCreate,
+    OrderStatus,
+    ProvisionOrderMessage,
+    order_row_key,
+)
+from shared.domain.outbox import Queue
+from shared.services import catalog_editing, catalog_import, orders, resellers, users
 from shared.services import customers as customer_service
 from shared.services.catalog_editing import CatalogEntryPut, CategoriesPut
 from shared.services.resellers import ResellerCreate, ResellerUpdate
@@ -256,6 +274,80 @@ def seed_customers(c: Container, reseller_slug: str = "demo") -> list[Customer]:
     return seeded
 
 
+# The demo orders of the first (commercial) customer: (product, quantity, final status).
+DEMO_ORDERS = [("Microsoft 365 E3", 3, OrderStatus.COMPLETED), ("Microsoft 365 E3", 5, None)]
+
+
+def demo_line(c: Container, customer: Customer, title: str, quantity: int) -> dict[str, Any]:
+    """An order line (camelCase body) for `customer`: the first paid monthly term of `title`."""
+    reseller = c.resellers.get(RESELLER_PARTITION, customer.reseller)
+    market = c.products.list(reseller.country, page_size=1000).items
+    product = next(p for p in market if p.title == title and not p.withdrawn)
+    for sku in product.skus:
+        availability = None if sku.is_trial else sku.availability("commercial")
+        if availability is not None and availability.terms:
+            term = availability.terms[0]
+            return {
+                "catalogItemId": availability.catalog_item_id,
+                "quantity": quantity,
+                "termDuration": term.duration,
+                "billingCycle": term.billing_cycle,
+            }
+    raise LookupError(f"{title} has no paid commercial offer")
+
+
+class _Resends:
+    """Keeps provision-order's delayed re-sends, so the step can be run here to the end."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def send_later(self, queue: Queue, body: Mapping[str, Any], delay_seconds: float) -> None:
+        """Remember the message."""
+        self.sent.append(dict(body))
+
+
+def provision_now(c: Container, order: Order, *, wait_seconds: float = 0.5) -> Order:
+    """Run `provision-order` for a submitted order in this process until it is final (the
+    queued message then finds it done). Returns the order as stored."""
+    resends = _Resends()
+    book = replace(c.order_book, scheduler=resends)
+    message = ProvisionOrderMessage(reseller=order.reseller, order_id=order.id)
+    for _ in range(book.policy.max_polls + 1):
+        resends.sent.clear()
+        orders.provision(book, c.partner_center, message)
+        if not resends.sent:
+            break
+        message = ProvisionOrderMessage.model_validate(resends.sent[-1])
+        time.sleep(wait_seconds)
+    return c.orders.get(order.reseller, order_row_key(order.id))
+
+
+def seed_orders(c: Container, customer: Customer) -> list[Order]:
+    """The demo orders of `customer` through the real path: one placed in Partner Center (the
+    simulator) and Completed, one left a Draft. Nothing is added if it has orders already."""
+    existing = c.orders.list(customer.reseller, equals={"customer_id": customer.id}).items
+    if existing:
+        return existing
+    owner = next(
+        u for u in USERS if u.reseller == customer.reseller and u.role is Role.ACCOUNT_MANAGER
+    )
+    principal = Principal(
+        "seed", customer.reseller, None, owner.role, owner.email, SignInKind.PLATFORM
+    )
+    seeded: list[Order] = []
+    for title, quantity, final in DEMO_ORDERS:
+        command = OrderCreate.model_validate({"lines": [demo_line(c, customer, title, quantity)]})
+        order = orders.create(c.order_book, principal, customer.reseller, customer.id, command)
+        if final is not None:
+            order = orders.submit(
+                c.order_book, principal, customer.reseller, customer.id, order.id, order.etag or ""
+            )
+            order = provision_now(c, order)
+        seeded.append(order)
+    return seeded
+
+
 def _demo_tenant(partner_id: str, domain: str, name: str, ico: str) -> pc.Customer:
     address = pc.Address(
         country="CZ",
@@ -297,9 +389,13 @@ def main() -> int:
     print(f"seeded the CZ catalog ({placed} products placed in the resellers' categories)")
     for name in c.migrate():
         print(f"upgraded stored data: {name}")
-    for customer in seed_customers(c):
+    seeded_customers = seed_customers(c)
+    for customer in seeded_customers:
         print(f"seeded customer {customer.name} ({customer.domain}, {customer.segment})")
     print(f"seeded {CUSTOMER_USER.role.value:<17} {CUSTOMER_USER.email}  (demo, first customer)")
+    first = seeded_customers[0]
+    for order in seed_orders(c, first):
+        print(f"seeded order {order.id} of {first.name}: {order.status.value}")
     return 0
 
 

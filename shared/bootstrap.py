@@ -9,6 +9,7 @@ only the domain, the ports and the services, which the routes need anyway for th
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from datetime import timedelta
@@ -28,6 +29,8 @@ from shared.domain.identity import (
 )
 from shared.domain.model import Record
 from shared.domain.notifications import Notification
+from shared.domain.orders import Order, order_row_key
+from shared.domain.subscriptions import Subscription
 from shared.ports import (
     CatalogStore,
     Clock,
@@ -43,6 +46,7 @@ from shared.services.customers import CustomerBook, ProvisioningCustomers
 from shared.services.housekeeping import Housekeeping
 from shared.services.identity import Directory
 from shared.services.migrations import Migration, MigrationRecord
+from shared.services.orders import InFlightOrders, OrderBook, OrderPolicy
 from shared.services.watchdog import TransientRecords
 
 if TYPE_CHECKING:
@@ -243,14 +247,52 @@ class Container:
             self.catalog_store,
             self.notifications,
             stuck_after=timedelta(minutes=self.settings.watchdog_deadline_minutes),
+            users=self.users,
+        )
+
+    @repository
+    def orders(self) -> TableRepository[Order]:
+        """Orders, by reseller slug and inverted order id (newest first; see the domain)."""
+        return self.table_repository(
+            "Orders", Order, lambda o: (o.reseller, order_row_key(o.id)), outbox=True
+        )
+
+    @repository
+    def subscriptions(self) -> TableRepository[Subscription]:
+        """Subscriptions, by customer id and Partner Center's subscription id."""
+        return self.table_repository(
+            "Subscriptions", Subscription, lambda s: (s.customer_id, s.id.lower())
+        )
+
+    @cached_property
+    def order_book(self) -> OrderBook:
+        """The records the order services work on."""
+        s = self.settings
+        return OrderBook(
+            orders=self.orders,
+            subscriptions=self.subscriptions,
+            customers=self.customers,
+            resellers=self.resellers,
+            catalog=self.catalog_reader,
+            clock=self.clock,
+            scheduler=self.queues,
+            notifications=self.notifications,
+            users=self.users,
+            policy=OrderPolicy(
+                poll_seconds=s.order_poll_seconds,
+                customer_wait_seconds=s.order_customer_wait_seconds,
+                max_polls=s.order_max_polls,
+                stuck_after=timedelta(minutes=s.watchdog_deadline_minutes),
+            ),
+            after_step=_crash_after(s.order_step_crash_after),
         )
 
     def transient_records(self) -> list[TransientRecords]:
         """Every kind of record with transient states the watchdog looks after.
 
-        A new kind (an order Submitted or Provisioning) registers here.
+        A new kind registers here.
         """
-        return [ProvisioningCustomers(self.customer_book)]
+        return [ProvisioningCustomers(self.customer_book), InFlightOrders(self.order_book)]
 
     @cached_property
     def housekeeping(self) -> Housekeeping:
@@ -306,6 +348,18 @@ class Container:
 
         cutoff = sweep_cutoff(self.clock.now(), self.settings.outbox_min_age_seconds)
         return self.outbox.sweep(self.store, self.outbox_tables(), cutoff)
+
+
+def _crash_after(step: str | None) -> Callable[[str], None] | None:
+    """Tests only: exit the process at once after sub-step `step`, as a SIGKILL would."""
+    if not step:
+        return None
+
+    def check(done: str) -> None:
+        if done == step:
+            os._exit(137)
+
+    return check
 
 
 _lock = threading.Lock()

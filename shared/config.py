@@ -147,6 +147,13 @@ class Settings(BaseSettings):
             raise ValueError("CATALOG_MARKETS: two-letter country codes, e.g. CZ or CZ,SK")
         return value
 
+    # Orders: how the provision-order step waits (it re-enqueues itself; it never sleeps).
+    order_poll_seconds: float = Field(10.0, alias="ORDER_POLL_SECONDS", ge=1)
+    order_customer_wait_seconds: float = Field(30.0, alias="ORDER_CUSTOMER_WAIT_SECONDS", ge=1)
+    order_max_polls: int = Field(60, alias="ORDER_MAX_POLLS", ge=1)
+    # Tests only: the process exits right after this sub-step of provision-order is recorded
+    # (cart, checkout, poll, subscriptions, completed), as if killed there. Refused in production.
+    order_step_crash_after: str | None = Field(None, alias="ORDER_STEP_CRASH_AFTER")
     # Pricing: the distributor's mark-up over Microsoft's cost for resellers that have no own.
     distributor_markup_percent: Decimal = Field(
         Decimal(0), alias="DISTRIBUTOR_MARKUP_PERCENT", ge=0, le=1000, decimal_places=2
@@ -182,6 +189,8 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _auth_is_safe(self) -> Settings:
         if self.environment == "production":
+            if self.order_step_crash_after:
+                raise ValueError("ORDER_STEP_CRASH_AFTER is for tests; never set it in production")
             plain = [i.jwks_uri for i in self.auth_issuers if not i.jwks_uri.startswith("https://")]
             if plain:
                 raise ValueError("AUTH_ISSUERS: outside local and test, jwksUri must be https")

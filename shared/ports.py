@@ -10,7 +10,7 @@ from shared.domain.claims import Claim
 from shared.domain.identity import IndirectReseller, VerifiedToken
 from shared.domain.model import Page, Record
 from shared.domain.notifications import Email
-from shared.domain.outbox import OutboxMessage
+from shared.domain.outbox import OutboxMessage, Queue
 
 M = TypeVar("M", bound=Record)
 
@@ -101,6 +101,14 @@ class Repository(Protocol[M]):
         ...
 
 
+class StepScheduler(Protocol):
+    """Puts a queue message that becomes visible later (a step waiting without sleeping)."""
+
+    def send_later(self, queue: Queue, body: Mapping[str, Any], delay_seconds: float) -> None:
+        """Send `body` to `queue`, invisible for `delay_seconds`."""
+        ...
+
+
 class Mailer(Protocol):
     """Sends e-mail (a drop folder locally, SMTP in Azure)."""
 
@@ -127,6 +135,14 @@ class TokenVerifier(Protocol):
 from datetime import date  # noqa: E402
 
 from shared.domain import partner_center as pc  # noqa: E402
+from shared.domain.orders import (  # noqa: E402
+    CartLineRequest,
+    CartRef,
+    CheckoutResult,
+    OrderProvisioning,
+    PlacedOrder,
+)
+from shared.domain.subscriptions import SubscriptionFacts  # noqa: E402
 
 
 class IndirectResellers(Protocol):
@@ -224,6 +240,29 @@ class PartnerCenter(IndirectResellers, Protocol):
         self, customer_id: str, order_id: str
     ) -> list[pc.OrderLineItemProvisioningStatus]:
         """Provisioning status of each line of an order."""
+        ...
+
+    # Ordering in the domain's words: the adapter builds the cart and maps the answers.
+    def place_cart(
+        self, customer_tenant: str, lines: Sequence[CartLineRequest], *, request_id: str
+    ) -> CartRef:
+        """Create a cart of `lines` (the same `request_id` gives back the same cart)."""
+        ...
+
+    def check_out(self, customer_tenant: str, cart_id: str, *, request_id: str) -> CheckoutResult:
+        """Check a cart out; refused order groups come back in `errors`."""
+        ...
+
+    def placed_orders(self, customer_tenant: str) -> list[PlacedOrder]:
+        """Every order of the customer's tenant."""
+        ...
+
+    def order_provisioning(self, customer_tenant: str, order_id: str) -> OrderProvisioning:
+        """Whether Partner Center has provisioned every line of an order."""
+        ...
+
+    def subscription_facts(self, customer_tenant: str) -> list[SubscriptionFacts]:
+        """Every subscription of the customer's tenant, in our words."""
         ...
 
     def list_subscriptions(self, customer_id: str) -> list[pc.Subscription]:

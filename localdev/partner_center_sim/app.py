@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import logging
@@ -177,6 +178,24 @@ class Simulator:
         if decision.retry_after:
             entry["fault"], entry["status"] = "throttle", 429
             await throttled(decision.retry_after)(scope, receive, send)
+            return
+        if decision.timeout == "before":
+            entry["fault"] = "timeout-before"
+            await asyncio.sleep(decision.timeout_ms / 1000)
+        if decision.timeout == "after":
+            entry["fault"] = "timeout-after"
+            held: list[Message] = []
+
+            async def hold(message: Message) -> None:
+                held.append(message)
+
+            await self.app(scope, receive, hold)
+            await asyncio.sleep(decision.timeout_ms / 1000)
+            for message in held:
+                if message["type"] == "http.response.start":
+                    entry["status"] = message["status"]
+                with contextlib.suppress(Exception):  # the caller hung up long ago
+                    await send(message)
             return
         if decision.drop == "after":
             entry["fault"] = "drop-after"

@@ -28,6 +28,12 @@ class FaultRule:
     retry_after_seconds: int = 30
     drop_rate: float = 0.0
     drop_phase: str = "after"
+    # A timeout: the answer is held back `timeout_ms` (longer than the client waits). "after":
+    # the request is carried out first (Partner Center did it; the caller never heard); "before":
+    # it is carried out only after the wait (a retry with the same MS-RequestId may come first).
+    timeout_rate: float = 0.0
+    timeout_ms: int = 30_000
+    timeout_phase: str = "after"
     remaining: int | None = None
 
     def matches(self, method: str, path: str) -> bool:
@@ -50,6 +56,9 @@ class FaultRule:
             "retryAfterSeconds": data["retry_after_seconds"],
             "dropRate": data["drop_rate"],
             "dropPhase": data["drop_phase"],
+            "timeoutRate": data["timeout_rate"],
+            "timeoutMs": data["timeout_ms"],
+            "timeoutPhase": data["timeout_phase"],
             "count": data["remaining"],
         }
 
@@ -62,12 +71,16 @@ class FaultDecision:
     error_status: int | None = None
     retry_after: int | None = None
     drop: str | None = None
+    timeout: str | None = None
+    timeout_ms: int = 0
     rule_id: str | None = None
 
     @property
     def any(self) -> bool:
         """Whether anything is injected."""
-        return bool(self.latency_ms or self.error_status or self.retry_after or self.drop)
+        return bool(
+            self.latency_ms or self.error_status or self.retry_after or self.drop or self.timeout
+        )
 
 
 class FaultInjector:
@@ -92,6 +105,9 @@ class FaultInjector:
                 retry_after_seconds=int(spec.get("retryAfterSeconds") or 30),
                 drop_rate=float(spec.get("dropRate") or 0),
                 drop_phase=str(spec.get("dropPhase") or "after"),
+                timeout_rate=float(spec.get("timeoutRate") or 0),
+                timeout_ms=int(spec.get("timeoutMs") or 30_000),
+                timeout_phase=str(spec.get("timeoutPhase") or "after"),
                 remaining=int(spec["count"]) if spec.get("count") is not None else None,
             )
         except (TypeError, ValueError) as exc:
@@ -101,7 +117,11 @@ class FaultInjector:
             raise bad_request("errorStatus must be 401, 403, 500, 502, 503 or 504.")
         if rule.drop_phase not in ("before", "after"):
             raise bad_request("dropPhase must be before or after.")
-        for rate in (rule.error_rate, rule.throttle_rate, rule.drop_rate):
+        if rule.timeout_phase not in ("before", "after"):
+            raise bad_request("timeoutPhase must be before or after.")
+        if rule.timeout_ms < 0:
+            raise bad_request("timeoutMs must not be negative.")
+        for rate in (rule.error_rate, rule.throttle_rate, rule.drop_rate, rule.timeout_rate):
             if not 0 <= rate <= 1:
                 raise bad_request("Rates are between 0 and 1.")
         with self._lock:
@@ -141,6 +161,9 @@ class FaultInjector:
                     decision.error_status, decision.rule_id = rule.error_status, rule.id
                 elif decision.retry_after is None and self._rng.random() < rule.throttle_rate:
                     decision.retry_after, decision.rule_id = rule.retry_after_seconds, rule.id
+                elif decision.timeout is None and self._rng.random() < rule.timeout_rate:
+                    decision.timeout, decision.timeout_ms = rule.timeout_phase, rule.timeout_ms
+                    decision.rule_id = rule.id
         return decision
 
 

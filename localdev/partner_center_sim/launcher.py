@@ -119,7 +119,8 @@ class SimulatorHandle:
 
     def inject_faults(self, **rule: Any) -> dict[str, Any]:
         """Add a fault rule (latencyMs, errorRate, errorStatus, throttleRate, retryAfterSeconds,
-        dropRate, dropPhase, pathPrefix, methods, count); returns the rule."""
+        dropRate, dropPhase, timeoutRate, timeoutMs, timeoutPhase, pathPrefix, methods, count);
+        returns the rule."""
         result: dict[str, Any] = self._call("POST", "/faults", rule)["added"][0]
         return result
 
@@ -177,6 +178,10 @@ class SimulatorHandle:
             "GET", "/requests", requestId=request_id, pathPrefix=path_prefix
         )["items"]
         return result
+
+    def clear_requests(self) -> None:
+        """Empty the request log."""
+        self._call("DELETE", "/requests")
 
     def set_qualification(self, customer_id: str, segment: str, status: str = "approved") -> None:
         """Approve (or review/reject) a customer's education/government/nonprofit segment."""

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,6 +28,7 @@ from shared.adapters.tables.outbox_index import (
 from shared.adapters.tables.repository import OutboxSink
 from shared.adapters.tables.store import TableStore, account_url, storage_credential
 from shared.config import Settings
+from shared.domain.model import new_id
 from shared.domain.outbox import Queue
 
 log = logging.getLogger(__name__)
@@ -86,9 +88,19 @@ class QueueSender:
         """Depth of each app queue's `<name>-poison` twin (made by the host on first poison)."""
         return {f"{q.value}-poison": self.depth(f"{q.value}-poison") for q in Queue}
 
-    def send(self, queue: str, text: str) -> None:
-        """Put one message on `queue`."""
-        self.queue(queue).send_message(text)
+    def send(self, queue: str, text: str, *, delay_seconds: float = 0) -> None:
+        """Put one message on `queue` (invisible for `delay_seconds`, if given)."""
+        if delay_seconds > 0:
+            self.queue(queue).send_message(text, visibility_timeout=max(1, round(delay_seconds)))
+        else:
+            self.queue(queue).send_message(text)
+
+    def send_later(self, queue: Queue, body: Mapping[str, Any], delay_seconds: float) -> None:
+        """Send a JSON message that becomes visible after `delay_seconds` (the StepScheduler)."""
+        payload = {**body, "messageId": new_id()}
+        self.send(
+            queue.value, json.dumps(payload, separators=(",", ":")), delay_seconds=delay_seconds
+        )
 
 
 class OutboxDispatcher(OutboxSink):

@@ -70,6 +70,15 @@ class CustomerStatus(StrEnum):
     FAILED = "Failed"
 
 
+class Qualification(StrEnum):
+    """Microsoft's verification of an education, government or nonprofit customer."""
+
+    NONE = "None"
+    PENDING = "Pending"
+    APPROVED = "Approved"
+    REJECTED = "Rejected"
+
+
 class CustomerOrigin(StrEnum):
     """How the customer came to the platform."""
 
@@ -332,6 +341,8 @@ class Customer(Timestamped):
     culture: str | None = None
     status: CustomerStatus = CustomerStatus.PROVISIONING
     origin: CustomerOrigin = CustomerOrigin.NEW_TENANT
+    # Microsoft's verification of the segment (education, government, nonprofit); from sync.
+    qualification: Qualification = Qualification.NONE
     failure_reason: str | None = None
     # Refused (fix the data, retry as a new request) or Transient (retry the same request).
     failure_kind: FailureKind | None = None

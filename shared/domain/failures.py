@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from shared.domain.errors import DomainError, NotFound, UpstreamRejected, ValidationFailed
+from shared.domain.identity import ResellerIncomplete
 
 # 4xx answers that say nothing about the request itself: sign-in or configuration trouble,
 # a timeout, throttling. Repeating the same request later may well succeed.
@@ -48,6 +49,6 @@ def failure_kind(exc: Exception) -> FailureKind:
         if exc.status is not None and not 400 <= exc.status < 500:
             return FailureKind.TRANSIENT
         return FailureKind.REFUSED
-    if isinstance(exc, ValidationFailed | NotFound):
+    if isinstance(exc, ValidationFailed | NotFound | ResellerIncomplete):
         return FailureKind.REFUSED
     return FailureKind.TRANSIENT

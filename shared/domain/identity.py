@@ -222,6 +222,12 @@ class ResellerSettings(WireModel):
     sign_in: SignInSettings = Field(default_factory=SignInSettings)
     notifications: NotificationSettings = Field(default_factory=NotificationSettings)
     appearance: Appearance
+    orders_require_approval: bool = Field(
+        False, description="Every submitted order waits for an Account Manager's approval."
+    )
+    customer_ordering_enabled: bool = Field(
+        False, description="Customer admins may create and submit orders (always approved first)."
+    )
 
 
 def same_partner_id(a: str | None, b: str | None) -> bool:

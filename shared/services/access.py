@@ -69,12 +69,25 @@ class Action(StrEnum):
     IMPORT_CATALOG = "catalog.import"  # refresh Microsoft's catalog (distributor only)
     READ_CUSTOMERS = "customers.read"  # a customer user: its own customer only
     MANAGE_CUSTOMERS = "customers.manage"  # create, import, change; tenant names and links
+    READ_ORDERS = "orders.read"  # a customer user: its own customer's, at its prices
+    PLACE_ORDERS = "orders.place"  # preview, drafts, submit (customer admins where allowed)
+    APPROVE_ORDERS = "orders.approve"  # approve or reject an order waiting for approval
+    MANAGE_ORDERS = "orders.manage"  # retry a Failed order
+    READ_SUBSCRIPTIONS = "subscriptions.read"  # a customer user: its own customer's
     READ_OPERATIONS = "operations.read"  # poison queues, stuck records (distributor only)
 
 
 _EVERYONE = frozenset(
-    {Action.SELF, Action.READ_RESELLER, Action.BROWSE_CATALOG, Action.READ_CUSTOMERS}
+    {
+        Action.SELF,
+        Action.READ_RESELLER,
+        Action.BROWSE_CATALOG,
+        Action.READ_CUSTOMERS,
+        Action.READ_ORDERS,
+        Action.READ_SUBSCRIPTIONS,
+    }
 )
+_ORDER_STAFF = frozenset({Action.PLACE_ORDERS, Action.MANAGE_ORDERS})
 _CATALOG_STAFF = frozenset({Action.READ_CATALOG_SETUP, Action.MANAGE_CATALOG})
 
 # Who may do what (DESIGN.md). A customer role's actions apply inside its own customer only.
@@ -83,10 +96,12 @@ ROLE_ACTIONS: Mapping[Role, frozenset[Action]] = {
     Role.ACCOUNT_MANAGER: _EVERYONE
     | _CATALOG_STAFF
     | {Action.READ_USERS, Action.MANAGE_USERS, Action.READ_SETTINGS, Action.MANAGE_SETTINGS}
-    | {Action.MANAGE_CUSTOMERS},
-    Role.SALES: _EVERYONE | _CATALOG_STAFF | {Action.MANAGE_CUSTOMERS},
+    | {Action.MANAGE_CUSTOMERS, Action.APPROVE_ORDERS}
+    | _ORDER_STAFF,
+    Role.SALES: _EVERYONE | _CATALOG_STAFF | {Action.MANAGE_CUSTOMERS} | _ORDER_STAFF,
     Role.READ_ONLY: _EVERYONE | {Action.READ_CATALOG_SETUP},
-    Role.CUSTOMER_ADMIN: _EVERYONE | {Action.READ_USERS, Action.MANAGE_USERS},
+    # Placing orders also needs the reseller's customerOrderingEnabled (checked by the service).
+    Role.CUSTOMER_ADMIN: _EVERYONE | {Action.READ_USERS, Action.MANAGE_USERS, Action.PLACE_ORDERS},
     Role.CUSTOMER_READER: _EVERYONE,
 }
 

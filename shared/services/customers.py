@@ -61,7 +61,13 @@ from shared.domain.errors import (
     ValidationFailed,
 )
 from shared.domain.failures import Failure, FailureKind
-from shared.domain.identity import CUSTOMER_ID_PATTERN, Principal, Reseller
+from shared.domain.identity import (
+    CUSTOMER_ID_PATTERN,
+    NotificationEvent,
+    Principal,
+    Reseller,
+    User,
+)
 from shared.domain.model import Page, WireModel, expected_version
 from shared.domain.notifications import Email, Notification
 from shared.domain.outbox import OutboxMessage, Queue
@@ -91,6 +97,8 @@ class CustomerBook:
     notifications: Repository[Notification] | None = None
     # A Provisioning older than this is stale: the watchdog acts on it and `retry` accepts it.
     stuck_after: timedelta = timedelta(minutes=30)
+    # Whose Account Managers hear of events (notifications.recipients).
+    users: Repository[User] | None = None
 
 
 class DomainCheck(WireModel):
@@ -510,31 +518,23 @@ _NO_SIGN_IN_RETURNED = (
 )
 
 
-def _reset_notice(customer: Customer, reseller: Reseller, why: str) -> Email | None:
-    """To the requester and the reseller's contacts: the tenant is ready, reset the password."""
-    recipients = list(
-        dict.fromkeys(
-            str(e).lower()
-            for e in (
-                customer.created_by,
-                reseller.settings.appearance.support_email,
-                *reseller.settings.notifications.extra_recipients,
-            )
-            if e
-        )
-    )
-    if not recipients:
-        return None
-    return Email(
-        to=recipients[:1],
-        cc=recipients[1:],
-        subject=f"The Microsoft tenant {customer.domain} is ready",
-        text=(
+def _reset_notice(
+    customer: Customer, reseller: Reseller, why: str, users: Repository[User] | None
+) -> Email | None:
+    """To the requester and whom the reseller's notification settings name: the tenant is
+    ready, reset the password (no secret in it, so the usual recipients may read it)."""
+    return notifications.email_to(
+        reseller,
+        NotificationEvent.CUSTOMER_PROVISIONED,
+        f"The Microsoft tenant {customer.domain} is ready",
+        (
             f"The Microsoft tenant {customer.domain} of {customer.name} is ready.\n\n"
             f"{why}"
             "Reset the admin's password in the Microsoft 365 admin center "
             "(https://admin.microsoft.com) and hand it to the customer.\n"
         ),
+        interested=[customer.created_by],
+        users=users,
     )
 
 
@@ -542,7 +542,7 @@ def _queue_reset_notice(
     book: CustomerBook, reseller: Reseller, customer: Customer, why: str
 ) -> None:
     """Queue the "reset the admin's password" e-mail once (a fixed id), before activation."""
-    email = _reset_notice(customer, reseller, why)
+    email = _reset_notice(customer, reseller, why, book.users)
     if book.notifications is None or email is None:
         log.warning("no reset-the-admin e-mail for customer %s can be queued", customer.id)
     elif book.notifications.find(reseller.slug, reset_notice_id(customer)) is None:

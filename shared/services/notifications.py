@@ -3,14 +3,91 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
+from shared.domain.identity import NotificationEvent, Reseller, Role, User, UserStatus
 from shared.domain.model import utcnow
 from shared.domain.notifications import Email, Notification, NotificationMessage, NotificationStatus
 from shared.domain.outbox import OutboxMessage, Queue
 from shared.ports import Mailer, Repository
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Recipients:
+    """Who gets one e-mail: `to` and `cc`, lower-case, each address once."""
+
+    to: list[str]
+    cc: list[str]
+
+
+def account_managers(users: Repository[User] | None, reseller: str) -> list[str]:
+    """E-mail addresses of the reseller's active Account Managers."""
+    if users is None:
+        return []
+    page = users.list(
+        reseller,
+        equals={"role": Role.ACCOUNT_MANAGER, "status": UserStatus.ACTIVE},
+        page_size=50,
+    )
+    return [u.email for u in page.items if u.customer_id is None]
+
+
+def recipients(
+    reseller: Reseller,
+    event: NotificationEvent | None,
+    *,
+    addressed: Iterable[str | None] = (),
+    interested: Iterable[str | None] = (),
+    users: Repository[User] | None = None,
+) -> Recipients | None:
+    """Who an e-mail of the platform goes to: the one place the reseller's preferences apply.
+
+    `addressed` are the people the e-mail is *for* (an invitee, a new tenant's contact with its
+    sign-in): they always get it. With no `event`, only they do. Everyone else hears of
+    `event` only while the reseller has it switched on (settings → notifications → events):
+    `interested` (e.g. whoever placed the order), the reseller's Account Managers, its
+    support address and its extra recipients.
+    None when nobody is left.
+    """
+    prefs = reseller.settings.notifications
+    copies: list[str | None] = []
+    if event is not None and prefs.events.get(event, True):
+        copies = [
+            *interested,
+            *account_managers(users, reseller.slug),
+            reseller.settings.appearance.support_email,
+            *prefs.extra_recipients,
+        ]
+    direct = _unique(addressed)
+    others = [e for e in _unique(copies) if e not in direct]
+    everyone = direct + others
+    if not everyone:
+        return None
+    return Recipients(to=direct if direct else everyone[:1], cc=others if direct else everyone[1:])
+
+
+def _unique(emails: Iterable[str | None]) -> list[str]:
+    return list(dict.fromkeys(str(e).strip().lower() for e in emails if e))
+
+
+def email_to(
+    reseller: Reseller,
+    event: NotificationEvent | None,
+    subject: str,
+    text: str,
+    *,
+    addressed: Sequence[str | None] = (),
+    interested: Sequence[str | None] = (),
+    users: Repository[User] | None = None,
+) -> Email | None:
+    """An e-mail to whom `recipients` names (None when nobody should get it)."""
+    who = recipients(reseller, event, addressed=addressed, interested=interested, users=users)
+    if who is None:
+        return None
+    return Email(to=who.to, cc=who.cc, subject=subject, text=text)
 
 
 def queue_email(

@@ -236,11 +236,14 @@ def invite(
     # The token goes into the e-mail at send time only; the record keeps it until then.
     token = secret_placeholder("invitation")
     link = f"{public_base_url.rstrip('/')}/invitations/{token}"
+    # Addressed to the invitee only: no event, no copies.
+    who = notifications.recipients(reseller, None, addressed=[email])
+    assert who is not None
     notifications.queue_email(
         directory.notifications,
         reseller.slug,
         Email(
-            to=[email],
+            to=who.to,
             subject=f"You are invited to {reseller.settings.appearance.display_name}",
             text=(
                 f"{principal.email} invites you to {reseller.settings.appearance.display_name} "

@@ -1,6 +1,6 @@
 """The watchdog: no record stays in a transient state silently.
 
-Each kind of record with transient states (a customer Provisioning; later an order Submitted or
+Each kind of record with transient states (a customer Provisioning, an order Submitted or
 Provisioning) registers a `TransientRecords` source. On every housekeeping pass the watchdog
 asks each source for its in-flight records and, for one older than the source's deadline,
 re-enqueues its step once (`nudge`, through the outbox, repeating the same Partner Center

@@ -14,12 +14,14 @@ from tests.customer_bodies import new_customer_body
 from tests.fakes import install_customers
 from tests.functions.helpers import call, json_of
 from tests.functions.world import World, build_world
+from tests.order_fakes import install_orders
 
 
 @pytest.fixture
 def world() -> Iterator[World]:
     w = build_world()
     install_customers(w.container)
+    install_orders(w.container)
     bootstrap.use(w.container)
     yield w
     bootstrap.use(None)
@@ -66,7 +68,8 @@ def test_deep_health_reports_poison_queues_and_stuck_provisioning_and_logs_poiso
     assert resp.status_code == 200, resp.get_body()
     ops = json_of(resp)["operations"]
     assert ops["poisonQueues"]["provision-customer-poison"] == 2
-    assert ops["inFlight"] == {"customer": 1} and ops["stale"] == {"customer": 1}
+    assert ops["inFlight"] == {"customer": 1, "order": 0}
+    assert ops["stale"] == {"customer": 1, "order": 0}
     assert "provision-customer-poison" in caplog.text
 
 
@@ -78,7 +81,7 @@ def test_deep_health_with_a_function_key_needs_no_sign_in_and_reports_what_admin
     assert keyed.headers["Cache-Control"] == "no-store"
     admin = json_of(health(world, "DistributorAdmin"))
     assert json_of(keyed)["operations"] == admin["operations"]
-    assert json_of(keyed)["operations"]["stale"] == {"customer": 1}
+    assert json_of(keyed)["operations"]["stale"] == {"customer": 1, "order": 0}
 
 
 def test_openapi_says_the_keyed_deep_health_takes_an_x_functions_key():

@@ -1,4 +1,4 @@
-"""Recovery against Azurite: claim rows under a real race, and retention."""
+"""Recovery against Azurite: claim rows under a real race, retention, the watchdog's scan."""
 
 from __future__ import annotations
 
@@ -20,9 +20,11 @@ from shared.domain.failures import FailureKind
 from shared.domain.idempotency import IdempotencyRecord, IdempotencyStatus
 from shared.domain.identity import Invitation, Role
 from shared.domain.notifications import Email, Notification, NotificationStatus
+from shared.domain.orders import HistoryEntry, Order, OrderStatus, order_row_key
 from shared.domain.outbox import OutboxMessage, Queue
 from shared.services import customers, housekeeping, users
 from shared.services.customers import CustomerBook
+from shared.services.orders import InFlightOrders
 from tests.customer_bodies import new_customer_body
 from tests.fakes import install_customers, onboard
 from tests.functions.helpers import call, json_of
@@ -224,3 +226,31 @@ def test_outbox_rows_from_before_the_partition_index_are_marked_by_a_migration_t
 
     assert container.outbox.sweep(container.store, container.outbox_tables(), later) == 1
     assert container.outbox.sweep(container.store, container.outbox_tables(), later) == 0
+
+
+def test_the_watchdog_finds_orders_in_flight_across_resellers_by_status_only(container):
+    now = container.clock.now()
+
+    def order(reseller: str, status: OrderStatus) -> Order:
+        return container.orders.add(
+            Order(
+                reseller=reseller,
+                customer_id="C1",
+                lines=[],
+                currency="CZK",
+                created_by="t@example.com",
+                status=status,
+                history=[HistoryEntry(status=status, at=now, by="t@example.com")],
+            )
+        )
+
+    submitted = order("wd-one", OrderStatus.SUBMITTED)
+    provisioning = order("wd-two", OrderStatus.PROVISIONING)
+    for status in (OrderStatus.DRAFT, OrderStatus.COMPLETED, OrderStatus.FAILED):
+        order("wd-one", status)
+    source = InFlightOrders(container.order_book)
+    found = {(i.partition, i.id, i.status) for i in source.in_flight()}
+    assert {(o.reseller, o.id, o.status.value) for o in (submitted, provisioning)} <= found
+    assert {i[2] for i in found} <= {"Submitted", "Provisioning"}
+    source.nudge(next(i for i in source.in_flight() if i.id == submitted.id))
+    assert container.orders.get("wd-one", order_row_key(submitted.id)).nudged_at is not None

@@ -732,6 +732,35 @@ def test_dropped_response_is_recovered_by_retrying_with_the_same_request_id(
     assert len(pc.get(f"/v1/customers/{customer['id']}/orders").json()["items"]) == 1
 
 
+@pytest.mark.parametrize("phase", ["after", "before"])
+def test_timed_out_checkout_retried_with_the_same_request_id_places_one_order(
+    sim: SimulatorHandle, pc: httpx.Client, phase: str
+) -> None:
+    customer = new_customer(pc)
+    cart = pc.post(
+        f"/v1/customers/{customer['id']}/carts",
+        json={"lineItems": [line(catalog_item(pc, "Microsoft Intune Plan 1"), 2)]},
+    ).json()
+    sim.inject_faults(
+        pathPrefix=f"/v1/customers/{customer['id']}/carts",
+        timeoutRate=1.0,
+        timeoutMs=1500,
+        timeoutPhase=phase,
+        count=1,
+    )
+    request_id = str(uuid.uuid4())
+    url = f"/v1/customers/{customer['id']}/carts/{cart['id']}/checkout"
+    with pytest.raises(httpx.TimeoutException):
+        pc.post(url, headers={"MS-RequestId": request_id}, timeout=0.5)
+    if phase == "after":  # carried out although the caller never heard
+        assert len(pc.get(f"/v1/customers/{customer['id']}/orders").json()["items"]) == 1
+    retried = pc.post(url, headers={"MS-RequestId": request_id})
+    assert retried.status_code == 201 and len(retried.json()["orders"]) == 1
+    time.sleep(1.2)  # let a held-back request finish
+    assert len(pc.get(f"/v1/customers/{customer['id']}/orders").json()["items"]) == 1
+    assert next(r["fault"] for r in sim.requests(request_id=request_id)) == f"timeout-{phase}"
+
+
 def test_checkout_reports_line_errors_per_order_group(
     sim: SimulatorHandle, pc: httpx.Client
 ) -> None:

@@ -47,6 +47,7 @@ NOT_IN_AZURE = {
     "PARTNER_CENTER_CERTIFICATE_PATH": "Flex Consumption loads no certificates into the app; "
     "in Azure the app authenticates with the client secret from Key Vault",
     "PARTNER_CENTER_CERTIFICATE_THUMBPRINT": "belongs to PARTNER_CENTER_CERTIFICATE_PATH",
+    "ORDER_STEP_CRASH_AFTER": "tests stop the host at a step boundary; refused in production",
 }
 
 # Names that look secret but are not: with local auth disabled, the Application Insights

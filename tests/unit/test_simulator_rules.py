@@ -208,6 +208,17 @@ def test_fault_rule_with_a_count_applies_to_that_many_requests() -> None:
     ]
 
 
+def test_timeout_fault_holds_the_answer_for_its_phase_at_its_rate() -> None:
+    faults = FaultInjector(seed=3)
+    faults.add({"pathPrefix": "/v1/customers", "timeoutRate": 0.3, "timeoutMs": 900})
+    decisions = [faults.decide("POST", "/v1/customers/x/carts") for _ in range(1000)]
+    held = [d for d in decisions if d.timeout]
+    assert 230 < len(held) < 370
+    assert {(d.timeout, d.timeout_ms) for d in held} == {("after", 900)}
+    with pytest.raises(SimError):
+        faults.add({"timeoutRate": 1, "timeoutPhase": "never"})
+
+
 def test_rate_limiter_counts_refused_requests_and_names_the_wait() -> None:
     limiter = RateLimiter()
     assert [limiter.hit("p", 2) for _ in range(2)] == [None, None]

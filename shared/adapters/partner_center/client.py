@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from enum import Enum
 from typing import IO, Any, TypeVar
@@ -19,11 +19,19 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel
 
+from shared.adapters.partner_center import orders as mapping
 from shared.adapters.partner_center.price_sheet import parse_price_sheet
 from shared.adapters.partner_center.relationships import INDIRECT_RESELLERS, PartnerRelationship
 from shared.adapters.partner_center.transport import PartnerCenterTransport
 from shared.domain.errors import UpstreamRejected, UpstreamUnavailable
 from shared.domain.identity import IndirectReseller
+from shared.domain.orders import (
+    CartLineRequest,
+    CartRef,
+    CheckoutResult,
+    OrderProvisioning,
+    PlacedOrder,
+)
 from shared.domain.partner_center import (
     AuditRecord,
     Availability,
@@ -46,6 +54,7 @@ from shared.domain.partner_center import (
     TransitionEligibility,
     iso_date,
 )
+from shared.domain.subscriptions import SubscriptionFacts
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -381,6 +390,36 @@ class PartnerCenterClient:
             OrderLineItemProvisioningStatus,
             f"/v1/customers/{_seg(customer_id)}/orders/{_seg(order_id)}/provisioningstatus",
         )
+
+    # --- ordering, in the domain's words (mapped in adapters/partner_center/orders.py) -----
+
+    def place_cart(
+        self, customer_tenant: str, lines: Sequence[CartLineRequest], *, request_id: str
+    ) -> CartRef:
+        """Create a cart of `lines` (the same `request_id` gives back the same cart)."""
+        return mapping.cart_ref(
+            self.create_cart(customer_tenant, mapping.cart_body(lines), request_id=request_id)
+        )
+
+    def check_out(self, customer_tenant: str, cart_id: str, *, request_id: str) -> CheckoutResult:
+        """Check a cart out (the same `request_id` repeats the first result)."""
+        return mapping.checkout_result(
+            self.checkout(customer_tenant, cart_id, request_id=request_id)
+        )
+
+    def placed_orders(self, customer_tenant: str) -> list[PlacedOrder]:
+        """Every order of the customer's tenant."""
+        return [mapping.placed_order(o) for o in self.list_orders(customer_tenant)]
+
+    def order_provisioning(self, customer_tenant: str, order_id: str) -> OrderProvisioning:
+        """Whether Partner Center has provisioned every line of an order."""
+        return mapping.provisioning(
+            order_id, self.get_order_provisioning_status(customer_tenant, order_id)
+        )
+
+    def subscription_facts(self, customer_tenant: str) -> list[SubscriptionFacts]:
+        """Every subscription of the customer's tenant, in our words."""
+        return [mapping.subscription_facts(s) for s in self.list_subscriptions(customer_tenant)]
 
     # --- subscriptions ---------------------------------------------------------------------
 

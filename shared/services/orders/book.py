@@ -1,0 +1,81 @@
+"""The order book (the records orders work on) and finding an order in the caller's world."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from shared.domain.customers import Customer, CustomerStatus
+from shared.domain.errors import NotFound
+from shared.domain.identity import Principal, Reseller, User
+from shared.domain.notifications import Notification
+from shared.domain.orders import Order, order_row_key
+from shared.domain.subscriptions import Subscription
+from shared.ports import Clock, Repository, StepScheduler
+from shared.services import access
+from shared.services.catalog import CatalogReader
+
+SYSTEM = "system"
+
+BLOCKING_CUSTOMER_STATUSES = frozenset({"Blocked", CustomerStatus.FAILED.value})
+
+
+@dataclass
+class OrderPolicy:
+    """How the step waits (from the settings)."""
+
+    poll_seconds: float = 10.0
+    customer_wait_seconds: float = 30.0
+    max_polls: int = 60
+    # How long an order may stay Submitted or Provisioning before the watchdog acts.
+    stuck_after: timedelta = timedelta(minutes=30)
+
+
+@dataclass
+class OrderBook:
+    """The records and helpers the order services work on."""
+
+    orders: Repository[Order]
+    subscriptions: Repository[Subscription]
+    customers: Repository[Customer]
+    resellers: Repository[Reseller]
+    catalog: CatalogReader
+    clock: Clock
+    scheduler: StepScheduler
+    notifications: Repository[Notification] | None = None
+    users: Repository[User] | None = None
+    policy: OrderPolicy = field(default_factory=OrderPolicy)
+    # Called after each recorded sub-step of the provisioning (tests stop the process there).
+    after_step: Callable[[str], None] | None = None
+
+
+def customer_of(book: OrderBook, principal: Principal, reseller: str, customer_id: str) -> Customer:
+    """The customer, if the caller may see it (NotFound otherwise)."""
+    access.ensure_visible(principal, reseller, customer_id)
+    found = book.customers.find(reseller, customer_id) if len(customer_id) <= 64 else None
+    if found is None:
+        raise NotFound("customer not found")
+    return found
+
+
+def get(
+    book: OrderBook, principal: Principal, reseller: str, customer_id: str, order_id: str
+) -> Order:
+    """One order of the customer inside the caller's world (NotFound otherwise)."""
+    customer_of(book, principal, reseller, customer_id)
+    found = find_order(book, reseller, order_id)
+    if found is None or found.customer_id != customer_id:
+        raise NotFound("order not found")
+    return found
+
+
+def find_order(book: OrderBook, reseller: str, order_id: str) -> Order | None:
+    """The order by its id (None for an id that is not an order's)."""
+    try:
+        row = order_row_key(order_id)
+    except Exception:  # pragma: no cover - translate never raises on str
+        return None
+    if len(order_id) != 26:
+        return None
+    return book.orders.find(reseller, row)

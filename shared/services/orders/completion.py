@@ -1,0 +1,108 @@
+"""The end of provisioning: one Subscription record per placed line, and the order's e-mail."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from shared.domain.errors import Conflict
+from shared.domain.identity import NotificationEvent, Reseller
+from shared.domain.orders import Order, OrderLine, OrderStatus
+from shared.domain.subscriptions import Subscription, SubscriptionFacts, SubscriptionOrigin
+from shared.ports import PartnerCenter
+from shared.services import notifications
+from shared.services.orders.book import OrderBook
+
+
+def record_subscriptions(
+    book: OrderBook, partner_center: PartnerCenter, order: Order, tenant: str
+) -> None:
+    """One Subscription record per placed line, with Partner Center's facts (each once)."""
+    facts = {f.id.lower(): f for f in partner_center.subscription_facts(tenant)}
+    now = book.clock.now()
+    records: list[Subscription] = []
+    for line in order.lines:
+        if line.result is None or not line.result.subscription_id:
+            continue
+        sid = line.result.subscription_id
+        f = facts.get(sid.lower())
+        records.append(_subscription_record(order, line, sid, f, now))
+    missing = [
+        r for r in records if book.subscriptions.find(order.customer_id, r.id.lower()) is None
+    ]
+    for chunk in range(0, len(missing), 100):
+        book.subscriptions.save_all(order.customer_id, adds=missing[chunk : chunk + 100])
+
+
+def _subscription_record(
+    order: Order, line: OrderLine, sid: str, f: SubscriptionFacts | None, now: Any
+) -> Subscription:
+    return Subscription(
+        reseller=order.reseller,
+        customer_id=order.customer_id,
+        id=sid,
+        catalog_item_id=(f.catalog_item_id if f and f.catalog_item_id else line.catalog_item_id),
+        name=(f.name if f else line.friendly_name or line.name),
+        quantity=(f.quantity if f else line.quantity),
+        term_duration=(f.term_duration if f else line.term_duration),
+        billing_cycle=(f.billing_cycle if f else line.billing_cycle),
+        status=(f.status if f else "pending"),
+        start_date=f.start_date if f else None,
+        commitment_end_date=f.commitment_end_date if f else None,
+        cancellation_allowed_until=f.cancellation_allowed_until if f else None,
+        auto_renew=f.auto_renew if f else False,
+        is_trial=f.is_trial if f else line.is_trial,
+        parent_subscription_id=(f.parent_subscription_id if f else line.parent_subscription_id),
+        priced=line.priced,
+        origin=SubscriptionOrigin.ORDERED_HERE,
+        order_id=order.id,
+        partner_center_order_id=line.result.partner_center_order_id if line.result else None,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def notification_id(order: Order) -> str:
+    """The fixed id of an order's final e-mail (queued once)."""
+    return f"order-{order.id}-{order.status.value.lower()}"
+
+
+def notify(book: OrderBook, reseller: Reseller, order: Order) -> None:
+    """Queue the order's completed / failed e-mail to whom the reseller's settings name."""
+    if book.notifications is None:
+        return
+    if book.notifications.find(reseller.slug, notification_id(order)) is not None:
+        return
+    failed = order.status is OrderStatus.FAILED
+    event = NotificationEvent.ORDER_FAILED if failed else NotificationEvent.ORDER_COMPLETED
+    lines = "\n".join(
+        f"- {li.quantity} × {li.name}: "
+        + (
+            f"subscription {li.result.subscription_id}"
+            if li.result and li.result.subscription_id
+            else (li.result.error if li.result and li.result.error else "not placed")
+        )
+        for li in order.lines
+    )
+    headline = {
+        OrderStatus.COMPLETED: "is complete",
+        OrderStatus.COMPLETED_WITH_ERRORS: "is complete, with errors",
+        OrderStatus.FAILED: "failed",
+    }.get(order.status, order.status.value)
+    text = f"Order {order.id} of customer {order.customer_id} {headline}.\n\n{lines}\n"
+    if order.failure is not None:
+        text += f"\nWhy: {order.failure.reason}\n"
+    email = notifications.email_to(
+        reseller,
+        event,
+        f"Order {order.id[-8:]} {headline}",
+        text,
+        interested=[order.created_by],
+        users=book.users,
+    )
+    if email is None:
+        return
+    with contextlib.suppress(Conflict):  # queued by an earlier delivery of this step
+        notifications.queue_email(
+            book.notifications, reseller.slug, email, notification_id=notification_id(order)
+        )

@@ -1,0 +1,157 @@
+"""Placing an order in Partner Center: the cart's lines, checkout (and its recovery when the
+replay of a checkout was lost), and what each line got."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from shared.domain.errors import UpstreamRejected
+from shared.domain.failures import FailureKind
+from shared.domain.orders import (
+    CartLineRequest,
+    CheckoutResult,
+    LineResult,
+    Order,
+    OrderFailure,
+    OrderLine,
+    OrderStatus,
+    PlacedOrder,
+)
+from shared.ports import PartnerCenter
+from shared.services.orders.book import SYSTEM, OrderBook
+
+log = logging.getLogger(__name__)
+
+# Partner Center: the cart was checked out already (a repeated checkout whose replay is lost).
+_CART_ALREADY_ORDERED = "800121"
+_SEAT_LIMIT = "10015"
+# How far Partner Center's clock may be behind ours when matching orders to a submit.
+_SKEW = timedelta(minutes=5)
+
+
+def cart_lines(order: Order, mpn_id: str) -> list[CartLineRequest]:
+    """One order group per base line with its add-ons: a refused group fails only its lines."""
+    return [
+        CartLineRequest(
+            catalog_item_id=line.catalog_item_id,
+            quantity=line.quantity,
+            term_duration=line.term_duration,
+            billing_cycle=line.billing_cycle,
+            reseller_mpn_id=mpn_id,
+            order_group=str(group_of(order, i)),
+            friendly_name=line.friendly_name,
+        )
+        for i, line in enumerate(order.lines)
+    ]
+
+
+def group_of(order: Order, i: int) -> int:
+    """The order group of line `i`: its own index, or its base line's."""
+    parent = order.lines[i].parent_line
+    return i if parent is None else parent
+
+
+def check_out_cart(
+    book: OrderBook, partner_center: PartnerCenter, order: Order, tenant: str
+) -> CheckoutResult:
+    """Check the stored cart out; a cart Partner Center says is ordered already is recovered."""
+    assert order.cart_id is not None and order.checkout_request_id is not None
+    try:
+        return partner_center.check_out(tenant, order.cart_id, request_id=order.checkout_request_id)
+    except UpstreamRejected as exc:
+        if exc.code != _CART_ALREADY_ORDERED:
+            raise
+    log.warning(
+        "cart %s of order %s was checked out already; recovering its orders",
+        order.cart_id,
+        order.id,
+    )
+    return CheckoutResult(orders=tuple(_recover_orders(book, partner_center, order, tenant)))
+
+
+def _recover_orders(
+    book: OrderBook, partner_center: PartnerCenter, order: Order, tenant: str
+) -> list[PlacedOrder]:
+    """The Partner Center orders our checkout placed: same offers and quantities, created
+    since the order was submitted, and not claimed by another order of ours."""
+    claimed: set[str] = set()
+    token: str | None = None
+    while True:
+        page = book.orders.list(
+            order.reseller,
+            equals={"customer_id": order.customer_id},
+            page_size=1000,
+            continuation_token=token,
+        )
+        claimed |= {
+            pid for o in page.items if o.id != order.id for pid in o.partner_center_order_ids
+        }
+        token = page.continuation_token
+        if token is None:
+            break
+    submitted = next(
+        (h.at for h in reversed(order.history) if h.status is OrderStatus.SUBMITTED), None
+    )
+    wanted = {(li.catalog_item_id.upper(), li.quantity) for li in order.lines}
+    found: list[PlacedOrder] = []
+    for placed in partner_center.placed_orders(tenant):
+        if placed.id in claimed:
+            continue
+        if (
+            submitted is not None
+            and placed.created_at is not None
+            and placed.created_at < submitted - _SKEW
+        ):
+            continue
+        if placed.lines and all((pl.catalog_item_id, pl.quantity) in wanted for pl in placed.lines):
+            found.append(placed)
+    return found
+
+
+def record_checkout(order: Order, result: CheckoutResult) -> None:
+    """Partner Center's order ids, and per line its order or the sentence saying why not."""
+    order.partner_center_order_ids = [o.id for o in result.orders]
+    taken: set[tuple[str, int]] = set()
+    for line in order.lines:
+        for placed in result.orders:
+            match = next(
+                (
+                    pl
+                    for pl in placed.lines
+                    if (placed.id, pl.number) not in taken
+                    and pl.catalog_item_id == line.catalog_item_id.upper()
+                    and pl.quantity == line.quantity
+                ),
+                None,
+            )
+            if match is not None:
+                taken.add((placed.id, match.number))
+                line.result = LineResult(
+                    partner_center_order_id=placed.id, subscription_id=match.subscription_id
+                )
+                break
+    for error in result.errors:
+        for i, line in enumerate(order.lines):
+            if str(group_of(order, i)) == error.order_group and line.result is None:
+                line.result = LineResult(
+                    error=_line_error(line, error.code, error.description, error.available_quantity)
+                )
+
+
+def _line_error(line: OrderLine, code: str, description: str, available: int | None) -> str:
+    """A sentence a person can act on, from Partner Center's refusal of a line."""
+    if code == _SEAT_LIMIT:
+        if available is not None:
+            return f"at most {available} more licences of {line.name} for this tenant"
+        return f"the quantity of {line.name} is outside what this tenant may buy ({description})"
+    return f"Partner Center refused {line.name}: {description} (code {code})"
+
+
+def record_nothing_placed(book: OrderBook, order: Order, result: CheckoutResult) -> None:
+    """Partner Center placed none of the lines: Failed, saying why."""
+    reasons = [li.result.error for li in order.lines if li.result and li.result.error]
+    reason = "; ".join(dict.fromkeys(reasons)) or "Partner Center placed none of the lines"
+    detail = "; ".join(f"{e.code}: {e.description}" for e in result.errors) or None
+    order.failure = OrderFailure(kind=FailureKind.REFUSED, reason=reason[:1000], detail=detail)
+    order.move(OrderStatus.FAILED, book.clock.now(), SYSTEM, reason[:500])

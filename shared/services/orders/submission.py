@@ -1,0 +1,124 @@
+"""Submit, approve, reject and retry: the moves that hand an order to `provision-order`."""
+
+from __future__ import annotations
+
+from shared.domain.errors import Conflict, Forbidden
+from shared.domain.failures import FailureKind
+from shared.domain.identity import Principal
+from shared.domain.model import expected_version
+from shared.domain.orders import Order, OrderDecision, OrderStatus
+from shared.domain.outbox import OutboxMessage, Queue
+from shared.services import resellers
+from shared.services.orders.book import OrderBook, get
+from shared.services.orders.drafts import may_order
+
+
+def provision_message(order: Order) -> OutboxMessage:
+    """The `provision-order` message of an order (ids only; the record holds the rest)."""
+    return OutboxMessage(
+        queue=Queue.PROVISION_ORDER, body={"reseller": order.reseller, "orderId": order.id}
+    )
+
+
+def _expect(order: Order, etag: str | None) -> None:
+    """The write that follows must still find the version `If-Match` names (`*`: the one
+    just read), else it is a 412: a concurrent change is never overwritten."""
+    order.etag = expected_version(order.etag, etag)
+
+
+def submit(
+    book: OrderBook,
+    principal: Principal,
+    reseller_slug: str,
+    customer_id: str,
+    order_id: str,
+    etag: str,
+) -> Order:
+    """Place a Draft: Submitted (with its message, in one transaction) or PendingApproval."""
+    order = get(book, principal, reseller_slug, customer_id, order_id)
+    _expect(order, etag)
+    reseller = resellers.get(book.resellers, reseller_slug)
+    may_order(book, principal, reseller)
+    if order.status is not OrderStatus.DRAFT:
+        raise Conflict(f"only a Draft can be submitted; this order is {order.status.value}")
+    now = book.clock.now()
+    if principal.is_customer_user or reseller.settings.orders_require_approval:
+        order.move(OrderStatus.PENDING_APPROVAL, now, principal.email)
+        return book.orders.update(order)
+    return _place(book, order, principal.email)
+
+
+def _place(
+    book: OrderBook, order: Order, by: str, reason: str | None = None, *, fresh: bool = True
+) -> Order:
+    order.move(OrderStatus.SUBMITTED, book.clock.now(), by, reason)
+    if fresh:
+        order.start_attempt()
+    else:
+        order.resume_attempt()
+    return book.orders.update(order, messages=[provision_message(order)])
+
+
+def approve(
+    book: OrderBook,
+    principal: Principal,
+    reseller_slug: str,
+    customer_id: str,
+    order_id: str,
+    etag: str,
+    decision: OrderDecision,
+) -> Order:
+    """An Account Manager approves a PendingApproval order: Submitted, provisioning starts."""
+    order = get(book, principal, reseller_slug, customer_id, order_id)
+    _expect(order, etag)
+    if order.status is not OrderStatus.PENDING_APPROVAL:
+        raise Conflict(
+            f"only a PendingApproval order can be approved; this one is {order.status.value}"
+        )
+    return _place(book, order, principal.email, decision.reason)
+
+
+def reject(
+    book: OrderBook,
+    principal: Principal,
+    reseller_slug: str,
+    customer_id: str,
+    order_id: str,
+    etag: str,
+    decision: OrderDecision,
+) -> Order:
+    """An Account Manager rejects a PendingApproval order: Cancelled, with the reason."""
+    order = get(book, principal, reseller_slug, customer_id, order_id)
+    _expect(order, etag)
+    if order.status is not OrderStatus.PENDING_APPROVAL:
+        raise Conflict(
+            f"only a PendingApproval order can be rejected; this one is {order.status.value}"
+        )
+    order.move(OrderStatus.CANCELLED, book.clock.now(), principal.email, decision.reason)
+    return book.orders.update(order)
+
+
+def retry(
+    book: OrderBook,
+    principal: Principal,
+    reseller_slug: str,
+    customer_id: str,
+    order_id: str,
+    etag: str | None,
+) -> Order:
+    """Provision a Failed order again.
+
+    After a refusal, as a new request (new MS-RequestIds, no stored cart: the same request would
+    be refused again); after a transient failure, with the stored ids and cart, so a cart or
+    checkout that may have happened is replayed by Partner Center instead of made twice.
+    """
+    order = get(book, principal, reseller_slug, customer_id, order_id)
+    _expect(order, etag)
+    if principal.is_customer_user:
+        raise Forbidden("a customer's user cannot retry an order")
+    if order.status is not OrderStatus.FAILED:
+        raise Conflict(f"only a Failed order can be retried; this one is {order.status.value}")
+    refused = order.failure is None or order.failure.kind is FailureKind.REFUSED
+    if refused and order.partner_center_order_ids:
+        raise Conflict("Partner Center placed part of this order already; place a new one")
+    return _place(book, order, principal.email, "retried", fresh=refused)
