@@ -16,6 +16,7 @@ from shared.domain.errors import (
     ConcurrencyConflict,
     Conflict,
     Forbidden,
+    NotFound,
     UpstreamRejected,
     UpstreamUnavailable,
     ValidationFailed,
@@ -571,3 +572,55 @@ def test_if_match_star_submits_the_version_just_read(world):
     w, book, _ = world
     order = _draft(w, book)
     assert orders.submit(book, AM, "demo", CUST_B, order.id, "*").status is S.SUBMITTED
+
+
+# --- review findings: customers don't price, drafts are checked again, odd ids --------------
+
+
+def test_a_customer_user_cannot_price_a_line_nor_preview_where_ordering_is_off(world):
+    w, book, _ = world
+    body = OrderCreate.model_validate({"lines": [_line(w, book, CUST_A)]})
+    with pytest.raises(Forbidden):  # the reseller has not let its customers order
+        orders.preview(book, CADMIN, "demo", CUST_A, body)
+    reseller = book.resellers.get("reseller", "demo")
+    reseller.settings.customer_ordering_enabled = True
+    book.resellers.update(reseller)
+    zero = _line(w, book, CUST_A, markupPercent="0")  # would show the reseller's cost
+    own = _line(w, book, CUST_A, unitPrice={"amount": "0.01", "currency": "CZK"})
+    for action in (orders.preview, orders.create):
+        with pytest.raises(ValidationFailed) as err:
+            action(book, CADMIN, "demo", CUST_A, OrderCreate.model_validate({"lines": [zero, own]}))
+        assert [e.field for e in err.value.errors] == [
+            "lines[0].markupPercent",
+            "lines[1].unitPrice",
+        ]
+
+
+def test_submit_refuses_a_draft_whose_prices_moved_since_it_was_priced(world):
+    w, book, _ = world
+    draft = _draft(w, book)
+    reseller = book.resellers.get("reseller", "demo")
+    reseller.distributor_markup_percent = Decimal(5)  # the reseller's cost goes up
+    book.resellers.update(reseller)
+    w.clock.advance(seconds=600)  # past the catalog's cached reseller profile
+    with pytest.raises(Conflict, match=r"prices changed .*lines\[0\]"):
+        orders.submit(book, AM, "demo", CUST_B, draft.id, draft.etag or "")
+    assert orders.get(book, AM, "demo", CUST_B, draft.id).status is S.DRAFT
+    assert not book.orders.sent  # type: ignore[attr-defined]
+
+
+def test_submit_refuses_a_draft_whose_customer_failed_since(world):
+    w, book, _ = world
+    draft = _draft(w, book)
+    customer = book.customers.get("demo", CUST_B)
+    customer.status = CustomerStatus.FAILED
+    book.customers.update(customer)
+    with pytest.raises(Conflict, match="Failed"):
+        orders.submit(book, AM, "demo", CUST_B, draft.id, draft.etag or "")
+
+
+@pytest.mark.parametrize("odd", ["0" * 25 + "\\", "0" * 25 + "#", "../" + "0" * 23, "0" * 26 + "x"])
+def test_an_order_id_that_is_no_ulid_is_not_found(world, odd):
+    _, book, _ = world
+    with pytest.raises(NotFound):
+        orders.get(book, AM, "demo", CUST_B, odd)

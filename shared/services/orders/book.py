@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from shared.domain.customers import Customer, CustomerStatus
 from shared.domain.errors import NotFound
-from shared.domain.identity import Principal, Reseller, User
+from shared.domain.identity import CUSTOMER_ID_PATTERN, Principal, Reseller, User
 from shared.domain.notifications import Notification
 from shared.domain.orders import Order, order_row_key
 from shared.domain.subscriptions import Subscription
@@ -19,6 +20,9 @@ from shared.services.catalog import CatalogReader
 SYSTEM = "system"
 
 BLOCKING_CUSTOMER_STATUSES = frozenset({"Blocked", CustomerStatus.FAILED.value})
+
+_CUSTOMER_ID = re.compile(CUSTOMER_ID_PATTERN)
+_ORDER_ID = re.compile(r"[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}")
 
 
 @dataclass
@@ -53,7 +57,11 @@ class OrderBook:
 def customer_of(book: OrderBook, principal: Principal, reseller: str, customer_id: str) -> Customer:
     """The customer, if the caller may see it (NotFound otherwise)."""
     access.ensure_visible(principal, reseller, customer_id)
-    found = book.customers.find(reseller, customer_id) if len(customer_id) <= 64 else None
+    found = (
+        book.customers.find(reseller, customer_id)
+        if _CUSTOMER_ID.fullmatch(customer_id) is not None
+        else None
+    )
     if found is None:
         raise NotFound("customer not found")
     return found
@@ -72,10 +80,7 @@ def get(
 
 def find_order(book: OrderBook, reseller: str, order_id: str) -> Order | None:
     """The order by its id (None for an id that is not an order's)."""
-    try:
-        row = order_row_key(order_id)
-    except Exception:  # pragma: no cover - translate never raises on str
+    # Only a ULID can be an order's id; anything else never reaches a table key.
+    if _ORDER_ID.fullmatch(order_id) is None:
         return None
-    if len(order_id) != 26:
-        return None
-    return book.orders.find(reseller, row)
+    return book.orders.find(reseller, order_row_key(order_id))

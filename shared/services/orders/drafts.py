@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from shared.domain.errors import Conflict, Forbidden
+from shared.domain.errors import Conflict, FieldError, Forbidden, ValidationFailed
 from shared.domain.identity import Principal, Reseller, Role
 from shared.domain.model import expected_version
-from shared.domain.orders import HistoryEntry, Order, OrderCreate, OrderStatus
+from shared.domain.orders import HistoryEntry, Order, OrderCreate, OrderLineInput, OrderStatus
 from shared.services import access, resellers
 from shared.services.orders.book import OrderBook, customer_of, get
 from shared.services.orders.lines import build_lines
@@ -20,6 +20,66 @@ def may_order(book: OrderBook, principal: Principal, reseller: Reseller) -> None
         raise Forbidden("this reseller does not let its customers place orders")
 
 
+def command_of(order: Order) -> OrderCreate:
+    """The lines of a stored order as they were asked for (to validate and price them again)."""
+    return OrderCreate(
+        lines=[
+            OrderLineInput(
+                catalog_item_id=line.catalog_item_id,
+                quantity=line.quantity,
+                term_duration=line.term_duration,
+                billing_cycle=line.billing_cycle,
+                markup_percent=line.markup_percent,
+                unit_price=line.unit_price,
+                parent_line=line.parent_line,
+                parent_subscription_id=line.parent_subscription_id,
+                friendly_name=line.friendly_name,
+            )
+            for line in order.lines
+        ]
+    )
+
+
+def still_as_priced(book: OrderBook, principal: Principal, order: Order) -> None:
+    """Before an order goes to Partner Center: the customer, the tenant's limits and the prices
+    are checked again, as a draft may be days old. A changed price or currency is a 409 that
+    says which lines; editing the draft (PATCH with its lines) prices it anew."""
+    reseller = resellers.get(book.resellers, order.reseller)
+    if reseller.currency != order.currency:
+        raise Conflict(
+            f"the order is priced in {order.currency} but the reseller now sells in "
+            f"{reseller.currency}: edit the draft to price it anew"
+        )
+    customer = customer_of(book, principal, order.reseller, order.customer_id)
+    fresh = build_lines(book, reseller, customer, command_of(order))
+    changed = [
+        f"lines[{i}]"
+        for i, (old, new) in enumerate(zip(order.lines, fresh, strict=True))
+        if old.priced.extended.customer_price != new.priced.extended.customer_price
+        or old.priced.extended.reseller_cost != new.priced.extended.reseller_cost
+    ]
+    if changed:
+        raise Conflict(
+            f"prices changed since the draft was priced ({', '.join(changed)}): edit the draft "
+            "(PATCH with its lines) to see and keep the new prices, then submit again"
+        )
+
+
+def no_prices_by_customers(principal: Principal, command: OrderCreate) -> None:
+    """A customer's user buys at the reseller's prices: a mark-up or a price on a line would
+    reveal the reseller's cost (a 0 % mark-up) or set its own price (400 naming each)."""
+    if not principal.is_customer_user:
+        return
+    errors = [
+        FieldError(f"lines[{i}].{field}", "is set by the reseller, not by its customers")
+        for i, line in enumerate(command.lines)
+        for field, value in (("markupPercent", line.markup_percent), ("unitPrice", line.unit_price))
+        if value is not None
+    ]
+    if errors:
+        raise ValidationFailed(errors)
+
+
 def preview(
     book: OrderBook,
     principal: Principal,
@@ -29,6 +89,8 @@ def preview(
 ) -> OrderPreviewStaff | OrderPreviewPublic:
     """Price lines without storing anything."""
     reseller = resellers.get(book.resellers, reseller_slug)
+    may_order(book, principal, reseller)
+    no_prices_by_customers(principal, command)
     customer = customer_of(book, principal, reseller.slug, customer_id)
     lines = build_lines(book, reseller, customer, command)
     priced = lines_view(principal, lines, reseller.currency)
@@ -46,6 +108,7 @@ def create(
     """Store a Draft (validated and priced)."""
     reseller = resellers.get(book.resellers, reseller_slug)
     may_order(book, principal, reseller)
+    no_prices_by_customers(principal, command)
     customer = customer_of(book, principal, reseller.slug, customer_id)
     lines = build_lines(book, reseller, customer, command)
     now = book.clock.now()
@@ -85,6 +148,7 @@ def update(
     order = _draft(
         book, principal, get(book, principal, reseller_slug, customer_id, order_id), etag
     )
+    no_prices_by_customers(principal, command)
     reseller = resellers.get(book.resellers, reseller_slug)
     customer = customer_of(book, principal, reseller_slug, customer_id)
     order.lines = build_lines(book, reseller, customer, command)

@@ -10,7 +10,7 @@ from shared.domain.orders import Order, OrderDecision, OrderStatus
 from shared.domain.outbox import OutboxMessage, Queue
 from shared.services import resellers
 from shared.services.orders.book import OrderBook, get
-from shared.services.orders.drafts import may_order
+from shared.services.orders.drafts import may_order, still_as_priced
 
 
 def provision_message(order: Order) -> OutboxMessage:
@@ -41,6 +41,7 @@ def submit(
     may_order(book, principal, reseller)
     if order.status is not OrderStatus.DRAFT:
         raise Conflict(f"only a Draft can be submitted; this order is {order.status.value}")
+    still_as_priced(book, principal, order)
     now = book.clock.now()
     if principal.is_customer_user or reseller.settings.orders_require_approval:
         order.move(OrderStatus.PENDING_APPROVAL, now, principal.email)
@@ -75,6 +76,7 @@ def approve(
         raise Conflict(
             f"only a PendingApproval order can be approved; this one is {order.status.value}"
         )
+    still_as_priced(book, principal, order)
     return _place(book, order, principal.email, decision.reason)
 
 
