@@ -134,7 +134,8 @@ class TokenVerifier(Protocol):
 # Imported here rather than at the top so this section stays self-contained for its owner.
 from datetime import date  # noqa: E402
 
-from shared.domain import partner_center as pc  # noqa: E402
+from shared.adapters.partner_center import wire as pc  # noqa: E402
+from shared.domain.customers import CreatedTenant, Tenant, TenantRequest  # noqa: E402
 from shared.domain.orders import (  # noqa: E402
     CartLineRequest,
     CartRef,
@@ -164,27 +165,27 @@ class PartnerCenter(IndirectResellers, Protocol):
     write that may already have happened, and Partner Center does it only once.
     """
 
-    def list_customers(
-        self, *, indirect_reseller_id: str | None = None, page_size: int = 500
-    ) -> Iterator[pc.Customer]:
-        """All customers (or one indirect reseller's), lazily, page after page."""
+    def customer_tenants(self, *, indirect_reseller_id: str | None = None) -> Iterator[Tenant]:
+        """Every customer tenant, lazily; with `indirect_reseller_id`, Partner Center's
+        `starts_with` filter (another reseller whose id begins with this one's matches too)."""
         ...
 
-    def get_customer(self, customer_id: str) -> pc.Customer:
-        """One customer by tenant id."""
+    def customer_tenant(self, tenant_id: str) -> Tenant:
+        """One customer tenant by id (NotFound if there is none)."""
         ...
 
-    def create_customer(
-        self, customer: pc.Customer, *, request_id: str | None = None
-    ) -> pc.Customer:
-        """Create a customer tenant; `associatedPartnerId` makes it an indirect reseller's."""
+    def create_customer_tenant(
+        self, request: TenantRequest, *, request_id: str | None = None
+    ) -> CreatedTenant:
+        """Create a tenant for an indirect reseller's customer; the answer carries the first
+        admin's sign-in once (a replay with the same `request_id` gives it again)."""
         ...
 
     def is_domain_available(self, domain: str) -> bool:
         """Whether `<domain>` (e.g. `contoso.onmicrosoft.com`) is still free."""
         ...
 
-    def get_relationship_request_link(self) -> pc.RelationshipRequest:
+    def relationship_request_url(self) -> str:
         """The link a customer's admin opens to accept the partner as reseller."""
         ...
 

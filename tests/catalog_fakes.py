@@ -9,9 +9,9 @@ from typing import Any
 
 from localdev.partner_center_sim import render
 from localdev.partner_center_sim.catalog import Catalog
+from shared.adapters.partner_center import wire as pc
 from shared.adapters.partner_center.price_sheet import parse_price_sheet
 from shared.adapters.tables.repository import read_version
-from shared.domain import partner_center as pc
 from shared.domain.catalog import (
     CatalogEntry,
     CatalogSettings,

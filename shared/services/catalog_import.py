@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import AwareDatetime
 
-from shared.domain import partner_center as pc
+from shared.adapters.partner_center import wire as pc
 from shared.domain.catalog import (
     MARKET_STAMPS,
     MarketStamp,

@@ -19,20 +19,12 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel
 
+from shared.adapters.partner_center import customers
 from shared.adapters.partner_center import orders as mapping
 from shared.adapters.partner_center.price_sheet import parse_price_sheet
 from shared.adapters.partner_center.relationships import INDIRECT_RESELLERS, PartnerRelationship
 from shared.adapters.partner_center.transport import PartnerCenterTransport
-from shared.domain.errors import UpstreamRejected, UpstreamUnavailable
-from shared.domain.identity import IndirectReseller
-from shared.domain.orders import (
-    CartLineRequest,
-    CartRef,
-    CheckoutResult,
-    OrderProvisioning,
-    PlacedOrder,
-)
-from shared.domain.partner_center import (
+from shared.adapters.partner_center.wire import (
     AuditRecord,
     Availability,
     AzureUtilizationRecord,
@@ -53,6 +45,16 @@ from shared.domain.partner_center import (
     Transition,
     TransitionEligibility,
     iso_date,
+)
+from shared.domain.customers import CreatedTenant, Tenant, TenantRequest
+from shared.domain.errors import UpstreamRejected, UpstreamUnavailable
+from shared.domain.identity import IndirectReseller
+from shared.domain.orders import (
+    CartLineRequest,
+    CartRef,
+    CheckoutResult,
+    OrderProvisioning,
+    PlacedOrder,
 )
 from shared.domain.subscriptions import SubscriptionFacts
 
@@ -264,6 +266,28 @@ class PartnerCenterClient:
             "GET",
             "/v1/customers/relationshiprequests",
         )
+
+    # --- customers, in the domain's words (mapped in adapters/partner_center/customers.py) --
+
+    def customer_tenants(self, *, indirect_reseller_id: str | None = None) -> Iterator[Tenant]:
+        """Every customer tenant (or those whose reseller id starts with the given one)."""
+        for customer in self.list_customers(indirect_reseller_id=indirect_reseller_id):
+            yield customers.tenant(customer)
+
+    def customer_tenant(self, tenant_id: str) -> Tenant:
+        """One customer tenant by id."""
+        return customers.tenant(self.get_customer(tenant_id))
+
+    def create_customer_tenant(
+        self, request: TenantRequest, *, request_id: str | None = None
+    ) -> CreatedTenant:
+        """Create the tenant (the same `request_id` replays the first answer, sign-in included)."""
+        created = self.create_customer(customers.customer_body(request), request_id=request_id)
+        return customers.created_tenant(created, request.domain)
+
+    def relationship_request_url(self) -> str:
+        """The link a customer's admin opens to accept the partner as reseller."""
+        return self.get_relationship_request_link().url
 
     # --- indirect resellers -----------------------------------------------------------------
 
