@@ -19,7 +19,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel
 
-from shared.adapters.partner_center import customers
+from shared.adapters.partner_center import catalog, customers
 from shared.adapters.partner_center import orders as mapping
 from shared.adapters.partner_center.price_sheet import parse_price_sheet
 from shared.adapters.partner_center.relationships import INDIRECT_RESELLERS, PartnerRelationship
@@ -46,6 +46,7 @@ from shared.adapters.partner_center.wire import (
     TransitionEligibility,
     iso_date,
 )
+from shared.domain.catalog import OfferedProduct, PriceLine, ProductSku
 from shared.domain.customers import CreatedTenant, Tenant, TenantRequest
 from shared.domain.errors import UpstreamRejected, UpstreamUnavailable
 from shared.domain.identity import IndirectReseller
@@ -366,6 +367,25 @@ class PartnerCenterClient:
             consume=_spool_body,
         )
         return _rows_then_close(spool)
+
+    # --- catalog, in the domain's words (mapped in adapters/partner_center/catalog.py) ------
+
+    def catalog_products(self, market: str, target_view: str) -> list[OfferedProduct]:
+        """Products of a catalog view (e.g. `OnlineServices`) in a market."""
+        return [catalog.offered_product(p) for p in self.list_products(market, target_view)]
+
+    def product_skus(self, product_id: str, market: str) -> list[ProductSku]:
+        """A product's SKUs in a market, each with its purchasable availabilities."""
+        return [
+            catalog.product_sku(
+                product_id, sku, self.list_availabilities(product_id, sku.id, market)
+            )
+            for sku in self.list_skus(product_id, market)
+        ]
+
+    def price_lines(self, market: str) -> Iterator[PriceLine]:
+        """The licence-based price sheet of a market, line by line."""
+        return (catalog.price_line(row) for row in self.get_price_sheet(market))
 
     # --- carts and orders ------------------------------------------------------------------
 
