@@ -22,10 +22,9 @@ from localdev.partner_center_sim.resellers import DEMO_RESELLERS
 from localdev.tokens import local_sign_ins
 from shared.bootstrap import Container
 from shared.config import Settings
-from shared.domain import partner_center as pc
 from shared.domain.catalog import Category, PinnedPrice, Product
 from shared.domain.claims import Claim
-from shared.domain.customers import Customer, CustomerImport
+from shared.domain.customers import Address, Contact, Customer, CustomerImport, TenantRequest
 from shared.domain.identity import (
     DISTRIBUTOR,
     RESELLER_PARTITION,
@@ -249,17 +248,17 @@ def seed_customers(c: Container, reseller_slug: str = "demo") -> list[Customer]:
             (
                 t
                 for t in customer_service.reseller_tenants(c.partner_center, reseller)
-                if t.company_profile and t.company_profile.domain == domain
+                if t.domain == domain
             ),
             None,
         )
         if tenant is None:
-            tenant = c.partner_center.create_customer(
+            tenant = c.partner_center.create_customer_tenant(
                 _demo_tenant(reseller.require_tenant_id(), domain, name, ico),
                 request_id=str(uuid.uuid5(uuid.NAMESPACE_DNS, domain)),
-            )
+            ).tenant
         command = CustomerImport(segment=segment, industry=industry)
-        customer = customer_service.from_partner_center(tenant, reseller.slug, c.clock, command)
+        customer = customer_service.from_tenant(tenant, reseller.slug, c.clock, command)
         seeded.append(c.customers.add(customer, claims=customer.claims()))
     u = CUSTOMER_USER
     users.ensure_user(
@@ -348,30 +347,21 @@ def seed_orders(c: Container, customer: Customer) -> list[Order]:
     return seeded
 
 
-def _demo_tenant(partner_id: str, domain: str, name: str, ico: str) -> pc.Customer:
-    address = pc.Address(
-        country="CZ",
-        city="Brno",
-        address_line1="Kounicova 1",
-        postal_code="602 00",
-        first_name="Ivan",
-        last_name="Dvořák",
-        phone_number="+420541123456",
-    )
-    return pc.Customer(
-        associated_partner_id=partner_id,
-        company_profile=pc.CompanyProfile(
-            domain=domain, company_name=name, organization_registration_number=ico
-        ),
-        billing_profile=pc.BillingProfile(
+def _demo_tenant(partner_id: str, domain: str, name: str, ico: str) -> TenantRequest:
+    return TenantRequest(
+        domain=domain,
+        company_name=name,
+        registration_number=ico,
+        contact=Contact(
             first_name="Ivan",
             last_name="Dvořák",
             email="it@customer.example",
-            culture="cs-CZ",
-            language="cs",
-            company_name=name,
-            default_address=address,
+            phone="+420541123456",
         ),
+        address=Address(country="CZ", city="Brno", street="Kounicova 1", postcode="602 00"),
+        culture="cs-CZ",
+        language="cs",
+        reseller_tenant_id=partner_id,
     )
 
 

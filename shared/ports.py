@@ -132,9 +132,8 @@ class TokenVerifier(Protocol):
 # --- Partner Center -------------------------------------------------------------------------
 # The PartnerCenter protocol lives in this section (the Partner Center client implements it).
 # Imported here rather than at the top so this section stays self-contained for its owner.
-from datetime import date  # noqa: E402
-
-from shared.domain import partner_center as pc  # noqa: E402
+from shared.domain.catalog import OfferedProduct, PriceLine, ProductSku  # noqa: E402
+from shared.domain.customers import CreatedTenant, Tenant, TenantRequest  # noqa: E402
 from shared.domain.orders import (  # noqa: E402
     CartLineRequest,
     CartRef,
@@ -164,82 +163,40 @@ class PartnerCenter(IndirectResellers, Protocol):
     write that may already have happened, and Partner Center does it only once.
     """
 
-    def list_customers(
-        self, *, indirect_reseller_id: str | None = None, page_size: int = 500
-    ) -> Iterator[pc.Customer]:
-        """All customers (or one indirect reseller's), lazily, page after page."""
+    def customer_tenants(self, *, indirect_reseller_id: str | None = None) -> Iterator[Tenant]:
+        """Every customer tenant, lazily; with `indirect_reseller_id`, Partner Center's
+        `starts_with` filter (another reseller whose id begins with this one's matches too)."""
         ...
 
-    def get_customer(self, customer_id: str) -> pc.Customer:
-        """One customer by tenant id."""
+    def customer_tenant(self, tenant_id: str) -> Tenant:
+        """One customer tenant by id (NotFound if there is none)."""
         ...
 
-    def create_customer(
-        self, customer: pc.Customer, *, request_id: str | None = None
-    ) -> pc.Customer:
-        """Create a customer tenant; `associatedPartnerId` makes it an indirect reseller's."""
+    def create_customer_tenant(
+        self, request: TenantRequest, *, request_id: str | None = None
+    ) -> CreatedTenant:
+        """Create a tenant for an indirect reseller's customer; the answer carries the first
+        admin's sign-in once (a replay with the same `request_id` gives it again)."""
         ...
 
     def is_domain_available(self, domain: str) -> bool:
         """Whether `<domain>` (e.g. `contoso.onmicrosoft.com`) is still free."""
         ...
 
-    def get_relationship_request_link(self) -> pc.RelationshipRequest:
+    def relationship_request_url(self) -> str:
         """The link a customer's admin opens to accept the partner as reseller."""
         ...
 
-    def list_products(
-        self, country: str, target_view: str, *, target_segment: str | None = None
-    ) -> list[pc.Product]:
-        """Products of a catalog view (e.g. `OnlineServices`) in a country."""
+    def catalog_products(self, market: str, target_view: str) -> list[OfferedProduct]:
+        """Products of a catalog view (e.g. `OnlineServices`) in a market."""
         ...
 
-    def get_product(self, product_id: str, country: str) -> pc.Product:
-        """One product in a country."""
+    def product_skus(self, product_id: str, market: str) -> list[ProductSku]:
+        """A product's SKUs in a market, each with its purchasable availabilities (no prices)."""
         ...
 
-    def list_skus(
-        self, product_id: str, country: str, *, target_segment: str | None = None
-    ) -> list[pc.Sku]:
-        """SKUs of a product in a country."""
-        ...
-
-    def list_availabilities(
-        self, product_id: str, sku_id: str, country: str, *, target_segment: str | None = None
-    ) -> list[pc.Availability]:
-        """Availabilities (purchasable terms) of a SKU in a country."""
-        ...
-
-    def get_price_sheet(
-        self, market: str, *, view: str = "updatedlicensebased"
-    ) -> Iterator[pc.PriceSheetRow]:
-        """The price sheet of a market, row by row."""
-        ...
-
-    def create_cart(
-        self, customer_id: str, cart: pc.Cart, *, request_id: str | None = None
-    ) -> pc.Cart:
-        """Create a cart for a customer."""
-        ...
-
-    def checkout(
-        self, customer_id: str, cart_id: str, *, request_id: str | None = None
-    ) -> pc.CartCheckoutResult:
-        """Check a cart out into orders; failed order groups come back in `orderErrors`."""
-        ...
-
-    def get_order(self, customer_id: str, order_id: str) -> pc.Order:
-        """One order of a customer."""
-        ...
-
-    def list_orders(self, customer_id: str) -> list[pc.Order]:
-        """All orders of a customer."""
-        ...
-
-    def get_order_provisioning_status(
-        self, customer_id: str, order_id: str
-    ) -> list[pc.OrderLineItemProvisioningStatus]:
-        """Provisioning status of each line of an order."""
+    def price_lines(self, market: str) -> Iterator[PriceLine]:
+        """The licence-based price sheet of a market, line by line."""
         ...
 
     # Ordering in the domain's words: the adapter builds the cart and maps the answers.
@@ -263,132 +220,6 @@ class PartnerCenter(IndirectResellers, Protocol):
 
     def subscription_facts(self, customer_tenant: str) -> list[SubscriptionFacts]:
         """Every subscription of the customer's tenant, in our words."""
-        ...
-
-    def list_subscriptions(self, customer_id: str) -> list[pc.Subscription]:
-        """All subscriptions of a customer."""
-        ...
-
-    def get_subscription(self, customer_id: str, subscription_id: str) -> pc.Subscription:
-        """One subscription (with its ETag in `attributes.etag`)."""
-        ...
-
-    def update_subscription(
-        self, customer_id: str, subscription: pc.Subscription, *, request_id: str | None = None
-    ) -> pc.Subscription:
-        """PATCH the whole subscription (If-Match its ETag); waits out a 202 operation."""
-        ...
-
-    def suspend_subscription(
-        self, customer_id: str, subscription_id: str, *, request_id: str | None = None
-    ) -> pc.Subscription:
-        """Suspend (billing continues)."""
-        ...
-
-    def reactivate_subscription(
-        self, customer_id: str, subscription_id: str, *, request_id: str | None = None
-    ) -> pc.Subscription:
-        """Reactivate a suspended subscription."""
-        ...
-
-    def cancel_subscription(
-        self, customer_id: str, subscription_id: str, *, request_id: str | None = None
-    ) -> pc.Subscription:
-        """Cancel (only inside the cancellation window; final)."""
-        ...
-
-    def set_subscription_quantity(
-        self,
-        customer_id: str,
-        subscription_id: str,
-        quantity: int,
-        *,
-        request_id: str | None = None,
-    ) -> pc.Subscription:
-        """Change the seat count."""
-        ...
-
-    def set_auto_renew(
-        self,
-        customer_id: str,
-        subscription_id: str,
-        enabled: bool,
-        *,
-        request_id: str | None = None,
-    ) -> pc.Subscription:
-        """Turn auto-renew on or off."""
-        ...
-
-    def set_billing_cycle(
-        self,
-        customer_id: str,
-        subscription_id: str,
-        billing_cycle: str,
-        *,
-        request_id: str | None = None,
-    ) -> pc.Subscription:
-        """Change the billing cycle where Partner Center allows it."""
-        ...
-
-    def schedule_next_term(
-        self,
-        customer_id: str,
-        subscription_id: str,
-        instructions: pc.ScheduledNextTermInstructions | None,
-        *,
-        request_id: str | None = None,
-    ) -> pc.Subscription:
-        """Set (or with None, clear) the changes applied at renewal."""
-        ...
-
-    def list_transition_eligibilities(
-        self, customer_id: str, subscription_id: str, *, eligibility_type: str = "immediate"
-    ) -> list[pc.TransitionEligibility]:
-        """What a subscription may transition to (`immediate` or `scheduled`)."""
-        ...
-
-    def create_transition(
-        self,
-        customer_id: str,
-        subscription_id: str,
-        transition: pc.Transition,
-        *,
-        request_id: str | None = None,
-    ) -> pc.Transition:
-        """Transition a subscription (trial → paid, upgrade)."""
-        ...
-
-    def list_addons(self, customer_id: str, subscription_id: str) -> list[pc.Subscription]:
-        """Add-on subscriptions of a subscription."""
-        ...
-
-    def list_subscribed_skus(self, customer_id: str) -> list[pc.SubscribedSku]:
-        """Licence counts on the customer's tenant (assigned = `consumedUnits`)."""
-        ...
-
-    def list_azure_utilization(
-        self,
-        customer_id: str,
-        subscription_id: str,
-        start: datetime,
-        end: datetime,
-        *,
-        granularity: str = "daily",
-        show_details: bool = True,
-        page_size: int = 1000,
-    ) -> Iterator[pc.AzureUtilizationRecord]:
-        """Azure utilization records of a subscription in [start, end), page after page."""
-        ...
-
-    def list_audit_records(
-        self,
-        start: date | datetime,
-        end: date | datetime | None = None,
-        *,
-        filter: str | None = None,
-        page_size: int = 500,
-    ) -> Iterator[pc.AuditRecord]:
-        """Audit records from `start` (to `end`), page after page."""
         ...
 
 

@@ -9,15 +9,19 @@ from typing import Any
 
 from localdev.partner_center_sim import render
 from localdev.partner_center_sim.catalog import Catalog
+from shared.adapters.partner_center import catalog as mapping
+from shared.adapters.partner_center import wire as pc
 from shared.adapters.partner_center.price_sheet import parse_price_sheet
 from shared.adapters.tables.repository import read_version
-from shared.domain import partner_center as pc
 from shared.domain.catalog import (
     CatalogEntry,
     CatalogSettings,
     CatalogState,
     CatalogVersion,
+    OfferedProduct,
+    PriceLine,
     Product,
+    ProductSku,
 )
 from shared.domain.errors import ConcurrencyConflict, Conflict
 from shared.domain.identity import Reseller
@@ -90,6 +94,25 @@ class SimCatalogPartnerCenter:
         self._call("get_price_sheet")
         text = self.catalog.price_sheet_csv(market, self.clock.now())
         return parse_price_sheet(io.BytesIO(text.encode("utf-8")))
+
+    # The port, mapped from the simulator's JSON by the adapter's own mapping.
+
+    def catalog_products(self, market: str, target_view: str) -> list[OfferedProduct]:
+        """Products of a view, minus the withdrawn ones."""
+        return [mapping.offered_product(p) for p in self.list_products(market, target_view)]
+
+    def product_skus(self, product_id: str, market: str) -> list[ProductSku]:
+        """SKUs of a product with their availabilities."""
+        return [
+            mapping.product_sku(
+                product_id, sku, self.list_availabilities(product_id, sku.id, market)
+            )
+            for sku in self.list_skus(product_id, market)
+        ]
+
+    def price_lines(self, market: str) -> Iterator[PriceLine]:
+        """The price sheet's lines."""
+        return (mapping.price_line(row) for row in self.get_price_sheet(market))
 
     def product_id(self, slug: str) -> str:
         """The id of a product by its simulator slug."""

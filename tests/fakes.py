@@ -467,8 +467,13 @@ def fake_container(
 import secrets as _secrets  # noqa: E402
 import uuid as _uuid  # noqa: E402
 
-from shared.domain import partner_center as pc  # noqa: E402
-from shared.domain.customers import Customer  # noqa: E402
+from shared.domain.customers import (  # noqa: E402
+    AdminSignIn,
+    CreatedTenant,
+    Customer,
+    Tenant,
+    TenantRequest,
+)
 from shared.domain.errors import UpstreamRejected  # noqa: E402
 from shared.services.customers import CustomerBook  # noqa: E402
 
@@ -482,10 +487,10 @@ class FakeCustomerPartnerCenter(FakeIndirectResellers):
     def __init__(self, fallback: Any = None) -> None:
         super().__init__(getattr(fallback, "resellers", None))
         self.fallback = fallback
-        self.tenants: dict[str, pc.Customer] = {}
+        self.tenants: dict[str, Tenant] = {}
         self.passwords: dict[str, str] = {}
         self.taken: set[str] = set()
-        self.replies: dict[str, dict[str, Any]] = {}
+        self.replies: dict[str, CreatedTenant] = {}
         # Like Partner Center (and the simulator): a 4xx answer is replayed for its MS-RequestId.
         self.refusals: dict[str, UpstreamRejected] = {}
         self.create_calls: list[str | None] = []
@@ -505,63 +510,74 @@ class FakeCustomerPartnerCenter(FakeIndirectResellers):
         if self.fail_domain_check_with is not None:
             raise self.fail_domain_check_with
         domain = domain.lower()
-        return domain not in self.taken and all(
-            t.company_profile is None or t.company_profile.domain != domain
-            for t in self.tenants.values()
-        )
+        return domain not in self.taken and all(t.domain != domain for t in self.tenants.values())
 
-    def create_customer(
-        self, customer: pc.Customer, *, request_id: str | None = None
-    ) -> pc.Customer:
+    def create_customer_tenant(
+        self, request: TenantRequest, *, request_id: str | None = None
+    ) -> CreatedTenant:
         """Create a tenant once per request id; the reply carries the admin's credentials."""
         self.create_calls.append(request_id)
         if request_id is not None and request_id in self.replies:
-            return pc.Customer.model_validate(self.replies[request_id])
+            return self.replies[request_id]
         if request_id is not None and request_id in self.refusals:
             raise self.refusals[request_id]
         try:
-            return self._create(customer, request_id)
+            return self._create(request, request_id)
         except UpstreamRejected as exc:
             if request_id is not None and exc.status not in (401, 429):
                 self.refusals[request_id] = exc
             raise
 
-    def _create(self, customer: pc.Customer, request_id: str | None) -> pc.Customer:
+    def _create(self, request: TenantRequest, request_id: str | None) -> CreatedTenant:
         if self.fail_create_with is not None:
             raise self.fail_create_with
-        assert customer.company_profile is not None and customer.company_profile.domain
-        domain = customer.company_profile.domain.lower()
+        domain = request.domain.lower()
         if not self.is_domain_available(domain):
             raise UpstreamRejected(f"Domain {domain} already exists.", code="1001", status=409)
-        tenant_id = str(_uuid.uuid4())
-        tenant = customer.model_copy(deep=True)
-        tenant.id = tenant_id
-        tenant.company_profile = customer.company_profile.model_copy(
-            update={"tenant_id": tenant_id, "domain": domain}
+        tenant = self.add_tenant(
+            request.reseller_tenant_id,
+            domain,
+            request.company_name,
+            registration_number=request.registration_number,
+            contact=request.contact,
+            address=request.address,
+            language=request.language,
+            culture=request.culture,
         )
-        self.tenants[tenant_id] = tenant
         password = _secrets.token_urlsafe(12)
-        self.passwords[tenant_id] = password
-        reply = {
-            **tenant.to_wire(),
-            "userCredentials": {"userName": "admin", "password": password},
-        }
-        if self.omit_credentials:
-            del reply["userCredentials"]
+        self.passwords[tenant.id] = password
+        sign_in = None if self.omit_credentials else AdminSignIn(f"admin@{domain}", password)
+        reply = CreatedTenant(tenant=tenant, sign_in=sign_in)
         if request_id is not None:
             self.replies[request_id] = reply
-        return pc.Customer.model_validate(reply)
+        return reply
 
-    def get_customer(self, customer_id: str) -> pc.Customer:
+    def add_tenant(
+        self,
+        reseller_tenant_id: str | None,
+        domain: str,
+        company_name: str | None = None,
+        **fields: Any,
+    ) -> Tenant:
+        """A tenant Partner Center holds (made here, or earlier by anyone)."""
+        tenant = Tenant(
+            id=str(_uuid.uuid4()),
+            domain=domain.lower(),
+            company_name=company_name,
+            associated_partner_id=reseller_tenant_id,
+            **fields,
+        )
+        self.tenants[tenant.id] = tenant
+        return tenant
+
+    def customer_tenant(self, tenant_id: str) -> Tenant:
         """A tenant by id."""
         try:
-            return self.tenants[customer_id]
+            return self.tenants[tenant_id]
         except KeyError:
-            raise NotFound(f"customer {customer_id}") from None
+            raise NotFound(f"customer {tenant_id}") from None
 
-    def list_customers(
-        self, *, indirect_reseller_id: str | None = None, page_size: int = 500
-    ) -> Iterator[pc.Customer]:
+    def customer_tenants(self, *, indirect_reseller_id: str | None = None) -> Iterator[Tenant]:
         """Tenants, optionally of one indirect reseller, with Partner Center's `starts_with` filter
         (a reseller whose id begins with another's sees both resellers' tenants)."""
         needle = (indirect_reseller_id or "").lower()
@@ -569,9 +585,9 @@ class FakeCustomerPartnerCenter(FakeIndirectResellers):
             if (t.associated_partner_id or "").lower().startswith(needle):
                 yield t
 
-    def get_relationship_request_link(self) -> pc.RelationshipRequest:
+    def relationship_request_url(self) -> str:
         """The partner's relationship request link."""
-        return pc.RelationshipRequest(url=self.link)
+        return self.link
 
 
 def install_customers(c: Container, fallback: Any = None) -> FakeCustomerPartnerCenter:

@@ -121,6 +121,31 @@ class ProductSku(_Frozen):
         )
 
 
+class OfferedProduct(_Frozen):
+    """A product Partner Center lists in a market's catalog view (before its SKUs are read)."""
+
+    id: str  # as Partner Center spells it
+    title: str | None = None
+    description: str | None = None
+    product_type: str | None = None
+
+
+class PriceLine(_Frozen):
+    """One line of Microsoft's licence-based price sheet, in our words."""
+
+    product_id: str  # upper-case
+    sku_id: str
+    segment: str  # lower-case; "commercial" when the sheet names none
+    duration: str | None  # upper-case ISO 8601 (P1M, P1Y); None when the line has no term
+    billing_cycle: str | None  # lower-case (monthly, annual); None when the line has none
+    currency: str  # upper-case
+    cost: Decimal  # UnitPrice
+    erp: Decimal | None = None
+    tier_min: Decimal = Decimal(0)  # tiered lines repeat an offer per volume band
+    effective_from: AwareDatetime | None = None
+    effective_to: AwareDatetime | None = None
+
+
 class Product(Record):
     """A product of Partner Center's catalog in one market (table `Products`)."""
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextvars
 import re
 import uuid
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -370,6 +371,64 @@ class Customer(Timestamped):
         if self.tenant_id:
             held.add(Claim("tenant", self.tenant_id))
         return held
+
+
+# --- the tenant at Microsoft (what the PartnerCenter port speaks) ------------------------------
+
+
+@dataclass(frozen=True)
+class TenantRequest:
+    """What we ask Partner Center to create: a new tenant for an indirect reseller's customer."""
+
+    domain: str  # <tenant name>.onmicrosoft.com
+    company_name: str
+    registration_number: str | None
+    contact: Contact
+    address: Address
+    culture: str | None
+    language: str | None
+    reseller_tenant_id: str  # the indirect reseller the tenant is associated with
+
+
+@dataclass(frozen=True)
+class Tenant:
+    """A customer tenant as Partner Center holds it, in our words."""
+
+    id: str
+    domain: str  # the initial domain, lower-case ("" when Partner Center gave none)
+    company_name: str | None = None
+    registration_number: str | None = None
+    associated_partner_id: str | None = None  # the indirect reseller's tenant id
+    relationship: str | None = None
+    custom_domains: tuple[str, ...] = ()
+    contact: Contact = field(default_factory=Contact)
+    address: Address = field(default_factory=Address)
+    language: str | None = None
+    culture: str | None = None
+
+    def domains(self) -> set[str]:
+        """Every domain of the tenant, lower-case."""
+        found = {self.domain.lower()} if self.domain else set()
+        return found | {d.lower() for d in self.custom_domains}
+
+
+@dataclass(frozen=True)
+class AdminSignIn:
+    """The first admin's sign-in, held in memory only (never stored, never logged)."""
+
+    user_name: str
+    password: str
+
+    def __repr__(self) -> str:
+        return "AdminSignIn(<redacted>)"
+
+
+@dataclass(frozen=True)
+class CreatedTenant:
+    """The answer to a create: the tenant and, once, its first admin's sign-in (if given)."""
+
+    tenant: Tenant
+    sign_in: AdminSignIn | None = field(default=None, repr=False)
 
 
 class ProvisionCustomerMessage(WireModel):

@@ -14,19 +14,16 @@ import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 from pydantic import AwareDatetime
 
-from shared.domain import partner_center as pc
 from shared.domain.catalog import (
     MARKET_STAMPS,
     MarketStamp,
+    OfferedProduct,
+    PriceLine,
     Product,
-    ProductSku,
-    SkuAvailability,
     SkuPrice,
-    Term,
 )
 from shared.domain.errors import UpstreamRejected
 from shared.domain.model import WireModel, new_id
@@ -59,102 +56,39 @@ class ImportReport(WireModel):
     finished_at: AwareDatetime
 
 
-def _lower(value: str | None) -> str:
-    return (value or "").strip().lower()
-
-
-def _effective(row: pc.PriceSheetRow, now: datetime) -> bool:
-    if row.effective_start_date is not None and row.effective_start_date > now:
+def _effective(line: PriceLine, now: datetime) -> bool:
+    if line.effective_from is not None and line.effective_from > now:
         return False
-    return row.effective_end_date is None or now <= row.effective_end_date
+    return line.effective_to is None or now <= line.effective_to
 
 
-def index_prices(rows: Iterable[pc.PriceSheetRow], now: datetime) -> dict[_PriceKey, SkuPrice]:
-    """Price sheet rows in effect at `now`, one per offer and currency (the first tier)."""
+def index_prices(lines: Iterable[PriceLine], now: datetime) -> dict[_PriceKey, SkuPrice]:
+    """Price sheet lines in effect at `now`, one per offer and currency (the first tier)."""
     found: dict[_PriceKey, tuple[Decimal, SkuPrice]] = {}
-    for row in rows:
-        if not _effective(row, now) or not row.term_duration or not row.billing_plan:
+    for line in lines:
+        if not _effective(line, now) or not line.duration or not line.billing_cycle:
             continue
-        segment = _lower(row.segment) or "commercial"
         price = SkuPrice(
-            segment=segment,
-            duration=row.term_duration.strip().upper(),
-            billing_cycle=_lower(row.billing_plan),
-            currency=row.currency.strip().upper(),
-            cost=row.unit_price,
-            erp=row.erp_price,
-            effective_date=row.effective_start_date.date() if row.effective_start_date else None,
+            segment=line.segment,
+            duration=line.duration,
+            billing_cycle=line.billing_cycle,
+            currency=line.currency,
+            cost=line.cost,
+            erp=line.erp,
+            effective_date=line.effective_from.date() if line.effective_from else None,
         )
         key = (
-            row.product_id.upper(),
-            row.sku_id,
-            segment,
+            line.product_id,
+            line.sku_id,
+            line.segment,
             price.duration,
             price.billing_cycle,
             price.currency,
         )
-        tier = row.pricing_tier_range_min or Decimal(0)
         # Tiered lines repeat an offer per volume band; a catalog shows the first band.
-        if key not in found or tier < found[key][0]:
-            found[key] = (tier, price)
+        if key not in found or line.tier_min < found[key][0]:
+            found[key] = (line.tier_min, price)
     return {k: v[1] for k, v in found.items()}
-
-
-def _attr(sku: pc.Sku, name: str) -> Any:
-    return (sku.dynamic_attributes or {}).get(name)
-
-
-def _keys(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list):
-        return ()
-    return tuple(sorted(str(v).upper() for v in value if v))
-
-
-def _sku(
-    product_id: str,
-    sku: pc.Sku,
-    availabilities: Sequence[pc.Availability],
-    prices: Sequence[SkuPrice],
-) -> ProductSku:
-    avails = tuple(
-        sorted(
-            (
-                SkuAvailability(
-                    id=a.id,
-                    catalog_item_id=a.catalog_item_id or f"{product_id}:{sku.id}:{a.id}",
-                    segment=_lower(a.segment) or "commercial",
-                    terms=tuple(
-                        Term(duration=t.duration.upper(), billing_cycle=_lower(t.billing_cycle))
-                        for t in a.terms
-                        if t.duration and t.billing_cycle
-                    ),
-                )
-                for a in availabilities
-                if a.is_purchasable is not False
-            ),
-            key=lambda a: (a.segment, a.id),
-        )
-    )
-    sku_prices = tuple(
-        sorted(prices, key=lambda p: (p.segment, p.duration, p.billing_cycle, p.currency))
-    )
-    max_q = sku.maximum_quantity
-    return ProductSku(
-        id=sku.id,
-        title=sku.title or sku.id,
-        description=sku.description or "",
-        part_number=_attr(sku, "skuPartNumber"),
-        unit_type=_attr(sku, "unitType"),
-        minimum_quantity=sku.minimum_quantity or 1,
-        maximum_quantity=max_q,
-        is_trial=bool(sku.is_trial),
-        is_addon=bool(_attr(sku, "isAddon")),
-        small_business=bool(_attr(sku, "isSmallBusinessSku")),
-        prerequisites=_keys(_attr(sku, "prerequisiteSkus")),
-        upgrade_targets=_keys(_attr(sku, "upgradeTargetOffers")),
-        availabilities=avails,
-        prices=sku_prices,
-    )
 
 
 def fetch_products(
@@ -164,20 +98,15 @@ def fetch_products(
     by_sku: dict[tuple[str, str], list[SkuPrice]] = {}
     for (product_id, sku_id, *_), price in prices.items():
         by_sku.setdefault((product_id, sku_id), []).append(price)
-    seen: dict[str, pc.Product] = {}
+    seen: dict[str, OfferedProduct] = {}
     for view in TARGET_VIEWS:
-        for item in partner_center.list_products(market, view):
+        for item in partner_center.catalog_products(market, view):
             seen.setdefault(item.id.upper(), item)
     products: list[Product] = []
     for pid, item in sorted(seen.items()):
         skus = [
-            _sku(
-                pid,
-                sku,
-                partner_center.list_availabilities(item.id, sku.id, market),
-                by_sku.get((pid, sku.id), []),
-            )
-            for sku in partner_center.list_skus(item.id, market)
+            sku.model_copy(update={"prices": _sorted_prices(by_sku.get((pid, sku.id), []))})
+            for sku in partner_center.product_skus(item.id, market)
         ]
         products.append(
             Product(
@@ -185,7 +114,7 @@ def fetch_products(
                 id=pid,
                 title=item.title or pid,
                 description=item.description or "",
-                product_type=item.product_type.id if item.product_type else None,
+                product_type=item.product_type,
                 skus=sorted(skus, key=lambda s: s.id),
                 changed_at=now,
             )
@@ -194,6 +123,10 @@ def fetch_products(
     for product in products:
         product.fingerprint = product.compute_fingerprint()
     return products
+
+
+def _sorted_prices(prices: Sequence[SkuPrice]) -> tuple[SkuPrice, ...]:
+    return tuple(sorted(prices, key=lambda p: (p.segment, p.duration, p.billing_cycle, p.currency)))
 
 
 def _relate_addons(products: list[Product]) -> None:
@@ -252,7 +185,7 @@ def import_market(
     """Refresh a market's products and prices from Partner Center; write only what changed."""
     market = market.upper()
     started = clock.now()
-    prices = index_prices(partner_center.get_price_sheet(market), started)
+    prices = index_prices(partner_center.price_lines(market), started)
     fresh = fetch_products(partner_center, market, prices, started)
     if not fresh:
         # An empty catalog is a Partner Center fault, not Microsoft withdrawing everything.

@@ -30,12 +30,12 @@ from typing import Any
 
 from pydantic import AwareDatetime, Field
 
-from shared.domain import partner_center as pc
 from shared.domain.claims import Claim
 from shared.domain.customers import (
     DEFAULT_SEGMENT,
     FAILED_FOR_CUSTOMER_USERS,
     Address,
+    AdminSignIn,
     Contact,
     Customer,
     CustomerCreate,
@@ -44,6 +44,8 @@ from shared.domain.customers import (
     CustomerStatus,
     CustomerUpdate,
     ProvisionCustomerMessage,
+    Tenant,
+    TenantRequest,
     default_locale,
     is_tenant_name,
     is_valid_ico,
@@ -339,54 +341,17 @@ def _created_earlier(book: CustomerBook, reseller: str, customer_id: str | None)
     return book.customers.find(reseller, customer_id) if customer_id is not None else None
 
 
-def _partner_center_body(customer: Customer, reseller: Reseller) -> pc.Customer:
-    contact, address = customer.contact, customer.address
-    return pc.Customer(
-        associated_partner_id=reseller.require_tenant_id(),
-        company_profile=pc.CompanyProfile(
-            domain=customer.domain,
-            company_name=customer.name,
-            organization_registration_number=customer.company_id,
-        ),
-        billing_profile=pc.BillingProfile(
-            first_name=contact.first_name,
-            last_name=contact.last_name,
-            email=contact.email,
-            culture=customer.culture,
-            language=customer.language,
-            company_name=customer.name,
-            default_address=pc.Address(
-                country=address.country,
-                city=address.city,
-                address_line1=address.street,
-                postal_code=address.postcode,
-                first_name=contact.first_name,
-                last_name=contact.last_name,
-                phone_number=contact.phone,
-            ),
-        ),
+def _tenant_request(customer: Customer, reseller: Reseller) -> TenantRequest:
+    return TenantRequest(
+        domain=customer.domain,
+        company_name=customer.name,
+        registration_number=customer.company_id,
+        contact=customer.contact,
+        address=customer.address,
+        culture=customer.culture,
+        language=customer.language,
+        reseller_tenant_id=reseller.require_tenant_id(),
     )
-
-
-@dataclass(frozen=True)
-class _Credentials:
-    """The first admin's sign-in, held in memory only (never stored, never logged)."""
-
-    user_name: str
-    password: str
-
-    def __repr__(self) -> str:
-        return "_Credentials(<redacted>)"
-
-
-def _credentials(created: pc.Customer, domain: str) -> _Credentials | None:
-    raw = (created.model_extra or {}).get("userCredentials")
-    if not isinstance(raw, dict) or not raw.get("password"):
-        return None
-    user = str(raw.get("userName") or "admin")
-    if "@" not in user:
-        user = f"{user}@{domain}"
-    return _Credentials(user, str(raw["password"]))
 
 
 def welcome_email_id(customer: Customer) -> str:
@@ -394,7 +359,7 @@ def welcome_email_id(customer: Customer) -> str:
     return f"customer-{customer.id}-welcome"
 
 
-def _welcome_email(customer: Customer, reseller: Reseller, creds: _Credentials) -> Email:
+def _welcome_email(customer: Customer, reseller: Reseller, creds: AdminSignIn) -> Email:
     """The first admin's sign-in: to the customer's contact and, in copy, the reseller user who
     asked for the tenant, and no one else (not the support address, not the extra recipients of
     notifications: a password goes only to the people who need it)."""
@@ -433,8 +398,8 @@ def provision(
         return  # redelivered after the step finished: nothing to do
     reseller = book.resellers.get("reseller", customer.reseller)
     try:
-        created = partner_center.create_customer(
-            _partner_center_body(customer, reseller), request_id=customer.request_id
+        created = partner_center.create_customer_tenant(
+            _tenant_request(customer, reseller), request_id=customer.request_id
         )
     except UpstreamRejected as exc:
         if not _domain_taken(exc):
@@ -444,10 +409,8 @@ def provision(
             raise  # taken by someone else: Failed, with Partner Center's reason
         _adopt(book, reseller, customer, earlier)
         return
-    profile = created.company_profile
-    tenant_id = (profile.tenant_id if profile else None) or created.id
-    domain = (profile.domain if profile and profile.domain else customer.domain).lower()
-    creds = _credentials(created, domain)
+    tenant_id, domain = created.tenant.id, created.tenant.domain or customer.domain.lower()
+    creds = created.sign_in
     del created  # the answer holds the password: let it go as soon as the e-mail is written
     if creds is not None:
         mailer.send(
@@ -473,13 +436,9 @@ def _domain_taken(exc: UpstreamRejected) -> bool:
     return exc.status == 409 or exc.code == _DOMAIN_TAKEN_CODE
 
 
-def _tenant_id_of(tenant: pc.Customer) -> str | None:
-    return (tenant.company_profile.tenant_id if tenant.company_profile else None) or tenant.id
-
-
 def _our_earlier_tenant(
     book: CustomerBook, partner_center: PartnerCenter, reseller: Reseller, customer: Customer
-) -> pc.Customer | None:
+) -> Tenant | None:
     """The reseller's tenant with the customer's domain, unless another record of ours holds it.
 
     The domain is taken; if the tenant is among the reseller's own in Partner Center (and no
@@ -488,10 +447,9 @@ def _our_earlier_tenant(
     """
     wanted = customer.domain.lower()
     for tenant in reseller_tenants(partner_center, reseller):
-        profile = tenant.company_profile
-        if profile is None or (profile.domain or "").lower() != wanted:
+        if tenant.domain != wanted:
             continue
-        tenant_id = _tenant_id_of(tenant)
+        tenant_id = tenant.id
         if not tenant_id:
             return None
         holder = book.customers.claim_owner(reseller.slug, Claim("tenant", tenant_id))
@@ -551,12 +509,12 @@ def _queue_reset_notice(
         )
 
 
-def _adopt(book: CustomerBook, reseller: Reseller, customer: Customer, tenant: pc.Customer) -> None:
+def _adopt(book: CustomerBook, reseller: Reseller, customer: Customer, tenant: Tenant) -> None:
     """Mark the customer Active with the earlier tenant; e-mail the reseller to reset the admin.
 
     The e-mail is queued first, under a fixed id, so a crash before activation queues it once.
     """
-    tenant_id = _tenant_id_of(tenant)
+    tenant_id = tenant.id
     _queue_reset_notice(book, reseller, customer, _EARLIER_ATTEMPT)
 
     def activate(c: Customer) -> bool:
@@ -758,40 +716,36 @@ def relationship_link(
 ) -> RelationshipLink:
     """The link an existing tenant's admin opens to accept this reseller (indirect)."""
     reseller = resellers.get(book.resellers, reseller_slug)
-    url = partner_center.get_relationship_request_link().url
+    url = partner_center.relationship_request_url()
     if "indirectCSPId=" not in url:
         base, hash_, fragment = url.partition("#")
         url = f"{base}&indirectCSPId={reseller.require_tenant_id()}{hash_}{fragment}"
     return RelationshipLink(url=url)
 
 
-def reseller_tenants(partner_center: PartnerCenter, reseller: Reseller) -> Iterator[pc.Customer]:
+def reseller_tenants(partner_center: PartnerCenter, reseller: Reseller) -> Iterator[Tenant]:
     """The reseller's customer tenants in Partner Center, and no one else's.
 
     Partner Center's `IndirectReseller` filter is `starts_with`: it also returns the tenants of
     every reseller whose id begins with this one's. Only an exact `associatedPartnerId` counts.
     """
     tenant_id = reseller.require_tenant_id()
-    for tenant in partner_center.list_customers(indirect_reseller_id=tenant_id):
+    for tenant in partner_center.customer_tenants(indirect_reseller_id=tenant_id):
         if reseller.owns(tenant.associated_partner_id):
             yield tenant
 
 
 def _find_tenant(
     partner_center: PartnerCenter, reseller: Reseller, command: CustomerImport
-) -> pc.Customer:
+) -> Tenant:
     if command.tenant_id:
-        tenant = partner_center.get_customer(command.tenant_id)
+        tenant = partner_center.customer_tenant(command.tenant_id)
         if not reseller.owns(tenant.associated_partner_id):
             raise NotFound("no tenant with this id has accepted this reseller")
         return tenant
     wanted = (command.domain or "").lower()
     for tenant in reseller_tenants(partner_center, reseller):
-        domains = (
-            {(tenant.company_profile.domain or "").lower()} if tenant.company_profile else set()
-        )
-        domains |= {d.lower() for d in tenant.custom_domains or []}
-        if wanted in domains:
+        if wanted in tenant.domains():
             return tenant
     raise NotFound("no tenant with this domain has accepted this reseller")
 
@@ -817,7 +771,7 @@ def import_existing(
         return earlier
     _check_segment(book, reseller.slug, command.segment, "segment")
     tenant = _find_tenant(partner_center, reseller, command)
-    customer = from_partner_center(tenant, reseller.slug, book.clock, command)
+    customer = from_tenant(tenant, reseller.slug, book.clock, command)
     if customer_id is not None:
         customer.id = customer_id
     try:
@@ -826,40 +780,27 @@ def import_existing(
         raise Conflict(f"this tenant is already the customer {exc.owner}") from exc
 
 
-def from_partner_center(
-    tenant: pc.Customer, reseller: str, clock: Clock, command: CustomerImport | None = None
+def from_tenant(
+    tenant: Tenant, reseller: str, clock: Clock, command: CustomerImport | None = None
 ) -> Customer:
     """An Active customer record for a tenant Partner Center already holds."""
-    company = tenant.company_profile or pc.CompanyProfile()
-    billing = tenant.billing_profile or pc.BillingProfile()
-    address = billing.default_address or pc.Address()
-    country = (address.country or "").upper() or None
-    company_id = company.organization_registration_number
+    country = tenant.address.country
+    company_id = tenant.registration_number
     if country in ("CZ", "SK") and company_id and not is_valid_ico(company_id):
         log.warning("tenant %s has a registration number that is no IČO", tenant.id)
     now = clock.now()
     return Customer(
         reseller=reseller,
-        name=company.company_name or billing.company_name or (company.domain or "?"),
+        name=tenant.company_name or tenant.domain or "?",
         company_id=company_id,
-        address=Address(
-            country=country,
-            street=address.address_line1,
-            city=address.city,
-            postcode=address.postal_code,
-        ),
-        contact=Contact(
-            first_name=billing.first_name or address.first_name,
-            last_name=billing.last_name or address.last_name,
-            email=billing.email,
-            phone=address.phone_number,
-        ),
-        domain=(company.domain or "").lower(),
-        tenant_id=company.tenant_id or tenant.id,
+        address=tenant.address.model_copy(),
+        contact=tenant.contact.model_copy(),
+        domain=tenant.domain,
+        tenant_id=tenant.id or None,
         industry=command.industry if command else None,
         segment=command.segment if command else DEFAULT_SEGMENT,
-        language=billing.language,
-        culture=billing.culture,
+        language=tenant.language,
+        culture=tenant.culture,
         status=CustomerStatus.ACTIVE,
         origin=CustomerOrigin.EXISTING_TENANT,
         created_at=now,

@@ -15,7 +15,6 @@ import pytest
 
 from functions._http import ROUTES, encode_etag
 from shared import bootstrap
-from shared.domain import partner_center as pc
 from shared.domain.customers import CustomerStatus, Qualification
 from shared.domain.identity import Principal, Role, SignInKind
 from shared.domain.orders import Order, OrderCreate, OrderStatus, order_row_key
@@ -324,12 +323,7 @@ def _request(world: World, name: str, variant: str, role: str) -> dict[str, Any]
     elif name == "http_create_customer":
         body = new_customer_body()
     elif name == "http_import_customer":
-        tenant = c.partner_center.create_customer(
-            pc.Customer(
-                associated_partner_id=reseller_ids(reseller)[0],
-                company_profile=pc.CompanyProfile(domain="existing.onmicrosoft.com"),
-            )
-        )
+        tenant = c.partner_center.add_tenant(reseller_ids(reseller)[0], "existing.onmicrosoft.com")
         body = {"tenantId": tenant.id}
     elif name == "http_update_customer":
         body = {"industry": "Retail"}

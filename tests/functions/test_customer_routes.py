@@ -12,7 +12,6 @@ from azure.functions.queue import QueueMessage
 
 from functions._http import encode_etag
 from shared import bootstrap
-from shared.domain import partner_center as pc
 from shared.domain.customers import CustomerStatus
 from shared.domain.errors import UpstreamRejected, UpstreamUnavailable
 from tests.app_index import functions
@@ -98,12 +97,7 @@ def _post_customer(world: World, route: str, body: Any, **headers: str) -> func.
 
 
 def _existing_tenant(world: World) -> dict[str, str]:
-    tenant = pc_of(world).create_customer(
-        pc.Customer(
-            associated_partner_id=reseller_ids("demo")[0],
-            company_profile=pc.CompanyProfile(domain="existing.onmicrosoft.com"),
-        )
-    )
+    tenant = pc_of(world).add_tenant(reseller_ids("demo")[0], "existing.onmicrosoft.com")
     return {"tenantId": tenant.id}
 
 

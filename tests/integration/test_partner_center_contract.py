@@ -16,14 +16,7 @@ import pytest
 from localdev.partner_center_sim import SimulatorHandle
 from shared.adapters.partner_center import PartnerCenterClient, build_partner_center
 from shared.adapters.partner_center.auth import PartnerCenterSignInFailed
-from shared.config import Settings
-from shared.domain.errors import (
-    ConcurrencyConflict,
-    NotFound,
-    UpstreamRejected,
-    UpstreamUnavailable,
-)
-from shared.domain.partner_center import (
+from shared.adapters.partner_center.wire import (
     Address,
     BillingProfile,
     Cart,
@@ -35,6 +28,13 @@ from shared.domain.partner_center import (
     ScheduledProduct,
     Subscription,
     Transition,
+)
+from shared.config import Settings
+from shared.domain.errors import (
+    ConcurrencyConflict,
+    NotFound,
+    UpstreamRejected,
+    UpstreamUnavailable,
 )
 from shared.ports import PartnerCenter
 

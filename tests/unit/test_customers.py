@@ -423,21 +423,10 @@ def test_check_domain_and_relationship_link(w):
 
 
 def test_import_an_existing_tenant_by_domain_or_id_once(w):
-    from shared.domain import partner_center as pc
     from shared.domain.customers import CustomerImport
 
-    tenant = w.pc.create_customer(
-        pc.Customer(
-            associated_partner_id=DEMO_TENANT,
-            company_profile=pc.CompanyProfile(domain="old.onmicrosoft.com", company_name="Old"),
-        )
-    )
-    foreign = w.pc.create_customer(
-        pc.Customer(
-            associated_partner_id=OTHER_TENANT,
-            company_profile=pc.CompanyProfile(domain="foreign.onmicrosoft.com"),
-        )
-    )
+    tenant = w.pc.add_tenant(DEMO_TENANT, "old.onmicrosoft.com", "Old")
+    foreign = w.pc.add_tenant(OTHER_TENANT, "foreign.onmicrosoft.com")
     imported = customers.import_existing(
         w.book, w.pc, OWNER, "demo", CustomerImport(domain="OLD.onmicrosoft.com")
     )
@@ -612,16 +601,9 @@ def test_adoption_interrupted_before_activation_queues_its_email_once(w):
 
 
 def test_a_domain_taken_by_someone_else_still_fails(w):
-    from shared.domain import partner_center as pc
-
     customer = w.create()
     # Another partner's customer, and a tenant outside Partner Center, take names meanwhile.
-    w.pc.create_customer(
-        pc.Customer(
-            associated_partner_id=OTHER_TENANT,
-            company_profile=pc.CompanyProfile(domain="alfanova.onmicrosoft.com"),
-        )
-    )
+    w.pc.add_tenant(OTHER_TENANT, "alfanova.onmicrosoft.com")
     with pytest.raises(UpstreamRejected) as err:
         customers.provision(w.book, w.pc, w.mailer, w.message(customer))
     assert err.value.status == 409

@@ -75,3 +75,23 @@ def test_nothing_but_tests_imports_localdev():
     for folder in ("shared", "functions"):
         for path in sources(folder):
             assert not any(top(n) == "localdev" for n in imports(path)), path
+
+
+@pytest.mark.parametrize("path", [*sources("shared/services"), ROOT / "shared/ports.py"], ids=str)
+def test_services_and_ports_never_import_an_adapter(path):
+    # The port speaks the domain's language; Partner Center's JSON stops in its adapter.
+    for name in imports(path):
+        assert not name.startswith("shared.adapters"), f"{path.name} imports {name}"
+
+
+def test_the_domain_holds_no_partner_center_wire_model():
+    assert not [p.name for p in sources("shared/domain") if "partner_center" in p.stem]
+    for path in sources("shared/domain"):
+        text = path.read_text()
+        # Wire models keep Microsoft's unknown fields (extra="allow"); ours never read them.
+        assert 'extra="allow"' not in text and "model_extra" not in text, path.name
+
+
+def test_services_never_read_model_extra():
+    for path in sources("shared/services"):
+        assert "model_extra" not in path.read_text(), path.name

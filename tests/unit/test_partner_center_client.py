@@ -22,14 +22,7 @@ from shared.adapters.partner_center import (
 )
 from shared.adapters.partner_center.auth import PartnerCenterSignInFailed
 from shared.adapters.partner_center.client import DEFAULT_SCOPE
-from shared.config import Settings
-from shared.domain.errors import (
-    ConcurrencyConflict,
-    NotFound,
-    UpstreamRejected,
-    UpstreamUnavailable,
-)
-from shared.domain.partner_center import (
+from shared.adapters.partner_center.wire import (
     Address,
     BillingProfile,
     Cart,
@@ -40,6 +33,13 @@ from shared.domain.partner_center import (
     ScheduledNextTermInstructions,
     ScheduledProduct,
     Transition,
+)
+from shared.config import Settings
+from shared.domain.errors import (
+    ConcurrencyConflict,
+    NotFound,
+    UpstreamRejected,
+    UpstreamUnavailable,
 )
 
 Handler = Callable[[httpx.Request], httpx.Response]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
-from shared.domain.partner_center import (
+from shared.adapters.partner_center.wire import (
     Customer,
     OrderLineItemPricing,
     ResourceCollection,

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shared.adapters.tables.codec import EntityCodec
-from shared.domain import partner_center as pc
-from shared.domain.customers import CustomerImport, CustomerStatus
+from shared.domain.customers import CustomerImport, CustomerStatus, Tenant
 from shared.domain.errors import NotFound, UpstreamRejected, UpstreamUnavailable, ValidationFailed
 from shared.domain.identity import (
     Appearance,
@@ -40,13 +39,8 @@ def _reseller_with_tenant_id(w: World, slug: str, tenant_id: str) -> Reseller:
     return w.resellers.update(stored)
 
 
-def _tenant(w: World, partner_id: str, domain: str) -> pc.Customer:
-    return w.pc.create_customer(
-        pc.Customer(
-            associated_partner_id=partner_id,
-            company_profile=pc.CompanyProfile(domain=domain, company_name=domain),
-        )
-    )
+def _tenant(w: World, partner_id: str, domain: str) -> Tenant:
+    return w.pc.add_tenant(partner_id, domain, domain)
 
 
 # --- exact matching ------------------------------------------------------------------------------
@@ -73,7 +67,7 @@ def test_reseller_tenants_yields_only_exact_matches():
     _tenant(w, LONG, "theirs.onmicrosoft.com")
     mine = _tenant(w, SHORT, "mine.onmicrosoft.com")
     # The fake filters as Partner Center does (starts_with): both come back from the port.
-    assert len(list(w.pc.list_customers(indirect_reseller_id=SHORT))) == 2
+    assert len(list(w.pc.customer_tenants(indirect_reseller_id=SHORT))) == 2
     assert [t.id for t in customers.reseller_tenants(w.pc, reseller)] == [mine.id]
 
 

@@ -19,20 +19,12 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel
 
+from shared.adapters.partner_center import catalog, customers
 from shared.adapters.partner_center import orders as mapping
 from shared.adapters.partner_center.price_sheet import parse_price_sheet
 from shared.adapters.partner_center.relationships import INDIRECT_RESELLERS, PartnerRelationship
 from shared.adapters.partner_center.transport import PartnerCenterTransport
-from shared.domain.errors import UpstreamRejected, UpstreamUnavailable
-from shared.domain.identity import IndirectReseller
-from shared.domain.orders import (
-    CartLineRequest,
-    CartRef,
-    CheckoutResult,
-    OrderProvisioning,
-    PlacedOrder,
-)
-from shared.domain.partner_center import (
+from shared.adapters.partner_center.wire import (
     AuditRecord,
     Availability,
     AzureUtilizationRecord,
@@ -53,6 +45,17 @@ from shared.domain.partner_center import (
     Transition,
     TransitionEligibility,
     iso_date,
+)
+from shared.domain.catalog import OfferedProduct, PriceLine, ProductSku
+from shared.domain.customers import CreatedTenant, Tenant, TenantRequest
+from shared.domain.errors import UpstreamRejected, UpstreamUnavailable
+from shared.domain.identity import IndirectReseller
+from shared.domain.orders import (
+    CartLineRequest,
+    CartRef,
+    CheckoutResult,
+    OrderProvisioning,
+    PlacedOrder,
 )
 from shared.domain.subscriptions import SubscriptionFacts
 
@@ -265,6 +268,28 @@ class PartnerCenterClient:
             "/v1/customers/relationshiprequests",
         )
 
+    # --- customers, in the domain's words (mapped in adapters/partner_center/customers.py) --
+
+    def customer_tenants(self, *, indirect_reseller_id: str | None = None) -> Iterator[Tenant]:
+        """Every customer tenant (or those whose reseller id starts with the given one)."""
+        for customer in self.list_customers(indirect_reseller_id=indirect_reseller_id):
+            yield customers.tenant(customer)
+
+    def customer_tenant(self, tenant_id: str) -> Tenant:
+        """One customer tenant by id."""
+        return customers.tenant(self.get_customer(tenant_id))
+
+    def create_customer_tenant(
+        self, request: TenantRequest, *, request_id: str | None = None
+    ) -> CreatedTenant:
+        """Create the tenant (the same `request_id` replays the first answer, sign-in included)."""
+        created = self.create_customer(customers.customer_body(request), request_id=request_id)
+        return customers.created_tenant(created, request.domain)
+
+    def relationship_request_url(self) -> str:
+        """The link a customer's admin opens to accept the partner as reseller."""
+        return self.get_relationship_request_link().url
+
     # --- indirect resellers -----------------------------------------------------------------
 
     def list_indirect_resellers(self) -> list[IndirectReseller]:
@@ -342,6 +367,25 @@ class PartnerCenterClient:
             consume=_spool_body,
         )
         return _rows_then_close(spool)
+
+    # --- catalog, in the domain's words (mapped in adapters/partner_center/catalog.py) ------
+
+    def catalog_products(self, market: str, target_view: str) -> list[OfferedProduct]:
+        """Products of a catalog view (e.g. `OnlineServices`) in a market."""
+        return [catalog.offered_product(p) for p in self.list_products(market, target_view)]
+
+    def product_skus(self, product_id: str, market: str) -> list[ProductSku]:
+        """A product's SKUs in a market, each with its purchasable availabilities."""
+        return [
+            catalog.product_sku(
+                product_id, sku, self.list_availabilities(product_id, sku.id, market)
+            )
+            for sku in self.list_skus(product_id, market)
+        ]
+
+    def price_lines(self, market: str) -> Iterator[PriceLine]:
+        """The licence-based price sheet of a market, line by line."""
+        return (catalog.price_line(row) for row in self.get_price_sheet(market))
 
     # --- carts and orders ------------------------------------------------------------------
 

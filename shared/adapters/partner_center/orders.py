@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from shared.domain import partner_center as pc
+from shared.adapters.partner_center import wire as pc
 from shared.domain.orders import (
     CartLineRequest,
     CartRef,

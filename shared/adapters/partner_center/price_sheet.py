@@ -11,8 +11,8 @@ from typing import IO
 
 from pydantic import ValidationError
 
+from shared.adapters.partner_center.wire import PriceSheetRow
 from shared.domain.errors import UpstreamRejected
-from shared.domain.partner_center import PriceSheetRow
 
 _ZIP_MAGIC = b"PK\x03\x04"
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from shared.adapters.partner_center.wire import PartnerCenterModel
 from shared.domain.identity import IndirectReseller
-from shared.domain.partner_center import PartnerCenterModel
 
 # The relationship type that lists a distributor's (indirect provider's) resellers.
 INDIRECT_RESELLERS = "IsIndirectCloudSolutionProviderOf"
