@@ -83,6 +83,7 @@ def _world() -> Iterator[tuple[dict[str, str], Container, SimulatorHandle, Path]
                 "MAIL_DROP_DIR": str(Path(tmp) / "mail"),
                 "PUBLIC_BASE_URL": "http://portal.test",
                 "CATALOG_IMPORT_SCHEDULE": "0 0 0 1 1 *",
+                "HOUSEKEEPING_SCHEDULE": "0 0 0 1 1 *",
                 "OUTBOX_SWEEP_SCHEDULE": "*/5 * * * * *",
                 "ORDER_POLL_SECONDS": "1",
                 "LOCALHOST_LOG_LEVEL": "WARNING",
