@@ -165,8 +165,9 @@ def fail(book: OrderBook, order: Order, kind: FailureKind, reason: str, detail: 
             OrderStatus.PROVISIONING,
         ):
             return
-        if current.partner_center_order_ids and current.checked_out:
-            # Partner Center placed it: the failure is in the waiting, not the order.
+        if current.cart_id is not None:
+            # From the checkout on, Partner Center may have placed the order whatever it
+            # answered: never a refusal, so a retry replays this cart and checkout request.
             kind = FailureKind.TRANSIENT
         current.failure = OrderFailure(kind=kind, reason=reason[:1000], detail=detail)
         current.move(OrderStatus.FAILED, book.clock.now(), SYSTEM, reason[:500])

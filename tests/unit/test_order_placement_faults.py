@@ -1,0 +1,82 @@
+"""provision-order when Partner Center misbehaves after the cart: concurrent checkouts, lost
+replays, recovery, asynchronous subscription ids, long waits and who hears about it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.adapters.partner_center.transport import error_from_response
+from shared.domain.errors import UpstreamRejected, UpstreamUnavailable
+from shared.domain.failures import FailureKind
+from shared.domain.orders import Order, ProvisionOrderMessage
+from shared.services import orders
+from tests.order_fakes import FakeOrderPartnerCenter
+from tests.unit.test_orders import AM, CUST_B, TENANT, S, _deliver, _draft, _run, world
+
+__all__ = ["world"]
+
+
+def _submitted(w: Any, book: Any, *lines: dict[str, Any]) -> Order:
+    order = _draft(w, book, *lines)
+    return orders.submit(book, AM, "demo", CUST_B, order.id, order.etag or "")
+
+
+def _stop_after(book: Any, boundary: str) -> None:
+    def stop(step: str) -> None:
+        if step == boundary:
+            book.after_step = None
+            raise RuntimeError(step)
+
+    book.after_step = stop
+
+
+def _cart_only(book: Any, pc: FakeOrderPartnerCenter, order: Order) -> Order:
+    """Run the step up to its stored cart (then stop, as a crash would)."""
+    _stop_after(book, "cart")
+    with pytest.raises(RuntimeError):
+        orders.provision(book, pc, ProvisionOrderMessage(reseller="demo", order_id=order.id))
+    return orders.get(book, AM, "demo", CUST_B, order.id)
+
+
+# --- 1. nothing from checkout onwards is a refusal ----------------------------------------
+
+
+def _cart_being_processed() -> Exception:
+    """What the adapter raises for Partner Center's 409 800064 on a checkout."""
+    request = httpx.Request("POST", "https://api.partnercenter.microsoft.com/v1/carts/x/checkout")
+    body = {"code": 800064, "description": "The cart is being processed."}
+    return error_from_response(httpx.Response(409, json=body, request=request))
+
+
+def test_cart_being_processed_is_transient_at_the_transport():
+    assert isinstance(_cart_being_processed(), UpstreamUnavailable)
+
+
+def test_a_concurrent_checkout_refused_as_being_processed_is_retried_with_the_same_cart(world):
+    w, book, pc = world
+    order = _cart_only(book, pc, _submitted(w, book))
+    # Another run checks the same cart out with the same request id; ours gets a 409 800064.
+    pc.check_out(TENANT, order.cart_id or "", request_id=order.checkout_request_id or "")
+    pc.fail_next = [_cart_being_processed()]
+    with pytest.raises(UpstreamUnavailable):
+        _deliver(book, pc, order, tries=5)  # the last try records the failure
+    failed = orders.get(book, AM, "demo", CUST_B, order.id)
+    assert failed.status is S.FAILED and failed.failure is not None
+    assert failed.failure.kind is FailureKind.TRANSIENT
+    again = orders.retry(book, AM, "demo", CUST_B, order.id, failed.etag)
+    assert (again.cart_id, again.checkout_request_id) == (order.cart_id, order.checkout_request_id)
+    assert _run(book, pc, again).status is S.COMPLETED
+    assert len(pc.carts) == 1 and len(pc.orders) == 1
+
+
+def test_a_definite_refusal_at_checkout_is_still_transient(world):
+    w, book, pc = world
+    order = _cart_only(book, pc, _submitted(w, book))
+    pc.fail_next = [UpstreamRejected("Line errors", code="800009", status=400)]
+    _deliver(book, pc, order)
+    failed = orders.get(book, AM, "demo", CUST_B, order.id)
+    assert failed.failure is not None and failed.failure.kind is FailureKind.TRANSIENT
+    assert failed.cart_id == order.cart_id
