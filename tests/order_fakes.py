@@ -50,7 +50,7 @@ class _Cart:
 @dataclass
 class FakeOrderPartnerCenter:
     """The ordering half of the PartnerCenter port, like the simulator: a repeated MS-RequestId
-    repeats the first answer; a second checkout of a cart under a new id is refused (800121);
+    repeats the first answer; a second checkout of a cart under a new id is refused (800065);
     orders provision after `provisioning_polls` status reads; `seat_caps` refuses a group
     (10015) whose quantity is above the seats left."""
 
@@ -97,7 +97,7 @@ class FakeOrderPartnerCenter:
             return reply
         cart = self.carts[cart_id]
         if cart.ordered:
-            raise UpstreamRejected("The cart has already been submitted.", code="800121")
+            raise UpstreamRejected("The cart has already been submitted.", code="800065")
         groups: dict[str, list[CartLineRequest]] = {}
         for line in cart.lines:
             groups.setdefault(line.order_group, []).append(line)

@@ -80,3 +80,16 @@ def test_a_definite_refusal_at_checkout_is_still_transient(world):
     failed = orders.get(book, AM, "demo", CUST_B, order.id)
     assert failed.failure is not None and failed.failure.kind is FailureKind.TRANSIENT
     assert failed.cart_id == order.cart_id
+
+
+# --- 2. Partner Center's "cart already submitted" ------------------------------------------
+
+
+def test_a_checkout_answered_already_submitted_800065_recovers_the_placed_order(world):
+    w, book, pc = world
+    order = _cart_only(book, pc, _submitted(w, book))
+    pc.check_out(TENANT, order.cart_id or "", request_id="another-id")  # placed; replay lost
+    pc.fail_next = [UpstreamRejected("The cart has already been submitted.", code="800065")]
+    done = _run(book, pc, order)
+    assert done.status is S.COMPLETED
+    assert done.partner_center_order_ids == list(pc.orders) and len(pc.orders) == 1

@@ -23,8 +23,9 @@ from shared.services.orders.book import SYSTEM, OrderBook
 
 log = logging.getLogger(__name__)
 
-# Partner Center: the cart was checked out already (a repeated checkout whose replay is lost).
-_CART_ALREADY_ORDERED = "800121"
+# Partner Center: the cart was submitted already (a repeated checkout whose replay is lost);
+# 800065 is Microsoft's documented code (REFERENCE.md, checkout).
+_CART_ALREADY_ORDERED = "800065"
 _SEAT_LIMIT = "10015"
 # How far Partner Center's clock may be behind ours when matching orders to a submit.
 _SKEW = timedelta(minutes=5)
