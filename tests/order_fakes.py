@@ -64,6 +64,7 @@ class FakeOrderPartnerCenter:
     polls: dict[str, int] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
     fallback: Any = None
+    clock: Any = None  # orders are stamped with the test's clock when given
 
     def __getattr__(self, name: str) -> Any:
         if self.fallback is None:
@@ -123,7 +124,7 @@ class FakeOrderPartnerCenter:
                 )
                 continue
             order_id = str(uuid.uuid4())
-            now = datetime.now(UTC)
+            now = self.clock.now() if self.clock is not None else datetime.now(UTC)
             order_lines = []
             for n, line in enumerate(lines):
                 sid = str(uuid.uuid4())
@@ -171,7 +172,9 @@ class FakeOrderPartnerCenter:
 
 def install_orders(c: Any, partner_center: Any = None) -> OrderBook:
     """Orders and subscriptions in memory, a fake scheduler and ordering Partner Center on `c`."""
-    pc = FakeOrderPartnerCenter(fallback=partner_center or c.__dict__.get("partner_center"))
+    pc = FakeOrderPartnerCenter(
+        fallback=partner_center or c.__dict__.get("partner_center"), clock=c.clock
+    )
     orders = InMemoryRepository[Order](lambda o: (o.reseller, order_row_key(o.id)))
     subs = InMemoryRepository[Subscription](lambda s: (s.customer_id, s.id.lower()))
     book = OrderBook(

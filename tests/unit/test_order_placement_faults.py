@@ -11,7 +11,7 @@ import pytest
 from shared.adapters.partner_center.transport import error_from_response
 from shared.domain.errors import UpstreamRejected, UpstreamUnavailable
 from shared.domain.failures import FailureKind
-from shared.domain.orders import Order, ProvisionOrderMessage
+from shared.domain.orders import Order, PlacedOrder, PlacedOrderLine, ProvisionOrderMessage
 from shared.services import orders
 from tests.order_fakes import FakeOrderPartnerCenter
 from tests.unit.test_orders import AM, CUST_B, TENANT, S, _deliver, _draft, _run, world
@@ -93,3 +93,74 @@ def test_a_checkout_answered_already_submitted_800065_recovers_the_placed_order(
     done = _run(book, pc, order)
     assert done.status is S.COMPLETED
     assert done.partner_center_order_ids == list(pc.orders) and len(pc.orders) == 1
+
+
+# --- 3./4. recovering a checkout whose replay Partner Center lost ----------------------------
+
+
+def _checked_out_but_replay_lost(w: Any, book: Any, pc: FakeOrderPartnerCenter) -> Order:
+    """Our checkout happened at Partner Center, its answer was lost, and the retry was made a
+    day later: Partner Center no longer knows the request id (800065 on the replay)."""
+    order = _cart_only(book, pc, _submitted(w, book))
+    pc.check_out(TENANT, order.cart_id or "", request_id="the-first-checkout")
+    pc.fail_next = [UpstreamUnavailable("timed out")]
+    with pytest.raises(UpstreamUnavailable):
+        _deliver(book, pc, order, tries=5)
+    failed = orders.get(book, AM, "demo", CUST_B, order.id)
+    assert failed.status is S.FAILED
+    w.clock.advance(hours=24)
+    return orders.retry(book, AM, "demo", CUST_B, order.id, failed.etag)
+
+
+def test_recovery_after_a_retry_still_finds_the_first_attempts_checkout(world):
+    w, book, pc = world
+    again = _checked_out_but_replay_lost(w, book, pc)
+    done = _run(book, pc, again)
+    assert done.status is S.COMPLETED
+    assert done.partner_center_order_ids == list(pc.orders) and len(pc.orders) == 1
+
+
+def test_recovery_finding_nothing_leaves_the_order_retryable_with_the_same_checkout(world):
+    w, book, pc = world
+    again = _checked_out_but_replay_lost(w, book, pc)
+    hidden = dict(pc.orders)
+    pc.orders.clear()  # Partner Center does not list it (yet)
+    failed = _run(book, pc, again)
+    assert failed.status is S.FAILED and failed.failure is not None
+    assert failed.failure.kind is FailureKind.TRANSIENT
+    assert "check the customer's orders in Partner Center" in failed.failure.reason
+    pc.orders.update(hidden)
+    retried = orders.retry(book, AM, "demo", CUST_B, again.id, failed.etag)
+    assert retried.checkout_request_id == again.checkout_request_id
+    assert _run(book, pc, retried).status is S.COMPLETED and len(pc.orders) == 1
+
+
+def _foreign_order(w: Any, pc: FakeOrderPartnerCenter, *lines: tuple[str, int]) -> str:
+    """An order made in Partner Center outside the platform (e.g. in its portal)."""
+    oid = f"foreign-{len(pc.orders)}"
+    placed = tuple(PlacedOrderLine(n, item, qty, None) for n, (item, qty) in enumerate(lines))
+    pc.orders[oid] = (TENANT, PlacedOrder(oid, w.clock.now(), placed))
+    return oid
+
+
+def test_recovery_does_not_guess_between_two_orders_of_the_same_lines(world):
+    w, book, pc = world
+    again = _checked_out_but_replay_lost(w, book, pc)
+    line = again.lines[0]
+    _foreign_order(w, pc, (line.catalog_item_id.upper(), line.quantity))
+    failed = _run(book, pc, again)
+    assert failed.status is S.FAILED and failed.failure is not None
+    assert failed.failure.kind is FailureKind.TRANSIENT
+    assert failed.partner_center_order_ids == []
+    assert "more than one" in failed.failure.reason
+
+
+def test_recovery_takes_only_an_order_of_exactly_its_lines(world):
+    w, book, pc = world
+    again = _checked_out_but_replay_lost(w, book, pc)
+    ours = list(pc.orders)
+    line = again.lines[0]
+    item = (line.catalog_item_id.upper(), line.quantity)
+    _foreign_order(w, pc, item, item)  # our offer and quantity, but not our order
+    done = _run(book, pc, again)
+    assert done.status is S.COMPLETED and done.partner_center_order_ids == ours

@@ -4,7 +4,7 @@ replay of a checkout was lost), and what each line got."""
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from shared.domain.errors import UpstreamRejected
 from shared.domain.failures import FailureKind
@@ -71,11 +71,68 @@ def check_out_cart(
     return CheckoutResult(orders=tuple(_recover_orders(book, partner_center, order, tenant)))
 
 
+class PlacementUnclear(Exception):
+    """Partner Center says the cart was checked out, but which of its orders are ours cannot
+    be told for sure: a person must look (the order stays retryable with the same requests)."""
+
+    def __init__(self, reason: str, detail: str | None = None) -> None:
+        super().__init__(reason)
+        self.detail = detail
+
+
 def _recover_orders(
     book: OrderBook, partner_center: PartnerCenter, order: Order, tenant: str
 ) -> list[PlacedOrder]:
-    """The Partner Center orders our checkout placed: same offers and quantities, created
-    since the order was submitted, and not claimed by another order of ours."""
+    """The Partner Center orders our checkout placed: per order group, the one order of
+    exactly the group's lines (offer and quantity), created since this attempt's cart, and
+    not claimed by another order of ours. Nothing found, or two candidates for a group, is
+    a `PlacementUnclear`: never a guess, never a refusal (a retry would buy again)."""
+    claimed = _claimed_elsewhere(book, order)
+    since = _cart_since(order)
+    candidates = [
+        placed
+        for placed in partner_center.placed_orders(tenant)
+        if placed.id not in claimed
+        and placed.lines
+        and not (since is not None and placed.created_at is not None and placed.created_at < since)
+    ]
+    groups: dict[int, list[tuple[str, int]]] = {}
+    for i, line in enumerate(order.lines):
+        groups.setdefault(group_of(order, i), []).append(
+            (line.catalog_item_id.upper(), line.quantity)
+        )
+    by_shape: dict[tuple[tuple[str, int], ...], int] = {}
+    for lines in groups.values():
+        shape = tuple(sorted(lines))
+        by_shape[shape] = by_shape.get(shape, 0) + 1
+    found: list[PlacedOrder] = []
+    where = f"cart {order.cart_id} of order {order.id}"
+    for shape, wanted in by_shape.items():
+        matches = [
+            p
+            for p in candidates
+            if tuple(sorted((pl.catalog_item_id, pl.quantity) for pl in p.lines)) == shape
+        ]
+        if len(matches) > wanted:
+            raise PlacementUnclear(
+                f"Partner Center says {where} was checked out, and more than one of the "
+                "customer's Partner Center orders since then has the same lines "
+                f"({', '.join(p.id for p in matches)}); check in Partner Center which is this "
+                "order's before retrying it",
+                detail=f"candidates: {', '.join(p.id for p in matches)}",
+            )
+        found.extend(matches)
+    if not found:
+        raise PlacementUnclear(
+            f"Partner Center says {where} was checked out, but none of the customer's orders "
+            "in Partner Center matches its lines; check the customer's orders in Partner "
+            "Center before retrying (a retry repeats the same checkout, it does not buy again)"
+        )
+    return found
+
+
+def _claimed_elsewhere(book: OrderBook, order: Order) -> set[str]:
+    """Partner Center order ids recorded on the customer's other orders."""
     claimed: set[str] = set()
     token: str | None = None
     while True:
@@ -90,24 +147,16 @@ def _recover_orders(
         }
         token = page.continuation_token
         if token is None:
-            break
-    submitted = next(
-        (h.at for h in reversed(order.history) if h.status is OrderStatus.SUBMITTED), None
-    )
-    wanted = {(li.catalog_item_id.upper(), li.quantity) for li in order.lines}
-    found: list[PlacedOrder] = []
-    for placed in partner_center.placed_orders(tenant):
-        if placed.id in claimed:
-            continue
-        if (
-            submitted is not None
-            and placed.created_at is not None
-            and placed.created_at < submitted - _SKEW
-        ):
-            continue
-        if placed.lines and all((pl.catalog_item_id, pl.quantity) in wanted for pl in placed.lines):
-            found.append(placed)
-    return found
+            return claimed
+
+
+def _cart_since(order: Order) -> datetime | None:
+    """The earliest a Partner Center order of this attempt's cart can have been created."""
+    if order.cart_created_at is not None:
+        return order.cart_created_at - _SKEW
+    # An order recorded before the cart's time was kept: its first submit (wider, still safe).
+    first = next((h.at for h in order.history if h.status is OrderStatus.SUBMITTED), None)
+    return None if first is None else first - _SKEW
 
 
 def record_checkout(order: Order, result: CheckoutResult) -> None:

@@ -26,6 +26,7 @@ from shared.ports import PartnerCenter
 from shared.services.orders.book import BLOCKING_CUSTOMER_STATUSES, SYSTEM, OrderBook, find_order
 from shared.services.orders.completion import notify, record_subscriptions
 from shared.services.orders.placing import (
+    PlacementUnclear,
     cart_lines,
     check_out_cart,
     record_checkout,
@@ -88,12 +89,14 @@ def provision(
     # (a) the cart, with the MS-RequestId stored at submit
     if order.cart_id is None:
         assert order.cart_request_id is not None
+        asked_at = book.clock.now()
         cart = partner_center.place_cart(
             tenant, cart_lines(order, reseller.require_mpn_id()), request_id=order.cart_request_id
         )
         if order.status is OrderStatus.SUBMITTED:
             order.move(OrderStatus.PROVISIONING, book.clock.now(), SYSTEM)
         order.cart_id = cart.id
+        order.cart_created_at = order.cart_created_at or asked_at
         saver.save("cart")
         order = saver.order
     elif order.status is OrderStatus.SUBMITTED:
@@ -103,7 +106,11 @@ def provision(
     # (b) checkout, with its stored MS-RequestId; (c) Partner Center's order ids
     if not order.checked_out:
         assert order.cart_id is not None and order.checkout_request_id is not None
-        result = check_out_cart(book, partner_center, order, tenant)
+        try:
+            result = check_out_cart(book, partner_center, order, tenant)
+        except PlacementUnclear as unclear:
+            fail(book, order, FailureKind.TRANSIENT, str(unclear), unclear.detail)
+            return
         record_checkout(order, result)
         order.checked_out = True
         if not order.partner_center_order_ids:
