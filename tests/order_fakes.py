@@ -10,7 +10,7 @@ from typing import Any
 
 from shared.domain.catalog import MicrosoftSegment, Product
 from shared.domain.customers import Customer
-from shared.domain.errors import UpstreamRejected
+from shared.domain.errors import NotFound, UpstreamRejected
 from shared.domain.orders import (
     CartLineRequest,
     CartRef,
@@ -65,6 +65,10 @@ class FakeOrderPartnerCenter:
     calls: list[str] = field(default_factory=list)
     fallback: Any = None
     clock: Any = None  # orders are stamped with the test's clock when given
+    # Checkout answers without subscription ids (provisioning is asynchronous): a GET of the
+    # order has them once provisioned, unless `never_subscribed` (Partner Center lost them).
+    late_subscription_ids: bool = False
+    never_subscribed: bool = False
 
     def __getattr__(self, name: str) -> Any:
         if self.fallback is None:
@@ -149,6 +153,18 @@ class FakeOrderPartnerCenter:
             self.orders[order_id] = (customer_tenant, order)
             placed.append(order)
         cart.ordered = True
+        if self.late_subscription_ids:
+            placed = [
+                PlacedOrder(
+                    o.id,
+                    o.created_at,
+                    tuple(
+                        PlacedOrderLine(li.number, li.catalog_item_id, li.quantity, None)
+                        for li in o.lines
+                    ),
+                )
+                for o in placed
+            ]
         result = CheckoutResult(tuple(placed), tuple(errors))
         self.replies[key] = result
         return result
@@ -157,6 +173,21 @@ class FakeOrderPartnerCenter:
         """Every order of a tenant."""
         self._call("placed_orders")
         return [o for t, o in self.orders.values() if t == customer_tenant]
+
+    def placed_order(self, customer_tenant: str, order_id: str) -> PlacedOrder:
+        """One order; its subscription ids only once it has provisioned."""
+        self._call("placed_order")
+        tenant, order = self.orders[order_id]
+        if tenant != customer_tenant:
+            raise NotFound(f"order {order_id} was not found")
+        provisioned = self.polls.get(order_id, 0) > self.provisioning_polls
+        if self.never_subscribed or (self.late_subscription_ids and not provisioned):
+            lines = tuple(
+                PlacedOrderLine(li.number, li.catalog_item_id, li.quantity, None)
+                for li in order.lines
+            )
+            return PlacedOrder(order.id, order.created_at, lines)
+        return order
 
     def order_provisioning(self, customer_tenant: str, order_id: str) -> OrderProvisioning:
         """Done after `provisioning_polls` reads."""

@@ -164,3 +164,25 @@ def test_recovery_takes_only_an_order_of_exactly_its_lines(world):
     _foreign_order(w, pc, item, item)  # our offer and quantity, but not our order
     done = _run(book, pc, again)
     assert done.status is S.COMPLETED and done.partner_center_order_ids == ours
+
+
+# --- 5. subscription ids that come after the checkout --------------------------------------
+
+
+def test_subscription_ids_missing_at_checkout_are_read_from_the_order_once_provisioned(world):
+    w, book, pc = world
+    pc.late_subscription_ids, pc.provisioning_polls = True, 1
+    done = _run(book, pc, _submitted(w, book))
+    assert done.status is S.COMPLETED
+    sid = done.lines[0].result.subscription_id  # type: ignore[union-attr]
+    assert sid and [s.id for s in book.subscriptions.list(CUST_B).items] == [sid]
+
+
+def test_a_line_partner_center_gives_no_subscription_completes_with_errors_saying_so(world):
+    w, book, pc = world
+    pc.late_subscription_ids = pc.never_subscribed = True
+    done = _run(book, pc, _submitted(w, book))
+    assert done.status is S.COMPLETED_WITH_ERRORS
+    error = done.lines[0].result.error  # type: ignore[union-attr]
+    assert error and "no subscription" in error and "Partner Center" in error
+    assert book.subscriptions.list(CUST_B).items == []

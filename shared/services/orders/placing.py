@@ -189,6 +189,60 @@ def record_checkout(order: Order, result: CheckoutResult) -> None:
                 )
 
 
+def fill_subscription_ids(partner_center: PartnerCenter, order: Order, tenant: str) -> None:
+    """Read again each Partner Center order with a line still without its subscription id
+    (checkout may answer before provisioning); a line left with neither a subscription nor an
+    error then says so, so the order can never end Completed without it."""
+    waiting = sorted(
+        {
+            li.result.partner_center_order_id
+            for li in order.lines
+            if li.result and li.result.partner_center_order_id and not li.result.subscription_id
+        }
+    )
+    for pid in waiting:
+        placed = partner_center.placed_order(tenant, pid)
+        known = {
+            li.result.subscription_id.lower()
+            for li in order.lines
+            if li.result and li.result.subscription_id
+        }
+        free = [
+            pl
+            for pl in placed.lines
+            if pl.subscription_id and pl.subscription_id.lower() not in known
+        ]
+        for line in order.lines:
+            result = line.result
+            if result is None or result.partner_center_order_id != pid or result.subscription_id:
+                continue
+            match = next(
+                (
+                    pl
+                    for pl in free
+                    if pl.catalog_item_id == line.catalog_item_id.upper()
+                    and pl.quantity == line.quantity
+                ),
+                None,
+            )
+            if match is not None:
+                free.remove(match)
+                result.subscription_id = match.subscription_id
+    for line in order.lines:
+        result = line.result
+        if result is not None and (result.subscription_id or result.error):
+            continue
+        placed_in = result.partner_center_order_id if result is not None else None
+        line.result = LineResult(
+            partner_center_order_id=placed_in,
+            error=(
+                f"Partner Center reported no subscription for {line.name}"
+                + (f" in its order {placed_in}" if placed_in else "")
+                + "; check the customer's subscriptions in Partner Center"
+            ),
+        )
+
+
 def _line_error(line: OrderLine, code: str, description: str, available: int | None) -> str:
     """A sentence a person can act on, from Partner Center's refusal of a line."""
     if code == _SEAT_LIMIT:

@@ -29,6 +29,7 @@ from shared.services.orders.placing import (
     PlacementUnclear,
     cart_lines,
     check_out_cart,
+    fill_subscription_ids,
     record_checkout,
     record_nothing_placed,
 )
@@ -137,8 +138,10 @@ def provision(
                 book.after_step("poll")
             return
 
-    # (e) one Subscription record per placed line (each written once, however often this runs)
+    # (e) one Subscription record per placed line (each written once, however often this runs),
+    # with the subscription ids checkout did not have yet read from Partner Center's orders
     if not order.subscriptions_recorded:
+        fill_subscription_ids(partner_center, order, tenant)
         record_subscriptions(book, partner_center, order, tenant)
         order.subscriptions_recorded = True
         if book.after_step is not None:
