@@ -12,7 +12,8 @@ from shared.adapters.partner_center.transport import error_from_response
 from shared.domain.errors import UpstreamRejected, UpstreamUnavailable
 from shared.domain.failures import FailureKind
 from shared.domain.orders import Order, PlacedOrder, PlacedOrderLine, ProvisionOrderMessage
-from shared.services import orders
+from shared.domain.outbox import Queue
+from shared.services import orders, watchdog
 from tests.order_fakes import FakeOrderPartnerCenter
 from tests.unit.test_orders import AM, CUST_B, TENANT, S, _deliver, _draft, _run, world
 
@@ -186,3 +187,60 @@ def test_a_line_partner_center_gives_no_subscription_completes_with_errors_sayin
     error = done.lines[0].result.error  # type: ignore[union-attr]
     assert error and "no subscription" in error and "Partner Center" in error
     assert book.subscriptions.list(CUST_B).items == []
+
+
+# --- 6. an order Partner Center placed is never Failed for taking long ---------------------
+
+
+def test_a_placed_order_slow_to_provision_keeps_polling_past_max_polls_and_completes(world):
+    w, book, pc = world
+    pc.provisioning_polls = book.policy.max_polls + 3
+    order = _submitted(w, book)
+    sched: Any = book.scheduler
+    delays: list[float] = []
+    messages = [ProvisionOrderMessage(reseller="demo", order_id=order.id)]
+    while messages:
+        orders.provision(book, pc, messages.pop(0))
+        while sched.sent:
+            _, body, delay = sched.sent.pop(0)
+            delays.append(delay)
+            messages.append(ProvisionOrderMessage.model_validate(body))
+    done = orders.get(book, AM, "demo", CUST_B, order.id)
+    assert done.status is S.COMPLETED and len(pc.orders) == 1
+    assert delays[-1] > delays[0]  # checked less often past max_polls
+
+
+def test_the_watchdog_re_enqueues_a_placed_order_stuck_provisioning_and_never_fails_it(world):
+    w, book, pc = world
+    pc.provisioning_polls = 10_000
+    order = _submitted(w, book)
+    orders.provision(book, pc, ProvisionOrderMessage(reseller="demo", order_id=order.id))
+    placed = orders.get(book, AM, "demo", CUST_B, order.id)
+    assert placed.partner_center_order_ids
+    source, repo = orders.InFlightOrders(book), book.orders
+    sent = len(repo.sent)  # type: ignore[attr-defined]
+    for _ in range(4):
+        w.clock.advance(minutes=35)
+        report = watchdog.watch([source], w.clock.now())
+        assert report.failed == [] and report.stale == {"order": 1}
+    now = orders.get(book, AM, "demo", CUST_B, order.id)
+    assert now.status is S.PROVISIONING and now.failure is None
+    nudges = repo.sent[sent:]  # type: ignore[attr-defined]
+    assert len(nudges) == 4 and {m.queue for m in nudges} == {Queue.PROVISION_ORDER}
+    assert watchdog.watch([source], w.clock.now(), act=False).stale == {"order": 1}
+    assert book.notifications.find("demo", f"order-{order.id}-failed") is None  # type: ignore[union-attr]
+
+
+def test_a_nudge_meeting_a_live_poll_chain_leaves_one_chain(world):
+    w, book, pc = world
+    pc.provisioning_polls = 10_000
+    order = _submitted(w, book)
+    sched: Any = book.scheduler
+    slow = book.policy.max_polls
+    orders.provision(book, pc, ProvisionOrderMessage(reseller="demo", order_id=order.id))
+    live = ProvisionOrderMessage(reseller="demo", order_id=order.id, poll=slow + 2)
+    orders.provision(book, pc, live)
+    nudged = ProvisionOrderMessage(reseller="demo", order_id=order.id, poll=slow)
+    sched.sent.clear()
+    orders.provision(book, pc, nudged)  # older than the live chain: stops
+    assert sched.sent == []

@@ -18,7 +18,7 @@ import logging
 from typing import Any
 
 from shared.domain.customers import Customer, CustomerStatus
-from shared.domain.errors import ConcurrencyConflict, UpstreamRejected
+from shared.domain.errors import ConcurrencyConflict
 from shared.domain.failures import Failure, FailureKind
 from shared.domain.orders import Order, OrderFailure, OrderStatus, ProvisionOrderMessage
 from shared.domain.outbox import Queue
@@ -35,6 +35,9 @@ from shared.services.orders.placing import (
 )
 
 log = logging.getLogger(__name__)
+
+# Past `max_polls`, a placed order still provisioning is checked this many times less often.
+SLOW_POLL_FACTOR = 30
 
 
 class _Saver:
@@ -122,18 +125,28 @@ def provision(
         saver.save("checkout")
         order = saver.order
 
-    # (d) wait until Partner Center has provisioned every order
+    # (d) wait until Partner Center has provisioned every order. An order Partner Center
+    # placed is never Failed for taking long: past `max_polls` it is checked less often, by one
+    # chain of messages (a watchdog nudge meeting a live chain: the older one stops here).
+    slow = message.poll >= book.policy.max_polls
+    if slow and message.poll < order.polls:
+        return
     for pc_order_id in order.partner_center_order_ids:
         state = partner_center.order_provisioning(tenant, pc_order_id)
         if not state.done:
-            if message.poll >= book.policy.max_polls:
-                raise UpstreamRejected(
-                    f"Partner Center has not provisioned order {pc_order_id} after "
-                    f"{message.poll} checks; ask Microsoft support about it"
+            delay = book.policy.poll_seconds
+            if slow:
+                log.warning(
+                    "Partner Center has not provisioned order %s of %s/%s after %d checks",
+                    pc_order_id,
+                    order.reseller,
+                    order.id,
+                    message.poll,
                 )
-            book.scheduler.send_later(
-                Queue.PROVISION_ORDER, _body(order, message.poll + 1), book.policy.poll_seconds
-            )
+                order.polls = message.poll + 1
+                saver.save("slow-poll")
+                delay *= SLOW_POLL_FACTOR
+            book.scheduler.send_later(Queue.PROVISION_ORDER, _body(order, message.poll + 1), delay)
             if book.after_step is not None:
                 book.after_step("poll")
             return
@@ -154,6 +167,11 @@ def provision(
     order.move(final, book.clock.now(), SYSTEM)
     notify(book, reseller, order)
     saver.save("completed")
+
+
+def slow_poll_body(book: OrderBook, order: Order) -> dict[str, Any]:
+    """The message that resumes the slow checks of a placed order (after a watchdog nudge)."""
+    return _body(order, max(order.polls, book.policy.max_polls))
 
 
 def _body(order: Order, poll: int) -> dict[str, Any]:
