@@ -11,11 +11,29 @@ import pytest
 from shared.adapters.partner_center.transport import error_from_response
 from shared.domain.errors import UpstreamRejected, UpstreamUnavailable
 from shared.domain.failures import FailureKind
-from shared.domain.orders import Order, PlacedOrder, PlacedOrderLine, ProvisionOrderMessage
+from shared.domain.orders import (
+    Order,
+    OrderDecision,
+    PlacedOrder,
+    PlacedOrderLine,
+    ProvisionOrderMessage,
+)
 from shared.domain.outbox import Queue
 from shared.services import orders, watchdog
 from tests.order_fakes import FakeOrderPartnerCenter
-from tests.unit.test_orders import AM, CUST_B, TENANT, S, _deliver, _draft, _run, world
+from tests.unit.test_orders import (
+    AM,
+    CADMIN,
+    CUST_A,
+    CUST_B,
+    TENANT,
+    S,
+    _deliver,
+    _draft,
+    _line,
+    _run,
+    world,
+)
 
 __all__ = ["world"]
 
@@ -244,3 +262,26 @@ def test_a_nudge_meeting_a_live_poll_chain_leaves_one_chain(world):
     sched.sent.clear()
     orders.provision(book, pc, nudged)  # older than the live chain: stops
     assert sched.sent == []
+
+
+# --- 7. e-mails: one per audience ----------------------------------------------------------
+
+
+def test_a_customer_users_order_e_mails_the_customer_and_the_staff_separately(world):
+    w, book, pc = world
+    reseller = book.resellers.get("reseller", "demo")
+    reseller.settings.customer_ordering_enabled = True
+    reseller.settings.notifications.extra_recipients = ["billing@demo.example"]
+    book.resellers.update(reseller)
+    order = _draft(w, book, _line(w, book, CUST_A), who=CADMIN)
+    order = orders.submit(book, CADMIN, "demo", CUST_A, order.id, order.etag or "")
+    order = orders.approve(book, AM, "demo", CUST_A, order.id, order.etag or "", OrderDecision())
+    assert _run(book, pc, order).status is S.COMPLETED
+    notes: Any = book.notifications
+    staff = notes.get("demo", f"order-{order.id}-completed").email
+    customer = notes.get("demo", f"order-{order.id}-completed-customer").email
+    assert (customer.to, customer.cc) == (["cadmin@a.example"], [])
+    assert "billing@demo.example" in {*staff.to, *staff.cc}
+    assert "cadmin@a.example" not in {*staff.to, *staff.cc}
+    text = customer.text.lower()
+    assert not any(word in text for word in ("cost", "margin", "markup", "mark-up"))
