@@ -68,6 +68,7 @@ class FakeOrderPartnerCenter:
     # Checkout answers without subscription ids (provisioning is asynchronous): a GET of the
     # order has them once provisioned, unless `never_subscribed` (Partner Center lost them).
     late_subscription_ids: bool = False
+    cart_line_errors: dict[int, str] = field(default_factory=dict)  # answered on cart lines
     never_subscribed: bool = False
 
     def __getattr__(self, name: str) -> Any:
@@ -89,7 +90,7 @@ class FakeOrderPartnerCenter:
         if key not in self.replies:
             cart = _Cart(str(uuid.uuid4()), customer_tenant, list(lines))
             self.carts[cart.id] = cart
-            self.replies[key] = CartRef(id=cart.id)
+            self.replies[key] = CartRef(id=cart.id, line_errors=dict(self.cart_line_errors))
         reply: CartRef = self.replies[key]
         return reply
 

@@ -285,3 +285,21 @@ def test_a_customer_users_order_e_mails_the_customer_and_the_staff_separately(wo
     assert "cadmin@a.example" not in {*staff.to, *staff.cc}
     text = customer.text.lower()
     assert not any(word in text for word in ("cost", "margin", "markup", "mark-up"))
+
+
+# --- errors Partner Center puts on the cart's lines ------------------------------------------
+
+
+def test_errors_on_the_carts_lines_fail_the_order_before_checkout_each_line_saying_why(world):
+    w, book, pc = world
+    order = _submitted(w, book, _line(w, book), _line(w, book, quantity=2))
+    pc.cart_line_errors = {1: "The availability is no longer purchasable."}
+    failed = _run(book, pc, order)
+    assert failed.status is S.FAILED and failed.failure is not None
+    assert failed.failure.kind is FailureKind.REFUSED and failed.cart_id is None
+    assert failed.lines[0].result is None
+    assert "no longer purchasable" in (failed.lines[1].result.error or "")  # type: ignore[union-attr]
+    assert "check_out" not in pc.calls and pc.orders == {}
+    pc.cart_line_errors = {}
+    again = orders.retry(book, AM, "demo", CUST_B, order.id, failed.etag)
+    assert _run(book, pc, again).status is S.COMPLETED and len(pc.orders) == 2  # two groups

@@ -252,6 +252,19 @@ def _line_error(line: OrderLine, code: str, description: str, available: int | N
     return f"Partner Center refused {line.name}: {description} (code {code})"
 
 
+def record_cart_refused(book: OrderBook, order: Order, line_errors: dict[int, str]) -> None:
+    """Partner Center flagged lines of the new cart: each says why, and the order is Failed
+    before any checkout (refused: a retry, once the lines are fixed, builds a new cart)."""
+    for i, line in enumerate(order.lines):
+        if i in line_errors:
+            line.result = LineResult(error=f"Partner Center refused {line.name}: {line_errors[i]}")
+    reasons = [li.result.error for li in order.lines if li.result and li.result.error]
+    reason = "; ".join(reasons) or "Partner Center refused the cart"
+    detail = "; ".join(f"line {i}: {e}" for i, e in sorted(line_errors.items()))
+    order.failure = OrderFailure(kind=FailureKind.REFUSED, reason=reason[:1000], detail=detail)
+    order.move(OrderStatus.FAILED, book.clock.now(), SYSTEM, reason[:500])
+
+
 def record_nothing_placed(book: OrderBook, order: Order, result: CheckoutResult) -> None:
     """Partner Center placed none of the lines: Failed, saying why."""
     reasons = [li.result.error for li in order.lines if li.result and li.result.error]

@@ -30,6 +30,7 @@ from shared.services.orders.placing import (
     cart_lines,
     check_out_cart,
     fill_subscription_ids,
+    record_cart_refused,
     record_checkout,
     record_nothing_placed,
 )
@@ -97,6 +98,12 @@ def provision(
         cart = partner_center.place_cart(
             tenant, cart_lines(order, reseller.require_mpn_id()), request_id=order.cart_request_id
         )
+        if cart.line_errors:
+            # Never checked out: its id is not kept, so the failure stays a refusal.
+            record_cart_refused(book, order, cart.line_errors)
+            saver.save("cart")
+            notify(book, reseller, saver.order)
+            return
         if order.status is OrderStatus.SUBMITTED:
             order.move(OrderStatus.PROVISIONING, book.clock.now(), SYSTEM)
         order.cart_id = cart.id
