@@ -150,6 +150,7 @@ class Settings(BaseSettings):
     # Orders: how the provision-order step waits (it re-enqueues itself; it never sleeps).
     order_poll_seconds: float = Field(10.0, alias="ORDER_POLL_SECONDS", ge=1)
     order_customer_wait_seconds: float = Field(30.0, alias="ORDER_CUSTOMER_WAIT_SECONDS", ge=1)
+    # Quick checks of a placed order's provisioning; then 30 times slower, never Failed.
     order_max_polls: int = Field(60, alias="ORDER_MAX_POLLS", ge=1)
     # Tests only: the process exits right after this sub-step of provision-order is recorded
     # (cart, checkout, poll, subscriptions, completed), as if killed there. Refused in production.

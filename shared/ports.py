@@ -214,6 +214,10 @@ class PartnerCenter(IndirectResellers, Protocol):
         """Every order of the customer's tenant."""
         ...
 
+    def placed_order(self, customer_tenant: str, order_id: str) -> PlacedOrder:
+        """One order of the customer's tenant, as it stands now (subscription ids included)."""
+        ...
+
     def order_provisioning(self, customer_tenant: str, order_id: str) -> OrderProvisioning:
         """Whether Partner Center has provisioned every line of an order."""
         ...

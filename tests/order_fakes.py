@@ -10,7 +10,7 @@ from typing import Any
 
 from shared.domain.catalog import MicrosoftSegment, Product
 from shared.domain.customers import Customer
-from shared.domain.errors import UpstreamRejected
+from shared.domain.errors import NotFound, UpstreamRejected
 from shared.domain.orders import (
     CartLineRequest,
     CartRef,
@@ -50,7 +50,7 @@ class _Cart:
 @dataclass
 class FakeOrderPartnerCenter:
     """The ordering half of the PartnerCenter port, like the simulator: a repeated MS-RequestId
-    repeats the first answer; a second checkout of a cart under a new id is refused (800121);
+    repeats the first answer; a second checkout of a cart under a new id is refused (800065);
     orders provision after `provisioning_polls` status reads; `seat_caps` refuses a group
     (10015) whose quantity is above the seats left."""
 
@@ -64,6 +64,12 @@ class FakeOrderPartnerCenter:
     polls: dict[str, int] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
     fallback: Any = None
+    clock: Any = None  # orders are stamped with the test's clock when given
+    # Checkout answers without subscription ids (provisioning is asynchronous): a GET of the
+    # order has them once provisioned, unless `never_subscribed` (Partner Center lost them).
+    late_subscription_ids: bool = False
+    cart_line_errors: dict[int, str] = field(default_factory=dict)  # answered on cart lines
+    never_subscribed: bool = False
 
     def __getattr__(self, name: str) -> Any:
         if self.fallback is None:
@@ -84,7 +90,7 @@ class FakeOrderPartnerCenter:
         if key not in self.replies:
             cart = _Cart(str(uuid.uuid4()), customer_tenant, list(lines))
             self.carts[cart.id] = cart
-            self.replies[key] = CartRef(id=cart.id)
+            self.replies[key] = CartRef(id=cart.id, line_errors=dict(self.cart_line_errors))
         reply: CartRef = self.replies[key]
         return reply
 
@@ -97,7 +103,7 @@ class FakeOrderPartnerCenter:
             return reply
         cart = self.carts[cart_id]
         if cart.ordered:
-            raise UpstreamRejected("The cart has already been submitted.", code="800121")
+            raise UpstreamRejected("The cart has already been submitted.", code="800065")
         groups: dict[str, list[CartLineRequest]] = {}
         for line in cart.lines:
             groups.setdefault(line.order_group, []).append(line)
@@ -123,7 +129,7 @@ class FakeOrderPartnerCenter:
                 )
                 continue
             order_id = str(uuid.uuid4())
-            now = datetime.now(UTC)
+            now = self.clock.now() if self.clock is not None else datetime.now(UTC)
             order_lines = []
             for n, line in enumerate(lines):
                 sid = str(uuid.uuid4())
@@ -148,6 +154,18 @@ class FakeOrderPartnerCenter:
             self.orders[order_id] = (customer_tenant, order)
             placed.append(order)
         cart.ordered = True
+        if self.late_subscription_ids:
+            placed = [
+                PlacedOrder(
+                    o.id,
+                    o.created_at,
+                    tuple(
+                        PlacedOrderLine(li.number, li.catalog_item_id, li.quantity, None)
+                        for li in o.lines
+                    ),
+                )
+                for o in placed
+            ]
         result = CheckoutResult(tuple(placed), tuple(errors))
         self.replies[key] = result
         return result
@@ -156,6 +174,21 @@ class FakeOrderPartnerCenter:
         """Every order of a tenant."""
         self._call("placed_orders")
         return [o for t, o in self.orders.values() if t == customer_tenant]
+
+    def placed_order(self, customer_tenant: str, order_id: str) -> PlacedOrder:
+        """One order; its subscription ids only once it has provisioned."""
+        self._call("placed_order")
+        tenant, order = self.orders[order_id]
+        if tenant != customer_tenant:
+            raise NotFound(f"order {order_id} was not found")
+        provisioned = self.polls.get(order_id, 0) > self.provisioning_polls
+        if self.never_subscribed or (self.late_subscription_ids and not provisioned):
+            lines = tuple(
+                PlacedOrderLine(li.number, li.catalog_item_id, li.quantity, None)
+                for li in order.lines
+            )
+            return PlacedOrder(order.id, order.created_at, lines)
+        return order
 
     def order_provisioning(self, customer_tenant: str, order_id: str) -> OrderProvisioning:
         """Done after `provisioning_polls` reads."""
@@ -171,7 +204,9 @@ class FakeOrderPartnerCenter:
 
 def install_orders(c: Any, partner_center: Any = None) -> OrderBook:
     """Orders and subscriptions in memory, a fake scheduler and ordering Partner Center on `c`."""
-    pc = FakeOrderPartnerCenter(fallback=partner_center or c.__dict__.get("partner_center"))
+    pc = FakeOrderPartnerCenter(
+        fallback=partner_center or c.__dict__.get("partner_center"), clock=c.clock
+    )
     orders = InMemoryRepository[Order](lambda o: (o.reseller, order_row_key(o.id)))
     subs = InMemoryRepository[Subscription](lambda s: (s.customer_id, s.id.lower()))
     book = OrderBook(

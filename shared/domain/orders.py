@@ -210,6 +210,7 @@ class Order(Timestamped):
     # Partner Center: ids, and the MS-RequestIds stored before each call that uses them.
     cart_request_id: str | None = None
     cart_id: str | None = None
+    cart_created_at: AwareDatetime | None = None  # when this attempt asked for its cart
     checkout_request_id: str | None = None
     checked_out: bool = False
     partner_center_order_ids: list[str] = Field(default_factory=list)
@@ -238,6 +239,7 @@ class Order(Timestamped):
         self.cart_request_id = str(uuid.uuid4())
         self.checkout_request_id = str(uuid.uuid4())
         self.cart_id = None
+        self.cart_created_at = None
         self.checked_out = False
         self.partner_center_order_ids = []
         self.failure = None

@@ -42,31 +42,43 @@ def recipients(
     addressed: Iterable[str | None] = (),
     interested: Iterable[str | None] = (),
     users: Repository[User] | None = None,
+    staff: bool = True,
 ) -> Recipients | None:
     """Who an e-mail of the platform goes to: the one place the reseller's preferences apply.
 
     `addressed` are the people the e-mail is *for* (an invitee, a new tenant's contact with its
     sign-in): they always get it. With no `event`, only they do. Everyone else hears of
     `event` only while the reseller has it switched on (settings → notifications → events):
-    `interested` (e.g. whoever placed the order), the reseller's Account Managers, its
-    support address and its extra recipients.
+    `interested` (e.g. whoever placed the order), and, unless the e-mail is for a customer's
+    side (`staff=False`: never mix a customer's people with the reseller's staff in one
+    e-mail), the reseller's Account Managers, its support address and its extra recipients.
     None when nobody is left.
     """
     prefs = reseller.settings.notifications
     copies: list[str | None] = []
     if event is not None and prefs.events.get(event, True):
-        copies = [
-            *interested,
-            *account_managers(users, reseller.slug),
-            reseller.settings.appearance.support_email,
-            *prefs.extra_recipients,
-        ]
+        copies = list(interested)
+        if staff:
+            copies += [
+                *account_managers(users, reseller.slug),
+                reseller.settings.appearance.support_email,
+                *prefs.extra_recipients,
+            ]
     direct = _unique(addressed)
     others = [e for e in _unique(copies) if e not in direct]
     everyone = direct + others
     if not everyone:
         return None
     return Recipients(to=direct if direct else everyone[:1], cc=others if direct else everyone[1:])
+
+
+def is_customer_user(users: Repository[User] | None, reseller: str, email: str) -> bool:
+    """Whether `email` belongs to a user of one of the reseller's customers."""
+    if users is None or not email:
+        return False
+    page = users.list(reseller, equals={"email": email}, page_size=10)
+    wanted = email.strip().lower()
+    return any(u.customer_id is not None and u.email.lower() == wanted for u in page.items)
 
 
 def _unique(emails: Iterable[str | None]) -> list[str]:
@@ -82,9 +94,12 @@ def email_to(
     addressed: Sequence[str | None] = (),
     interested: Sequence[str | None] = (),
     users: Repository[User] | None = None,
+    staff: bool = True,
 ) -> Email | None:
     """An e-mail to whom `recipients` names (None when nobody should get it)."""
-    who = recipients(reseller, event, addressed=addressed, interested=interested, users=users)
+    who = recipients(
+        reseller, event, addressed=addressed, interested=interested, users=users, staff=staff
+    )
     if who is None:
         return None
     return Email(to=who.to, cc=who.cc, subject=subject, text=text)

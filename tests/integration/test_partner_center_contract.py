@@ -36,6 +36,7 @@ from shared.domain.errors import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
+from shared.domain.orders import CartLineRequest
 from shared.ports import PartnerCenter
 
 # The lead's conftest may not load the simulator plugin yet; this module needs it either way.
@@ -672,3 +673,23 @@ def test_the_customer_filter_is_a_prefix_match_and_reseller_tenants_is_exact(
         settings=ResellerSettings(appearance=Appearance(display_name="Short")),
     )
     assert [t.id for t in reseller_tenants(client, reseller)] == [mine.id]
+
+
+def test_a_placed_order_is_read_back_in_our_words_with_its_subscription_ids(
+    client: PartnerCenterClient,
+) -> None:
+    customer = client.create_customer(new_customer())
+    assert customer.id is not None
+    catalog_item_id, term, cycle = catalog_item(client, BASIC)
+    line = CartLineRequest(catalog_item_id, 2, term, cycle, RESELLER)
+    cart = client.place_cart(customer.id, [line], request_id=str(uuid.uuid4()))
+    result = client.check_out(customer.id, cart.id, request_id=str(uuid.uuid4()))
+    (placed,) = result.orders
+
+    again = client.placed_order(customer.id, placed.id)
+
+    assert (again.id, [(pl.catalog_item_id, pl.quantity) for pl in again.lines]) == (
+        placed.id,
+        [(catalog_item_id.upper(), 2)],
+    )
+    assert again.lines[0].subscription_id == placed.lines[0].subscription_id

@@ -225,3 +225,22 @@ def test_rate_limiter_counts_refused_requests_and_names_the_wait() -> None:
     retry_after = limiter.hit("p", 2)
     assert retry_after is not None and 1 <= retry_after <= 60
     assert limiter.hit("other", 2) is None
+
+
+def test_changing_a_checked_out_cart_answers_microsofts_already_submitted_code(
+    state: SimState,
+) -> None:
+    with state.session() as now:
+        customer = state.create_customer(customer_body("submittedx"), now)
+        item = state.catalog.sku_by_slug("exchange-p1").availabilities[0].catalog_item_id
+        line = {
+            "catalogItemId": item,
+            "quantity": 1,
+            "billingCycle": "monthly",
+            "termDuration": "P1Y",
+        }
+        cart = state.create_cart(customer.id, {"lineItems": [line]}, now)
+        state.checkout(customer.id, cart.id, now)
+        with pytest.raises(SimError) as caught:
+            state.update_cart(customer.id, cart.id, {"lineItems": [line]}, now)
+    assert (caught.value.status, caught.value.code) == (400, 800065)

@@ -455,6 +455,10 @@ class PartnerCenterClient:
         """Every order of the customer's tenant."""
         return [mapping.placed_order(o) for o in self.list_orders(customer_tenant)]
 
+    def placed_order(self, customer_tenant: str, order_id: str) -> PlacedOrder:
+        """One order of the customer's tenant, as it stands now (subscription ids included)."""
+        return mapping.placed_order(self.get_order(customer_tenant, order_id))
+
     def order_provisioning(self, customer_tenant: str, order_id: str) -> OrderProvisioning:
         """Whether Partner Center has provisioned every line of an order."""
         return mapping.provisioning(

@@ -35,8 +35,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # Partner Center error codes that mean "not now" rather than "no": 800082 is a renewal in
-# progress, during which every other write is refused for up to a day.
-_TRANSIENT_CODES = frozenset({"800082"})
+# progress, during which every other write is refused for up to a day; 800064 (409) is a cart
+# being checked out by another call (its checkout may well succeed: replay it, never re-buy).
+_TRANSIENT_CODES = frozenset({"800082", "800064"})
 
 # 408 and 429 are answers, but answers that invite a retry; every 5xx likewise.
 _RETRYABLE_STATUSES = frozenset({408, 429})

@@ -62,19 +62,46 @@ def _subscription_record(
     )
 
 
-def notification_id(order: Order) -> str:
-    """The fixed id of an order's final e-mail (queued once)."""
-    return f"order-{order.id}-{order.status.value.lower()}"
+def notification_id(order: Order, audience: str = "") -> str:
+    """The fixed id of an order's final e-mail (queued once per audience)."""
+    base = f"order-{order.id}-{order.status.value.lower()}"
+    return f"{base}-{audience}" if audience else base
 
 
 def notify(book: OrderBook, reseller: Reseller, order: Order) -> None:
-    """Queue the order's completed / failed e-mail to whom the reseller's settings name."""
+    """Queue the order's completed / failed e-mails to whom the reseller's settings name: one
+    to the reseller's staff and, when a customer's user placed it, one to that user (staff
+    addresses are never shown to a customer). Neither names a cost or a margin."""
     if book.notifications is None:
-        return
-    if book.notifications.find(reseller.slug, notification_id(order)) is not None:
         return
     failed = order.status is OrderStatus.FAILED
     event = NotificationEvent.ORDER_FAILED if failed else NotificationEvent.ORDER_COMPLETED
+    by_customer = notifications.is_customer_user(book.users, reseller.slug, order.created_by)
+    audiences = [("", not by_customer)]
+    if by_customer:
+        audiences.append(("customer", True))
+    subject, text = _order_email(order)
+    for audience, with_creator in audiences:
+        nid = notification_id(order, audience)
+        if book.notifications.find(reseller.slug, nid) is not None:
+            continue
+        email = notifications.email_to(
+            reseller,
+            event,
+            subject,
+            text,
+            interested=[order.created_by] if with_creator else [],
+            users=book.users,
+            staff=audience != "customer",
+        )
+        if email is None:
+            continue
+        with contextlib.suppress(Conflict):  # queued by an earlier delivery of this step
+            notifications.queue_email(book.notifications, reseller.slug, email, notification_id=nid)
+
+
+def _order_email(order: Order) -> tuple[str, str]:
+    """Subject and text of an order's final e-mail: lines and outcomes, no price."""
     lines = "\n".join(
         f"- {li.quantity} × {li.name}: "
         + (
@@ -92,17 +119,4 @@ def notify(book: OrderBook, reseller: Reseller, order: Order) -> None:
     text = f"Order {order.id} of customer {order.customer_id} {headline}.\n\n{lines}\n"
     if order.failure is not None:
         text += f"\nWhy: {order.failure.reason}\n"
-    email = notifications.email_to(
-        reseller,
-        event,
-        f"Order {order.id[-8:]} {headline}",
-        text,
-        interested=[order.created_by],
-        users=book.users,
-    )
-    if email is None:
-        return
-    with contextlib.suppress(Conflict):  # queued by an earlier delivery of this step
-        notifications.queue_email(
-            book.notifications, reseller.slug, email, notification_id=notification_id(order)
-        )
+    return f"Order {order.id[-8:]} {headline}", text

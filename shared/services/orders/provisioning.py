@@ -18,7 +18,7 @@ import logging
 from typing import Any
 
 from shared.domain.customers import Customer, CustomerStatus
-from shared.domain.errors import ConcurrencyConflict, UpstreamRejected
+from shared.domain.errors import ConcurrencyConflict
 from shared.domain.failures import Failure, FailureKind
 from shared.domain.orders import Order, OrderFailure, OrderStatus, ProvisionOrderMessage
 from shared.domain.outbox import Queue
@@ -26,13 +26,19 @@ from shared.ports import PartnerCenter
 from shared.services.orders.book import BLOCKING_CUSTOMER_STATUSES, SYSTEM, OrderBook, find_order
 from shared.services.orders.completion import notify, record_subscriptions
 from shared.services.orders.placing import (
+    PlacementUnclear,
     cart_lines,
     check_out_cart,
+    fill_subscription_ids,
+    record_cart_refused,
     record_checkout,
     record_nothing_placed,
 )
 
 log = logging.getLogger(__name__)
+
+# Past `max_polls`, a placed order still provisioning is checked this many times less often.
+SLOW_POLL_FACTOR = 30
 
 
 class _Saver:
@@ -88,12 +94,20 @@ def provision(
     # (a) the cart, with the MS-RequestId stored at submit
     if order.cart_id is None:
         assert order.cart_request_id is not None
+        asked_at = book.clock.now()
         cart = partner_center.place_cart(
             tenant, cart_lines(order, reseller.require_mpn_id()), request_id=order.cart_request_id
         )
+        if cart.line_errors:
+            # Never checked out: its id is not kept, so the failure stays a refusal.
+            record_cart_refused(book, order, cart.line_errors)
+            saver.save("cart")
+            notify(book, reseller, saver.order)
+            return
         if order.status is OrderStatus.SUBMITTED:
             order.move(OrderStatus.PROVISIONING, book.clock.now(), SYSTEM)
         order.cart_id = cart.id
+        order.cart_created_at = order.cart_created_at or asked_at
         saver.save("cart")
         order = saver.order
     elif order.status is OrderStatus.SUBMITTED:
@@ -103,7 +117,11 @@ def provision(
     # (b) checkout, with its stored MS-RequestId; (c) Partner Center's order ids
     if not order.checked_out:
         assert order.cart_id is not None and order.checkout_request_id is not None
-        result = check_out_cart(book, partner_center, order, tenant)
+        try:
+            result = check_out_cart(book, partner_center, order, tenant)
+        except PlacementUnclear as unclear:
+            fail(book, order, FailureKind.TRANSIENT, str(unclear), unclear.detail)
+            return
         record_checkout(order, result)
         order.checked_out = True
         if not order.partner_center_order_ids:
@@ -114,24 +132,36 @@ def provision(
         saver.save("checkout")
         order = saver.order
 
-    # (d) wait until Partner Center has provisioned every order
+    # (d) wait until Partner Center has provisioned every order. An order Partner Center
+    # placed is never Failed for taking long: past `max_polls` it is checked less often, by one
+    # chain of messages (a watchdog nudge meeting a live chain: the older one stops here).
+    slow = message.poll >= book.policy.max_polls
+    if slow and message.poll < order.polls:
+        return
     for pc_order_id in order.partner_center_order_ids:
         state = partner_center.order_provisioning(tenant, pc_order_id)
         if not state.done:
-            if message.poll >= book.policy.max_polls:
-                raise UpstreamRejected(
-                    f"Partner Center has not provisioned order {pc_order_id} after "
-                    f"{message.poll} checks; ask Microsoft support about it"
+            delay = book.policy.poll_seconds
+            if slow:
+                log.warning(
+                    "Partner Center has not provisioned order %s of %s/%s after %d checks",
+                    pc_order_id,
+                    order.reseller,
+                    order.id,
+                    message.poll,
                 )
-            book.scheduler.send_later(
-                Queue.PROVISION_ORDER, _body(order, message.poll + 1), book.policy.poll_seconds
-            )
+                order.polls = message.poll + 1
+                saver.save("slow-poll")
+                delay *= SLOW_POLL_FACTOR
+            book.scheduler.send_later(Queue.PROVISION_ORDER, _body(order, message.poll + 1), delay)
             if book.after_step is not None:
                 book.after_step("poll")
             return
 
-    # (e) one Subscription record per placed line (each written once, however often this runs)
+    # (e) one Subscription record per placed line (each written once, however often this runs),
+    # with the subscription ids checkout did not have yet read from Partner Center's orders
     if not order.subscriptions_recorded:
+        fill_subscription_ids(partner_center, order, tenant)
         record_subscriptions(book, partner_center, order, tenant)
         order.subscriptions_recorded = True
         if book.after_step is not None:
@@ -144,6 +174,11 @@ def provision(
     order.move(final, book.clock.now(), SYSTEM)
     notify(book, reseller, order)
     saver.save("completed")
+
+
+def slow_poll_body(book: OrderBook, order: Order) -> dict[str, Any]:
+    """The message that resumes the slow checks of a placed order (after a watchdog nudge)."""
+    return _body(order, max(order.polls, book.policy.max_polls))
 
 
 def _body(order: Order, poll: int) -> dict[str, Any]:
@@ -165,8 +200,9 @@ def fail(book: OrderBook, order: Order, kind: FailureKind, reason: str, detail: 
             OrderStatus.PROVISIONING,
         ):
             return
-        if current.partner_center_order_ids and current.checked_out:
-            # Partner Center placed it: the failure is in the waiting, not the order.
+        if current.cart_id is not None:
+            # From the checkout on, Partner Center may have placed the order whatever it
+            # answered: never a refusal, so a retry replays this cart and checkout request.
             kind = FailureKind.TRANSIENT
         current.failure = OrderFailure(kind=kind, reason=reason[:1000], detail=detail)
         current.move(OrderStatus.FAILED, book.clock.now(), SYSTEM, reason[:500])

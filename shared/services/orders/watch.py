@@ -7,8 +7,9 @@ from datetime import timedelta
 
 from shared.domain.failures import Failure
 from shared.domain.orders import TRANSIENT, OrderStatus
+from shared.domain.outbox import OutboxMessage, Queue
 from shared.services.orders.book import OrderBook, find_order
-from shared.services.orders.provisioning import fail
+from shared.services.orders.provisioning import fail, slow_poll_body
 from shared.services.orders.submission import provision_message
 from shared.services.watchdog import InFlight
 
@@ -36,28 +37,48 @@ class InFlightOrders:
                     equals={"status": status}, page_size=1000, continuation_token=token
                 )
                 for o in page.items:
+                    # One Partner Center placed is never failed here: stale, it is only ever
+                    # re-enqueued (and counted stale until it finishes).
                     yield InFlight(
                         kind=self.kind,
                         partition=o.reseller,
                         id=o.id,
                         status=o.status.value,
                         since=o.status_since,
-                        nudged_at=o.nudged_at,
+                        nudged_at=None if o.partner_center_order_ids else o.nudged_at,
                     )
                 token = page.continuation_token
                 if token is None:
                     break
 
     def nudge(self, item: InFlight) -> None:
-        """Re-enqueue `provision-order` once (through the outbox), with the stored request ids."""
+        """Re-enqueue `provision-order` (through the outbox), with the stored request ids: once
+        for an order not yet placed; for one Partner Center placed, its slow checks, at most
+        once a deadline."""
         order = find_order(self.book, item.partition, item.id)
-        if order is None or order.status not in TRANSIENT or order.nudged_at is not None:
+        if order is None or order.status not in TRANSIENT:
             return
-        order.nudged_at = self.book.clock.now()
-        self.book.orders.update(order, messages=[provision_message(order)])
+        now = self.book.clock.now()
+        if order.partner_center_order_ids:
+            if order.nudged_at is not None and now - order.nudged_at < self.deadline:
+                return
+            message = OutboxMessage(
+                queue=Queue.PROVISION_ORDER, body=slow_poll_body(self.book, order)
+            )
+        elif order.nudged_at is not None:
+            return
+        else:
+            message = provision_message(order)
+        order.nudged_at = now
+        self.book.orders.update(order, messages=[message])
 
     def fail(self, item: InFlight, failure: Failure) -> None:
-        """Mark the order Failed with the failure (if it is still in flight)."""
+        """Mark the order Failed with the failure (if it is still in flight and Partner Center
+        has not placed it; a placed one is re-enqueued instead)."""
         order = find_order(self.book, item.partition, item.id)
-        if order is not None:
-            fail(self.book, order, failure.kind, failure.reason, None)
+        if order is None:
+            return
+        if order.partner_center_order_ids:
+            self.nudge(item)
+            return
+        fail(self.book, order, failure.kind, failure.reason, None)
