@@ -60,6 +60,25 @@ def _place(
     return book.orders.update(order, messages=[provision_message(order)])
 
 
+def _pending(
+    book: OrderBook,
+    principal: Principal,
+    reseller_slug: str,
+    customer_id: str,
+    order_id: str,
+    etag: str,
+    verb: str,
+) -> Order:
+    """The order waiting for a decision, at the version `If-Match` names (Conflict otherwise)."""
+    order = get(book, principal, reseller_slug, customer_id, order_id)
+    _expect(order, etag)
+    if order.status is not OrderStatus.PENDING_APPROVAL:
+        raise Conflict(
+            f"only a PendingApproval order can be {verb}; this one is {order.status.value}"
+        )
+    return order
+
+
 def approve(
     book: OrderBook,
     principal: Principal,
@@ -70,12 +89,7 @@ def approve(
     decision: OrderDecision,
 ) -> Order:
     """An Account Manager approves a PendingApproval order: Submitted, provisioning starts."""
-    order = get(book, principal, reseller_slug, customer_id, order_id)
-    _expect(order, etag)
-    if order.status is not OrderStatus.PENDING_APPROVAL:
-        raise Conflict(
-            f"only a PendingApproval order can be approved; this one is {order.status.value}"
-        )
+    order = _pending(book, principal, reseller_slug, customer_id, order_id, etag, "approved")
     still_as_priced(book, principal, order)
     return _place(book, order, principal.email, decision.reason)
 
@@ -90,12 +104,7 @@ def reject(
     decision: OrderDecision,
 ) -> Order:
     """An Account Manager rejects a PendingApproval order: Cancelled, with the reason."""
-    order = get(book, principal, reseller_slug, customer_id, order_id)
-    _expect(order, etag)
-    if order.status is not OrderStatus.PENDING_APPROVAL:
-        raise Conflict(
-            f"only a PendingApproval order can be rejected; this one is {order.status.value}"
-        )
+    order = _pending(book, principal, reseller_slug, customer_id, order_id, etag, "rejected")
     order.move(OrderStatus.CANCELLED, book.clock.now(), principal.email, decision.reason)
     return book.orders.update(order)
 

@@ -139,8 +139,8 @@ class OrderPreviewPublic(WireModel):
     total: Money
 
 
-class SubscriptionStaff(WireModel):
-    """A subscription with its price snapshot."""
+class _SubscriptionFields(WireModel):
+    """What every reader of a subscription sees, whatever the price view."""
 
     id: str
     customer_id: str
@@ -158,28 +158,17 @@ class SubscriptionStaff(WireModel):
     parent_subscription_id: str | None
     origin: SubscriptionOrigin
     order_id: str | None
+
+
+class SubscriptionStaff(_SubscriptionFields):
+    """A subscription with its price snapshot."""
+
     priced: LinePriceStaff | LinePriceDistributor | None
 
 
-class SubscriptionPublic(WireModel):
+class SubscriptionPublic(_SubscriptionFields):
     """A subscription at the customer's price."""
 
-    id: str
-    customer_id: str
-    catalog_item_id: str | None
-    name: str
-    quantity: int
-    term_duration: str | None
-    billing_cycle: str | None
-    status: str
-    start_date: AwareDatetime | None
-    commitment_end_date: AwareDatetime | None
-    cancellation_allowed_until: AwareDatetime | None
-    auto_renew: bool
-    is_trial: bool
-    parent_subscription_id: str | None
-    origin: SubscriptionOrigin
-    order_id: str | None
     priced: LinePricePublic | None
 
 
