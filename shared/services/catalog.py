@@ -39,7 +39,7 @@ from shared.domain.catalog import (
 )
 from shared.domain.errors import FieldError, NotFound, ValidationFailed
 from shared.domain.identity import RESELLER_PARTITION, Reseller
-from shared.domain.pricing import ResellerPricing
+from shared.domain.pricing import PricedLine, ResellerPricing
 from shared.ports import CatalogStore, Clock, Repository
 from shared.services.pricing import reseller_pricing
 
@@ -85,6 +85,9 @@ class CatalogSnapshot:
     key: tuple[str | None, str | None]
     profile_read_at: datetime
     by_id: Mapping[str, Listing] = field(default_factory=dict)
+    # Each offer priced once per snapshot (its inputs — entry, price sheet, the reseller's
+    # pricing — are fixed for the snapshot's life): (product, sku, catalog item, term, cycle).
+    priced: dict[tuple[str, str, str, str, str], PricedLine] = field(default_factory=dict)
 
     @property
     def currency(self) -> str:

@@ -192,9 +192,21 @@ _CATALOGS: Mapping[Audience, type[CustomerCatalog]] = {
 
 
 def price_listing_offer(snap: CatalogSnapshot, listing: Listing, offer: Offer) -> PricedLine:
-    """One unit of a catalog offer, priced by the catalog entry and the reseller's settings."""
-    row = sheet_row(listing.product.id, offer.sku.id, offer.price)
-    return price_line(snap.pricing, row, overrides=overrides_of(listing.entry, row))
+    """One unit of a catalog offer, priced by the catalog entry and the reseller's settings
+    (once per snapshot: the snapshot is rebuilt whenever one of those changes)."""
+    key = (
+        listing.product.id,
+        offer.sku.id,
+        offer.availability.catalog_item_id,
+        offer.term.duration,
+        offer.term.billing_cycle,
+    )
+    found = snap.priced.get(key)
+    if found is None:
+        row = sheet_row(listing.product.id, offer.sku.id, offer.price)
+        found = price_line(snap.pricing, row, overrides=overrides_of(listing.entry, row))
+        snap.priced[key] = found  # a race prices it twice, alike: harmless
+    return found
 
 
 def _offer_fields(o: Offer, currency: str) -> dict[str, str]:
