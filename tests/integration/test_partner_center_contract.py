@@ -39,8 +39,6 @@ from shared.domain.errors import (
 from shared.domain.orders import CartLineRequest
 from shared.ports import PartnerCenter
 
-# The lead's conftest may not load the simulator plugin yet; this module needs it either way.
-
 pytestmark = pytest.mark.integration
 
 RESELLER = "5123456"
