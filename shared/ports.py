@@ -141,7 +141,16 @@ from shared.domain.orders import (  # noqa: E402
     OrderProvisioning,
     PlacedOrder,
 )
-from shared.domain.subscriptions import SubscriptionFacts  # noqa: E402
+from shared.domain.subscriptions import (  # noqa: E402
+    ChangeAccepted,
+    ChangeProgress,
+    LicenceCount,
+    SubscriptionChange,
+    SubscriptionFacts,
+    TransitionOption,
+    TransitionOutcome,
+    TransitionRequest,
+)
 
 
 class IndirectResellers(Protocol):
@@ -224,6 +233,54 @@ class PartnerCenter(IndirectResellers, Protocol):
 
     def subscription_facts(self, customer_tenant: str) -> list[SubscriptionFacts]:
         """Every subscription of the customer's tenant, in our words."""
+        ...
+
+    def subscription(self, customer_tenant: str, subscription_id: str) -> SubscriptionFacts:
+        """One subscription as Partner Center holds it now (NotFound if it has none)."""
+        ...
+
+    def change_subscription(
+        self,
+        customer_tenant: str,
+        subscription_id: str,
+        change: SubscriptionChange,
+        *,
+        request_id: str,
+    ) -> SubscriptionFacts | ChangeAccepted:
+        """Apply `change`: read the current resource, change only what `change` names, write
+        the whole resource back with its ETag and the stored MS-RequestId. A 202 comes back as
+        `ChangeAccepted` (poll it with `change_progress`); a refusal raises UpstreamRejected with
+        Partner Center's code (800090, 900213, 800091 …); 800082 / 900278 (renewal or another
+        operation in progress) raise UpstreamUnavailable (wait, retry); a lost ETag race (412: the
+        resource changed between the read and the write) raises ConcurrencyConflict.
+        """
+        ...
+
+    def change_progress(
+        self, customer_tenant: str, subscription_id: str, accepted: ChangeAccepted
+    ) -> ChangeProgress:
+        """Where a change Partner Center accepted for later is (one read, no waiting)."""
+        ...
+
+    def licence_counts(self, customer_tenant: str) -> list[LicenceCount]:
+        """Licences bought and assigned per SKU on the tenant (`subscribedskus`)."""
+        ...
+
+    def transition_options(
+        self, customer_tenant: str, subscription_id: str, *, scheduled: bool = False
+    ) -> list[TransitionOption]:
+        """Where the subscription may move now (or, `scheduled`, at renewal), and why not."""
+        ...
+
+    def transition(
+        self,
+        customer_tenant: str,
+        subscription_id: str,
+        request: TransitionRequest,
+        *,
+        request_id: str,
+    ) -> TransitionOutcome:
+        """Move the subscription (trial → paid, upgrade) with the stored MS-RequestId."""
         ...
 
 

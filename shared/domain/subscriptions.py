@@ -1,7 +1,14 @@
 """Subscriptions as the platform records them (table `Subscriptions`: customer id, subscription id).
 
-The id is Partner Center's. Facts (dates, window, status) come from Partner Center through the
-port as `SubscriptionFacts`; the record adds what only we know: the order, the price snapshot.
+The id is Partner Center's. Facts (dates, window, status, refundable seats, the scheduled
+next-term change) come from Partner Center through the port as `SubscriptionFacts`; the record
+adds what only we know: the order, the price snapshot, the change in flight.
+
+The port speaks these types for subscription changes too: `SubscriptionChange` (what to change;
+the adapter reads the current resource, changes only that, and writes the whole resource back
+with its ETag), `ChangeAccepted` (Partner Center answered 202 + Location: poll it),
+`ChangeProgress`, `LicenceCount` (`subscribedskus`), `TransitionOption` / `TransitionRequest` /
+`TransitionOutcome` (trial conversion and upgrades).
 """
 
 from __future__ import annotations
@@ -10,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, BaseModel, Field
 
 from shared.domain.model import Timestamped
 from shared.domain.pricing import PricedLine
@@ -21,6 +28,24 @@ class SubscriptionOrigin(StrEnum):
 
     ORDERED_HERE = "OrderedHere"
     SYNCED = "Synced"
+
+
+@dataclass(frozen=True)
+class RefundableSeats:
+    """Seats that may still be removed for a refund, and until when (their own 7-day window)."""
+
+    quantity: int
+    until: datetime
+
+
+@dataclass(frozen=True)
+class NextTerm:
+    """A change Partner Center applies at renewal (`scheduledNextTermInstructions`)."""
+
+    catalog_item_id: str | None  # product:sku:availability; None keeps the current one
+    quantity: int | None
+    term_duration: str | None
+    billing_cycle: str | None
 
 
 @dataclass(frozen=True)
@@ -41,6 +66,105 @@ class SubscriptionFacts:
     is_trial: bool
     order_id: str | None
     parent_subscription_id: str | None
+    # The version Partner Center holds (its `attributes.etag`); a PATCH sends it as If-Match.
+    etag: str | None = None
+    refundable: tuple[RefundableSeats, ...] = ()
+    next_term: NextTerm | None = None
+    trial_ends: datetime | None = None  # a trial's end (its commitment end date)
+
+
+@dataclass(frozen=True)
+class LicenceCount:
+    """Licences of one SKU on the customer's tenant (`subscribedskus`)."""
+
+    sku_id: str  # Partner Center's product SKU id (a GUID, not the catalog's `0001`)
+    name: str
+    assigned: int  # consumedUnits
+    total: int  # totalUnits (active + warning + suspended)
+    active: int
+    suspended: int
+
+
+@dataclass(frozen=True)
+class SubscriptionChange:
+    """What one PATCH changes; None leaves a field as it is.
+
+    `status` is our word: `Active` (reactivate), `Suspended`, `Cancelled` (Partner Center's
+    `deleted`). `next_term` set replaces the scheduled change; `clear_next_term` removes it.
+    Everything not named here is sent back exactly as Partner Center returned it.
+    """
+
+    quantity: int | None = None
+    billing_cycle: str | None = None
+    term_duration: str | None = None
+    auto_renew: bool | None = None
+    status: str | None = None
+    next_term: NextTerm | None = None
+    clear_next_term: bool = False
+
+
+@dataclass(frozen=True)
+class ChangeAccepted:
+    """Partner Center accepted a change for later (202): poll `location` until it is done."""
+
+    location: str
+    retry_after_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class ChangeProgress:
+    """Where an accepted change is: done (with the subscription as it now is), still running,
+    or failed with Partner Center's code and words."""
+
+    done: bool
+    facts: SubscriptionFacts | None = None
+    failed_code: str | None = None
+    failed_reason: str | None = None
+    retry_after_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class TransitionOption:
+    """A catalog item a subscription may move to now (`immediate`) or at renewal
+    (`scheduled`), or why not."""
+
+    catalog_item_id: str
+    title: str
+    eligible: bool
+    reasons: tuple[str, ...] = ()  # Partner Center's words when not eligible
+
+
+@dataclass(frozen=True)
+class TransitionRequest:
+    """Move a subscription (trial → paid: the same catalog item of the paid availability;
+    upgrade: a target among the options). `quantity` seats move."""
+
+    to_catalog_item_id: str
+    quantity: int
+    term_duration: str | None = None
+    billing_cycle: str | None = None
+    with_licence_transfer: bool = True
+
+
+@dataclass(frozen=True)
+class TransitionOutcome:
+    """What a transition did: its status (`Completed`, `Started`, `Failed`), the subscription
+    the seats went to (a new one for an upgrade), Partner Center's order id, and why if it
+    failed."""
+
+    status: str
+    to_subscription_id: str | None = None
+    partner_center_order_id: str | None = None
+    failed_reason: str | None = None
+
+
+class PendingChange(BaseModel):
+    """A change asked for and not yet applied or failed: the Change order that carries it."""
+
+    order_id: str
+    summary: str  # e.g. "quantity 10 → 12"
+    requested_at: AwareDatetime
+    requested_by: str
 
 
 class Subscription(Timestamped):
@@ -65,6 +189,14 @@ class Subscription(Timestamped):
     origin: SubscriptionOrigin = SubscriptionOrigin.ORDERED_HERE
     order_id: str | None = None
     partner_center_order_id: str | None = None
+    # From Partner Center, refreshed whenever the platform reads the subscription there.
+    refundable: list[RefundableSeats] = Field(default_factory=list)
+    next_term: NextTerm | None = None
+    trial_ends: AwareDatetime | None = None
+    assigned_licences: int | None = None  # from `subscribedskus`, for this subscription's SKU
+    refreshed_at: AwareDatetime | None = None  # when the facts were last read from Partner Center
+    # The change in flight (an Order of kind Change); at most one at a time.
+    pending_change: PendingChange | None = None
 
     @property
     def product_id(self) -> str | None:
@@ -75,3 +207,23 @@ class Subscription(Timestamped):
     def live(self) -> bool:
         """Counts against limits (not cancelled, expired or deleted)."""
         return self.status.lower() in ("active", "pending", "suspended")
+
+    def apply_facts(self, facts: SubscriptionFacts, at: datetime) -> None:
+        """Take what Partner Center says now (status, seats, dates, window, next term); what
+        only the platform knows (prices, origin, the change in flight) stays."""
+        self.catalog_item_id = facts.catalog_item_id or self.catalog_item_id
+        self.name = facts.name
+        self.quantity = facts.quantity
+        self.term_duration = facts.term_duration
+        self.billing_cycle = facts.billing_cycle
+        self.status = facts.status
+        self.start_date = facts.start_date
+        self.commitment_end_date = facts.commitment_end_date
+        self.cancellation_allowed_until = facts.cancellation_allowed_until
+        self.auto_renew = facts.auto_renew
+        self.is_trial = facts.is_trial
+        self.parent_subscription_id = facts.parent_subscription_id
+        self.refundable = list(facts.refundable)
+        self.next_term = facts.next_term
+        self.trial_ends = facts.trial_ends
+        self.refreshed_at = at

@@ -57,7 +57,16 @@ from shared.domain.orders import (
     OrderProvisioning,
     PlacedOrder,
 )
-from shared.domain.subscriptions import SubscriptionFacts
+from shared.domain.subscriptions import (
+    ChangeAccepted,
+    ChangeProgress,
+    LicenceCount,
+    SubscriptionChange,
+    SubscriptionFacts,
+    TransitionOption,
+    TransitionOutcome,
+    TransitionRequest,
+)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -468,6 +477,44 @@ class PartnerCenterClient:
     def subscription_facts(self, customer_tenant: str) -> list[SubscriptionFacts]:
         """Every subscription of the customer's tenant, in our words."""
         return [mapping.subscription_facts(s) for s in self.list_subscriptions(customer_tenant)]
+
+    # --- subscriptions in our words (being built) -----------------------------------------
+
+    def subscription(self, customer_tenant: str, subscription_id: str) -> SubscriptionFacts:
+        raise NotImplementedError
+
+    def change_subscription(
+        self,
+        customer_tenant: str,
+        subscription_id: str,
+        change: SubscriptionChange,
+        *,
+        request_id: str,
+    ) -> SubscriptionFacts | ChangeAccepted:
+        raise NotImplementedError
+
+    def change_progress(
+        self, customer_tenant: str, subscription_id: str, accepted: ChangeAccepted
+    ) -> ChangeProgress:
+        raise NotImplementedError
+
+    def licence_counts(self, customer_tenant: str) -> list[LicenceCount]:
+        raise NotImplementedError
+
+    def transition_options(
+        self, customer_tenant: str, subscription_id: str, *, scheduled: bool = False
+    ) -> list[TransitionOption]:
+        raise NotImplementedError
+
+    def transition(
+        self,
+        customer_tenant: str,
+        subscription_id: str,
+        request: TransitionRequest,
+        *,
+        request_id: str,
+    ) -> TransitionOutcome:
+        raise NotImplementedError
 
     # --- subscriptions ---------------------------------------------------------------------
 
