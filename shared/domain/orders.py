@@ -194,6 +194,41 @@ class OrderFailure(WireModel):
     detail: str | None = None
 
 
+class ChangeKind(StrEnum):
+    """What a Change order does to its one subscription."""
+
+    UPDATE = "Update"  # quantity, billing cycle, auto-renew, status (PATCH of the subscription)
+    CONVERT = "Convert"  # trial → paid (a transition)
+    UPGRADE = "Upgrade"  # to another SKU among the eligible ones (a transition)
+    SCHEDULE = "Schedule"  # set the change applied at renewal (PATCH, next-term instructions)
+    UNSCHEDULE = "Unschedule"  # remove it (PATCH)
+
+
+class SubscriptionChangeOrder(WireModel):
+    """The change a Change order carries, and what Partner Center made of it so far.
+
+    Only the fields the change names are set; `summary` says it in a sentence ("quantity 10 →
+    12"). `request_id` (the MS-RequestId of the PATCH or transition) is stored with the order
+    *before* the call, so a redelivered step replays the same request; `accepted_location` is a
+    202's Location, polled by re-enqueueing the step.
+    """
+
+    kind: ChangeKind
+    subscription_id: str
+    summary: str
+    quantity: int | None = None
+    billing_cycle: str | None = None
+    term_duration: str | None = None
+    auto_renew: bool | None = None
+    status: str | None = None  # Active, Suspended, Cancelled
+    to_catalog_item_id: str | None = None  # upgrade, conversion, next-term product
+    previous_quantity: int | None = None
+    request_id: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    accepted_location: str | None = None
+    applied: bool = False  # Partner Center has done it (the record may still need updating)
+    warnings: list[str] = Field(default_factory=list)  # e.g. "the scheduled change is removed"
+
+
 class Order(Timestamped):
     """An order of a reseller's customer (table `Orders`)."""
 
@@ -201,6 +236,7 @@ class Order(Timestamped):
     customer_id: str
     id: str = Field(default_factory=new_id)
     kind: OrderKind = OrderKind.PURCHASE
+    change: SubscriptionChangeOrder | None = None  # kind Change: the one change it carries
     status: OrderStatus = OrderStatus.DRAFT
     lines: list[OrderLine]
     currency: str
