@@ -263,11 +263,11 @@ def _signed_in_answer(kind: QuoteAnswerKind) -> None:
         QUOTE + "/" + kind.value,
         ["POST"],
         name=name,
-        summary=_ANSWERS[kind] + " (a customer user; If-Match optional; optional comment)",
+        summary=_ANSWERS[kind] + " (a customer user; optional comment)",
         body=QuoteAnswer,
         response=QuoteStaff | QuotePublic,
         tags=TAGS,
-        errors=(400, 409, 412),
+        errors=(400, 409),
         access=allow(Action.ANSWER_QUOTES),
     )
     def handler(call: Call) -> Reply:
@@ -279,7 +279,6 @@ def _signed_in_answer(kind: QuoteAnswerKind) -> None:
             r["c"],
             r["q"],
             kind,
-            call.if_match_optional(),
             _optional(call, QuoteAnswer),
         )
         return _reply(call, quote)

@@ -21,7 +21,7 @@ from shared.domain.errors import (
     ValidationFailed,
 )
 from shared.domain.identity import Principal, Reseller
-from shared.domain.model import expected_version, new_id
+from shared.domain.model import new_id
 from shared.domain.money import Money
 from shared.domain.orders import (
     HistoryEntry,
@@ -239,14 +239,13 @@ def answer(
     customer_id: str,
     quote_id: str,
     kind: QuoteAnswerKind,
-    etag: str | None,
     body: QuoteAnswer,
 ) -> Quote:
-    """A customer's user answers a Sent quote of its customer."""
+    """A customer's user answers a Sent quote of its customer (only a Sent quote can be
+    answered, so no If-Match: a second answer finds it answered and gets a 409)."""
     if not principal.is_customer_user:
         raise Forbidden("the customer answers a quote; its reseller edits or withdraws it")
     quote = get(book, principal, reseller_slug, customer_id, quote_id)
-    quote.etag = expected_version(quote.etag, etag)
     return _answer(book, quote, kind, principal.email, body.comment, via_link=False)
 
 
