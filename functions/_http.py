@@ -31,9 +31,11 @@ from shared.domain.errors import (
     DomainError,
     FieldError,
     Forbidden,
+    Gone,
     NotFound,
     PreconditionFailed,
     PreconditionRequired,
+    TooManyRequests,
     Unauthenticated,
     UpstreamRejected,
     UpstreamUnavailable,
@@ -76,6 +78,8 @@ _STATUS: list[tuple[type[Exception], int, str]] = [
     (Unauthenticated, 401, "unauthenticated"),
     (Forbidden, 403, "forbidden"),
     (NotFound, 404, "not-found"),
+    (Gone, 410, "gone"),
+    (TooManyRequests, 429, "too-many-requests"),
     (ConcurrencyConflict, 412, "concurrent-modification"),
     (Conflict, 409, "conflict"),
     (PreconditionFailed, 412, "precondition-failed"),
@@ -322,6 +326,8 @@ def problem_for(exc: Exception, instance: str) -> func.HttpResponse:
         headers["WWW-Authenticate"] = "Bearer"
     if isinstance(exc, UpstreamUnavailable) and exc.retry_after:
         headers["Retry-After"] = str(int(exc.retry_after + 0.999))
+    if isinstance(exc, TooManyRequests):
+        headers["Retry-After"] = str(max(1, int(exc.retry_after + 0.999)))
     errors = exc.errors if isinstance(exc, ValidationFailed | ConflictingFields) else None
     return problem(status, slug, exc.detail, instance=instance, errors=errors, headers=headers)
 

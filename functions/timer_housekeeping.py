@@ -7,7 +7,7 @@ import logging
 import azure.functions as func
 
 from shared.bootstrap import container
-from shared.services import housekeeping
+from shared.services import housekeeping, quotes
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -27,3 +27,4 @@ def timer_housekeeping(timer: func.TimerRequest) -> None:
             len(watched.nudged),
             len(watched.failed),
         )
+    quotes.run(c.quote_book)  # expiry (the reseller is told), interrupted acceptances

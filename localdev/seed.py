@@ -42,7 +42,8 @@ from shared.domain.orders import (
     order_row_key,
 )
 from shared.domain.outbox import Queue
-from shared.services import catalog_editing, catalog_import, orders, resellers, users
+from shared.domain.quotes import Quote, QuoteCreate
+from shared.services import catalog_editing, catalog_import, orders, quotes, resellers, users
 from shared.services import customers as customer_service
 from shared.services.catalog_editing import CatalogEntryPut, CategoriesPut
 from shared.services.resellers import ResellerCreate, ResellerUpdate
@@ -347,6 +348,29 @@ def seed_orders(c: Container, customer: Customer) -> list[Order]:
     return seeded
 
 
+def seed_quotes(c: Container, customer: Customer) -> list[Quote]:
+    """One sent demo quote of `customer` (its e-mail with the link lands in the drop folder).
+    Nothing is added if the customer has quotes already."""
+    existing = c.quotes.list(customer.reseller, equals={"customer_id": customer.id}).items
+    if existing:
+        return existing
+    owner = next(
+        u for u in USERS if u.reseller == customer.reseller and u.role is Role.ACCOUNT_MANAGER
+    )
+    principal = Principal(
+        "seed", customer.reseller, None, owner.role, owner.email, SignInKind.PLATFORM
+    )
+    command = QuoteCreate.model_validate(
+        {
+            "lines": [demo_line(c, customer, DEMO_ORDERS[0][0], 10)],
+            "note": "Ten more seats for the new office, as discussed.",
+        }
+    )
+    quote = quotes.create(c.quote_book, principal, customer.reseller, customer.id, command)
+    sent = quotes.send(c.quote_book, principal, customer.reseller, customer.id, quote.id, "*")
+    return [sent]
+
+
 def _demo_tenant(partner_id: str, domain: str, name: str, ico: str) -> TenantRequest:
     return TenantRequest(
         domain=domain,
@@ -386,6 +410,8 @@ def main() -> int:
     first = seeded_customers[0]
     for order in seed_orders(c, first):
         print(f"seeded order {order.id} of {first.name}: {order.status.value}")
+    for quote in seed_quotes(c, first):
+        print(f"seeded quote {quote.id} of {first.name}: {quote.status.value}")
     return 0
 
 

@@ -30,6 +30,8 @@ from shared.domain.identity import (
 from shared.domain.model import Record
 from shared.domain.notifications import Notification
 from shared.domain.orders import Order, order_row_key
+from shared.domain.quotes import Quote, quote_row_key
+from shared.domain.ratelimit import RateWindow
 from shared.domain.subscriptions import Subscription
 from shared.ports import (
     CatalogStore,
@@ -47,6 +49,7 @@ from shared.services.housekeeping import Housekeeping
 from shared.services.identity import Directory
 from shared.services.migrations import Migration, MigrationRecord
 from shared.services.orders import InFlightOrders, OrderBook, OrderPolicy
+from shared.services.quotes import QuoteBook
 from shared.services.watchdog import TransientRecords
 
 if TYPE_CHECKING:
@@ -285,6 +288,26 @@ class Container:
                 stuck_after=timedelta(minutes=s.watchdog_deadline_minutes),
             ),
             after_step=_crash_after(s.order_step_crash_after),
+        )
+
+    @repository
+    def quotes(self) -> TableRepository[Quote]:
+        """Quotes, by reseller slug and inverted quote id (newest first, as orders)."""
+        return self.table_repository("Quotes", Quote, lambda q: (q.reseller, quote_row_key(q.id)))
+
+    @repository
+    def rate_limits(self) -> TableRepository[RateWindow]:
+        """Fixed-window request counters, by bucket and window start."""
+        return self.table_repository("RateLimits", RateWindow, lambda w: (w.bucket, w.window))
+
+    @cached_property
+    def quote_book(self) -> QuoteBook:
+        """The records the quote services work on."""
+        return QuoteBook(
+            quotes=self.quotes,
+            orders=self.order_book,
+            rate_limits=self.rate_limits,
+            public_base_url=self.settings.public_base_url,
         )
 
     def transient_records(self) -> list[TransientRecords]:

@@ -118,3 +118,19 @@ class ClaimTaken(Conflict):
         self.kind = kind
         self.value = value
         self.owner = owner
+
+
+class Gone(DomainError):
+    """The resource existed but is no longer usable (an answered or expired quote link)."""
+
+    title = "Gone"
+
+
+class TooManyRequests(DomainError):
+    """The caller sent too many requests in a window; `retry_after` says when to try again."""
+
+    title = "Too many requests"
+
+    def __init__(self, detail: str = "", retry_after: float = 1.0) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after

@@ -184,6 +184,9 @@ class NotificationEvent(StrEnum):
     RENEWAL_SOON = "renewalSoon"
     TRIAL_EXPIRING = "trialExpiring"
     SYNC_FAILED = "syncFailed"
+    QUOTE_SENT = "quoteSent"  # to the customer's contact and users
+    QUOTE_ANSWERED = "quoteAnswered"  # to the reseller: accepted, declined, changes asked
+    QUOTE_EXPIRED = "quoteExpired"  # to the reseller
 
 
 class NotificationSettings(WireModel):
@@ -227,6 +230,9 @@ class ResellerSettings(WireModel):
     )
     customer_ordering_enabled: bool = Field(
         False, description="Customer admins may create and submit orders (always approved first)."
+    )
+    quote_valid_days: int = Field(
+        30, ge=1, le=365, description="How long a sent quote can be accepted, unless it says."
     )
 
 

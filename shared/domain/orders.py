@@ -243,6 +243,7 @@ class Order(Timestamped):
     history: list[HistoryEntry] = Field(default_factory=list)
     failure: OrderFailure | None = None
     created_by: str
+    quote_id: str | None = None  # the accepted quote this order was made from
     # Partner Center: ids, and the MS-RequestIds stored before each call that uses them.
     cart_request_id: str | None = None
     cart_id: str | None = None

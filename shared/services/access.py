@@ -74,6 +74,9 @@ class Action(StrEnum):
     APPROVE_ORDERS = "orders.approve"  # approve or reject an order waiting for approval
     MANAGE_ORDERS = "orders.manage"  # retry a Failed order
     READ_SUBSCRIPTIONS = "subscriptions.read"  # a customer user: its own customer's
+    READ_QUOTES = "quotes.read"  # a customer user: its own customer's, at its prices
+    MANAGE_QUOTES = "quotes.manage"  # create, edit, send, withdraw (reseller staff)
+    ANSWER_QUOTES = "quotes.answer"  # accept, decline, ask for changes (customer admins)
     READ_OPERATIONS = "operations.read"  # poison queues, stuck records (distributor only)
 
 
@@ -85,9 +88,10 @@ _EVERYONE = frozenset(
         Action.READ_CUSTOMERS,
         Action.READ_ORDERS,
         Action.READ_SUBSCRIPTIONS,
+        Action.READ_QUOTES,
     }
 )
-_ORDER_STAFF = frozenset({Action.PLACE_ORDERS, Action.MANAGE_ORDERS})
+_ORDER_STAFF = frozenset({Action.PLACE_ORDERS, Action.MANAGE_ORDERS, Action.MANAGE_QUOTES})
 _CATALOG_STAFF = frozenset({Action.READ_CATALOG_SETUP, Action.MANAGE_CATALOG})
 
 # Who may do what (DESIGN.md). A customer role's actions apply inside its own customer only.
@@ -101,7 +105,8 @@ ROLE_ACTIONS: Mapping[Role, frozenset[Action]] = {
     Role.SALES: _EVERYONE | _CATALOG_STAFF | {Action.MANAGE_CUSTOMERS} | _ORDER_STAFF,
     Role.READ_ONLY: _EVERYONE | {Action.READ_CATALOG_SETUP},
     # Placing orders also needs the reseller's customerOrderingEnabled (checked by the service).
-    Role.CUSTOMER_ADMIN: _EVERYONE | {Action.READ_USERS, Action.MANAGE_USERS, Action.PLACE_ORDERS},
+    Role.CUSTOMER_ADMIN: _EVERYONE
+    | {Action.READ_USERS, Action.MANAGE_USERS, Action.PLACE_ORDERS, Action.ANSWER_QUOTES},
     Role.CUSTOMER_READER: _EVERYONE,
 }
 

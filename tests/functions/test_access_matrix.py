@@ -18,6 +18,7 @@ from shared import bootstrap
 from shared.domain.customers import CustomerStatus, Qualification
 from shared.domain.identity import Principal, Role, SignInKind
 from shared.domain.orders import Order, OrderCreate, OrderStatus, order_row_key
+from shared.domain.quotes import Quote, QuoteCreate, quote_row_key
 from tests.app_index import triggers
 from tests.catalog_fakes import BOTH, install_catalog
 from tests.customer_bodies import new_customer_body
@@ -25,6 +26,7 @@ from tests.fakes import reseller_ids
 from tests.functions.helpers import call
 from tests.functions.world import CALLERS, CUST_A, CUST_B, World, add_customers, build_world
 from tests.order_fakes import install_orders, offer_line
+from tests.quote_fakes import install_quotes
 
 FRESH_TENANT, FRESH_MPN = reseller_ids("fresh")
 
@@ -187,11 +189,35 @@ EXPECT.update(
     }
 )
 
+# Quotes: everyone reads (a customer user: its own customer's), staff but ReadOnly make, send and
+# withdraw them, a customer's admin answers (a distributor admin is not the customer: 403); the
+# link routes are for anyone holding a link (a made-up one is a 404 to everyone).
+QUOTE_STAFF_WRITE = _one_customer((401, 200, 200, 200, 403, 403, 403))
+QUOTE_ANSWER = _one_customer((401, 403, 403, 403, 403, 200, 403))
+EXPECT.update(
+    {
+        "http_create_quote": _one_customer((401, 201, 201, 201, 403, 403, 403)),
+        "http_quote_order": _one_customer((401, 201, 201, 201, 403, 403, 403)),
+        "http_list_quotes": by_reseller((401, 200, 200, 200, 200, 200, 200), OUTSIDE),
+        "http_get_quote": ORDER_READ,
+        "http_update_quote": QUOTE_STAFF_WRITE,
+        "http_send_quote": QUOTE_STAFF_WRITE,
+        "http_withdraw_quote": QUOTE_STAFF_WRITE,
+        "http_accept_quote": QUOTE_ANSWER,
+        "http_decline_quote": QUOTE_ANSWER,
+        "http_request_changes_quote": QUOTE_ANSWER,
+        "http_link_quote": same((404,) * 7),
+        "http_link_accept_quote": same((404,) * 7),
+        "http_link_decline_quote": same((404,) * 7),
+        "http_link_request_changes_quote": same((404,) * 7),
+    }
+)
+
 # Routes the Functions host guards with a function key (authLevel "function"); every other route
 # is anonymous at the host and decides access in the app.
 KEYED = {"http_health_deep"}
 
-ROUTE_PARAMS = {"r", "u", "token", "c", "p", "name", "o"}
+ROUTE_PARAMS = {"r", "u", "token", "c", "p", "name", "o", "q"}
 
 
 def http_functions() -> dict[str, dict[str, Any]]:
@@ -230,6 +256,7 @@ def world() -> Iterator[World]:
     )
     add_customers(w)
     install_orders(w.container)
+    install_quotes(w.container)
     c = w.container
     for reseller, cid in (("demo", CUST_A), ("demo", CUST_B), ("other", CUST_OTHER)):
         customer = c.customers.get(reseller, cid)
@@ -273,6 +300,8 @@ def _request(world: World, name: str, variant: str, role: str) -> dict[str, Any]
         route["name"] = "freshtenant"
     if "{o}" in path:
         route["o"] = _order(world, name, route["r"], route["c"]).id
+    if "{q}" in path:
+        route["q"] = _quote(world, name, route["r"], route["c"]).id
     for key, value in route.items():
         path = path.replace("{" + key + "}", value)
     method = getattr(trig["methods"][0], "value", trig["methods"][0])
@@ -333,11 +362,16 @@ def _request(world: World, name: str, variant: str, role: str) -> dict[str, Any]
         failed = c.customers.get(reseller, route["c"])
         failed.status, failed.failure_reason = CustomerStatus.FAILED, "Partner Center refused"
         headers["If-Match"] = encode_etag(c.customers.update(failed).etag)
-    elif name in ORDER_BODY:
+    elif name in ORDER_BODY or name == "http_create_quote":
         body = {"lines": [_order_line(world, route["r"], route["c"])]}
+    elif name == "http_update_quote":
+        body = {"note": "Updated"}
     if "{o}" in trig["route"] and name != "http_get_order":
         order = c.orders.find(route["r"], order_row_key(route["o"]))
         headers["If-Match"] = encode_etag(order.etag)
+    if name in ("http_update_quote", "http_send_quote", "http_withdraw_quote"):
+        quote = c.quotes.find(route["r"], quote_row_key(route["q"]))
+        headers["If-Match"] = encode_etag(quote.etag)
     token = None if role == "anonymous" else world.token(role)
     return {
         "method": method,
@@ -382,6 +416,21 @@ def _order(world: World, name: str, reseller: str, customer_id: str) -> Order:
         order.status = wanted
         order = c.orders.update(order)
     return order
+
+
+def _quote(world: World, name: str, reseller: str, customer_id: str) -> Quote:
+    """A quote of the route's customer in the state the route acts on (Sent to be answered)."""
+    from shared.services import quotes
+
+    c = world.container
+    line = _order_line(world, reseller, customer_id)
+    staff = Principal("x", reseller, None, Role.ACCOUNT_MANAGER, "x@x.example", SignInKind.PLATFORM)
+    quote = quotes.create(
+        c.quote_book, staff, reseller, customer_id, QuoteCreate.model_validate({"lines": [line]})
+    )
+    if name in ("http_accept_quote", "http_decline_quote", "http_request_changes_quote"):
+        quote = quotes.send(c.quote_book, staff, reseller, customer_id, quote.id, "*")
+    return quote
 
 
 CASES = [

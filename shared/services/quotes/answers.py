@@ -1,0 +1,286 @@
+"""The customer's answer: accept (into an order), decline or ask for changes; signed in as a
+customer user, or through the e-mailed link without an account.
+
+Accepting is decided by one write: the quote becomes Accepted with the id of its order fixed
+(`order_id`, `order_pending`), guarded by its ETag, so of two racing acceptances one wins and
+the other is refused. The order is added after it under that id (a second add finds it), and
+whoever touches the quote next (a repeated answer, a link, `timer_housekeeping`) adds it if a
+crash came between the two writes: never two orders, never an accepted quote without one.
+"""
+
+from __future__ import annotations
+
+from shared.domain.customers import Customer
+from shared.domain.errors import (
+    ConcurrencyConflict,
+    Conflict,
+    DomainError,
+    Forbidden,
+    Gone,
+    NotFound,
+    ValidationFailed,
+)
+from shared.domain.identity import Principal, Reseller
+from shared.domain.model import new_id
+from shared.domain.money import Money
+from shared.domain.orders import (
+    HistoryEntry,
+    Order,
+    OrderCreate,
+    OrderLine,
+    OrderLineInput,
+    OrderStatus,
+)
+from shared.domain.quotes import (
+    Quote,
+    QuoteAnswer,
+    QuoteAnswerKind,
+    QuoteStatus,
+    parse_link,
+    quote_row_key,
+)
+from shared.services import ratelimit, resellers
+from shared.services.orders.book import SYSTEM, find_order
+from shared.services.orders.lines import build_lines
+from shared.services.orders.submission import provision_message
+from shared.services.quotes import mail
+from shared.services.quotes.book import LINK_LIMITS, VIA_LINK, QuoteBook, find_quote, get
+from shared.services.quotes.views import QuotePublic, present
+
+# The one answer to a link that is not (or no longer) a quote's: nothing tells them apart.
+LINK_NOT_FOUND = "quote link not found"
+
+
+def _pinned(quote: Quote) -> OrderCreate:
+    """The quote's lines with the quoted customer unit price pinned (cost is priced anew)."""
+    return OrderCreate(
+        lines=[
+            OrderLineInput(
+                catalog_item_id=li.catalog_item_id,
+                quantity=li.quantity,
+                term_duration=li.term_duration,
+                billing_cycle=li.billing_cycle,
+                unit_price=li.priced.unit.customer_price,
+                parent_line=li.parent_line,
+                parent_subscription_id=li.parent_subscription_id,
+                friendly_name=li.friendly_name,
+            )
+            for li in quote.lines
+        ]
+    )
+
+
+def _as_quoted(quote: Quote) -> list[OrderLine]:
+    """The quote's own lines, price pinned: for an order that could not be priced anew."""
+    return [
+        li.model_copy(update={"unit_price": li.priced.unit.customer_price, "markup_percent": None})
+        for li in quote.lines
+    ]
+
+
+def _customer(book: QuoteBook, quote: Quote) -> Customer:
+    customer = book.orders.customers.find(quote.reseller, quote.customer_id)
+    if customer is None:
+        raise NotFound("customer not found")
+    return customer
+
+
+def _total(lines: list[OrderLine], currency: str, layer: str) -> Money:
+    return sum((getattr(li.priced.extended, layer) for li in lines), Money.zero(currency))
+
+
+def _open_order(
+    book: QuoteBook,
+    quote: Quote,
+    reseller: Reseller,
+    lines: list[OrderLine],
+    by: str,
+    hold: str | None = None,
+) -> Order:
+    """Add the accepted quote's order (Submitted with its message, or PendingApproval) under
+    the id the quote fixed; an order already there (an earlier attempt) is the answer."""
+    assert quote.order_id is not None
+    existing = find_order(book.orders, quote.reseller, quote.order_id)
+    if existing is not None:
+        return existing
+    now = book.orders.clock.now()
+    order = Order(
+        reseller=quote.reseller,
+        customer_id=quote.customer_id,
+        id=quote.order_id,
+        lines=lines,
+        currency=quote.currency,
+        created_by=quote.created_by,  # staff made the offer; the history says who accepted
+        quote_id=quote.id,
+        created_at=now,
+        updated_at=now,
+        history=[HistoryEntry(status=OrderStatus.DRAFT, at=now, by=by, reason=f"quote {quote.id}")],
+    )
+    price = _total(lines, quote.currency, "customer_price")
+    cost = _total(lines, quote.currency, "reseller_cost")
+    if hold is None and price - cost < Money.zero(quote.currency):
+        hold = (
+            f"the margin is negative at acceptance: the quoted price {price.amount} is below "
+            f"today's cost {cost.amount} {quote.currency}; approve to sell at a loss, or reject"
+        )
+    messages = []
+    if hold is not None:
+        order.move(OrderStatus.PENDING_APPROVAL, now, SYSTEM, hold)
+    elif reseller.settings.orders_require_approval:
+        order.move(OrderStatus.PENDING_APPROVAL, now, by)
+    else:
+        order.move(OrderStatus.SUBMITTED, now, by)
+        order.start_attempt()
+        messages = [provision_message(order)]
+    try:
+        return book.orders.orders.add(order, messages=messages)
+    except Conflict:
+        found = find_order(book.orders, quote.reseller, quote.order_id)
+        if found is None:
+            raise
+        return found
+
+
+def _order_done(book: QuoteBook, quote: Quote) -> Quote:
+    """Clear `order_pending` once the order exists (a lost race here is harmless)."""
+    quote.order_pending = False
+    try:
+        return book.quotes.update(quote)
+    except ConcurrencyConflict:
+        return quote
+
+
+def settle(book: QuoteBook, quote: Quote) -> Quote:
+    """Finish an acceptance a crash interrupted: add its order if it is missing."""
+    if quote.status is not QuoteStatus.ACCEPTED or not quote.order_pending:
+        return quote
+    reseller = resellers.get(book.orders.resellers, quote.reseller)
+    by = quote.history[-1].by
+    if find_order(book.orders, quote.reseller, quote.order_id or "") is None:
+        try:
+            lines = build_lines(book.orders, reseller, _customer(book, quote), _pinned(quote))
+            _open_order(book, quote, reseller, lines, by)
+        except (ValidationFailed, Conflict) as exc:
+            # The quote is accepted: the order exists either way, held for a person to decide.
+            hold = f"could not be priced again at acceptance ({exc.detail}); check before approving"
+            _open_order(book, quote, reseller, _as_quoted(quote), by, hold)
+    return _order_done(book, quote)
+
+
+def _refusal(via_link: bool, detail: str) -> DomainError:
+    return Gone(detail) if via_link else Conflict(detail)
+
+
+def _check_answerable(book: QuoteBook, quote: Quote, via_link: bool) -> None:
+    if quote.status is not QuoteStatus.SENT:
+        raise _refusal(
+            via_link, f"this quote is {quote.status.value}: it can no longer be answered"
+        )
+    if not quote.valid_at(book.orders.clock.now()):
+        assert quote.valid_until is not None
+        raise _refusal(via_link, f"this quote expired on {quote.valid_until:%Y-%m-%d %H:%M} UTC")
+
+
+def _write(book: QuoteBook, quote: Quote, via_link: bool) -> Quote:
+    """Store the answer; losing a race to another answer is a 409 (410 through the link)."""
+    try:
+        return book.quotes.update(quote)
+    except ConcurrencyConflict:
+        current = book.quotes.find(*_keys(quote))
+        if current is not None and current.status is not QuoteStatus.SENT:
+            raise _refusal(
+                via_link, f"this quote was {current.status.value} meanwhile: nothing changed"
+            ) from None
+        raise
+
+
+def _keys(quote: Quote) -> tuple[str, str]:
+    return quote.reseller, quote_row_key(quote.id)
+
+
+def _answer(
+    book: QuoteBook,
+    quote: Quote,
+    kind: QuoteAnswerKind,
+    by: str,
+    comment: str | None,
+    *,
+    via_link: bool,
+) -> Quote:
+    quote = settle(book, quote)
+    _check_answerable(book, quote, via_link)
+    reseller = resellers.get(book.orders.resellers, quote.reseller)
+    now = book.orders.clock.now()
+    if kind is not QuoteAnswerKind.ACCEPT:
+        quote.move(kind.status, now, by, comment)
+        quote = _write(book, quote, via_link)
+        mail.tell_reseller(book, reseller, quote)
+        return quote
+    try:
+        lines = build_lines(book.orders, reseller, _customer(book, quote), _pinned(quote))
+    except ValidationFailed as exc:
+        raise Conflict(
+            f"this quote cannot be accepted as it stands ({exc.detail}); ask "
+            f"{reseller.settings.appearance.display_name} for a new one"
+        ) from exc
+    quote.order_id, quote.order_pending = new_id(), True
+    quote.move(QuoteStatus.ACCEPTED, now, by, comment)
+    quote = _write(book, quote, via_link)
+    _open_order(book, quote, reseller, lines, by)
+    quote = _order_done(book, quote)
+    mail.tell_reseller(book, reseller, quote)
+    return quote
+
+
+def answer(
+    book: QuoteBook,
+    principal: Principal,
+    reseller_slug: str,
+    customer_id: str,
+    quote_id: str,
+    kind: QuoteAnswerKind,
+    body: QuoteAnswer,
+) -> Quote:
+    """A customer's user answers a Sent quote of its customer (only a Sent quote can be
+    answered, so no If-Match: a second answer finds it answered and gets a 409)."""
+    if not principal.is_customer_user:
+        raise Forbidden("the customer answers a quote; its reseller edits or withdraws it")
+    quote = get(book, principal, reseller_slug, customer_id, quote_id)
+    return _answer(book, quote, kind, principal.email, body.comment, via_link=False)
+
+
+def _by_link(book: QuoteBook, token: str, client: str) -> Quote:
+    """The quote of a link token, rate-limited per client and per token; a wrong token and an
+    unknown one get the same answer after the same one read."""
+    for limit, subject in zip(LINK_LIMITS, (client, token), strict=True):
+        ratelimit.hit(book.rate_limits, book.orders.clock, limit, subject)
+    parsed = parse_link(token)
+    if parsed is None:
+        book.quotes.find("-", "-")  # the same one read as for a well-formed token
+        raise NotFound(LINK_NOT_FOUND)
+    reseller, quote_id, secret = parsed
+    quote = find_quote(book, reseller, quote_id)
+    if quote is None or not quote.link_matches(secret):
+        raise NotFound(LINK_NOT_FOUND)
+    return quote
+
+
+def link_view(book: QuoteBook, token: str, client: str) -> QuotePublic:
+    """The quote at the customer's prices, for whoever holds its link (410 once answered)."""
+    quote = settle(book, _by_link(book, token, client))
+    _check_answerable(book, quote, via_link=True)
+    view = present(None, quote)
+    assert isinstance(view, QuotePublic)
+    return view
+
+
+def link_answer(
+    book: QuoteBook, token: str, client: str, kind: QuoteAnswerKind, body: QuoteAnswer
+) -> QuotePublic:
+    """Answer through the e-mailed link, without an account."""
+    quote = _answer(
+        book, _by_link(book, token, client), kind, VIA_LINK, body.comment, via_link=True
+    )
+    view = present(None, quote)
+    assert isinstance(view, QuotePublic)
+    return view

@@ -1,0 +1,46 @@
+"""What `timer_housekeeping` does for quotes: expire those past their validity (the reseller is
+told), finish acceptances a crash interrupted, and drop old rate-limit windows."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from shared.domain.errors import ConcurrencyConflict
+from shared.domain.quotes import QuoteStatus
+from shared.services import ratelimit, resellers
+from shared.services.orders.book import SYSTEM
+from shared.services.quotes import mail
+from shared.services.quotes.answers import settle
+from shared.services.quotes.book import QuoteBook
+
+log = logging.getLogger(__name__)
+RATE_WINDOWS_KEPT = timedelta(hours=1)
+
+
+def expire_due(book: QuoteBook) -> int:
+    """Expire every Sent or ChangesRequested quote past its validity; how many."""
+    now = book.orders.clock.now()
+    expired = 0
+    for status in (QuoteStatus.SENT, QuoteStatus.CHANGES_REQUESTED):
+        due = list(book.quotes.iterate(equals={"status": status}, before={"valid_until": now}))
+        for quote in due:
+            quote.move(QuoteStatus.EXPIRED, now, SYSTEM)
+            try:
+                quote = book.quotes.update(quote)
+            except ConcurrencyConflict:
+                continue  # answered meanwhile: the next pass decides again
+            expired += 1
+            mail.tell_reseller(book, resellers.get(book.orders.resellers, quote.reseller), quote)
+    return expired
+
+
+def run(book: QuoteBook) -> int:
+    """One pass: expiry, interrupted acceptances, old rate-limit windows; quotes expired."""
+    expired = expire_due(book)
+    for quote in list(book.quotes.iterate(equals={"order_pending": True})):
+        settle(book, quote)
+    ratelimit.purge(book.rate_limits, book.orders.clock.now(), RATE_WINDOWS_KEPT)
+    if expired:
+        log.info("expired %d quote(s)", expired)
+    return expired
