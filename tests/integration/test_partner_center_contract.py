@@ -49,6 +49,7 @@ def pc_settings(sim: SimulatorHandle, **overrides: Any) -> Settings:
     """Settings for the client pointing at the simulator (fast backoff so tests stay quick)."""
     connection = sim.connection
     values: dict[str, Any] = {
+        "APP_ENVIRONMENT": "test",
         "AzureWebJobsStorage": "UseDevelopmentStorage=true",
         "PARTNER_CENTER_API_BASE_URL": connection["apiBaseUrl"],
         "PARTNER_CENTER_PRICE_SHEET_BASE_URL": connection["priceSheetBaseUrl"],
@@ -63,6 +64,8 @@ def pc_settings(sim: SimulatorHandle, **overrides: Any) -> Settings:
         "PARTNER_CENTER_MAX_RETRY_SECONDS": "30",
         "PARTNER_CENTER_POLL_INTERVAL_SECONDS": "0.2",
         "PARTNER_CENTER_POLL_TIMEOUT_SECONDS": "20",
+        # The platform's clock follows the simulator's (tests advance it past NCE windows).
+        "PARTNER_CENTER_SIMULATED_CLOCK": "true",
     }
     values.update(overrides)
     return Settings.model_validate(values)
