@@ -922,7 +922,9 @@ def test_if_match_with_a_stale_etag_is_412(pc: httpx.Client) -> None:
     sub = sub_response.json()
     url = f"/v1/customers/{customer['id']}/subscriptions/{sub['id']}"
     assert pc.patch(url, json={**sub, "quantity": 4}, headers={"If-Match": etag}).status_code == 200
-    assert pc.patch(url, json={**sub, "quantity": 5}, headers={"If-Match": etag}).status_code == 412
+    stale = pc.patch(url, json={**sub, "quantity": 5}, headers={"If-Match": etag})
+    assert stale.status_code == 412
+    assert stale.json()["code"] == 2055  # Partner Center's "Etag is no longer valid"
 
 
 def test_subscribed_skus_report_assigned_licences(sim: SimulatorHandle, pc: httpx.Client) -> None:
