@@ -29,6 +29,7 @@ from shared.adapters.partner_center.wire import (
     Subscription,
     Transition,
 )
+from shared.bootstrap import Container
 from shared.config import Settings
 from shared.domain.errors import (
     ConcurrencyConflict,
@@ -1080,3 +1081,15 @@ def test_licence_counts_show_the_assigned_licences_set_in_the_simulator(
     assert count.part_number == "EXCHANGEENTERPRISE"
     token_kinds = [r for r in sim.requests(path_prefix=f"/v1/customers/{tenant}/subscribedskus")]
     assert token_kinds and token_kinds[-1]["status"] == 200  # app+user, as Microsoft requires
+
+
+def test_the_platform_clock_follows_the_simulator_clock_eight_days_ahead(
+    sim: SimulatorHandle,
+) -> None:
+    container = Container(pc_settings(sim))
+    before = container.clock.now()
+
+    sim.advance_clock(days=8)
+    time.sleep(1.1)  # the offset is read at most once a second
+
+    assert container.clock.now() - before >= timedelta(days=8)

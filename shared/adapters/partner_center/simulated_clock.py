@@ -9,6 +9,7 @@ from wall time at `/_sim/clock`; this clock adds it to the wall clock.
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -39,9 +40,10 @@ class SimulatedPartnerCenterClock:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._url = simulator_base_url.rstrip("/") + "/_sim/clock"
-        self._http = http or httpx.Client(
-            verify=str(ca_cert_path) if ca_cert_path else True, timeout=timeout_seconds
+        verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=str(ca_cert_path)) if ca_cert_path else True
         )
+        self._http = http or httpx.Client(verify=verify, timeout=timeout_seconds)
         self._ttl = ttl_seconds
         self._wall = wall
         self._monotonic = monotonic
