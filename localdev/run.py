@@ -81,6 +81,8 @@ def partner_center_settings(connection_file: Path) -> dict[str, str]:
         "PARTNER_CENTER_CLIENT_SECRET": conn["clientSecret"],
         "PARTNER_CENTER_CA_CERT_PATH": conn["caCertPath"],
         "PARTNER_CENTER_REFRESH_TOKEN": conn.get("refreshToken", ""),
+        # The platform's NCE windows follow the simulator's clock (advanced by tests and demos).
+        "PARTNER_CENTER_SIMULATED_CLOCK": "true",
     }
 
 

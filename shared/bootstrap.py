@@ -75,7 +75,20 @@ class Container:
 
     def __init__(self, settings: Settings | None = None, clock: Clock | None = None) -> None:
         self._settings = settings
-        self.clock: Clock = clock or SystemClock()
+        if clock is not None:
+            self.__dict__["clock"] = clock
+
+    @cached_property
+    def clock(self) -> Clock:
+        """The time the services decide by: the system's, or locally the simulator's."""
+        s = self.settings
+        if not s.partner_center_simulated_clock:
+            return SystemClock()
+        from shared.adapters.partner_center.simulated_clock import SimulatedPartnerCenterClock
+
+        return SimulatedPartnerCenterClock(
+            s.partner_center_api_base_url, ca_cert_path=s.partner_center_ca_cert_path
+        )
 
     @cached_property
     def settings(self) -> Settings:

@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     partner_center_poll_timeout_seconds: float = Field(
         300.0, alias="PARTNER_CENTER_POLL_TIMEOUT_SECONDS", ge=0
     )
+    # Local runs and tests only: the platform's clock follows the Partner Center simulator's
+    # (`/_sim/clock` at PARTNER_CENTER_API_BASE_URL), so advancing it moves the NCE windows.
+    partner_center_simulated_clock: bool = Field(False, alias="PARTNER_CENTER_SIMULATED_CLOCK")
 
     # Catalog: the daily import of Microsoft's catalog and price sheet, per market.
     catalog_import_schedule: str = Field("0 30 2 * * *", alias="CATALOG_IMPORT_SCHEDULE")
@@ -192,6 +195,11 @@ class Settings(BaseSettings):
         if self.environment == "production":
             if self.order_step_crash_after:
                 raise ValueError("ORDER_STEP_CRASH_AFTER is for tests; never set it in production")
+            if self.partner_center_simulated_clock:
+                raise ValueError(
+                    "PARTNER_CENTER_SIMULATED_CLOCK follows the local simulator's clock; "
+                    "only APP_ENVIRONMENT local or test may set it"
+                )
             plain = [i.jwks_uri for i in self.auth_issuers if not i.jwks_uri.startswith("https://")]
             if plain:
                 raise ValueError("AUTH_ISSUERS: outside local and test, jwksUri must be https")

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.domain.catalog import MicrosoftSegment, Product
 from shared.domain.customers import Customer
-from shared.domain.errors import NotFound, UpstreamRejected
+from shared.domain.errors import (
+    ConcurrencyConflict,
+    NotFound,
+    UpstreamRejected,
+    UpstreamUnavailable,
+)
 from shared.domain.orders import (
     CartLineRequest,
     CartRef,
@@ -23,7 +28,18 @@ from shared.domain.orders import (
     order_row_key,
 )
 from shared.domain.outbox import Queue
-from shared.domain.subscriptions import Subscription, SubscriptionFacts
+from shared.domain.subscriptions import (
+    ChangeAccepted,
+    ChangeProgress,
+    LicenceCount,
+    RefundableSeats,
+    Subscription,
+    SubscriptionChange,
+    SubscriptionFacts,
+    TransitionOption,
+    TransitionOutcome,
+    TransitionRequest,
+)
 from shared.services.orders import OrderBook, OrderPolicy
 from tests.fakes import InMemoryRepository
 
@@ -70,6 +86,19 @@ class FakeOrderPartnerCenter:
     late_subscription_ids: bool = False
     cart_line_errors: dict[int, str] = field(default_factory=dict)  # answered on cart lines
     never_subscribed: bool = False
+    # Subscription changes, like the simulator: each increase opens its own 7-day window;
+    # decrease beyond the open windows → 800090, cancel after the window → 900213, anything
+    # but reactivation while suspended → 800091; a stale ETag → ConcurrencyConflict.
+    accept_next_changes: int = 0  # the next N changes answer 202 (ChangeAccepted)
+    accepted_polls: int = 1  # reads of a 202's Location before it is done
+    # (code, words): Partner Center's refusal of the next change ("412": a lost ETag race,
+    # "800082"/"900278": not now → UpstreamUnavailable, others → UpstreamRejected).
+    refuse_next_change: list[tuple[str, str]] = field(default_factory=list)
+    assigned: dict[str, int] = field(default_factory=dict)  # subscription id → licences
+    transition_targets: dict[str, list[TransitionOption]] = field(default_factory=dict)
+    applied_changes: list[tuple[str, SubscriptionChange]] = field(default_factory=list)
+    _accepted: dict[str, tuple[str, SubscriptionChange, int]] = field(default_factory=dict)
+    _versions: dict[str, int] = field(default_factory=dict)
 
     def __getattr__(self, name: str) -> Any:
         if self.fallback is None:
@@ -144,6 +173,7 @@ class FakeOrderPartnerCenter:
                     start_date=now,
                     commitment_end_date=now + timedelta(days=365),
                     cancellation_allowed_until=now + timedelta(days=7),
+                    refundable=(RefundableSeats(line.quantity, now + timedelta(days=7)),),
                     auto_renew=True,
                     is_trial=False,
                     order_id=order_id,
@@ -199,7 +229,257 @@ class FakeOrderPartnerCenter:
     def subscription_facts(self, customer_tenant: str) -> list[SubscriptionFacts]:
         """Every subscription placed (one tenant per test is enough)."""
         self._call("subscription_facts")
-        return list(self.subscriptions.values())
+        return [self._facts(sid) for sid in self.subscriptions]
+
+    # --- subscriptions in our words ---------------------------------------------------------
+
+    def _now(self) -> datetime:
+        return self.clock.now() if self.clock is not None else datetime.now(UTC)
+
+    def _facts(self, subscription_id: str) -> SubscriptionFacts:
+        facts = self.subscriptions.get(subscription_id)
+        if facts is None:
+            raise NotFound(f"subscription {subscription_id} was not found")
+        now = self._now()
+        refundable = tuple(r for r in facts.refundable if r.until > now)
+        etag = f'W/"{self._versions.get(subscription_id, 1)}"'
+        return replace(facts, refundable=refundable, etag=etag)
+
+    def add_subscription(self, facts: SubscriptionFacts) -> SubscriptionFacts:
+        """Put a subscription in place (as if bought earlier)."""
+        self.subscriptions[facts.id] = facts
+        return self._facts(facts.id)
+
+    def subscription(self, customer_tenant: str, subscription_id: str) -> SubscriptionFacts:
+        """One subscription as it is now (NotFound if unknown)."""
+        self._call("subscription")
+        return self._facts(subscription_id)
+
+    def change_subscription(
+        self,
+        customer_tenant: str,
+        subscription_id: str,
+        change: SubscriptionChange,
+        *,
+        request_id: str,
+    ) -> SubscriptionFacts | ChangeAccepted:
+        """Apply a change (replayed for a repeated request id); 202 on demand."""
+        self._call("change_subscription")
+        key = f"change {request_id}"
+        if key in self.replies:
+            reply: SubscriptionFacts | ChangeAccepted = self.replies[key]
+            return reply
+        current = self._facts(subscription_id)
+        if self.refuse_next_change:
+            code, words = self.refuse_next_change.pop(0)
+            if code == "412":  # changed by someone else between the read and the write
+                raise ConcurrencyConflict(words)
+            if code in ("800082", "900278"):
+                raise UpstreamUnavailable(f"{words} ({code})", retry_after=300)
+            raise UpstreamRejected(words, code=code, status=400)
+        self._check_change(current, change)
+        if self.accept_next_changes > 0:
+            self.accept_next_changes -= 1
+            location = f"/v1/operations/{uuid.uuid4()}"
+            self._accepted[location] = (subscription_id, change, 0)
+            accepted = ChangeAccepted(location=location, retry_after_seconds=1)
+            self.replies[key] = accepted
+            return accepted
+        facts = self._apply(subscription_id, change)
+        self.replies[key] = facts
+        return facts
+
+    def _check_change(self, current: SubscriptionFacts, change: SubscriptionChange) -> None:
+        now = self._now()
+        status = current.status.lower()
+        if status in ("cancelled", "expired", "disabled"):
+            raise UpstreamRejected(f"A subscription in status {status} cannot be changed.", "2011")
+        if change.status is not None and change.status.lower() == "cancelled":
+            if (
+                current.cancellation_allowed_until is None
+                or now > current.cancellation_allowed_until
+            ):
+                raise UpstreamRejected(
+                    "You have passed your 168-hour cancellation window. "
+                    "We are unable to cancel your purchase",
+                    code="900213",
+                    status=400,
+                )
+            return
+        if status == "suspended" and (
+            change.quantity is not None
+            or change.billing_cycle is not None
+            or change.term_duration is not None
+            or change.next_term is not None
+        ):
+            raise UpstreamRejected(
+                "Can't update a subscription with suspended status", code="800091", status=400
+            )
+        if change.quantity is not None and change.quantity < current.quantity:
+            removable = sum(r.quantity for r in current.refundable)
+            if current.quantity - change.quantity > removable:
+                raise UpstreamRejected(
+                    "Subscription quantity cannot be decreased.", code="800090", status=400
+                )
+
+    def _apply(self, subscription_id: str, change: SubscriptionChange) -> SubscriptionFacts:
+        current = self._facts(subscription_id)
+        now = self._now()
+        refundable = list(current.refundable)
+        next_term = current.next_term
+        quantity = current.quantity
+        if change.quantity is not None and change.quantity != quantity:
+            delta = change.quantity - quantity
+            if delta > 0:
+                refundable.append(RefundableSeats(delta, now + timedelta(hours=168)))
+            else:
+                left = -delta
+                kept = []
+                for seats in sorted(refundable, key=lambda r: r.until):
+                    take = min(seats.quantity, left)
+                    left -= take
+                    if seats.quantity - take:
+                        kept.append(RefundableSeats(seats.quantity - take, seats.until))
+                refundable = kept
+            quantity = change.quantity
+            next_term = None  # a mid-term change wipes the scheduled one
+        status = current.status
+        auto_renew = current.auto_renew if change.auto_renew is None else change.auto_renew
+        if change.status is not None:
+            status = change.status
+            if status.lower() in ("suspended", "cancelled"):
+                auto_renew, next_term = False, None
+        if not auto_renew:
+            next_term = None
+        if change.clear_next_term:
+            next_term = None
+        elif change.next_term is not None:
+            next_term = change.next_term
+        facts = replace(
+            current,
+            quantity=quantity,
+            status=status,
+            auto_renew=auto_renew,
+            billing_cycle=change.billing_cycle or current.billing_cycle,
+            term_duration=change.term_duration or current.term_duration,
+            refundable=tuple(refundable),
+            next_term=next_term,
+        )
+        self.subscriptions[subscription_id] = facts
+        self._versions[subscription_id] = self._versions.get(subscription_id, 1) + 1
+        self.applied_changes.append((subscription_id, change))
+        return self._facts(subscription_id)
+
+    def change_progress(
+        self, customer_tenant: str, subscription_id: str, accepted: ChangeAccepted
+    ) -> ChangeProgress:
+        """Running until `accepted_polls` reads, then done with the subscription as it is."""
+        self._call("change_progress")
+        if accepted.location not in self._accepted:
+            raise NotFound(f"operation {accepted.location} was not found")
+        sid, change, polls = self._accepted[accepted.location]
+        polls += 1
+        self._accepted[accepted.location] = (sid, change, polls)
+        if polls < self.accepted_polls:
+            return ChangeProgress(done=False, retry_after_seconds=1)
+        if polls == self.accepted_polls:
+            try:
+                self._check_change(self._facts(sid), change)
+            except UpstreamRejected as refused:
+                return ChangeProgress(
+                    done=True, failed_code=refused.code, failed_reason=refused.detail
+                )
+            self._apply(sid, change)
+        return ChangeProgress(done=True, facts=self._facts(sid))
+
+    def licence_counts(self, customer_tenant: str) -> list[LicenceCount]:
+        """One count per catalog item (the SKU id is the catalog item's product:sku)."""
+        self._call("licence_counts")
+        counts: dict[str, LicenceCount] = {}
+        for sid, facts in self.subscriptions.items():
+            if facts.status.lower() not in ("active", "suspended") or not facts.catalog_item_id:
+                continue
+            sku = ":".join(facts.catalog_item_id.split(":")[:2])
+            seen = counts.get(sku) or LicenceCount(sku, facts.name, 0, 0, 0, 0, sku)
+            active = facts.quantity if facts.status.lower() == "active" else 0
+            counts[sku] = LicenceCount(
+                sku,
+                facts.name,
+                seen.assigned + self.assigned.get(sid, 0),
+                seen.total + facts.quantity,
+                seen.active + active,
+                seen.suspended + facts.quantity - active,
+                sku,
+            )
+        return list(counts.values())
+
+    def transition_options(
+        self, customer_tenant: str, subscription_id: str, *, scheduled: bool = False
+    ) -> list[TransitionOption]:
+        """The targets set in `transition_targets` (a trial: its paid catalog item)."""
+        self._call("transition_options")
+        facts = self._facts(subscription_id)
+        if subscription_id in self.transition_targets:
+            return list(self.transition_targets[subscription_id])
+        if facts.is_trial and facts.catalog_item_id:
+            product = facts.catalog_item_id.split(":")[0]
+            return [TransitionOption(f"{product}:0001:PAID", facts.name, True)]
+        return []
+
+    def transition(
+        self,
+        customer_tenant: str,
+        subscription_id: str,
+        request: TransitionRequest,
+        *,
+        request_id: str,
+    ) -> TransitionOutcome:
+        """Convert or upgrade (replayed for a repeated request id); ineligible → rejected."""
+        self._call("transition")
+        key = f"transition {request_id}"
+        if key in self.replies:
+            reply: TransitionOutcome = self.replies[key]
+            return reply
+        options = {
+            o.catalog_item_id.upper(): o
+            for o in self.transition_options(customer_tenant, subscription_id)
+        }
+        option = options.get(request.to_catalog_item_id.upper())
+        if option is None or not option.eligible:
+            words = option.reasons[0] if option and option.reasons else None
+            raise UpstreamRejected(
+                words or f"{request.to_catalog_item_id} is not an eligible transition target.",
+                code="800092" if option else "10001",
+                status=400,
+            )
+        source = self._facts(subscription_id)
+        now = self._now()
+        new_id = str(uuid.uuid4())
+        self.subscriptions[new_id] = replace(
+            source,
+            id=new_id,
+            catalog_item_id=request.to_catalog_item_id.upper(),
+            quantity=request.quantity,
+            term_duration=request.term_duration or source.term_duration,
+            billing_cycle=request.billing_cycle or source.billing_cycle,
+            is_trial=False,
+            trial_ends=None,
+            start_date=now,
+            cancellation_allowed_until=(now + timedelta(hours=168)) if source.is_trial else None,
+            refundable=(),
+            next_term=None,
+        )
+        left = source.quantity - request.quantity
+        self.subscriptions[subscription_id] = replace(
+            source,
+            quantity=max(left, 0) if not source.is_trial else source.quantity,
+            status="Cancelled" if source.is_trial or left <= 0 else source.status,
+            next_term=None,
+        )
+        self._versions[subscription_id] = self._versions.get(subscription_id, 1) + 1
+        outcome = TransitionOutcome("Completed", new_id, str(uuid.uuid4()))
+        self.replies[key] = outcome
+        return outcome
 
 
 def install_orders(c: Any, partner_center: Any = None) -> OrderBook:

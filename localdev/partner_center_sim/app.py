@@ -30,6 +30,7 @@ from .auth import Principal, TokenService, audience_for
 from .errors import ErrorCode, SimError, bad_request, not_found
 from .faults import FaultInjector, RateLimiter
 from .resellers import IndirectReseller
+from .rules import as_whole_resource
 from .state import AZURE_PLAN_PRODUCT_ID, SimState, StoredResponse
 
 log = logging.getLogger("partner_center_sim")
@@ -168,11 +169,15 @@ class Simulator:
             await _start_then_drop(send, 200, [])
         if decision.error_status:
             entry["fault"], entry["status"] = "error", decision.error_status
-            text = {
+            text = decision.error_description or {
                 401: "Injected: the access token is no longer valid.",
                 403: "Injected: the caller is not authorized for this operation.",
+                409: "There is a pending operation on this subscription. "
+                "Please try again after 24 hours.",
             }.get(decision.error_status, "Injected server error.")
-            error = SimError(decision.error_status, decision.error_status, text)
+            error = SimError(
+                decision.error_status, decision.error_code or decision.error_status, text
+            )
             await error_response(error)(scope, receive, send)
             return
         if decision.retry_after:
@@ -709,18 +714,14 @@ class Simulator:
 
     def patch_subscription(self, request: Request, principal: Principal, body: bytes) -> Response:
         """PATCH /v1/customers/{c}/subscriptions/{s}: the whole object; 200, or 202 + Location."""
-        data = _json_object(body)
+        data = as_whole_resource(_json_object(body))
         params = request.path_params
         with self.state.session() as now:
             sub = self.state.subscription(params["customer_id"], params["subscription_id"])
             if_match = request.headers.get("if-match")
             if if_match and if_match.strip('"') not in ("*", render.etag(sub.id, sub.version)):
-                raise SimError(
-                    412,
-                    ErrorCode.PRECONDITION_FAILED,
-                    "The subscription was changed by someone else.",
-                )
-            if self.state.config.async_patch:
+                raise SimError(412, ErrorCode.STALE_ETAG, "Etag is no longer valid")
+            if self.state.take_async_patch():
                 op = self.state.queue_patch(
                     params["customer_id"], params["subscription_id"], data, now
                 )
@@ -742,10 +743,10 @@ class Simulator:
             )
 
     def get_operation(self, request: Request, principal: Principal, body: bytes) -> Response:
-        """GET the status of a PATCH answered with 202."""
-        with self.state.session():
+        """GET the status of a PATCH answered with 202 (each read counts as a poll)."""
+        with self.state.session() as now:
             params = request.path_params
-            op = self.state.pending_patch(params["customer_id"], params["operation_id"])
+            op = self.state.poll_patch(params["customer_id"], params["operation_id"], now)
             payload: dict[str, Any] = {
                 "id": op.id,
                 "status": op.status,
@@ -779,13 +780,7 @@ class Simulator:
         with self.state.session():
             params = request.path_params
             sub = self.state.subscription(params["customer_id"], params["subscription_id"])
-            item = {
-                "subscriptionId": sub.id,
-                "eligibilityType": eligibility_type,
-                "eligibilities": self.state.eligibilities(sub, eligibility_type),
-                "attributes": {"objectType": "TransitionEligibility"},
-            }
-            return json_response(render.collection([item]))
+            return json_response(render.collection(self.state.eligibilities(sub, eligibility_type)))
 
     def list_transitions(self, request: Request, principal: Principal, body: bytes) -> Response:
         """GET …/transitions."""
@@ -796,14 +791,14 @@ class Simulator:
             return json_response(render.collection([render.transition(t) for t in records]))
 
     def create_transition(self, request: Request, principal: Principal, body: bytes) -> Response:
-        """POST …/transitions: trial conversion or upgrade; 201."""
+        """POST …/transitions: trial conversion or upgrade; 200 with the transition."""
         data = _json_object(body)
         with self.state.session() as now:
             params = request.path_params
             record = self.state.transition(
                 params["customer_id"], params["subscription_id"], data, now
             )
-            return json_response(render.transition(record), 201)
+            return json_response(render.transition(record))
 
     def subscribed_skus(self, request: Request, principal: Principal, body: bytes) -> Response:
         """GET /v1/customers/{c}/subscribedskus."""

@@ -28,6 +28,8 @@ class ErrorCode(IntEnum):
     INVALID_SUBSCRIPTION_UPDATE = 800092
     SCHEDULED_CHANGE_NOT_ALLOWED = 800093
     CANCELLATION_NOT_ALLOWED = 900213  # documented
+    OPERATION_PENDING = 900278  # documented (409): another operation on the subscription
+    STALE_ETAG = 2055  # documented: "Etag is no longer valid"
     CUSTOMER_NOT_FOUND = 600008
     RESOURCE_NOT_FOUND = 600010
     CART_EXPIRED = 800120

@@ -24,6 +24,10 @@ class FaultRule:
     latency_ms: int = 0
     error_rate: float = 0.0
     error_status: int = 503
+    # Partner Center's own refusal instead of a bare status, e.g. 409 + 900278 (another
+    # operation pending) or 409 + 800082 (not ready): the body carries this code.
+    error_code: int | None = None
+    error_description: str | None = None
     throttle_rate: float = 0.0
     retry_after_seconds: int = 30
     drop_rate: float = 0.0
@@ -52,6 +56,8 @@ class FaultRule:
             "latencyMs": data["latency_ms"],
             "errorRate": data["error_rate"],
             "errorStatus": data["error_status"],
+            "errorCode": data["error_code"],
+            "errorDescription": data["error_description"],
             "throttleRate": data["throttle_rate"],
             "retryAfterSeconds": data["retry_after_seconds"],
             "dropRate": data["drop_rate"],
@@ -69,6 +75,8 @@ class FaultDecision:
 
     latency_ms: int = 0
     error_status: int | None = None
+    error_code: int | None = None
+    error_description: str | None = None
     retry_after: int | None = None
     drop: str | None = None
     timeout: str | None = None
@@ -101,6 +109,10 @@ class FaultInjector:
                 latency_ms=int(spec.get("latencyMs") or 0),
                 error_rate=float(spec.get("errorRate") or 0),
                 error_status=int(spec.get("errorStatus") or 503),
+                error_code=int(spec["errorCode"]) if spec.get("errorCode") is not None else None,
+                error_description=(
+                    str(spec["errorDescription"]) if spec.get("errorDescription") else None
+                ),
                 throttle_rate=float(spec.get("throttleRate") or 0),
                 retry_after_seconds=int(spec.get("retryAfterSeconds") or 30),
                 drop_rate=float(spec.get("dropRate") or 0),
@@ -113,7 +125,10 @@ class FaultInjector:
         except (TypeError, ValueError) as exc:
             raise bad_request(f"Invalid fault rule: {exc}") from exc
         # 401: the access token was revoked (or its signing key rotated); 403: consent withdrawn.
-        if rule.error_status not in (401, 403, 500, 502, 503, 504):
+        if rule.error_code is not None:
+            if rule.error_status not in (400, 409):
+                raise bad_request("With errorCode, errorStatus must be 400 or 409.")
+        elif rule.error_status not in (401, 403, 500, 502, 503, 504):
             raise bad_request("errorStatus must be 401, 403, 500, 502, 503 or 504.")
         if rule.drop_phase not in ("before", "after"):
             raise bad_request("dropPhase must be before or after.")
@@ -159,6 +174,8 @@ class FaultInjector:
                     decision.drop, decision.rule_id = rule.drop_phase, rule.id
                 elif decision.error_status is None and self._rng.random() < rule.error_rate:
                     decision.error_status, decision.rule_id = rule.error_status, rule.id
+                    decision.error_code = rule.error_code
+                    decision.error_description = rule.error_description
                 elif decision.retry_after is None and self._rng.random() < rule.throttle_rate:
                     decision.retry_after, decision.rule_id = rule.retry_after_seconds, rule.id
                 elif decision.timeout is None and self._rng.random() < rule.timeout_rate:

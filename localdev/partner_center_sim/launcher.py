@@ -118,7 +118,8 @@ class SimulatorHandle:
         return str(self._call("GET", "/clock")["now"])
 
     def inject_faults(self, **rule: Any) -> dict[str, Any]:
-        """Add a fault rule (latencyMs, errorRate, errorStatus, throttleRate, retryAfterSeconds,
+        """Add a fault rule (latencyMs, errorRate, errorStatus, errorCode, errorDescription,
+        throttleRate, retryAfterSeconds,
         dropRate, dropPhase, timeoutRate, timeoutMs, timeoutPhase, pathPrefix, methods, count);
         returns the rule."""
         result: dict[str, Any] = self._call("POST", "/faults", rule)["added"][0]

@@ -175,3 +175,4 @@ class PendingPatch:
     due: datetime
     status: str = "inProgress"
     error: dict[str, Any] | None = None
+    polls_left: int | None = None  # finished by reads of its Location, not by the clock

@@ -399,6 +399,21 @@ def transition(t: Transition) -> dict[str, Any]:
         "status": t.status,
         "creationDate": iso(t.created),
         "orderId": t.order_id,
+        # Partner Center reports progress as events: the seats move (Conversion), then the
+        # licences when asked (LicenseReassignment).
+        "events": [
+            {
+                "name": name,
+                "status": "Completed" if t.status == "complete" else "Started",
+                "timestamp": iso(t.created),
+                "attributes": {"objectType": "TransitionEvent"},
+            }
+            for name in (
+                ["Conversion", "LicenseReassignment"]
+                if t.transition_type == "transition_with_license_transfer"
+                else ["Conversion"]
+            )
+        ],
         "attributes": {"objectType": "Transition"},
     }
 

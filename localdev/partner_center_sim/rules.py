@@ -95,6 +95,19 @@ class PatchOutcome:
     changed_fields: list[str] = field(default_factory=list)
 
 
+def as_whole_resource(body: dict[str, Any]) -> dict[str, Any]:
+    """A PATCH body read the way Partner Center reads it: the whole subscription.
+
+    Keys may come PascalCase (`Quantity`). Microsoft warns that a body without
+    `autoRenewEnabled` turns auto-renew off and one without `scheduledNextTermInstructions`
+    deletes the scheduled change: "this only applies if minimal info is in the payload".
+    """
+    whole = {key[:1].lower() + key[1:]: value for key, value in body.items()}
+    whole.setdefault("autoRenewEnabled", False)
+    whole.setdefault("scheduledNextTermInstructions", None)
+    return whole
+
+
 def _invalid(description: str, code: ErrorCode = ErrorCode.INVALID_SUBSCRIPTION_UPDATE) -> SimError:
     return SimError(400, code, description)
 
@@ -125,7 +138,11 @@ def apply_patch(
         )
     renewal = renewal_moment(sub)
     if renewal is not None and renewal <= now < renewal + renewal_lag:
-        raise SimError(409, ErrorCode.RENEWAL_PENDING, "The subscription renewal is in progress.")
+        raise SimError(
+            409,
+            ErrorCode.RENEWAL_PENDING,
+            "Subscription is not ready to be updated. Try again after sometime",
+        )
 
     new_status = wanted.get("status", sub.status)
     if sub.is_trial and (set(wanted) & {"quantity", "status", "billingCycle", "termDuration"}):
@@ -134,7 +151,7 @@ def apply_patch(
         raise SimError(
             400,
             ErrorCode.SUBSCRIPTION_SUSPENDED,
-            "The subscription is suspended; reactivate it first.",
+            "Can't update a subscription with suspended status",
         )
     if new_status not in ("active", "suspended", "deleted"):
         raise _invalid(f"Status {new_status} cannot be set.")
@@ -145,7 +162,8 @@ def apply_patch(
             raise SimError(
                 400,
                 ErrorCode.CANCELLATION_NOT_ALLOWED,
-                "The cancellation window for this subscription has passed.",
+                f"You have passed your {int(CANCELLATION_WINDOW.total_seconds() // 3600)}-hour "
+                "cancellation window. We are unable to cancel your purchase",
             )
         _apply_status_cancel(sub, outcome)
         return _finish(sub, outcome)

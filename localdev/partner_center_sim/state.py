@@ -53,8 +53,8 @@ log = logging.getLogger("partner_center_sim")
 
 AZURE_PLAN_PRODUCT_ID = "DZH318Z0BPS6"
 SNAPSHOT_NAME = "state.pickle"
-# 2: carts live days (cart_lifetime_days), not minutes.
-SNAPSHOT_VERSION = 2
+# 2: carts live days (cart_lifetime_days), not minutes. 3: a 202 PATCH may finish by polls.
+SNAPSHOT_VERSION = 3
 MAX_IDEMPOTENT_RESPONSES = 50_000
 _DOMAIN_PREFIX = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _REQUIRED_ADDRESS = ("country", "city", "postalCode", "addressLine1")
@@ -72,8 +72,13 @@ class SimConfig:
     order_provisioning_seconds: float = 0.0
     cart_lifetime_days: float = 7.0  # Partner Center: "A cart lives 7 days"
     renewal_lag_hours: float = 0.0
+    # PATCHes answer 202 + Location: all of them (`async_patch`) or the next N
+    # (`async_patch_next`); the operation finishes `async_patch_seconds` of simulated time
+    # later, or, with `async_patch_polls` > 0, on that many reads of its Location.
     async_patch: bool = False
+    async_patch_next: int = 0
     async_patch_seconds: float = 1.0
+    async_patch_polls: int = 0
     require_app_user: bool = True
     rate_limit_per_minute: int = 0
     rate_limit_scope: str = "partner"
@@ -764,21 +769,35 @@ class SimState:
             renewal_lag=timedelta(hours=self.config.renewal_lag_hours),
         )
 
+    def take_async_patch(self) -> bool:
+        """Whether this PATCH answers 202 (counting down `async_patch_next`)."""
+        if self.config.async_patch_next > 0:
+            self.config.async_patch_next -= 1
+            self.touch()
+            return True
+        return self.config.async_patch
+
     def queue_patch(
         self, customer_id: str, subscription_id: str, body: dict[str, Any], now: datetime
     ) -> PendingPatch:
         """Accept a PATCH for later (the 202 + Location answer)."""
         self.validate_patch(customer_id, subscription_id, body, now)
+        by_polls = self.config.async_patch_polls > 0
         op = PendingPatch(
             id=str(uuid.uuid4()),
             customer_id=customer_id.lower(),
             subscription_id=subscription_id.lower(),
             body=body,
             created=now,
-            due=now + timedelta(seconds=self.config.async_patch_seconds),
+            # Finished by reads of its Location only: never by the clock.
+            due=datetime.max.replace(tzinfo=now.tzinfo)
+            if by_polls
+            else now + timedelta(seconds=self.config.async_patch_seconds),
+            polls_left=self.config.async_patch_polls if by_polls else None,
         )
         self.pending_patches[op.id] = op
-        self._note_due(op.due)
+        if not by_polls:
+            self._note_due(op.due)
         self.touch()
         return op
 
@@ -787,6 +806,16 @@ class SimState:
         op = self.pending_patches.get(operation_id.lower())
         if op is None or op.customer_id != customer_id.lower():
             raise not_found(f"Operation {operation_id}")
+        return op
+
+    def poll_patch(self, customer_id: str, operation_id: str, now: datetime) -> PendingPatch:
+        """Read a queued PATCH; one that finishes after N polls does so on the Nth read."""
+        op = self.pending_patch(customer_id, operation_id)
+        if op.status == "inProgress" and op.polls_left is not None:
+            op.polls_left -= 1
+            if op.polls_left <= 0:
+                self._finish_patch(op, now)
+            self.touch()
         return op
 
     def _change_order(
@@ -846,17 +875,29 @@ class SimState:
     # ----------------------------------------------------------------- transitions
 
     def eligibilities(self, sub: Subscription, eligibility_type: str) -> list[dict[str, Any]]:
-        """Where a subscription may transition to: a trial to its paid offer, paid to upgrades."""
+        """Where a subscription may transition to (a trial to its paid offer, paid to upgrades),
+        one item per target catalog item with an eligibility per transition type, as Partner
+        Center answers `transitionEligibilities`."""
         sku = self.catalog.sku_by_key(sub.sku_key)
         result: list[dict[str, Any]] = []
         if sku is None:
             return result
-        errors = []
+        errors: list[dict[str, Any]] = []
         if sub.status != "active":
             errors.append(
                 {
-                    "code": ErrorCode.INVALID_SUBSCRIPTION_UPDATE,
-                    "description": f"The subscription is {sub.status}.",
+                    "code": 1,
+                    "description": (
+                        "Subscription can't be Transitioned - source subscription isn't active."
+                    ),
+                }
+            )
+        elif self.clock.now() < sub.ready_at:
+            errors.append(
+                {
+                    "code": 1,
+                    "description": "Subscription can't be Transitioned - source subscription "
+                    "isn't provisioned yet.",
                 }
             )
         for key in sku.upgrade_target_keys:
@@ -872,17 +913,22 @@ class SimState:
                 if sub.is_trial
                 else ["transition_only", "transition_with_license_transfer"]
             )
-            for transition_type in types:
-                result.append(
-                    {
-                        "catalogItemId": availability.catalog_item_id,
-                        "title": target.title,
-                        "transitionType": transition_type,
-                        "eligibilityType": eligibility_type,
-                        "isEligible": not errors,
-                        "errors": errors,
-                    }
-                )
+            result.append(
+                {
+                    "operationId": str(uuid.uuid4()),
+                    "catalogItemId": availability.catalog_item_id,
+                    "title": target.title,
+                    "description": target.description,
+                    "quantity": sub.quantity,
+                    "eligibilities": [
+                        {"isEligible": not errors, "transitionType": t, "errors": errors}
+                        for t in types
+                    ],
+                    # Empty for trials and scheduled transitions (Microsoft's words).
+                    "subscriptionEligibilities": [],
+                    "attributes": {"objectType": "TransitionEligibility"},
+                }
+            )
         return result
 
     def transition(
@@ -910,11 +956,14 @@ class SimState:
                 ErrorCode.INVALID_CATALOG_ITEM,
                 f"{to_item_id or 'The target'} is not an eligible transition target.",
             )
-        if not target_entry["isEligible"]:
+        if not any(e["isEligible"] for e in target_entry["eligibilities"]):
+            reasons = [
+                err["description"] for e in target_entry["eligibilities"] for err in e["errors"]
+            ]
             raise SimError(
                 400,
                 ErrorCode.INVALID_SUBSCRIPTION_UPDATE,
-                "The subscription is not eligible for a transition.",
+                reasons[0] if reasons else "The subscription is not eligible for a transition.",
             )
         item = self.catalog.item(to_item_id)
         assert item is not None

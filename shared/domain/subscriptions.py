@@ -83,6 +83,9 @@ class LicenceCount:
     total: int  # totalUnits (active + warning + suspended)
     active: int
     suspended: int
+    # The SKU's part number (`skuPartNumber`, e.g. O365_BUSINESS_ESSENTIALS): the catalog SKU
+    # carries the same, which is how a subscription finds its licence count.
+    part_number: str | None = None
 
 
 @dataclass(frozen=True)

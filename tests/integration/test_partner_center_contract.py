@@ -29,6 +29,7 @@ from shared.adapters.partner_center.wire import (
     Subscription,
     Transition,
 )
+from shared.bootstrap import Container
 from shared.config import Settings
 from shared.domain.errors import (
     ConcurrencyConflict,
@@ -37,6 +38,13 @@ from shared.domain.errors import (
     UpstreamUnavailable,
 )
 from shared.domain.orders import CartLineRequest
+from shared.domain.subscriptions import (
+    ChangeAccepted,
+    NextTerm,
+    SubscriptionChange,
+    SubscriptionFacts,
+    TransitionRequest,
+)
 from shared.ports import PartnerCenter
 
 pytestmark = pytest.mark.integration
@@ -49,6 +57,7 @@ def pc_settings(sim: SimulatorHandle, **overrides: Any) -> Settings:
     """Settings for the client pointing at the simulator (fast backoff so tests stay quick)."""
     connection = sim.connection
     values: dict[str, Any] = {
+        "APP_ENVIRONMENT": "test",
         "AzureWebJobsStorage": "UseDevelopmentStorage=true",
         "PARTNER_CENTER_API_BASE_URL": connection["apiBaseUrl"],
         "PARTNER_CENTER_PRICE_SHEET_BASE_URL": connection["priceSheetBaseUrl"],
@@ -63,6 +72,8 @@ def pc_settings(sim: SimulatorHandle, **overrides: Any) -> Settings:
         "PARTNER_CENTER_MAX_RETRY_SECONDS": "30",
         "PARTNER_CENTER_POLL_INTERVAL_SECONDS": "0.2",
         "PARTNER_CENTER_POLL_TIMEOUT_SECONDS": "20",
+        # The platform's clock follows the simulator's (tests advance it past NCE windows).
+        "PARTNER_CENTER_SIMULATED_CLOCK": "true",
     }
     values.update(overrides)
     return Settings.model_validate(values)
@@ -691,3 +702,394 @@ def test_a_placed_order_is_read_back_in_our_words_with_its_subscription_ids(
         [(catalog_item_id.upper(), 2)],
     )
     assert again.lines[0].subscription_id == placed.lines[0].subscription_id
+
+
+# --- subscriptions through the port, in our words ----------------------------------------------
+
+
+def bought(client: PartnerCenterClient, title: str = BASIC, quantity: int = 5) -> tuple[str, str]:
+    """A new customer with one subscription of `title`: (tenant, subscription id)."""
+    customer = client.create_customer(new_customer())
+    assert customer.id is not None
+    return customer.id, buy(client, customer.id, catalog_item(client, title), quantity).id
+
+
+def patches(sim: SimulatorHandle, tenant: str, subscription_id: str) -> list[dict[str, Any]]:
+    return [
+        r
+        for r in sim.requests(path_prefix=f"/v1/customers/{tenant}")
+        if r["method"] == "PATCH"
+        and r["path"].lower() == f"/v1/customers/{tenant}/subscriptions/{subscription_id}".lower()
+    ]
+
+
+def test_subscription_is_read_in_our_words_with_its_etag_and_refundable_seats(
+    client: PartnerCenterClient,
+) -> None:
+    tenant, sid = bought(client, quantity=5)
+
+    facts = client.subscription(tenant, sid)
+
+    assert facts.status == "Active" and facts.quantity == 5 and facts.auto_renew is True
+    assert facts.etag and facts.etag == client.get_subscription(tenant, sid).attributes.etag  # type: ignore[union-attr]
+    assert [r.quantity for r in facts.refundable] == [5]
+    assert facts.refundable[0].until == facts.cancellation_allowed_until
+    assert facts.catalog_item_id and facts.catalog_item_id.count(":") == 2
+    with pytest.raises(NotFound):
+        client.subscription(tenant, str(uuid.uuid4()))
+
+
+def test_increase_opens_its_own_window_and_decrease_inside_it_succeeds(
+    client: PartnerCenterClient, sim: SimulatorHandle
+) -> None:
+    tenant, sid = bought(client, quantity=2)
+    sim.advance_clock(days=3)
+
+    more = client.change_subscription(
+        tenant, sid, SubscriptionChange(quantity=5), request_id=str(uuid.uuid4())
+    )
+    assert isinstance(more, SubscriptionFacts)
+    assert more.quantity == 5 and [r.quantity for r in more.refundable] == [2, 3]
+    assert more.refundable[0].until < more.refundable[1].until
+
+    sim.advance_clock(days=5)  # the purchase's window closed; the increase's is still open
+    fewer = client.change_subscription(
+        tenant, sid, SubscriptionChange(quantity=2), request_id=str(uuid.uuid4())
+    )
+    assert isinstance(fewer, SubscriptionFacts) and fewer.quantity == 2
+    assert fewer.refundable == ()
+
+
+def test_decrease_after_the_window_is_refused_with_800090(
+    client: PartnerCenterClient, sim: SimulatorHandle
+) -> None:
+    tenant, sid = bought(client, quantity=5)
+    sim.advance_clock(days=8)
+
+    with pytest.raises(UpstreamRejected) as refused:
+        client.change_subscription(
+            tenant, sid, SubscriptionChange(quantity=3), request_id=str(uuid.uuid4())
+        )
+
+    assert (refused.value.code, refused.value.status) == ("800090", 400)
+    assert client.subscription(tenant, sid).quantity == 5
+
+
+def test_cancel_after_the_window_is_refused_with_900213_and_inside_it_cancels(
+    client: PartnerCenterClient, sim: SimulatorHandle
+) -> None:
+    tenant, early = bought(client, quantity=1)
+    cancelled = client.change_subscription(
+        tenant, early, SubscriptionChange(status="Cancelled"), request_id=str(uuid.uuid4())
+    )
+    assert isinstance(cancelled, SubscriptionFacts) and cancelled.status == "Cancelled"
+
+    tenant, late = bought(client, quantity=1)
+    sim.advance_clock(days=8)
+    with pytest.raises(UpstreamRejected) as refused:
+        client.change_subscription(
+            tenant, late, SubscriptionChange(status="Cancelled"), request_id=str(uuid.uuid4())
+        )
+    assert refused.value.code == "900213"
+    assert "cancellation window" in refused.value.detail
+
+
+def test_suspended_subscription_refuses_a_quantity_change_with_800091_until_reactivated(
+    client: PartnerCenterClient,
+) -> None:
+    tenant, sid = bought(client, quantity=3)
+    suspended = client.change_subscription(
+        tenant, sid, SubscriptionChange(status="Suspended"), request_id=str(uuid.uuid4())
+    )
+    assert isinstance(suspended, SubscriptionFacts) and suspended.status == "Suspended"
+    assert suspended.auto_renew is False  # suspending turns auto-renew off
+
+    with pytest.raises(UpstreamRejected) as refused:
+        client.change_subscription(
+            tenant, sid, SubscriptionChange(quantity=4), request_id=str(uuid.uuid4())
+        )
+    assert refused.value.code == "800091"
+
+    active = client.change_subscription(
+        tenant, sid, SubscriptionChange(status="Active"), request_id=str(uuid.uuid4())
+    )
+    assert isinstance(active, SubscriptionFacts) and active.status == "Active"
+
+
+def test_a_change_keeps_auto_renew_and_the_scheduled_next_term_it_does_not_name(
+    client: PartnerCenterClient,
+) -> None:
+    tenant, sid = bought(client, quantity=4)
+    item = client.subscription(tenant, sid).catalog_item_id
+    scheduled = client.change_subscription(
+        tenant,
+        sid,
+        SubscriptionChange(next_term=NextTerm(item, 6, "P1Y", "monthly")),
+        request_id=str(uuid.uuid4()),
+    )
+    assert isinstance(scheduled, SubscriptionFacts)
+    assert scheduled.next_term == NextTerm(item, 6, "P1Y", "monthly")
+
+    renamed = client.change_subscription(
+        tenant, sid, SubscriptionChange(billing_cycle=None), request_id=str(uuid.uuid4())
+    )
+    assert isinstance(renamed, SubscriptionFacts)
+    assert renamed.auto_renew is True and renamed.next_term == scheduled.next_term
+
+    cleared = client.change_subscription(
+        tenant, sid, SubscriptionChange(clear_next_term=True), request_id=str(uuid.uuid4())
+    )
+    assert isinstance(cleared, SubscriptionFacts)
+    assert cleared.next_term is None and cleared.auto_renew is True
+
+
+def test_a_minimal_patch_without_auto_renew_and_next_term_resets_them_as_microsoft_warns(
+    client: PartnerCenterClient, sim: SimulatorHandle
+) -> None:
+    tenant, sid = bought(client, quantity=4)
+    item = client.subscription(tenant, sid).catalog_item_id
+    client.change_subscription(
+        tenant,
+        sid,
+        SubscriptionChange(next_term=NextTerm(item, 6, None, None)),
+        request_id=str(uuid.uuid4()),
+    )
+    with sim.client() as http:
+        minimal = http.patch(
+            f"/v1/customers/{tenant}/subscriptions/{sid}",
+            json={"quantity": 5},
+            headers={"Authorization": f"Bearer {sim.token()}"},
+        )
+    assert minimal.status_code == 200, minimal.text
+
+    facts = client.subscription(tenant, sid)
+    assert facts.quantity == 5 and facts.auto_renew is False and facts.next_term is None
+
+
+def test_an_accepted_change_comes_back_at_once_and_each_progress_call_reads_once(
+    client: PartnerCenterClient, sim: SimulatorHandle
+) -> None:
+    tenant, sid = bought(client, quantity=2)
+    sim.configure(asyncPatchNext=1, asyncPatchPolls=2)
+
+    accepted = client.change_subscription(
+        tenant, sid, SubscriptionChange(quantity=7), request_id=str(uuid.uuid4())
+    )
+
+    assert isinstance(accepted, ChangeAccepted) and accepted.retry_after_seconds
+    running = client.change_progress(tenant, sid, accepted)
+    assert running.done is False and running.facts is None
+    assert client.subscription(tenant, sid).quantity == 2
+    done = client.change_progress(tenant, sid, accepted)
+    assert done.done is True and done.failed_code is None
+    assert done.facts is not None and done.facts.quantity == 7
+    polls = [
+        r
+        for r in sim.requests(path_prefix=f"/v1/customers/{tenant}")
+        if "/operations/" in r["path"]
+    ]
+    assert len(polls) == 2  # one read per call, never a sleeping loop
+
+
+def test_an_accepted_change_partner_center_then_refuses_is_failed_with_its_code(
+    client: PartnerCenterClient, sim: SimulatorHandle
+) -> None:
+    tenant, sid = bought(client, quantity=2)
+    sim.configure(asyncPatchNext=1, asyncPatchPolls=1)
+    accepted = client.change_subscription(
+        tenant, sid, SubscriptionChange(quantity=7), request_id=str(uuid.uuid4())
+    )
+    assert isinstance(accepted, ChangeAccepted)
+    # Suspended before the accepted change runs: Partner Center refuses it then.
+    client.change_subscription(
+        tenant, sid, SubscriptionChange(status="Suspended"), request_id=str(uuid.uuid4())
+    )
+
+    failed = client.change_progress(tenant, sid, accepted)
+
+    assert failed.done is True and failed.failed_code == "800091" and failed.failed_reason
+
+
+def test_a_replayed_request_id_applies_the_change_once(
+    client: PartnerCenterClient, sim: SimulatorHandle
+) -> None:
+    tenant, sid = bought(client, quantity=2)
+    request_id = str(uuid.uuid4())
+
+    first = client.change_subscription(
+        tenant, sid, SubscriptionChange(quantity=3), request_id=request_id
+    )
+    # A redelivered step: it reads the subscription again (a new ETag) and replays the id.
+    again = client.change_subscription(
+        tenant, sid, SubscriptionChange(quantity=3), request_id=request_id
+    )
+
+    assert isinstance(first, SubscriptionFacts) and isinstance(again, SubscriptionFacts)
+    assert again.quantity == first.quantity == 3
+    assert [r.quantity for r in client.subscription(tenant, sid).refundable] == [2, 1]
+    orders = [
+        line
+        for o in client.list_orders(tenant)
+        for line in o.line_items
+        if line.transaction_type == "addQuantity"
+    ]
+    assert len(orders) == 1
+    assert len(patches(sim, tenant, sid)) == 2
+
+
+def test_renewal_in_progress_and_a_pending_operation_are_unavailable_not_refusals(
+    client: PartnerCenterClient, sim: SimulatorHandle
+) -> None:
+    tenant, sid = bought(client, quantity=2)
+    sim.inject_faults(
+        pathPrefix=f"/v1/customers/{tenant}/subscriptions/{sid}",
+        methods=["PATCH"],
+        errorRate=1,
+        errorStatus=409,
+        errorCode=900278,
+        count=1,
+    )
+    with pytest.raises(UpstreamUnavailable) as pending:
+        client.change_subscription(
+            tenant, sid, SubscriptionChange(quantity=3), request_id=str(uuid.uuid4())
+        )
+    assert "900278" in pending.value.detail and pending.value.retry_after
+    assert len(patches(sim, tenant, sid)) == 1  # not retried inside the call
+
+    sim.configure(renewalLagHours=12)
+    end = client.subscription(tenant, sid).commitment_end_date
+    assert end is not None
+    now = datetime.fromisoformat(sim.now().replace("Z", "+00:00"))
+    sim.advance_clock(seconds=(end - now).total_seconds() + 86400 + 3600)  # renewal running
+    with pytest.raises(UpstreamUnavailable) as renewing:
+        client.change_subscription(
+            tenant, sid, SubscriptionChange(quantity=3), request_id=str(uuid.uuid4())
+        )
+    assert "800082" in renewing.value.detail
+
+
+def test_scheduled_next_term_change_is_applied_when_the_clock_passes_the_term_end(
+    client: PartnerCenterClient, sim: SimulatorHandle
+) -> None:
+    tenant, sid = bought(client, quantity=4)
+    facts = client.subscription(tenant, sid)
+    client.change_subscription(
+        tenant,
+        sid,
+        SubscriptionChange(next_term=NextTerm(facts.catalog_item_id, 9, None, None)),
+        request_id=str(uuid.uuid4()),
+    )
+    assert facts.commitment_end_date is not None
+    now = datetime.fromisoformat(sim.now().replace("Z", "+00:00"))
+    sim.advance_clock(seconds=(facts.commitment_end_date - now).total_seconds() + 2 * 86400)
+
+    renewed = client.subscription(tenant, sid)
+
+    assert renewed.quantity == 9 and renewed.next_term is None
+    assert renewed.commitment_end_date and renewed.commitment_end_date > facts.commitment_end_date
+    assert [r.quantity for r in renewed.refundable] == [9]  # a renewal opens a new window
+
+
+def test_trial_converts_to_paid_through_transition_options(client: PartnerCenterClient) -> None:
+    customer = client.create_customer(new_customer())
+    assert customer.id is not None
+    trial = buy(client, customer.id, catalog_item(client, BASIC, trial=True), 25)
+    facts = client.subscription(customer.id, trial.id)
+    assert facts.is_trial and facts.trial_ends == facts.commitment_end_date
+
+    options = client.transition_options(customer.id, trial.id)
+    assert len(options) == 1 and options[0].eligible
+    outcome = client.transition(
+        customer.id,
+        trial.id,
+        TransitionRequest(
+            to_catalog_item_id=options[0].catalog_item_id,
+            quantity=25,
+            term_duration="P1Y",
+            billing_cycle="monthly",
+            with_licence_transfer=False,
+        ),
+        request_id=str(uuid.uuid4()),
+    )
+
+    assert outcome.status == "Completed" and outcome.to_subscription_id
+    paid = client.subscription(customer.id, outcome.to_subscription_id)
+    assert paid.is_trial is False and paid.quantity == 25 and paid.term_duration == "P1Y"
+    assert client.subscription(customer.id, trial.id).status == "Cancelled"
+
+
+def test_upgrade_moves_seats_once_for_a_replayed_request_id(
+    client: PartnerCenterClient, sim: SimulatorHandle
+) -> None:
+    tenant, sid = bought(client, quantity=5)
+    options = client.transition_options(tenant, sid)
+    target = next(o for o in options if o.title == "Microsoft 365 Business Standard")
+    assert target.eligible
+    request = TransitionRequest(to_catalog_item_id=target.catalog_item_id, quantity=2)
+    request_id = str(uuid.uuid4())
+
+    first = client.transition(tenant, sid, request, request_id=request_id)
+    again = client.transition(tenant, sid, request, request_id=request_id)
+
+    assert first == again and first.to_subscription_id
+    assert client.subscription(tenant, sid).quantity == 3
+    upgraded = client.subscription(tenant, first.to_subscription_id)
+    assert upgraded.quantity == 2 and upgraded.refundable == ()  # no window after an upgrade
+
+
+def test_ineligible_transition_targets_are_refused_with_partner_centers_reason(
+    client: PartnerCenterClient,
+) -> None:
+    tenant, sid = bought(client, quantity=3)
+    e5 = catalog_item(client, "Microsoft 365 E5")[0]
+    with pytest.raises(UpstreamRejected) as not_a_target:
+        client.transition(
+            tenant,
+            sid,
+            TransitionRequest(to_catalog_item_id=e5, quantity=1),
+            request_id=str(uuid.uuid4()),
+        )
+    assert not_a_target.value.status == 400
+
+    client.change_subscription(
+        tenant, sid, SubscriptionChange(status="Suspended"), request_id=str(uuid.uuid4())
+    )
+    options = client.transition_options(tenant, sid)
+    assert options and not any(o.eligible for o in options)
+    assert "isn't active" in options[0].reasons[0]
+    with pytest.raises(UpstreamRejected) as suspended:
+        client.transition(
+            tenant,
+            sid,
+            TransitionRequest(to_catalog_item_id=options[0].catalog_item_id, quantity=1),
+            request_id=str(uuid.uuid4()),
+        )
+    assert "isn't active" in suspended.value.detail
+
+
+def test_licence_counts_show_the_assigned_licences_set_in_the_simulator(
+    client: PartnerCenterClient, sim: SimulatorHandle
+) -> None:
+    tenant, sid = bought(client, "Exchange Online (Plan 2)", quantity=10)
+    sim.set_consumed_units(tenant, sid, 7)
+
+    counts = client.licence_counts(tenant)
+
+    assert len(counts) == 1
+    count = counts[0]
+    assert (count.assigned, count.total, count.active, count.suspended) == (7, 10, 10, 0)
+    assert count.part_number == "EXCHANGEENTERPRISE"
+    token_kinds = [r for r in sim.requests(path_prefix=f"/v1/customers/{tenant}/subscribedskus")]
+    assert token_kinds and token_kinds[-1]["status"] == 200  # app+user, as Microsoft requires
+
+
+def test_the_platform_clock_follows_the_simulator_clock_eight_days_ahead(
+    sim: SimulatorHandle,
+) -> None:
+    container = Container(pc_settings(sim))
+    before = container.clock.now()
+
+    sim.advance_clock(days=8)
+    time.sleep(1.1)  # the offset is read at most once a second
+
+    assert container.clock.now() - before >= timedelta(days=8)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import date, datetime
 from enum import Enum
 from typing import IO, Any, TypeVar
@@ -21,9 +22,14 @@ from pydantic import BaseModel
 
 from shared.adapters.partner_center import catalog, customers
 from shared.adapters.partner_center import orders as mapping
+from shared.adapters.partner_center import subscriptions as subs
 from shared.adapters.partner_center.price_sheet import parse_price_sheet
 from shared.adapters.partner_center.relationships import INDIRECT_RESELLERS, PartnerRelationship
-from shared.adapters.partner_center.transport import PartnerCenterTransport
+from shared.adapters.partner_center.transport import (
+    PartnerCenterTransport,
+    error_details,
+    retry_after_seconds,
+)
 from shared.adapters.partner_center.wire import (
     AuditRecord,
     Availability,
@@ -48,7 +54,7 @@ from shared.adapters.partner_center.wire import (
 )
 from shared.domain.catalog import OfferedProduct, PriceLine, ProductSku
 from shared.domain.customers import CreatedTenant, Tenant, TenantRequest
-from shared.domain.errors import UpstreamRejected, UpstreamUnavailable
+from shared.domain.errors import ConcurrencyConflict, UpstreamRejected, UpstreamUnavailable
 from shared.domain.identity import IndirectReseller
 from shared.domain.orders import (
     CartLineRequest,
@@ -81,6 +87,13 @@ _IN_PROGRESS = frozenset(
     {"inprogress", "in_progress", "notstarted", "running", "pending", "accepted"}
 )
 _FAILED = frozenset({"failed", "error", "cancelled", "canceled"})
+
+# A subscription write refused for now, not for good: 800082 "not ready" (a renewal in
+# progress, up to 24 h), 900278 "another operation pending".
+_NOT_NOW_CODES = frozenset({"800082", "900278"})
+_NOT_NOW_RETRY_SECONDS = 300.0
+# Partner Center's "Etag is no longer valid" (400); the simulator answers 412.
+_STALE_ETAG_CODE = "2055"
 
 
 class Operation(Enum):
@@ -476,12 +489,13 @@ class PartnerCenterClient:
 
     def subscription_facts(self, customer_tenant: str) -> list[SubscriptionFacts]:
         """Every subscription of the customer's tenant, in our words."""
-        return [mapping.subscription_facts(s) for s in self.list_subscriptions(customer_tenant)]
+        return [subs.subscription_facts(s) for s in self.list_subscriptions(customer_tenant)]
 
-    # --- subscriptions in our words (being built) -----------------------------------------
+    # --- subscriptions in our words (mapped in adapters/partner_center/subscriptions.py) ---
 
     def subscription(self, customer_tenant: str, subscription_id: str) -> SubscriptionFacts:
-        raise NotImplementedError
+        """One subscription as Partner Center holds it now (NotFound if it has none)."""
+        return subs.subscription_facts(self.get_subscription(customer_tenant, subscription_id))
 
     def change_subscription(
         self,
@@ -491,20 +505,66 @@ class PartnerCenterClient:
         *,
         request_id: str,
     ) -> SubscriptionFacts | ChangeAccepted:
-        raise NotImplementedError
+        """GET → change only what `change` names → PATCH the whole resource with If-Match.
+
+        Never waits: a 202 comes back as `ChangeAccepted` for the caller to poll later.
+        """
+        current = self.get_subscription(customer_tenant, subscription_id)
+        response = self._write(
+            Operation.UPDATE_SUBSCRIPTION,
+            "PATCH",
+            self._subscription_path(customer_tenant, current.id),
+            body=subs.changed(current, change).to_wire(as_read=True),
+            headers=_if_match(current),
+            request_id=request_id,
+        )
+        if response.status_code == 202:
+            return ChangeAccepted(
+                location=self._own_location(response, current.id, customer_tenant),
+                retry_after_seconds=retry_after_seconds(response),
+            )
+        return subs.subscription_facts(_parse(Subscription, response))
 
     def change_progress(
         self, customer_tenant: str, subscription_id: str, accepted: ChangeAccepted
     ) -> ChangeProgress:
-        raise NotImplementedError
+        """One read of the accepted change's Location: running, done (with the subscription as
+        it now is) or failed with Partner Center's code and words."""
+        response = self._call(Operation.GET_SUBSCRIPTION_OPERATION, "GET", accepted.location)
+        retry_after = retry_after_seconds(response)
+        if response.status_code == 202 or not response.content:
+            return ChangeProgress(done=False, retry_after_seconds=retry_after)
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            raise UpstreamRejected(
+                f"Partner Center GET {accepted.location}: unexpected response",
+                code="invalid_response",
+                status=response.status_code,
+            )
+        progress = subs.progress(payload, retry_after)
+        if progress.done and progress.facts is None and progress.failed_reason is None:
+            # The operation says "succeeded": the subscription as it now is.
+            return replace(progress, facts=self.subscription(customer_tenant, subscription_id))
+        return progress
 
     def licence_counts(self, customer_tenant: str) -> list[LicenceCount]:
-        raise NotImplementedError
+        """Licences bought and assigned per SKU on the tenant (`subscribedskus`, app+user)."""
+        return subs.licence_counts(self.list_subscribed_skus(customer_tenant))
 
     def transition_options(
         self, customer_tenant: str, subscription_id: str, *, scheduled: bool = False
     ) -> list[TransitionOption]:
-        raise NotImplementedError
+        """Where the subscription may move now (or, `scheduled`, at renewal), and why not."""
+        return subs.transition_options(
+            self.list_transition_eligibilities(
+                customer_tenant,
+                subscription_id,
+                eligibility_type="scheduled" if scheduled else "immediate",
+            )
+        )
 
     def transition(
         self,
@@ -514,7 +574,74 @@ class PartnerCenterClient:
         *,
         request_id: str,
     ) -> TransitionOutcome:
-        raise NotImplementedError
+        """Move the subscription (trial → paid, upgrade) with the stored MS-RequestId."""
+        body = subs.transition_body(subscription_id, request)
+        response = self._write(
+            Operation.CREATE_TRANSITION,
+            "POST",
+            f"{self._subscription_path(customer_tenant, subscription_id)}/transitions",
+            body=body.to_wire(),
+            request_id=request_id,
+        )
+        return subs.transition_outcome(_parse(Transition, response))
+
+    def _subscription_path(self, customer_tenant: str, subscription_id: str) -> str:
+        return f"/v1/customers/{_seg(customer_tenant)}/subscriptions/{_seg(subscription_id)}"
+
+    def _write(
+        self,
+        operation: Operation,
+        method: str,
+        path: str,
+        *,
+        body: Any,
+        request_id: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """A subscription write whose refusals come back in the port's terms, at once.
+
+        "Not now" (800082 renewal in progress, 900278 another operation pending) is not retried
+        inside the call: it can last a day, so the caller waits by re-enqueueing.
+        """
+        response = self._call(
+            operation,
+            method,
+            path,
+            body=body,
+            headers=headers,
+            request_id=request_id,
+            accept=(400, 409, 412),
+        )
+        if response.status_code < 400:
+            return response
+        code, description = error_details(response)
+        where = f"Partner Center {method} {path}"
+        if code in _NOT_NOW_CODES:
+            raise UpstreamUnavailable(
+                f"{where}: {description} ({code})",
+                retry_after=retry_after_seconds(response) or _NOT_NOW_RETRY_SECONDS,
+            )
+        if response.status_code == 412 or code == _STALE_ETAG_CODE:
+            raise ConcurrencyConflict(f"{where}: the subscription changed since it was read")
+        raise UpstreamRejected(f"{where}: {description}", code=code, status=response.status_code)
+
+    def _own_location(self, response: httpx.Response, subscription_id: str, tenant: str) -> str:
+        # The Location is polled with our bearer token: it must stay on Partner Center's host.
+        location = response.headers.get("Location") or self._subscription_path(
+            tenant, subscription_id
+        )
+        url = httpx.URL(location)
+        if url.is_relative_url:
+            path = location if location.lower().startswith("/v1/") else f"/v1{location}"
+            return path
+        base = self._transport.http.base_url
+        if (url.scheme, url.host, url.port) != (base.scheme, base.host, base.port):
+            raise UpstreamRejected(
+                f"Partner Center answered 202 with a Location on another host ({url.host})",
+                code="invalid_response",
+                status=202,
+            )
+        return str(url)
 
     # --- subscriptions ---------------------------------------------------------------------
 
@@ -539,16 +666,13 @@ class PartnerCenterClient:
         self, customer_id: str, subscription: Subscription, *, request_id: str | None = None
     ) -> Subscription:
         """PATCH the whole subscription; waits for a 202 + Location operation to finish."""
-        path = f"/v1/customers/{_seg(customer_id)}/subscriptions/{_seg(subscription.id)}"
-        headers: dict[str, str] = {}
-        if subscription.attributes is not None and subscription.attributes.etag:
-            headers["If-Match"] = subscription.attributes.etag
+        path = self._subscription_path(customer_id, subscription.id)
         response = self._call(
             Operation.UPDATE_SUBSCRIPTION,
             "PATCH",
             path,
             body=subscription.to_wire(as_read=True),
-            headers=headers,
+            headers=_if_match(subscription),
             request_id=request_id,
         )
         if response.status_code == 202:
@@ -806,6 +930,11 @@ def _parse(model: type[M], response: httpx.Response) -> M:
             code="invalid_response",
             status=response.status_code,
         ) from exc
+
+
+def _if_match(subscription: Subscription) -> dict[str, str]:
+    etag = subscription.attributes.etag if subscription.attributes is not None else None
+    return {"If-Match": etag} if etag else {}
 
 
 def _retry_after(response: httpx.Response, default: float) -> float:

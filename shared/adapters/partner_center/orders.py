@@ -1,7 +1,7 @@
 """Partner Center's cart, order and subscription shapes mapped to ours (and back).
 
 Only this module knows how a cart body looks or where Microsoft hides a field (`model_extra`);
-the orders service speaks `CartLineRequest`, `CheckoutResult`, `SubscriptionFacts`.
+the orders service speaks `CartLineRequest`, `CheckoutResult`, `PlacedOrder`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from shared.domain.orders import (
     PlacedOrder,
     PlacedOrderLine,
 )
-from shared.domain.subscriptions import SubscriptionFacts
 
 _DONE = frozenset({"fulfilled", "completed", "succeeded", "provisioned"})
 
@@ -105,25 +104,3 @@ def provisioning(
     """Whether every line of the order is provisioned."""
     pending = sum(1 for line in lines if (line.status or "").lower() not in _DONE)
     return OrderProvisioning(order_id=order_id, done=pending == 0, pending_lines=pending)
-
-
-def subscription_facts(sub: pc.Subscription) -> SubscriptionFacts:
-    """What Partner Center says about a subscription, in our words."""
-    extra = sub.model_extra or {}
-    catalog_item = extra.get("catalogItemId") or sub.offer_id
-    return SubscriptionFacts(
-        id=sub.id,
-        catalog_item_id=str(catalog_item).upper() if catalog_item else None,
-        name=sub.friendly_name or sub.offer_name or sub.id,
-        quantity=sub.quantity or 0,
-        term_duration=sub.term_duration,
-        billing_cycle=sub.billing_cycle,
-        status=(sub.status or "unknown"),
-        start_date=sub.effective_start_date or sub.creation_date,
-        commitment_end_date=sub.commitment_end_date,
-        cancellation_allowed_until=sub.cancellation_allowed_until_date,
-        auto_renew=bool(sub.auto_renew_enabled),
-        is_trial=bool(sub.is_trial),
-        order_id=sub.order_id,
-        parent_subscription_id=sub.parent_subscription_id,
-    )
