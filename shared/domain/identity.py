@@ -228,6 +228,11 @@ class ResellerSettings(WireModel):
     customer_ordering_enabled: bool = Field(
         False, description="Customer admins may create and submit orders (always approved first)."
     )
+    customer_subscription_changes_enabled: bool = Field(
+        False,
+        description="Customer admins may change their subscriptions (each change is a Change "
+        "order approved first).",
+    )
 
 
 def same_partner_id(a: str | None, b: str | None) -> bool:

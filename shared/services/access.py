@@ -74,6 +74,8 @@ class Action(StrEnum):
     APPROVE_ORDERS = "orders.approve"  # approve or reject an order waiting for approval
     MANAGE_ORDERS = "orders.manage"  # retry a Failed order
     READ_SUBSCRIPTIONS = "subscriptions.read"  # a customer user: its own customer's
+    # Request a change (a Change order); customer admins where the reseller allows it.
+    CHANGE_SUBSCRIPTIONS = "subscriptions.change"
     READ_OPERATIONS = "operations.read"  # poison queues, stuck records (distributor only)
 
 
@@ -87,7 +89,7 @@ _EVERYONE = frozenset(
         Action.READ_SUBSCRIPTIONS,
     }
 )
-_ORDER_STAFF = frozenset({Action.PLACE_ORDERS, Action.MANAGE_ORDERS})
+_ORDER_STAFF = frozenset({Action.PLACE_ORDERS, Action.MANAGE_ORDERS, Action.CHANGE_SUBSCRIPTIONS})
 _CATALOG_STAFF = frozenset({Action.READ_CATALOG_SETUP, Action.MANAGE_CATALOG})
 
 # Who may do what (DESIGN.md). A customer role's actions apply inside its own customer only.
@@ -100,8 +102,10 @@ ROLE_ACTIONS: Mapping[Role, frozenset[Action]] = {
     | _ORDER_STAFF,
     Role.SALES: _EVERYONE | _CATALOG_STAFF | {Action.MANAGE_CUSTOMERS} | _ORDER_STAFF,
     Role.READ_ONLY: _EVERYONE | {Action.READ_CATALOG_SETUP},
-    # Placing orders also needs the reseller's customerOrderingEnabled (checked by the service).
-    Role.CUSTOMER_ADMIN: _EVERYONE | {Action.READ_USERS, Action.MANAGE_USERS, Action.PLACE_ORDERS},
+    # Placing orders also needs the reseller's customerOrderingEnabled, changing subscriptions
+    # its customerSubscriptionChangesEnabled (both checked by the services).
+    Role.CUSTOMER_ADMIN: _EVERYONE
+    | {Action.READ_USERS, Action.MANAGE_USERS, Action.PLACE_ORDERS, Action.CHANGE_SUBSCRIPTIONS},
     Role.CUSTOMER_READER: _EVERYONE,
 }
 
