@@ -161,19 +161,8 @@ def test_a_subscription_read_after_a_minute_is_refreshed_from_partner_center_wit
     assert body["refreshedAt"].startswith(world.clock.now().isoformat()[:19])
     end = sub.commitment_end_date
     assert end is not None and body["renewsOn"] == (end.date() + timedelta(days=1)).isoformat()
-    assert (
-        body["refundableQuantity"]
-        == {
-            "total": 10,
-            "details": [
-                {
-                    "quantity": 10,
-                    "allowedUntil": sub.refundable[0].until.isoformat().replace("+00:00", "Z"),
-                }
-            ],
-        }
-        or body["refundableQuantity"]["total"] == 10
-    )
+    assert body["refundableQuantity"]["total"] == 10
+    assert [d["quantity"] for d in body["refundableQuantity"]["details"]] == [10]
     stored = record(world, sub)
     assert (stored.quantity, stored.assigned_licences) == (12, 7)
 
@@ -326,7 +315,7 @@ def test_a_mid_term_change_says_it_removes_the_scheduled_change(world: World):
     assert any("quantity 20" in w for w in json_of(resp)["change"]["warnings"])
 
 
-def test_customer_admins_change_subscriptions_only_where_the_reseller_allows_and_then_await_approval(
+def test_customer_admins_change_only_where_the_reseller_allows_and_then_await_approval(
     world: World,
 ):
     c = world.container
