@@ -24,12 +24,13 @@ from shared.domain.errors import (
     Conflict,
     FieldError,
     Forbidden,
+    PreconditionFailed,
     UpstreamUnavailable,
     ValidationFailed,
 )
 from shared.domain.failures import Failure
 from shared.domain.identity import Principal, Reseller, Role
-from shared.domain.model import WireModel, expected_version, new_id
+from shared.domain.model import ANY_VERSION, WireModel, expected_version, new_id
 from shared.domain.orders import (
     CATALOG_ITEM_PATTERN,
     FINAL,
@@ -293,7 +294,10 @@ def _target(
     reseller = resellers.get(book.resellers, reseller_slug)
     customer, sub = find_subscription(book, principal, reseller_slug, customer_id, subscription_id)
     may_change(principal, reseller)
-    # The write-1 must find the version If-Match names (`*` or none: the one just read).
+    # If-Match first: a request made on an old version is a 412 whatever else it asks.
+    if etag not in (None, ANY_VERSION) and etag != sub.etag:
+        raise PreconditionFailed("the subscription changed since it was read; read it again")
+    # Write 1 must still find the version just read (a race after this read is a 412 too).
     sub.etag = expected_version(sub.etag, etag)
     return reseller, customer, sub
 
