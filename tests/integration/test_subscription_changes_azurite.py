@@ -98,4 +98,5 @@ def test_fifty_concurrent_patches_of_one_subscription_make_one_change_order_and_
     assert [(o.id, o.kind) for o in orders] == [(winner["id"], OrderKind.CHANGE)]
     stored = c.subscriptions.get(CUST_A, sub.id.lower())
     assert stored.pending_change is not None and stored.pending_change.order_id == winner["id"]
-    assert orders[0].change is not None and orders[0].change.quantity == winner["change"]["quantity"]
+    change = orders[0].change
+    assert change is not None and change.quantity == winner["change"]["quantity"]
