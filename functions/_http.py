@@ -35,6 +35,7 @@ from shared.domain.errors import (
     NotFound,
     PreconditionFailed,
     PreconditionRequired,
+    RuleBroken,
     TooManyRequests,
     Unauthenticated,
     UpstreamRejected,
@@ -318,6 +319,8 @@ def problem(
 def problem_for(exc: Exception, instance: str) -> func.HttpResponse:
     """The problem+json answer for an exception; unknown ones are a bare 500 with a log."""
     status, slug = _status_of(exc)
+    if isinstance(exc, RuleBroken):
+        slug = exc.rule  # the problem's type names the rule that refused the change
     if status == 500 or not isinstance(exc, DomainError):
         log.error("unhandled error", exc_info=exc)
         return problem(500, "internal-error", "An unexpected error occurred.", instance=instance)

@@ -1,4 +1,4 @@
-"""Orders: preview, drafts, submit, approve / reject, retry; the customer's subscriptions."""
+"""Orders: preview, drafts, submit, approve / reject, retry."""
 
 from __future__ import annotations
 
@@ -20,8 +20,6 @@ from shared.services.orders import (
     OrderPreviewStaff,
     OrderPublic,
     OrderStaff,
-    SubscriptionPublic,
-    SubscriptionStaff,
 )
 
 bp = func.Blueprint()
@@ -324,28 +322,3 @@ def retry_order(call: Call) -> Reply:
         call.if_match_optional(),
     )
     return _reply(call, order, 202, location=True)
-
-
-@http(
-    bp,
-    "resellers/{r}/customers/{c}/subscriptions",
-    ["GET"],
-    name="http_list_subscriptions",
-    summary="The customer's subscriptions as the platform records them.",
-    query=PageQuery,
-    response=Page[SubscriptionStaff | SubscriptionPublic],
-    tags=("subscriptions",),
-    errors=(400,),
-    access=allow(Action.READ_SUBSCRIPTIONS),
-)
-def list_subscriptions(call: Call) -> Page[SubscriptionStaff | SubscriptionPublic]:
-    """A page of subscriptions."""
-    q = call.query(PageQuery)
-    return orders.list_subscriptions(
-        container().order_book,
-        call.principal,
-        call.route["r"],
-        call.route["c"],
-        page_size=q.page_size,
-        continuation_token=q.continuation_token,
-    )

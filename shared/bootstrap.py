@@ -50,6 +50,7 @@ from shared.services.identity import Directory
 from shared.services.migrations import Migration, MigrationRecord
 from shared.services.orders import InFlightOrders, OrderBook, OrderPolicy
 from shared.services.quotes import QuoteBook
+from shared.services.subscriptions.requests import PendingChanges
 from shared.services.watchdog import TransientRecords
 
 if TYPE_CHECKING:
@@ -328,7 +329,11 @@ class Container:
 
         A new kind registers here.
         """
-        return [ProvisioningCustomers(self.customer_book), InFlightOrders(self.order_book)]
+        return [
+            ProvisioningCustomers(self.customer_book),
+            InFlightOrders(self.order_book),
+            PendingChanges(self.order_book),
+        ]
 
     @cached_property
     def housekeeping(self) -> Housekeeping:

@@ -53,6 +53,17 @@ class ConcurrencyConflict(Conflict):
     title = "Concurrent modification"
 
 
+class RuleBroken(Conflict):
+    """A change Microsoft's rules do not allow (409); `rule` names it (the problem's type
+    `/problems/<rule>`) and `detail` says what is possible instead."""
+
+    title = "Not allowed by Microsoft's rules"
+
+    def __init__(self, rule: str, detail: str) -> None:
+        super().__init__(detail)
+        self.rule = rule
+
+
 class PreconditionFailed(DomainError):
     """An If-Match precondition did not hold."""
 

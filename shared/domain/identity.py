@@ -234,6 +234,11 @@ class ResellerSettings(WireModel):
     quote_valid_days: int = Field(
         30, ge=1, le=365, description="How long a sent quote can be accepted, unless it says."
     )
+    customer_subscription_changes_enabled: bool = Field(
+        False,
+        description="Customer admins may change their subscriptions (each change is a Change "
+        "order approved first).",
+    )
 
 
 def same_partner_id(a: str | None, b: str | None) -> bool:

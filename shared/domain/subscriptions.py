@@ -20,6 +20,7 @@ from enum import StrEnum
 from pydantic import AwareDatetime, BaseModel, Field
 
 from shared.domain.model import Timestamped
+from shared.domain.orders import SubscriptionChangeOrder
 from shared.domain.pricing import PricedLine
 
 
@@ -168,6 +169,10 @@ class PendingChange(BaseModel):
     summary: str  # e.g. "quantity 10 → 12"
     requested_at: AwareDatetime
     requested_by: str
+    # What the Change order carries, so that the order can be written from this record alone
+    # (by the request, or by the watchdog after a crash between the two writes).
+    change: SubscriptionChangeOrder | None = None
+    needs_approval: bool = False  # the order starts PendingApproval rather than Submitted
 
 
 class Subscription(Timestamped):
@@ -200,6 +205,8 @@ class Subscription(Timestamped):
     refreshed_at: AwareDatetime | None = None  # when the facts were last read from Partner Center
     # The change in flight (an Order of kind Change); at most one at a time.
     pending_change: PendingChange | None = None
+    # Mirrors `pending_change is not None` as a column the watchdog can filter on.
+    changing: bool = False
 
     @property
     def product_id(self) -> str | None:
@@ -210,6 +217,21 @@ class Subscription(Timestamped):
     def live(self) -> bool:
         """Counts against limits (not cancelled, expired or deleted)."""
         return self.status.lower() in ("active", "pending", "suspended")
+
+    def begin_change(self, pending: PendingChange) -> None:
+        """Record the change in flight (write 1 of a change)."""
+        self.pending_change = pending
+        self.changing = True
+
+    def end_change(self, order_id: str | None = None) -> bool:
+        """Forget the change in flight (only the one of `order_id`, when given); whether the
+        record changed."""
+        if self.pending_change is not None and order_id not in (None, self.pending_change.order_id):
+            return False
+        changed = self.pending_change is not None or self.changing
+        self.pending_change = None
+        self.changing = False
+        return changed
 
     def apply_facts(self, facts: SubscriptionFacts, at: datetime) -> None:
         """Take what Partner Center says now (status, seats, dates, window, next term); what

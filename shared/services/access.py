@@ -77,6 +77,8 @@ class Action(StrEnum):
     READ_QUOTES = "quotes.read"  # a customer user: its own customer's, at its prices
     MANAGE_QUOTES = "quotes.manage"  # create, edit, send, withdraw (reseller staff)
     ANSWER_QUOTES = "quotes.answer"  # accept, decline, ask for changes (customer admins)
+    # Request a change (a Change order); customer admins where the reseller allows it.
+    CHANGE_SUBSCRIPTIONS = "subscriptions.change"
     READ_OPERATIONS = "operations.read"  # poison queues, stuck records (distributor only)
 
 
@@ -91,7 +93,9 @@ _EVERYONE = frozenset(
         Action.READ_QUOTES,
     }
 )
-_ORDER_STAFF = frozenset({Action.PLACE_ORDERS, Action.MANAGE_ORDERS, Action.MANAGE_QUOTES})
+_ORDER_STAFF = frozenset(
+    {Action.PLACE_ORDERS, Action.MANAGE_ORDERS, Action.MANAGE_QUOTES, Action.CHANGE_SUBSCRIPTIONS}
+)
 _CATALOG_STAFF = frozenset({Action.READ_CATALOG_SETUP, Action.MANAGE_CATALOG})
 
 # Who may do what (DESIGN.md). A customer role's actions apply inside its own customer only.
@@ -104,9 +108,16 @@ ROLE_ACTIONS: Mapping[Role, frozenset[Action]] = {
     | _ORDER_STAFF,
     Role.SALES: _EVERYONE | _CATALOG_STAFF | {Action.MANAGE_CUSTOMERS} | _ORDER_STAFF,
     Role.READ_ONLY: _EVERYONE | {Action.READ_CATALOG_SETUP},
-    # Placing orders also needs the reseller's customerOrderingEnabled (checked by the service).
+    # Placing orders also needs the reseller's customerOrderingEnabled, changing subscriptions
+    # its customerSubscriptionChangesEnabled (both checked by the services).
     Role.CUSTOMER_ADMIN: _EVERYONE
-    | {Action.READ_USERS, Action.MANAGE_USERS, Action.PLACE_ORDERS, Action.ANSWER_QUOTES},
+    | {
+        Action.READ_USERS,
+        Action.MANAGE_USERS,
+        Action.PLACE_ORDERS,
+        Action.ANSWER_QUOTES,
+        Action.CHANGE_SUBSCRIPTIONS,
+    },
     Role.CUSTOMER_READER: _EVERYONE,
 }
 

@@ -19,14 +19,16 @@ from shared.domain.customers import CustomerStatus, Qualification
 from shared.domain.identity import Principal, Role, SignInKind
 from shared.domain.orders import Order, OrderCreate, OrderStatus, order_row_key
 from shared.domain.quotes import Quote, QuoteCreate, quote_row_key
+from shared.domain.subscriptions import NextTerm, TransitionOption
 from tests.app_index import triggers
 from tests.catalog_fakes import BOTH, install_catalog
 from tests.customer_bodies import new_customer_body
 from tests.fakes import reseller_ids
 from tests.functions.helpers import call
 from tests.functions.world import CALLERS, CUST_A, CUST_B, World, add_customers, build_world
-from tests.order_fakes import install_orders, offer_line
+from tests.order_fakes import offer_line
 from tests.quote_fakes import install_quotes
+from tests.subscription_fakes import install_subscriptions, seed_subscription
 
 FRESH_TENANT, FRESH_MPN = reseller_ids("fresh")
 
@@ -161,6 +163,7 @@ EXPECT.update(
         "http_list_customer_orders": ORDER_READ,
         "http_get_order": ORDER_READ,
         "http_list_subscriptions": ORDER_READ,
+        "http_get_subscription": ORDER_READ,
         "http_list_reseller_orders": by_reseller((401, 200, 200, 200, 200, 200, 200), OUTSIDE),
         "http_preview_order": _one_customer(
             (401, 200, 200, 200, 403, 200, 403), (401, 200, 200, 200, 403, 404, 403)
@@ -212,12 +215,29 @@ EXPECT.update(
         "http_link_request_changes_quote": same((404,) * 7),
     }
 )
+# Subscription changes: staff but ReadOnly; a CustomerAdmin where the reseller allows it (the
+# world allows it).
+SUBSCRIPTION_CHANGE = _one_customer(
+    (401, 202, 202, 202, 403, 202, 403), (401, 202, 202, 202, 403, 404, 403)
+)
+EXPECT.update(
+    dict.fromkeys(
+        (
+            "http_change_subscription",
+            "http_convert_subscription",
+            "http_upgrade_subscription",
+            "http_schedule_subscription_change",
+            "http_unschedule_subscription_change",
+        ),
+        SUBSCRIPTION_CHANGE,
+    )
+)
 
 # Routes the Functions host guards with a function key (authLevel "function"); every other route
 # is anonymous at the host and decides access in the app.
 KEYED = {"http_health_deep"}
 
-ROUTE_PARAMS = {"r", "u", "token", "c", "p", "name", "o", "q"}
+ROUTE_PARAMS = {"r", "u", "token", "c", "p", "name", "o", "q", "s"}
 
 
 def http_functions() -> dict[str, dict[str, Any]]:
@@ -255,7 +275,7 @@ def world() -> Iterator[World]:
         {("demo", CUST_A): "education", ("demo", CUST_B): "commercial", ("other", CUST_OTHER): ""},
     )
     add_customers(w)
-    install_orders(w.container)
+    install_subscriptions(w.container)  # orders too
     install_quotes(w.container)
     c = w.container
     for reseller, cid in (("demo", CUST_A), ("demo", CUST_B), ("other", CUST_OTHER)):
@@ -264,6 +284,7 @@ def world() -> Iterator[World]:
         c.customers.update(customer)
     demo = c.resellers.get("reseller", "demo")
     demo.settings.customer_ordering_enabled = True
+    demo.settings.customer_subscription_changes_enabled = True
     c.resellers.update(demo)
     bootstrap.use(w.container)
     yield w
@@ -302,6 +323,10 @@ def _request(world: World, name: str, variant: str, role: str) -> dict[str, Any]
         route["o"] = _order(world, name, route["r"], route["c"]).id
     if "{q}" in path:
         route["q"] = _quote(world, name, route["r"], route["c"]).id
+    sub = None
+    if "{s}" in path:
+        sub = _subscription(world, name, route["r"], route["c"])
+        route["s"] = sub.id
     for key, value in route.items():
         path = path.replace("{" + key + "}", value)
     method = getattr(trig["methods"][0], "value", trig["methods"][0])
@@ -366,6 +391,10 @@ def _request(world: World, name: str, variant: str, role: str) -> dict[str, Any]
         body = {"lines": [_order_line(world, route["r"], route["c"])]}
     elif name == "http_update_quote":
         body = {"note": "Updated"}
+    elif name in SUBSCRIPTION_BODY and sub is not None:
+        body = SUBSCRIPTION_BODY[name](sub)
+    if sub is not None and name != "http_get_subscription":
+        headers["If-Match"] = encode_etag(sub.etag)
     if "{o}" in trig["route"] and name != "http_get_order":
         order = c.orders.find(route["r"], order_row_key(route["o"]))
         headers["If-Match"] = encode_etag(order.etag)
@@ -384,6 +413,32 @@ def _request(world: World, name: str, variant: str, role: str) -> dict[str, Any]
 
 
 ORDER_BODY = ("http_preview_order", "http_create_order", "http_update_order")
+SUBSCRIPTION_BODY: dict[str, Any] = {
+    "http_change_subscription": lambda s: {"quantity": s.quantity + 1},
+    "http_convert_subscription": lambda s: {
+        "termDuration": s.term_duration,
+        "billingCycle": s.billing_cycle,
+    },
+    "http_upgrade_subscription": lambda s: {"toCatalogItemId": s.catalog_item_id, "quantity": 5},
+    "http_schedule_subscription_change": lambda s: {"quantity": 5},
+}
+
+
+def _subscription(world: World, name: str, reseller: str, customer_id: str) -> Any:
+    """A subscription of the route's customer in the state the route acts on."""
+    c = world.container
+    state: dict[str, Any] = {}
+    if name == "http_convert_subscription":
+        state = {"is_trial": True, "quantity": 25, "refundable": []}
+    if name == "http_unschedule_subscription_change":
+        state = {"next_term": NextTerm(None, 5, None, None)}
+    sub = seed_subscription(c, reseller, customer_id, **state)
+    c.partner_center.options[sub.id] = [
+        TransitionOption(sub.catalog_item_id or "", "Target", eligible=True)
+    ]
+    return sub
+
+
 ORDER_STATUS_FOR = {
     "http_approve_order": OrderStatus.PENDING_APPROVAL,
     "http_reject_order": OrderStatus.PENDING_APPROVAL,

@@ -11,6 +11,7 @@ from shared.services.orders.drafts import create, delete, preview, update
 from shared.services.orders.provisioning import give_up, provision
 from shared.services.orders.submission import approve, reject, retry, submit
 from shared.services.orders.views import (
+    ChangeView,
     FailureStaff,
     FailureView,
     OrderLinePublic,
@@ -19,16 +20,13 @@ from shared.services.orders.views import (
     OrderPreviewStaff,
     OrderPublic,
     OrderStaff,
-    SubscriptionPublic,
-    SubscriptionStaff,
     list_orders,
-    list_subscriptions,
     present,
-    present_subscription,
 )
 from shared.services.orders.watch import InFlightOrders
 
 __all__ = [
+    "ChangeView",
     "FailureStaff",
     "FailureView",
     "InFlightOrders",
@@ -40,18 +38,14 @@ __all__ = [
     "OrderPreviewStaff",
     "OrderPublic",
     "OrderStaff",
-    "SubscriptionPublic",
-    "SubscriptionStaff",
     "approve",
     "create",
     "delete",
     "get",
     "give_up",
     "list_orders",
-    "list_subscriptions",
     "notification_id",
     "present",
-    "present_subscription",
     "preview",
     "provision",
     "reject",

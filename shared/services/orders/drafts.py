@@ -51,7 +51,8 @@ def still_as_priced(book: OrderBook, principal: Principal, order: Order) -> None
             f"{reseller.currency}: edit the draft to price it anew"
         )
     customer = customer_of(book, principal, order.reseller, order.customer_id)
-    fresh = build_lines(book, reseller, customer, command_of(order))
+    replacing = order.change.subscription_id if order.change is not None else None
+    fresh = build_lines(book, reseller, customer, command_of(order), replacing=replacing)
     changed = [
         f"lines[{i}]"
         for i, (old, new) in enumerate(zip(order.lines, fresh, strict=True))

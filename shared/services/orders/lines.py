@@ -205,11 +205,14 @@ def _price_lines(
     return out
 
 
-def _existing_subscriptions(book: OrderBook, customer: Customer) -> list[Subscription]:
+def _existing_subscriptions(
+    book: OrderBook, customer: Customer, replacing: str | None
+) -> list[Subscription]:
     return [
         s
         for s in book.subscriptions.list(customer.id, page_size=1000).items
         if s.reseller == customer.reseller
+        and (replacing is None or s.id.lower() != replacing.lower())
     ]
 
 
@@ -303,9 +306,18 @@ def _check_base(
 
 
 def build_lines(
-    book: OrderBook, reseller: Reseller, customer: Customer, command: OrderCreate
+    book: OrderBook,
+    reseller: Reseller,
+    customer: Customer,
+    command: OrderCreate,
+    *,
+    replacing: str | None = None,
 ) -> list[OrderLine]:
-    """Validate every line (all errors in one answer) and price them; nothing is stored."""
+    """Validate every line (all errors in one answer) and price them; nothing is stored.
+
+    `replacing` names a subscription the lines stand for (a Change order): its seats are not
+    counted twice against the tenant's limits.
+    """
     if customer.status.value in BLOCKING_CUSTOMER_STATUSES:
         raise Conflict(
             f"the customer is {customer.status.value}: no order can be placed for it"
@@ -319,7 +331,9 @@ def build_lines(
     resolved = [
         _resolve(snap, products, customer, i, line, errors) for i, line in enumerate(command.lines)
     ]
-    _check_tenant_rules(command.lines, resolved, _existing_subscriptions(book, customer), errors)
+    _check_tenant_rules(
+        command.lines, resolved, _existing_subscriptions(book, customer, replacing), errors
+    )
     if errors:
         raise ValidationFailed(errors)
     pairs = [

@@ -11,6 +11,7 @@ from shared.domain.outbox import OutboxMessage, Queue
 from shared.services import resellers
 from shared.services.orders.book import OrderBook, get
 from shared.services.orders.drafts import may_order, still_as_priced
+from shared.services.subscriptions.pending import release
 
 
 def provision_message(order: Order) -> OutboxMessage:
@@ -106,7 +107,9 @@ def reject(
     """An Account Manager rejects a PendingApproval order: Cancelled, with the reason."""
     order = _pending(book, principal, reseller_slug, customer_id, order_id, etag, "rejected")
     order.move(OrderStatus.CANCELLED, book.clock.now(), principal.email, decision.reason)
-    return book.orders.update(order)
+    order = book.orders.update(order)
+    release(book, order)  # a rejected Change order: the subscription may be changed again
+    return order
 
 
 def retry(

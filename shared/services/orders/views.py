@@ -1,5 +1,5 @@
-"""What a caller sees of an order or subscription (staff: every price layer; customers: their
-price only), and the lists of them."""
+"""What a caller sees of an order (staff: every price layer; customers: their price only), and
+the lists of them. Subscriptions have their own views (shared/services/subscriptions/views.py)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,16 @@ from shared.domain.failures import FailureKind
 from shared.domain.identity import Principal
 from shared.domain.model import Page, WireModel
 from shared.domain.money import Money
-from shared.domain.orders import HistoryEntry, LineResult, Order, OrderKind, OrderLine, OrderStatus
+from shared.domain.orders import (
+    ChangeKind,
+    HistoryEntry,
+    LineResult,
+    Order,
+    OrderKind,
+    OrderLine,
+    OrderStatus,
+)
 from shared.domain.pricing import PricedLine
-from shared.domain.subscriptions import Subscription, SubscriptionOrigin
 from shared.services import access, resellers
 from shared.services.orders.book import OrderBook, customer_of
 from shared.services.pricing import (
@@ -80,6 +87,24 @@ class FailureStaff(FailureView):
     detail: str | None
 
 
+class ChangeView(WireModel):
+    """The one subscription change a Change order carries (only what it changes is set)."""
+
+    kind: ChangeKind
+    subscription_id: str
+    summary: str
+    quantity: int | None
+    billing_cycle: str | None
+    term_duration: str | None
+    auto_renew: bool | None
+    status: str | None
+    to_catalog_item_id: str | None
+    previous_quantity: int | None
+    warnings: list[str] = Field(
+        description="What else the change does, e.g. a scheduled change removed."
+    )
+
+
 class OrderStaff(WireModel):
     """An order as reseller staff see it."""
 
@@ -87,6 +112,7 @@ class OrderStaff(WireModel):
     reseller: str
     customer_id: str
     kind: OrderKind
+    change: ChangeView | None
     status: OrderStatus
     currency: str
     lines: list[OrderLineStaff]
@@ -109,6 +135,7 @@ class OrderPublic(WireModel):
     reseller: str
     customer_id: str
     kind: OrderKind
+    change: ChangeView | None
     status: OrderStatus
     currency: str
     lines: list[OrderLinePublic]
@@ -137,39 +164,6 @@ class OrderPreviewPublic(WireModel):
     currency: str
     lines: list[OrderLinePublic]
     total: Money
-
-
-class _SubscriptionFields(WireModel):
-    """What every reader of a subscription sees, whatever the price view."""
-
-    id: str
-    customer_id: str
-    catalog_item_id: str | None
-    name: str
-    quantity: int
-    term_duration: str | None
-    billing_cycle: str | None
-    status: str
-    start_date: AwareDatetime | None
-    commitment_end_date: AwareDatetime | None
-    cancellation_allowed_until: AwareDatetime | None
-    auto_renew: bool
-    is_trial: bool
-    parent_subscription_id: str | None
-    origin: SubscriptionOrigin
-    order_id: str | None
-
-
-class SubscriptionStaff(_SubscriptionFields):
-    """A subscription with its price snapshot."""
-
-    priced: LinePriceStaff | LinePriceDistributor | None
-
-
-class SubscriptionPublic(_SubscriptionFields):
-    """A subscription at the customer's price."""
-
-    priced: LinePricePublic | None
 
 
 def _sum(amounts: Sequence[Money], currency: str) -> Money:
@@ -221,6 +215,13 @@ def present(principal: Principal | None, order: Order) -> OrderStaff | OrderPubl
         | {"created_at", "updated_at"}
     )
     priced = lines_view(principal, order.lines, order.currency)
+    common["change"] = (
+        ChangeView(
+            **order.change.model_dump(exclude={"request_id", "accepted_location", "applied"})
+        )
+        if order.change is not None
+        else None
+    )
     if access.sees_cost(principal):
         return OrderStaff(
             **common,
@@ -235,18 +236,6 @@ def present(principal: Principal | None, order: Order) -> OrderStaff | OrderPubl
         **priced,
         failure=order.failure.model_dump(exclude={"detail"}) if order.failure else None,
     )
-
-
-def present_subscription(
-    principal: Principal | None, sub: Subscription
-) -> SubscriptionStaff | SubscriptionPublic:
-    """The view of a subscription the caller may see."""
-    data = sub.model_dump(exclude={"priced", "reseller", "created_at", "updated_at"})
-    data.pop("partner_center_order_id", None)
-    priced = price_view(principal, sub.priced) if sub.priced is not None else None
-    if access.sees_cost(principal):
-        return SubscriptionStaff(**data, priced=priced)
-    return SubscriptionPublic(**data, priced=priced)
 
 
 def list_orders(
@@ -278,26 +267,5 @@ def list_orders(
     )
     return Page[OrderStaff | OrderPublic](
         items=[present(principal, o) for o in page.items],
-        continuation_token=page.continuation_token,
-    )
-
-
-def list_subscriptions(
-    book: OrderBook,
-    principal: Principal,
-    reseller: str,
-    customer_id: str,
-    *,
-    page_size: int = 100,
-    continuation_token: str | None = None,
-) -> Page[SubscriptionStaff | SubscriptionPublic]:
-    """The customer's subscriptions as the platform records them."""
-    resellers.get(book.resellers, reseller)
-    customer_of(book, principal, reseller, customer_id)
-    page = book.subscriptions.list(
-        customer_id, page_size=page_size, continuation_token=continuation_token
-    )
-    return Page[SubscriptionStaff | SubscriptionPublic](
-        items=[present_subscription(principal, s) for s in page.items if s.reseller == reseller],
         continuation_token=page.continuation_token,
     )

@@ -1,0 +1,131 @@
+"""Reading subscriptions: the records (list), and one refreshed from Partner Center when its
+facts are older than a short freshness (get)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from shared.domain.customers import Customer
+from shared.domain.errors import ConcurrencyConflict, NotFound, UpstreamUnavailable
+from shared.domain.identity import Principal
+from shared.domain.model import Page
+from shared.domain.subscriptions import LicenceCount, Subscription
+from shared.ports import PartnerCenter
+from shared.services import resellers
+from shared.services.orders.book import OrderBook, customer_of
+from shared.services.subscriptions.views import (
+    SubscriptionPublic,
+    SubscriptionStaff,
+    present_subscription,
+)
+
+log = logging.getLogger(__name__)
+
+# Facts read from Partner Center this recently are served as they are.
+FRESH_FOR = timedelta(seconds=60)
+_SUBSCRIPTION_ID_MAX = 64
+
+
+def list_subscriptions(
+    book: OrderBook,
+    principal: Principal,
+    reseller: str,
+    customer_id: str,
+    *,
+    page_size: int = 100,
+    continuation_token: str | None = None,
+) -> Page[SubscriptionStaff | SubscriptionPublic]:
+    """The customer's subscriptions as the platform records them, in the caller's view."""
+    resellers.get(book.resellers, reseller)
+    customer_of(book, principal, reseller, customer_id)
+    page = book.subscriptions.list(
+        customer_id, page_size=page_size, continuation_token=continuation_token
+    )
+    return Page[SubscriptionStaff | SubscriptionPublic](
+        items=[present_subscription(principal, s) for s in page.items if s.reseller == reseller],
+        continuation_token=page.continuation_token,
+    )
+
+
+def find_subscription(
+    book: OrderBook, principal: Principal, reseller: str, customer_id: str, subscription_id: str
+) -> tuple[Customer, Subscription]:
+    """The customer and its subscription inside the caller's world (NotFound otherwise)."""
+    customer = customer_of(book, principal, reseller, customer_id)
+    sid = subscription_id.strip().lower()
+    found = (
+        book.subscriptions.find(customer.id, sid)
+        if sid and len(sid) <= _SUBSCRIPTION_ID_MAX and sid.replace("-", "").isalnum()
+        else None
+    )
+    if found is None or found.reseller != reseller:
+        raise NotFound("subscription not found")
+    return customer, found
+
+
+def _sku_part_number(book: OrderBook, reseller: str, sub: Subscription) -> str | None:
+    """The catalog's skuPartNumber of the subscription's SKU (the key subscribedskus share)."""
+    if not sub.catalog_item_id:
+        return None
+    product_id, sku_id = [*sub.catalog_item_id.upper().split(":"), ""][:2]
+    country = resellers.get(book.resellers, reseller).country
+    product = book.catalog.market_products(country, book.catalog.import_id(country)).get(product_id)
+    sku = next((s for s in product.skus if s.id.upper() == sku_id), None) if product else None
+    return sku.part_number if sku is not None else None
+
+
+def licence_count_of(
+    book: OrderBook, sub: Subscription, counts: Sequence[LicenceCount]
+) -> LicenceCount | None:
+    """The licence count of the subscription's SKU, matched by skuPartNumber (None if unknown)."""
+    part = _sku_part_number(book, sub.reseller, sub)
+    if not part:
+        return None
+    return next((c for c in counts if (c.part_number or "").upper() == part.upper()), None)
+
+
+def refresh(
+    book: OrderBook,
+    partner_center: PartnerCenter,
+    customer: Customer,
+    sub: Subscription,
+    now: datetime,
+) -> Subscription:
+    """The record with Partner Center's facts and licence counts as they are now, stored
+    (`apply_facts`, the one place facts are copied). Partner Center unavailable, or a
+    concurrent write: the record as it is."""
+    if not customer.tenant_id:
+        return sub
+    try:
+        facts = partner_center.subscription(customer.tenant_id, sub.id)
+        counts = partner_center.licence_counts(customer.tenant_id)
+    except (UpstreamUnavailable, NotFound) as exc:
+        log.warning("subscription %s served from the record: %s", sub.id, exc)
+        return sub
+    sub.apply_facts(facts, now)
+    count = licence_count_of(book, sub, counts)
+    sub.assigned_licences = count.assigned if count is not None else None
+    sub.updated_at = now
+    try:
+        return book.subscriptions.update(sub)
+    except ConcurrencyConflict:
+        # Someone changed the record meanwhile (a change being requested): theirs wins.
+        return book.subscriptions.get(sub.customer_id, sub.id.lower())
+
+
+def get_subscription(
+    book: OrderBook,
+    partner_center: PartnerCenter,
+    principal: Principal,
+    reseller: str,
+    customer_id: str,
+    subscription_id: str,
+) -> Subscription:
+    """One subscription, refreshed from Partner Center when its facts are not fresh."""
+    customer, sub = find_subscription(book, principal, reseller, customer_id, subscription_id)
+    now = book.clock.now()
+    if sub.refreshed_at is None or now - sub.refreshed_at > FRESH_FOR:
+        sub = refresh(book, partner_center, customer, sub, now)
+    return sub
