@@ -290,9 +290,10 @@ def test_every_documented_refusal_code_has_its_own_sentence():
     [
         UpstreamUnavailable("The subscription renewal is in progress.", retry_after=20),
         UpstreamRejected("Another operation is pending.", code="900278", status=409),
+        UpstreamRejected("Rate limit is exceeded.", code="429", status=429),
     ],
 )
-def test_not_ready_800082_or_900278_waits_with_its_retry_after_then_applies(world, not_now):
+def test_not_ready_800082_900278_or_throttled_waits_then_applies(world, not_now):
     w, book, pc = world
     record = _bought(w, book, pc)
     order = _change_order(book, record, ChangeKind.UPDATE, "quantity 10 → 11", quantity=11)

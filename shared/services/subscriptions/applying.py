@@ -143,11 +143,10 @@ def _send(
     try:
         answer = _call(partner_center, tenant, order, change)
     except UpstreamRejected as exc:
-        if exc.code in WAIT_CODES:
+        if exc.code in WAIT_CODES or failure_kind(exc) is FailureKind.TRANSIENT:
+            # Not ready, throttled, signed out: nothing about the change itself.
             _wait(book, order, message, exc.detail, None)
             return False
-        if failure_kind(exc) is FailureKind.TRANSIENT:
-            raise  # throttling, sign-in trouble: the host retries the same request
         fail(book, order, FailureKind.REFUSED, refusal_sentence(exc.code, exc.detail), exc.detail)
         return False
     except UpstreamUnavailable as exc:
