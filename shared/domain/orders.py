@@ -284,6 +284,11 @@ class Order(Timestamped):
         self.nudged_at = None
         for line in self.lines:
             line.result = None
+        if self.change is not None:
+            # A refused change asked again is a new request (the same one is refused again).
+            self.change.request_id = str(uuid.uuid4())
+            self.change.accepted_location = None
+            self.change.applied = False
 
     def resume_attempt(self) -> None:
         """Provision again with the stored MS-RequestIds, cart and order ids (a retry after a

@@ -7,7 +7,7 @@ from typing import Any
 
 from shared.domain.errors import Conflict
 from shared.domain.identity import NotificationEvent, Reseller
-from shared.domain.orders import Order, OrderLine, OrderStatus
+from shared.domain.orders import Order, OrderKind, OrderLine, OrderStatus
 from shared.domain.subscriptions import Subscription, SubscriptionFacts, SubscriptionOrigin
 from shared.ports import PartnerCenter
 from shared.services import notifications
@@ -76,6 +76,8 @@ def notify(book: OrderBook, reseller: Reseller, order: Order) -> None:
         return
     failed = order.status is OrderStatus.FAILED
     event = NotificationEvent.ORDER_FAILED if failed else NotificationEvent.ORDER_COMPLETED
+    if order.kind is OrderKind.CHANGE:
+        event = NotificationEvent.SUBSCRIPTION_CHANGED
     by_customer = notifications.is_customer_user(book.users, reseller.slug, order.created_by)
     audiences = [("", not by_customer)]
     if by_customer:
@@ -102,6 +104,8 @@ def notify(book: OrderBook, reseller: Reseller, order: Order) -> None:
 
 def _order_email(order: Order) -> tuple[str, str]:
     """Subject and text of an order's final e-mail: lines and outcomes, no price."""
+    if order.kind is OrderKind.CHANGE and order.change is not None:
+        return _change_email(order)
     lines = "\n".join(
         f"- {li.quantity} × {li.name}: "
         + (
@@ -120,3 +124,24 @@ def _order_email(order: Order) -> tuple[str, str]:
     if order.failure is not None:
         text += f"\nWhy: {order.failure.reason}\n"
     return f"Order {order.id[-8:]} {headline}", text
+
+
+def _change_email(order: Order) -> tuple[str, str]:
+    """Subject and text of a Change order's final e-mail: what changed (or why not), no price."""
+    assert order.change is not None
+    change = order.change
+    failed = order.status is OrderStatus.FAILED
+    headline = "failed" if failed else "is done"
+    result = order.lines[0].result if order.lines else None
+    moved_to = result.subscription_id if result is not None and not failed else None
+    text = (
+        f"The change of subscription {change.subscription_id} of customer {order.customer_id} "
+        f"{headline}: {change.summary}.\n"
+    )
+    if moved_to and moved_to.lower() != change.subscription_id.lower():
+        text += f"The seats are now in subscription {moved_to}.\n"
+    for warning in change.warnings:
+        text += f"Note: {warning}\n"
+    if order.failure is not None:
+        text += f"\nWhy: {order.failure.reason}\n"
+    return f"Subscription change {headline}: {change.summary}", text

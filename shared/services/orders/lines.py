@@ -73,7 +73,8 @@ def _listing(snap: CatalogSnapshot, product: Product) -> Listing:
     )
 
 
-def _base_segment(snap: CatalogSnapshot, customer: Customer) -> MicrosoftSegment:
+def base_segment(snap: CatalogSnapshot, customer: Customer) -> MicrosoftSegment:
+    """The Microsoft segment the customer buys in (its reseller segment's base)."""
     segment = snap.settings.segment(customer.segment) or snap.settings.segment("commercial")
     return segment.base if segment is not None else MicrosoftSegment.COMMERCIAL
 
@@ -108,7 +109,7 @@ def _resolve(
     if availability is None:
         errors.append(FieldError(f"{at}.catalogItemId", "is not an offer of the catalog"))
         return None
-    base = _base_segment(snap, customer)
+    base = base_segment(snap, customer)
     if availability.segment != base.value:
         errors.append(
             FieldError(

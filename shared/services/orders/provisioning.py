@@ -10,6 +10,9 @@
   Subscription record per line; queues the e-mail under a fixed id; and ends Completed,
   CompletedWithErrors or Failed. What each Partner Center call brought is recorded (with the
   order's ETag) before the next call, so a redelivered message picks up where the last stopped.
+
+A Change order (one change of one subscription) passes the same customer checks, then goes to
+`shared/services/subscriptions/applying.py`.
 """
 
 from __future__ import annotations
@@ -18,9 +21,8 @@ import logging
 from typing import Any
 
 from shared.domain.customers import Customer, CustomerStatus
-from shared.domain.errors import ConcurrencyConflict
 from shared.domain.failures import Failure, FailureKind
-from shared.domain.orders import Order, OrderFailure, OrderStatus, ProvisionOrderMessage
+from shared.domain.orders import Order, OrderKind, OrderStatus, ProvisionOrderMessage
 from shared.domain.outbox import Queue
 from shared.ports import PartnerCenter
 from shared.services.orders.book import BLOCKING_CUSTOMER_STATUSES, SYSTEM, OrderBook, find_order
@@ -34,24 +36,20 @@ from shared.services.orders.placing import (
     record_checkout,
     record_nothing_placed,
 )
+from shared.services.orders.steps import (
+    Saver,
+    boundary,
+    fail,
+    poll_again,
+    release_pending_change,
+    step_body,
+    superseded,
+)
+from shared.services.subscriptions import applying
 
 log = logging.getLogger(__name__)
 
-# Past `max_polls`, a placed order still provisioning is checked this many times less often.
-SLOW_POLL_FACTOR = 30
-
-
-class _Saver:
-    """Saves the order after each sub-step, keeping its ETag, and marks the boundary."""
-
-    def __init__(self, book: OrderBook, order: Order) -> None:
-        self.book, self.order = book, order
-
-    def save(self, step: str) -> None:
-        self.order.updated_at = self.book.clock.now()
-        self.order = self.book.orders.update(self.order)
-        if self.book.after_step is not None:
-            self.book.after_step(step)
+__all__ = ["fail", "give_up", "provision", "slow_poll_body"]
 
 
 def provision(
@@ -63,22 +61,28 @@ def provision(
         log.warning("order %s/%s no longer exists", message.reseller, message.order_id)
         return
     if order.status not in (OrderStatus.SUBMITTED, OrderStatus.PROVISIONING):
-        return  # redelivered after the step finished
+        # Redelivered after the step finished (a Change order's subscription is freed if a
+        # crash came between the order's last write and the record's).
+        release_pending_change(book, order)
+        return
     customer = book.customers.get(order.reseller, order.customer_id)
     if customer.status is CustomerStatus.PROVISIONING or not customer.tenant_id:
         if customer.status.value in BLOCKING_CUSTOMER_STATUSES:
             fail(book, order, FailureKind.REFUSED, _customer_failed(customer), None)
             return
         book.scheduler.send_later(
-            Queue.PROVISION_ORDER, _body(order, message.poll), book.policy.customer_wait_seconds
+            Queue.PROVISION_ORDER, step_body(order, message.poll), book.policy.customer_wait_seconds
         )
         return
     if customer.status.value in BLOCKING_CUSTOMER_STATUSES:
         fail(book, order, FailureKind.REFUSED, _customer_failed(customer), None)
         return
     tenant = customer.tenant_id
+    if order.kind is OrderKind.CHANGE:
+        applying.apply(book, partner_center, order, message, tenant)
+        return
     reseller = book.resellers.get("reseller", order.reseller)
-    saver = _Saver(book, order)
+    saver = Saver(book, order)
 
     # Writes of the order record, and what each protects (a Partner Center call sits between
     # any two of them, so none can be merged with the next):
@@ -135,27 +139,13 @@ def provision(
     # (d) wait until Partner Center has provisioned every order. An order Partner Center
     # placed is never Failed for taking long: past `max_polls` it is checked less often, by one
     # chain of messages (a watchdog nudge meeting a live chain: the older one stops here).
-    slow = message.poll >= book.policy.max_polls
-    if slow and message.poll < order.polls:
+    if superseded(book, order, message):
         return
     for pc_order_id in order.partner_center_order_ids:
         state = partner_center.order_provisioning(tenant, pc_order_id)
         if not state.done:
-            delay = book.policy.poll_seconds
-            if slow:
-                log.warning(
-                    "Partner Center has not provisioned order %s of %s/%s after %d checks",
-                    pc_order_id,
-                    order.reseller,
-                    order.id,
-                    message.poll,
-                )
-                order.polls = message.poll + 1
-                saver.save("slow-poll")
-                delay *= SLOW_POLL_FACTOR
-            book.scheduler.send_later(Queue.PROVISION_ORDER, _body(order, message.poll + 1), delay)
-            if book.after_step is not None:
-                book.after_step("poll")
+            what = f"provisioning order {pc_order_id}"
+            poll_again(book, saver, message, what, book.policy.poll_seconds)
             return
 
     # (e) one Subscription record per placed line (each written once, however often this runs),
@@ -164,8 +154,7 @@ def provision(
         fill_subscription_ids(partner_center, order, tenant)
         record_subscriptions(book, partner_center, order, tenant)
         order.subscriptions_recorded = True
-        if book.after_step is not None:
-            book.after_step("subscriptions")
+        boundary(book, "subscriptions")
 
     # (f) done: e-mail first (a fixed id makes it once), then the final status, saved with the
     # record of (e) in one write: nothing between them needs Partner Center.
@@ -178,11 +167,7 @@ def provision(
 
 def slow_poll_body(book: OrderBook, order: Order) -> dict[str, Any]:
     """The message that resumes the slow checks of a placed order (after a watchdog nudge)."""
-    return _body(order, max(order.polls, book.policy.max_polls))
-
-
-def _body(order: Order, poll: int) -> dict[str, Any]:
-    return {"reseller": order.reseller, "orderId": order.id, "poll": poll}
+    return step_body(order, max(order.polls, book.policy.max_polls))
 
 
 def _customer_failed(customer: Customer) -> str:
@@ -191,36 +176,13 @@ def _customer_failed(customer: Customer) -> str:
     )
 
 
-def fail(book: OrderBook, order: Order, kind: FailureKind, reason: str, detail: str | None) -> None:
-    """Mark an order still in flight Failed with a reason (re-read on a lost race)."""
-    current: Order | None = order
-    for _ in range(5):
-        if current is None or current.status not in (
-            OrderStatus.SUBMITTED,
-            OrderStatus.PROVISIONING,
-        ):
-            return
-        if current.cart_id is not None:
-            # From the checkout on, Partner Center may have placed the order whatever it
-            # answered: never a refusal, so a retry replays this cart and checkout request.
-            kind = FailureKind.TRANSIENT
-        current.failure = OrderFailure(kind=kind, reason=reason[:1000], detail=detail)
-        current.move(OrderStatus.FAILED, book.clock.now(), SYSTEM, reason[:500])
-        try:
-            saved = book.orders.update(current)
-        except ConcurrencyConflict:
-            current = find_order(book, order.reseller, order.id)
-            continue
-        reseller = book.resellers.find("reseller", order.reseller)
-        if reseller is not None:
-            notify(book, reseller, saved)
-        return
-
-
 def give_up(book: OrderBook, message: ProvisionOrderMessage, failure: Failure) -> None:
     """The step was refused for good or ran out of tries: Failed, with its kind and reason."""
     order = find_order(book, message.reseller, message.order_id)
     if order is None:
+        return
+    if order.kind is OrderKind.CHANGE:
+        applying.give_up(book, order, failure)
         return
     reason = (
         f"the order was refused: {failure.reason}"

@@ -1,0 +1,505 @@
+"""The `provision-order` step of a Change order: one change of one subscription made in Partner
+Center exactly once, whatever crashes.
+
+`provisioning.provision` checks the customer and its tenant as for a purchase, then calls
+`apply`. The MS-RequestId of the change (`order.change.request_id`) was stored with the order
+and its message before anything reached Partner Center, so every call below may be repeated:
+Partner Center answers a repeated request id with its first answer.
+
+1. the call: Update / Schedule / Unschedule → `change_subscription`, Convert / Upgrade →
+   `transition`. A 202 (`ChangeAccepted`) is polled with `change_progress` by re-enqueueing the
+   step with a delay. 800082 / 900278 (renewal or another operation in progress) and throttling
+   wait the same way, at most `max_polls` times, then the watchdog takes over. Partner Center's
+   ETag moving between its read and its write is retried at once with the same request id. A
+   refusal fails the order with a sentence from `refusals.py`.
+2. the end: read the subscription (and the one an upgrade or conversion moved seats to), take
+   its facts onto the record (`Subscription.apply_facts`), update its price snapshot, clear its
+   `pending_change`; then the order Completed with its e-mail (event `subscriptionChanged`).
+
+Writes, and what each protects (the order and the records are different tables, so no two of
+them share a transaction):
+- after the call, the order (Provisioning) with Partner Center's answer: a 202's
+  `accepted_location`, or `applied` with the subscription the change landed on
+  (`lines[0].result`): a redelivery polls that 202 or goes straight to the end instead of
+  asking again. Waits write nothing: the re-enqueued message carries the count.
+- the end, first the Subscription records (one customer's records share a partition: one
+  transaction, so an upgrade's new record and the old one change together), then the order
+  Completed. A crash between re-runs the end: the facts are read again and written again, the
+  unit price comes from the snapshot the record already holds (the same), the e-mail is found
+  queued under its fixed id.
+- a refusal or a give-up (`steps.fail`): the order Failed first, then the record's pending
+  change cleared; a crash between is mended by the next delivery (a final order's pending
+  change is released) or by the watchdog.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from shared.domain.catalog import MicrosoftSegment, OfferKey, Product
+from shared.domain.errors import (
+    ConcurrencyConflict,
+    Conflict,
+    DomainError,
+    NotFound,
+    UpstreamRejected,
+    UpstreamUnavailable,
+)
+from shared.domain.failures import Failure, FailureKind, failure_kind
+from shared.domain.identity import Reseller
+from shared.domain.orders import (
+    ChangeKind,
+    LineResult,
+    Order,
+    OrderStatus,
+    ProvisionOrderMessage,
+    SubscriptionChangeOrder,
+)
+from shared.domain.outbox import Queue
+from shared.domain.pricing import LineOverride, PricedLine
+from shared.domain.subscriptions import (
+    ChangeAccepted,
+    NextTerm,
+    Subscription,
+    SubscriptionChange,
+    SubscriptionFacts,
+    SubscriptionOrigin,
+    TransitionOutcome,
+    TransitionRequest,
+)
+from shared.ports import PartnerCenter
+from shared.services.orders.book import SYSTEM, OrderBook
+from shared.services.orders.completion import notify
+from shared.services.orders.lines import base_segment
+from shared.services.orders.steps import (
+    Saver,
+    boundary,
+    fail,
+    poll_again,
+    step_body,
+    superseded,
+)
+from shared.services.pricing import find_row, overrides_of, price_line, reseller_pricing
+from shared.services.subscriptions.refusals import refusal_sentence
+
+log = logging.getLogger(__name__)
+
+# Partner Center's "not now" answers to a subscription write: wait and ask again.
+WAIT_CODES = frozenset({"800082", "900278"})
+# How often a write that lost Partner Center's ETag race is sent again at once.
+ETAG_RACE_TRIES = 3
+_RECORD_TRIES = 5
+_TRANSITIONS = frozenset({ChangeKind.CONVERT, ChangeKind.UPGRADE})
+
+
+def apply(
+    book: OrderBook,
+    partner_center: PartnerCenter,
+    order: Order,
+    message: ProvisionOrderMessage,
+    tenant: str,
+) -> None:
+    """The step for a Change order still in flight (see the module docstring)."""
+    change = order.change
+    if change is None:
+        fail(book, order, FailureKind.REFUSED, "the change order names no change", None)
+        return
+    saver = Saver(book, order)
+    if not change.applied:
+        if change.accepted_location is None:
+            if not _send(book, partner_center, saver, message, tenant):
+                return
+        elif not _accepted_done(book, partner_center, saver, message, tenant):
+            return
+    _finish(book, partner_center, saver, message, tenant)
+
+
+def give_up(book: OrderBook, order: Order, failure: Failure) -> None:
+    """The step was refused for good or ran out of tries: Failed, the subscription freed."""
+    reason = (
+        f"the change was refused: {failure.reason}"
+        if failure.kind is FailureKind.REFUSED
+        else "Partner Center could not be reached; check the subscription in Partner Center, "
+        "then ask for the change again"
+    )
+    fail(book, order, failure.kind, reason, failure.reason)
+
+
+# --- 1. the call ------------------------------------------------------------------------------
+
+
+def _send(
+    book: OrderBook,
+    partner_center: PartnerCenter,
+    saver: Saver,
+    message: ProvisionOrderMessage,
+    tenant: str,
+) -> bool:
+    """Send the change with its stored request id and record the answer; True when it is
+    applied (go on to the end), False when the step waits or the order failed."""
+    order = saver.order
+    change = _change_of(order)
+    try:
+        answer = _call(partner_center, tenant, order, change)
+    except UpstreamRejected as exc:
+        if exc.code in WAIT_CODES or failure_kind(exc) is FailureKind.TRANSIENT:
+            # Not ready, throttled, signed out: nothing about the change itself.
+            _wait(book, order, message, exc.detail, None)
+            return False
+        fail(book, order, FailureKind.REFUSED, refusal_sentence(exc.code, exc.detail), exc.detail)
+        return False
+    except UpstreamUnavailable as exc:
+        _wait(book, order, message, exc.detail, exc.retry_after)
+        return False
+    except ConcurrencyConflict as exc:
+        _wait(book, order, message, exc.detail, None)
+        return False
+    if isinstance(answer, TransitionOutcome) and answer.status.lower() == "failed":
+        reason = refusal_sentence(None, answer.failed_reason)
+        fail(book, order, FailureKind.REFUSED, reason, answer.failed_reason)
+        return False
+    if order.status is OrderStatus.SUBMITTED:
+        order.move(OrderStatus.PROVISIONING, book.clock.now(), SYSTEM)
+    if isinstance(answer, ChangeAccepted):
+        change.accepted_location = answer.location
+        saver.save("accepted")
+        delay = answer.retry_after_seconds or book.policy.poll_seconds
+        poll_again(book, saver, message, _what(change), delay)
+        return False
+    if isinstance(answer, TransitionOutcome):
+        _landed_on(order, answer.to_subscription_id, answer.partner_center_order_id)
+    else:
+        _landed_on(order, change.subscription_id, None)
+    change.applied = True
+    saver.save("applied")
+    return True
+
+
+def _call(
+    partner_center: PartnerCenter, tenant: str, order: Order, change: SubscriptionChangeOrder
+) -> SubscriptionFacts | ChangeAccepted | TransitionOutcome:
+    """The one Partner Center write of the change; a lost ETag race (Partner Center's resource
+    changed between its read and its write) is sent again with the same request id."""
+    for attempt in range(1, ETAG_RACE_TRIES + 1):
+        try:
+            if change.kind in _TRANSITIONS:
+                return partner_center.transition(
+                    tenant,
+                    change.subscription_id,
+                    _transition_of(order, change),
+                    request_id=change.request_id,
+                )
+            return partner_center.change_subscription(
+                tenant, change.subscription_id, _patch_of(change), request_id=change.request_id
+            )
+        except ConcurrencyConflict:
+            if attempt == ETAG_RACE_TRIES:
+                raise
+            log.info("subscription %s moved under its PATCH; again", change.subscription_id)
+    raise AssertionError("unreachable")
+
+
+def _patch_of(change: SubscriptionChangeOrder) -> SubscriptionChange:
+    """What the PATCH changes, in the port's words."""
+    if change.kind is ChangeKind.SCHEDULE:
+        return SubscriptionChange(
+            next_term=NextTerm(
+                catalog_item_id=change.to_catalog_item_id,
+                quantity=change.quantity,
+                term_duration=change.term_duration,
+                billing_cycle=change.billing_cycle,
+            )
+        )
+    if change.kind is ChangeKind.UNSCHEDULE:
+        return SubscriptionChange(clear_next_term=True)
+    return SubscriptionChange(
+        quantity=change.quantity,
+        billing_cycle=change.billing_cycle,
+        term_duration=change.term_duration,
+        auto_renew=change.auto_renew,
+        status=change.status,
+    )
+
+
+def _transition_of(order: Order, change: SubscriptionChangeOrder) -> TransitionRequest:
+    """The transition of a conversion or upgrade (its target and seats from the order)."""
+    target = change.to_catalog_item_id or (order.lines[0].catalog_item_id if order.lines else None)
+    quantity = change.quantity or change.previous_quantity
+    if target is None or quantity is None:
+        raise NotFound("the change order names no target offer or quantity")
+    return TransitionRequest(
+        to_catalog_item_id=target,
+        quantity=quantity,
+        term_duration=change.term_duration,
+        billing_cycle=change.billing_cycle,
+    )
+
+
+def _wait(
+    book: OrderBook,
+    order: Order,
+    message: ProvisionOrderMessage,
+    why: str,
+    retry_after: float | None,
+) -> None:
+    """Partner Center is not ready for the change: ask again later with the same request id,
+    at most `max_polls` times; then nothing is re-enqueued and the watchdog takes over."""
+    change = _change_of(order)
+    if message.poll >= book.policy.max_polls:
+        log.warning(
+            "Partner Center still refuses to %s now after %d tries (%s); left to the watchdog",
+            _what(change),
+            message.poll,
+            why,
+        )
+        return
+    delay = max(retry_after or 0.0, book.policy.poll_seconds)
+    book.scheduler.send_later(Queue.PROVISION_ORDER, step_body(order, message.poll + 1), delay)
+    boundary(book, "wait")
+
+
+def _accepted_done(
+    book: OrderBook,
+    partner_center: PartnerCenter,
+    saver: Saver,
+    message: ProvisionOrderMessage,
+    tenant: str,
+) -> bool:
+    """Where the 202 is: True when done; failed → the order Failed; running → look again."""
+    order = saver.order
+    change = _change_of(order)
+    if superseded(book, order, message):
+        return False
+    assert change.accepted_location is not None
+    progress = partner_center.change_progress(
+        tenant, change.subscription_id, ChangeAccepted(location=change.accepted_location)
+    )
+    if progress.done:
+        _landed_on(order, change.subscription_id, None)
+        return True
+    if progress.failed_code or progress.failed_reason:
+        reason = refusal_sentence(progress.failed_code, progress.failed_reason)
+        fail(book, order, FailureKind.REFUSED, reason, progress.failed_reason)
+        return False
+    delay = progress.retry_after_seconds or book.policy.poll_seconds
+    poll_again(book, saver, message, _what(change), delay)
+    return False
+
+
+# --- 2. the end -----------------------------------------------------------------------------
+
+
+def _finish(
+    book: OrderBook,
+    partner_center: PartnerCenter,
+    saver: Saver,
+    message: ProvisionOrderMessage,
+    tenant: str,
+) -> None:
+    """Partner Center has made the change: the records take its facts, then the order ends."""
+    order = saver.order
+    change = _change_of(order)
+    source = partner_center.subscription(tenant, change.subscription_id)
+    target_id = _target_id(order)
+    target: SubscriptionFacts | None = None
+    if target_id.lower() != change.subscription_id.lower():
+        try:
+            target = partner_center.subscription(tenant, target_id)
+        except NotFound:
+            # The seats' new subscription is not visible yet: look again later.
+            poll_again(book, saver, message, _what(change), book.policy.poll_seconds)
+            return
+    reseller = book.resellers.get("reseller", order.reseller)
+    _record(book, reseller, order, source, target)
+    boundary(book, "record")
+    if order.status is OrderStatus.SUBMITTED:
+        order.move(OrderStatus.PROVISIONING, book.clock.now(), SYSTEM)
+    order.move(OrderStatus.COMPLETED, book.clock.now(), SYSTEM)
+    notify(book, reseller, order)
+    saver.save("completed")
+
+
+def _record(
+    book: OrderBook,
+    reseller: Reseller,
+    order: Order,
+    source: SubscriptionFacts,
+    target: SubscriptionFacts | None,
+) -> None:
+    """The changed subscription's record (and the new one of an upgrade or conversion): the
+    facts, the price snapshot, no pending change; in one transaction, re-read on a lost race."""
+    change = _change_of(order)
+    for _ in range(_RECORD_TRIES):
+        now = book.clock.now()
+        record = book.subscriptions.find(order.customer_id, change.subscription_id.lower())
+        adds: list[Subscription] = []
+        updates: list[Subscription] = []
+        if record is None:
+            record = _new_record(order, source, now)
+            adds.append(record)
+        else:
+            updates.append(record)
+        kept = record.priced
+        record.apply_facts(source, now)
+        record.updated_at = now
+        record.priced = _snapshot(book, reseller, order, kept, source)
+        if record.pending_change is not None and record.pending_change.order_id == order.id:
+            record.pending_change = None
+        if target is not None:
+            moved = book.subscriptions.find(order.customer_id, target.id.lower())
+            if moved is None:
+                moved = _new_record(order, target, now)
+                adds.append(moved)
+            else:
+                updates.append(moved)
+            before = moved.priced
+            moved.apply_facts(target, now)
+            moved.updated_at = now
+            moved.priced = _snapshot(book, reseller, order, before, target)
+        try:
+            book.subscriptions.save_all(order.customer_id, adds=adds, updates=updates)
+            return
+        except Conflict:  # a refresh or a new record raced this write: read again
+            continue
+    raise ConcurrencyConflict(f"subscription {change.subscription_id} kept changing")
+
+
+def _new_record(order: Order, facts: SubscriptionFacts, now: datetime) -> Subscription:
+    """A record for a subscription this change made (an upgrade's or conversion's seats)."""
+    return Subscription(
+        reseller=order.reseller,
+        customer_id=order.customer_id,
+        id=facts.id,
+        name=facts.name,
+        quantity=facts.quantity,
+        status=facts.status,
+        origin=SubscriptionOrigin.ORDERED_HERE,
+        order_id=order.id,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def _snapshot(
+    book: OrderBook,
+    reseller: Reseller,
+    order: Order,
+    before: PricedLine | None,
+    facts: SubscriptionFacts,
+) -> PricedLine | None:
+    """The price snapshot after the change.
+
+    The same offer at another quantity: priced now (today's cost) with the customer unit price
+    kept as sold. Another offer (an upgrade, a trial converted, another term or billing
+    cycle): that offer's price now, from the reseller's catalog. Nothing that moves the price
+    (a suspension, auto-renew, a scheduled change): the snapshot as it is. An offer that cannot
+    be priced keeps the snapshot it had (the change is made; a price is never a reason to fail
+    it) and says so in the log.
+    """
+    if not facts.catalog_item_id or facts.quantity < 1:
+        return before
+    product_id, sku_id = (p.upper() for p in facts.catalog_item_id.split(":")[:2])
+    same_offer = before is not None and (
+        before.price_sheet.product_id.upper(),
+        before.price_sheet.sku_id.upper(),
+        before.price_sheet.term,
+        before.price_sheet.billing_cycle,
+    ) == (product_id, sku_id, facts.term_duration, facts.billing_cycle)
+    if same_offer and before is not None and before.quantity == facts.quantity:
+        return before
+    try:
+        pricing = reseller_pricing(reseller, book.catalog.distributor_markup_percent)
+        if same_offer and before is not None and before.currency == pricing.currency:
+            product = _product(book, reseller, product_id)
+            row = (
+                find_row(product, _key(before.price_sheet.segment, sku_id, facts), pricing.currency)
+                if product is not None
+                else None
+            ) or before.price_sheet
+            kept = LineOverride(unit_price=before.unit.customer_price)
+            return price_line(pricing, row, quantity=facts.quantity, line=kept)
+        return _catalog_price(book, reseller, order, before, product_id, sku_id, facts)
+    except (DomainError, ValueError) as exc:
+        log.warning("subscription %s could not be priced after its change: %s", facts.id, exc)
+    return before
+
+
+def _catalog_price(
+    book: OrderBook,
+    reseller: Reseller,
+    order: Order,
+    before: PricedLine | None,
+    product_id: str,
+    sku_id: str,
+    facts: SubscriptionFacts,
+) -> PricedLine | None:
+    """Another offer's price now, as the reseller's catalog sells it to this customer."""
+    pricing = reseller_pricing(reseller, book.catalog.distributor_markup_percent)
+    product = _product(book, reseller, product_id)
+    if product is None:
+        return before
+    snap = book.catalog.snapshot(reseller.slug)
+    if before is not None:
+        segment = before.price_sheet.segment
+    else:
+        segment = base_segment(snap, book.customers.get(order.reseller, order.customer_id)).value
+    row = find_row(product, _key(segment, sku_id, facts), pricing.currency)
+    if row is None:
+        log.warning("%s has no price for subscription %s", facts.catalog_item_id, facts.id)
+        return before
+    listing = snap.by_id.get(product.id)
+    entry = listing.entry if listing is not None else None
+    return price_line(pricing, row, quantity=facts.quantity, overrides=overrides_of(entry, row))
+
+
+def _product(book: OrderBook, reseller: Reseller, product_id: str) -> Product | None:
+    products = book.catalog.market_products(
+        reseller.country, book.catalog.import_id(reseller.country)
+    )
+    return products.get(product_id) or next(
+        (p for pid, p in products.items() if pid.upper() == product_id), None
+    )
+
+
+def _key(segment: str, sku_id: str, facts: SubscriptionFacts) -> OfferKey:
+    return OfferKey(
+        sku_id=sku_id,
+        segment=MicrosoftSegment(segment),
+        term=facts.term_duration or "",
+        billing_cycle=facts.billing_cycle or "",
+    )
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _change_of(order: Order) -> SubscriptionChangeOrder:
+    assert order.change is not None
+    return order.change
+
+
+def _what(change: SubscriptionChangeOrder) -> str:
+    return f"change subscription {change.subscription_id} ({change.summary})"
+
+
+def _landed_on(order: Order, subscription_id: str | None, pc_order_id: str | None) -> None:
+    """Record on the order's line the subscription the change landed on (a new one for an
+    upgrade or conversion) and Partner Center's order, if it made one."""
+    if not order.lines:
+        return
+    current = order.lines[0].result or LineResult()
+    order.lines[0].result = LineResult(
+        subscription_id=subscription_id
+        or current.subscription_id
+        or _change_of(order).subscription_id,
+        partner_center_order_id=pc_order_id or current.partner_center_order_id,
+    )
+
+
+def _target_id(order: Order) -> str:
+    """The subscription the change landed on (the changed one unless seats moved)."""
+    result = order.lines[0].result if order.lines else None
+    if result is not None and result.subscription_id:
+        return result.subscription_id
+    return _change_of(order).subscription_id
