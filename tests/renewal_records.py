@@ -20,7 +20,7 @@ def priced(quantity: int = 10, currency: str = "CZK") -> PricedLine:
         billing_cycle="annual",
         currency=currency,
         microsoft_cost=Decimal("100"),
-        erp=None,
+        erp=Decimal("130"),
         effective_date=date(2026, 1, 1),
     )
     pricing = ResellerPricing(

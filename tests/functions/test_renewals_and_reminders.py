@@ -208,6 +208,7 @@ def test_the_timer_reads_only_the_subscriptions_that_are_due(world):
     c = world.container
     for i in range(30):
         _save(world, "demo", CUST_A, f"sub-far-{i}", 100 + i)
+        _save(world, "demo", CUST_B, f"sub-past-{i}", -100 - i, status="expired")
     _save(world, "demo", CUST_A, "sub-soon", 2)
     seen: list[str] = []
     real = c.subscriptions.iterate
