@@ -80,6 +80,7 @@ def running_app(seed: Callable[[str], None] | None = None) -> Iterator[tuple[str
                 "OUTBOX_SWEEP_SCHEDULE": "0 0 0 * * *",
                 "CATALOG_IMPORT_SCHEDULE": "0 0 0 1 1 *",
                 "HOUSEKEEPING_SCHEDULE": "0 0 0 1 1 *",
+                "REMINDER_SCHEDULE": "0 0 0 1 1 *",
                 "LOCALHOST_LOG_LEVEL": "WARNING",
             }
             host = HostProcess(

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     watchdog_deadline_minutes: int = Field(30, alias="WATCHDOG_DEADLINE_MINUTES", ge=1)
     retention_days: int = Field(30, alias="RETENTION_DAYS", ge=1)
 
+    # Reminders: the daily digest of cancellation windows closing, renewals and trials ending.
+    reminder_schedule: str = Field("0 0 7 * * *", alias="REMINDER_SCHEDULE")
+
     # Partner Center (the simulator locally; api.partnercenter.microsoft.com in Azure).
     partner_center_api_base_url: str = Field(
         "https://api.partnercenter.microsoft.com", alias="PARTNER_CENTER_API_BASE_URL"

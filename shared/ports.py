@@ -91,9 +91,11 @@ class Repository(Protocol[M]):
         page_size: int = 50,
         continuation_token: str | None = None,
         before: Mapping[str, datetime] | None = None,
+        since: Mapping[str, datetime] | None = None,
     ) -> Page[M]:
-        """One page of records, optionally of one partition, with fields equal to values and
-        (`before`) datetime fields earlier than the given moments."""
+        """One page of records, optionally of one partition, with fields equal to values,
+        (`before`) datetime fields earlier than the given moments and (`since`) datetime fields
+        at or after them; a record without the field matches neither."""
         ...
 
     def iterate(self, partition: str | None = None, **query: Any) -> Iterator[M]:

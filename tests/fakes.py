@@ -147,8 +147,10 @@ class InMemoryRepository(Generic[M]):
         page_size: int = 50,
         continuation_token: str | None = None,
         before: Mapping[str, datetime] | None = None,
+        since: Mapping[str, datetime] | None = None,
     ) -> Page[M]:
-        """One page, in key order (a field missing on a record never matches `before`)."""
+        """One page, in key order (a field missing on a record never matches `before` nor
+        `since`)."""
         keys = sorted(k for k in self.rows if partition is None or k[0] == partition)
         items = [
             self.rows[k]
@@ -157,6 +159,10 @@ class InMemoryRepository(Generic[M]):
             and all(
                 getattr(self.rows[k], f) is not None and getattr(self.rows[k], f) < t
                 for f, t in (before or {}).items()
+            )
+            and all(
+                getattr(self.rows[k], f) is not None and getattr(self.rows[k], f) >= t
+                for f, t in (since or {}).items()
             )
         ]
         start = int(continuation_token or 0)

@@ -183,6 +183,7 @@ class NotificationEvent(StrEnum):
     SUBSCRIPTION_CHANGED = "subscriptionChanged"
     RENEWAL_SOON = "renewalSoon"
     TRIAL_EXPIRING = "trialExpiring"
+    CANCELLATION_WINDOW_CLOSING = "cancellationWindowClosing"
     SYNC_FAILED = "syncFailed"
     QUOTE_SENT = "quoteSent"  # to the customer's contact and users
     QUOTE_ANSWERED = "quoteAnswered"  # to the reseller: accepted, declined, changes asked

@@ -14,7 +14,7 @@ with its ETag), `ChangeAccepted` (Partner Center answered 202 + Location: poll i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, Field
@@ -212,6 +212,13 @@ class Subscription(Timestamped):
     def product_id(self) -> str | None:
         """The product part of the catalog item id."""
         return self.catalog_item_id.split(":")[0] if self.catalog_item_id else None
+
+    @property
+    def renews_on(self) -> date | None:
+        """The anniversary: the day after the commitment ends (UTC), when it renews or expires."""
+        if self.commitment_end_date is None:
+            return None
+        return self.commitment_end_date.astimezone(UTC).date() + timedelta(days=1)
 
     @property
     def live(self) -> bool:

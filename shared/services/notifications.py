@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from shared.domain.claims import Claim
 from shared.domain.identity import NotificationEvent, Reseller, Role, User, UserStatus
 from shared.domain.model import utcnow
 from shared.domain.notifications import Email, Notification, NotificationMessage, NotificationStatus
@@ -112,18 +113,21 @@ def queue_email(
     *,
     notification_id: str | None = None,
     secrets: Mapping[str, str] | None = None,
+    claims: Collection[Claim] = (),
 ) -> Notification:
     """Record an e-mail to send and, in the same transaction, the queue message for it.
 
     A fixed `notification_id` makes a repeated call find the first record (Conflict on add).
     `secrets` fill the e-mail's `secret_placeholder`s at send time and are dropped from the
-    record when it is sent or given up: no secret stays at rest.
+    record when it is sent or given up: no secret stays at rest. `claims` are taken in the same
+    transaction (ClaimTaken when an earlier e-mail of the scope holds one): what an e-mail
+    tells of, when it must be told once only.
     """
     record = Notification(scope=scope, email=email, secrets=dict(secrets or {}))
     if notification_id is not None:
         record.id = notification_id
     message = OutboxMessage(queue=Queue.NOTIFICATIONS, body={"scope": scope, "id": record.id})
-    return notifications.add(record, messages=[message])
+    return notifications.add(record, messages=[message], claims=claims)
 
 
 def deliver(

@@ -232,6 +232,8 @@ EXPECT.update(
         SUBSCRIPTION_CHANGE,
     )
 )
+# Renewals: every role of the reseller reads them (a customer user: its own customer's rows).
+EXPECT["http_list_renewals"] = by_reseller((401, 200, 200, 200, 200, 200, 200), OUTSIDE)
 
 # Routes the Functions host guards with a function key (authLevel "function"); every other route
 # is anonymous at the host and decides access in the app.

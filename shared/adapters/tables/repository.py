@@ -348,9 +348,11 @@ class TableRepository(Generic[M]):
         page_size: int = 50,
         continuation_token: str | None = None,
         before: Mapping[str, datetime] | None = None,
+        since: Mapping[str, datetime] | None = None,
     ) -> Page[M]:
-        """One page of records, optionally of one partition, with fields equal to values and
-        (`before`) datetime fields earlier than the given moments."""
+        """One page of records, optionally of one partition, with fields equal to values,
+        (`before`) datetime fields earlier than the given moments and (`since`) datetime fields
+        at or after them (server-side filters: only matching rows travel)."""
         clauses = ["RowKey lt @dataEnd"]
         params: dict[str, Any] = {"dataEnd": DATA_END}
         if partition is not None:
@@ -362,12 +364,13 @@ class TableRepository(Generic[M]):
                 raise ValueError(f"{self.codec.model.__name__} has no field {name}")
             clauses.append(f"{prop} eq @v{i}")
             params[f"v{i}"] = value.value if hasattr(value, "value") else value
-        for i, (name, moment) in enumerate((before or {}).items()):
-            prop = self._props.get(name)
-            if prop is None:
-                raise ValueError(f"{self.codec.model.__name__} has no field {name}")
-            clauses.append(f"{prop} lt @b{i}")
-            params[f"b{i}"] = moment
+        for op, bounds in (("lt", before), ("ge", since)):
+            for i, (name, moment) in enumerate((bounds or {}).items()):
+                prop = self._props.get(name)
+                if prop is None:
+                    raise ValueError(f"{self.codec.model.__name__} has no field {name}")
+                clauses.append(f"{prop} {op} @{op}{i}")
+                params[f"{op}{i}"] = moment
         size = max(1, min(page_size, MAX_PAGE_SIZE))
         try:
             pager = self.table.query_entities(

@@ -3,7 +3,7 @@ users their price only (a different response model, not a filtered dict)."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 from pydantic import AwareDatetime, Field
@@ -135,9 +135,7 @@ def _common(sub: Subscription) -> dict[str, Any]:
             }
         ),
         "product_id": sub.product_id,
-        "renews_on": (
-            sub.commitment_end_date.date() + timedelta(days=1) if sub.commitment_end_date else None
-        ),
+        "renews_on": sub.renews_on,
         "refundable_quantity": RefundableQuantity(
             total=sum(r.quantity for r in open_seats),
             details=[
