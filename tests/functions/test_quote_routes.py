@@ -16,6 +16,7 @@ from functions._http import encode_etag
 from shared import bootstrap
 from shared.domain.customers import Qualification
 from shared.domain.errors import Conflict
+from shared.domain.identity import Principal, Role, SignInKind
 from shared.domain.notifications import NotificationMessage, NotificationStatus
 from shared.domain.orders import OrderStatus, order_row_key
 from shared.domain.quotes import QuoteStatus, quote_row_key
@@ -379,3 +380,62 @@ def test_patch_changes_a_draft_and_refuses_once_sent(world):
         body={"lines": [_line(world)], "validDays": 0},
     )
     assert bad.status_code == 400 and [e["field"] for e in json_of(bad)["errors"]] == ["validDays"]
+
+
+def _crash_queueing_emails(world: World) -> Any:
+    """Make queueing any e-mail die like the process would; returns the undo."""
+    repo = world.container.quote_book.orders.notifications
+    real_add = repo.add
+
+    def crash(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("process died")
+
+    repo.add = crash
+
+    def undo() -> None:
+        repo.add = real_add
+
+    return undo
+
+
+def test_a_send_interrupted_before_its_email_is_queued_is_mailed_by_housekeeping(world):
+    quote = _create(world)
+    undo = _crash_queueing_emails(world)
+    with pytest.raises(RuntimeError):
+        quotes.send(world.container.quote_book, _sales(world), "demo", CUST_A, quote["id"], "*")
+    undo()
+    stored = world.container.quotes.get("demo", quote_row_key(quote["id"]))
+    assert stored.status is QuoteStatus.SENT and _deliver(world) == []
+
+    quotes.run(world.container.quote_book)
+    [text] = _deliver(world)
+    match = LINK.search(text)
+    assert match, text
+    assert _link("http_link_quote", match.group(1), "GET").status_code == 200
+    # The link is on the row no longer than its e-mail was unqueued.
+    done = world.container.quotes.get("demo", quote_row_key(quote["id"]))
+    assert not done.mail_due and done.pending_link is None
+    assert match.group(1).split(".")[-1] not in done.model_dump_json()
+    quotes.run(world.container.quote_book)
+    assert len(_deliver(world)) == 1  # queued once
+
+
+def test_an_answer_interrupted_before_the_reseller_is_told_is_mailed_by_housekeeping(world):
+    token = _send(world, _create(world))
+    undo = _crash_queueing_emails(world)
+    with pytest.raises(RuntimeError):
+        quotes.link_answer(
+            world.container.quote_book,
+            token,
+            "-",
+            quotes.answers.QuoteAnswerKind.DECLINE,
+            quotes.answers.QuoteAnswer(comment="Too dear"),
+        )
+    undo()
+    assert not any("declined" in t for t in _deliver(world))
+    quotes.run(world.container.quote_book)
+    assert any("declined quote" in t and "Too dear" in t for t in _deliver(world))
+
+
+def _sales(world: World) -> Principal:
+    return Principal("s", "demo", None, Role.SALES, "sales@demo.example", SignInKind.PLATFORM)
