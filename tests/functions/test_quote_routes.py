@@ -284,11 +284,13 @@ def test_a_margin_that_turned_negative_holds_the_order_for_approval_with_a_warni
     demo = world.container.resellers.get("reseller", "demo")
     demo.distributor_markup_percent = Decimal(50)
     world.container.resellers.update(demo)
-    assert stored.lines[0].priced.unit.customer_price.amount > 0
     assert _link("http_link_accept_quote", token).status_code == 200
     [order] = _orders(world)
     assert order.status is OrderStatus.PENDING_APPROVAL
-    assert "margin is negative" in (order.history[-1].reason or "")
+    assert any("margin is negative" in w for w in order.warnings)
+    # The customer pays what it was quoted; only the cost moved.
+    quoted, now = stored.lines[0].priced.extended, order.lines[0].priced.extended
+    assert now.customer_price == quoted.customer_price and now.reseller_cost > quoted.reseller_cost
     assert world.container.orders.sent == []  # nothing provisions
 
 
@@ -439,3 +441,23 @@ def test_an_answer_interrupted_before_the_reseller_is_told_is_mailed_by_housekee
 
 def _sales(world: World) -> Principal:
     return Principal("s", "demo", None, Role.SALES, "sales@demo.example", SignInKind.PLATFORM)
+
+
+def test_the_negative_margin_warning_reaches_staff_but_never_the_customer(world):
+    token = _send(world, _create(world))
+    demo = world.container.resellers.get("reseller", "demo")
+    demo.distributor_markup_percent = Decimal(50)
+    world.container.resellers.update(demo)
+    assert _link("http_link_accept_quote", token).status_code == 200
+    [order] = _orders(world)
+    cost = order.lines[0].priced.extended.reseller_cost.amount
+    path = f"resellers/demo/customers/{CUST_A}/orders/{order.id}"
+    route = {"r": "demo", "c": CUST_A, "o": order.id}
+    seen = {
+        role: json_of(call("http_get_order", "GET", path, route=route, token=world.token(role)))
+        for role in ("CustomerReader", "Sales")
+    }
+    customer_view = str(seen["CustomerReader"])
+    assert seen["CustomerReader"]["status"] == "PendingApproval"
+    assert str(cost) not in customer_view and "margin" not in customer_view.lower()
+    assert any("margin is negative" in w for w in seen["Sales"]["warnings"])

@@ -50,6 +50,8 @@ from shared.services.quotes.views import QuotePublic, present
 
 # The one answer to a link that is not (or no longer) a quote's: nothing tells them apart.
 LINK_NOT_FOUND = "quote link not found"
+# Why an accepted quote's order waits, as its customer may read it (the details are staff's).
+HELD = "waiting for the reseller's approval"
 
 
 def _pinned(quote: Quote) -> OrderCreate:
@@ -126,7 +128,9 @@ def _open_order(
         )
     messages = []
     if hold is not None:
-        order.move(OrderStatus.PENDING_APPROVAL, now, SYSTEM, hold)
+        # The customer reads the history: the reason naming costs is a staff-only warning.
+        order.warnings.append(hold)
+        order.move(OrderStatus.PENDING_APPROVAL, now, SYSTEM, HELD)
     elif reseller.settings.orders_require_approval:
         order.move(OrderStatus.PENDING_APPROVAL, now, by)
     else:
