@@ -461,3 +461,23 @@ def test_the_negative_margin_warning_reaches_staff_but_never_the_customer(world)
     assert seen["CustomerReader"]["status"] == "PendingApproval"
     assert str(cost) not in customer_view and "margin" not in customer_view.lower()
     assert any("margin is negative" in w for w in seen["Sales"]["warnings"])
+
+
+def test_a_caller_cannot_escape_the_per_client_limit_by_forging_x_forwarded_for(world):
+    def guess(i: int) -> int:
+        # A new made-up token each time (no token bucket fills), a forged first entry each
+        # time, and the address the front end appended: always the same caller.
+        forged = f"10.0.{i // 250}.{i % 250}, 203.0.113.7:{40000 + i}"
+        token = f"demo.{'0' * 26}.{i:043d}"
+        return _link(
+            "http_link_quote", token, "GET", headers={"X-Forwarded-For": forged}
+        ).status_code
+
+    codes = [guess(i) for i in range(61)]
+    assert codes[:60] == [404] * 60 and codes[60] == 429
+    # Another caller is not limited by the first one's guesses.
+    other = {"X-Forwarded-For": "[2001:db8::1]:5000"}
+    assert (
+        _link("http_link_quote", f"demo.{'0' * 26}.{'B' * 43}", "GET", headers=other).status_code
+        == 404
+    )
