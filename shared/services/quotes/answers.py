@@ -29,7 +29,6 @@ from shared.domain.orders import (
     Order,
     OrderCreate,
     OrderLine,
-    OrderLineInput,
     OrderStatus,
 )
 from shared.domain.quotes import (
@@ -42,6 +41,7 @@ from shared.domain.quotes import (
 )
 from shared.services import ratelimit, resellers
 from shared.services.orders.book import SYSTEM, find_order
+from shared.services.orders.drafts import lines_command
 from shared.services.orders.lines import build_lines
 from shared.services.orders.submission import provision_message
 from shared.services.quotes import mail
@@ -56,21 +56,7 @@ HELD = "waiting for the reseller's approval"
 
 def _pinned(quote: Quote) -> OrderCreate:
     """The quote's lines with the quoted customer unit price pinned (cost is priced anew)."""
-    return OrderCreate(
-        lines=[
-            OrderLineInput(
-                catalog_item_id=li.catalog_item_id,
-                quantity=li.quantity,
-                term_duration=li.term_duration,
-                billing_cycle=li.billing_cycle,
-                unit_price=li.priced.unit.customer_price,
-                parent_line=li.parent_line,
-                parent_subscription_id=li.parent_subscription_id,
-                friendly_name=li.friendly_name,
-            )
-            for li in quote.lines
-        ]
-    )
+    return lines_command(_as_quoted(quote))
 
 
 def _as_quoted(quote: Quote) -> list[OrderLine]:

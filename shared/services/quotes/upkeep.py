@@ -22,16 +22,16 @@ def expire_due(book: QuoteBook) -> int:
     """Expire every Sent or ChangesRequested quote past its validity; how many."""
     now = book.orders.clock.now()
     expired = 0
-    for status in (QuoteStatus.SENT, QuoteStatus.CHANGES_REQUESTED):
-        due = list(book.quotes.iterate(equals={"status": status}, before={"valid_until": now}))
-        for quote in due:
-            quote.move(QuoteStatus.EXPIRED, now, SYSTEM)
-            try:
-                quote = book.quotes.update(quote)
-            except ConcurrencyConflict:
-                continue  # answered meanwhile: the next pass decides again
-            expired += 1
-            finish(book, quote)  # tells the reseller
+    # One query: an open quote has a validity once sent (a Draft has none yet).
+    due = list(book.quotes.iterate(equals={"is_open": True}, before={"valid_until": now}))
+    for quote in due:
+        quote.move(QuoteStatus.EXPIRED, now, SYSTEM)
+        try:
+            quote = book.quotes.update(quote)
+        except ConcurrencyConflict:
+            continue  # answered meanwhile: the next pass decides again
+        expired += 1
+        finish(book, quote)  # tells the reseller
     return expired
 
 
