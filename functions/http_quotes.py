@@ -76,9 +76,17 @@ def _reply(call: Call, quote: Quote, status: int = 200, location: bool = False) 
 
 
 def _client(call: Call) -> str:
-    """The caller's address as the platform's front end forwards it (rate-limit bucket)."""
-    forwarded = (call.header("x-forwarded-for") or "").split(",")[0].strip()
-    return forwarded.rsplit(":", 1)[0] if forwarded.count(":") == 1 else forwarded or "-"
+    """The caller's address as the platform's front end forwards it (rate-limit bucket).
+
+    The front end appends the address it saw to X-Forwarded-For, after whatever the caller
+    sent: only that last entry is not the caller's to choose (the first one is, and a new one
+    per request would be a new bucket per request). Its port is dropped (`1.2.3.4:5678`,
+    `[2001:db8::1]:5678`), as it changes with every connection.
+    """
+    last = (call.header("x-forwarded-for") or "").split(",")[-1].strip()
+    if last.startswith("["):
+        return last[1:].split("]", 1)[0] or "-"
+    return last.rsplit(":", 1)[0] if last.count(":") == 1 else last or "-"
 
 
 @http(

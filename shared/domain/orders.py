@@ -242,6 +242,9 @@ class Order(Timestamped):
     currency: str
     history: list[HistoryEntry] = Field(default_factory=list)
     failure: OrderFailure | None = None
+    # What staff should weigh before approving (e.g. a negative margin): never in a customer's
+    # view, unlike `history`, so it may name costs.
+    warnings: list[str] = Field(default_factory=list)
     created_by: str
     quote_id: str | None = None  # the accepted quote this order was made from
     # Partner Center: ids, and the MS-RequestIds stored before each call that uses them.

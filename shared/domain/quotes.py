@@ -6,7 +6,9 @@ the reseller saw), so accepting one is an order of the same lines at the quoted 
 
 The e-mailed link carries `<reseller>.<quote id>.<secret>`; only the secret's hash is stored
 (`link_hash`). The link authorises nothing unless the quote is `Sent` and still valid; a new
-send replaces the hash, so an older link stops being known at all.
+send replaces the hash, so an older link stops being known at all. The token itself is on the
+row only from the send until its e-mail is queued (`pending_link`), as a Pending notification
+holds its secrets: a crash in between leaves the e-mail for housekeeping to queue, not lost.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import re
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, model_validator
 
 from shared.domain.errors import Conflict
 from shared.domain.model import Timestamped, WireModel, new_id
@@ -51,6 +53,8 @@ class QuoteStatus(StrEnum):
 Q = QuoteStatus
 OPEN = frozenset({Q.DRAFT, Q.SENT, Q.CHANGES_REQUESTED})
 EDITABLE = frozenset({Q.DRAFT, Q.CHANGES_REQUESTED})
+# Changes someone hears of by e-mail: the customer (Sent), the reseller (answers, expiry).
+MAILED = frozenset({Q.SENT, Q.ACCEPTED, Q.DECLINED, Q.CHANGES_REQUESTED, Q.EXPIRED})
 # Sent → Sent is a new send (a lost e-mail, a new validity): a new link, the old one dies.
 TRANSITIONS: dict[QuoteStatus, frozenset[QuoteStatus]] = {
     Q.DRAFT: frozenset({Q.SENT, Q.WITHDRAWN}),
@@ -158,7 +162,18 @@ class Quote(Timestamped):
     # order is added after it; `order_pending` until it is known to exist.
     order_id: str | None = None
     order_pending: bool = False
+    # The e-mail of the latest change is owed: set in the change's own write, cleared once the
+    # e-mail is queued (under a fixed id), so a crash in between delays it, never loses it.
+    mail_due: bool = False
+    # The Sent e-mail's link token until that e-mail is queued; never kept past it.
+    pending_link: str | None = Field(default=None, repr=False)
     source_order_id: str | None = None
+
+    @model_validator(mode="after")
+    def _no_link_at_rest_unless_sent(self) -> Quote:
+        if self.pending_link is not None and self.status is not QuoteStatus.SENT:
+            raise ValueError("only a Sent quote whose e-mail is not yet queued holds its link")
+        return self
 
     def move(self, to: QuoteStatus, at: datetime, by: str, comment: str | None = None) -> None:
         """Change status by the transition table (Conflict otherwise), with a history entry."""
@@ -166,6 +181,7 @@ class Quote(Timestamped):
             raise Conflict(f"a quote that is {self.status.value} cannot become {to.value}")
         self.status = to
         self.is_open = to in OPEN
+        self.mail_due, self.pending_link = to in MAILED, None
         self.history.append(QuoteEvent(status=to, at=at, by=by, comment=comment))
         self.updated_at = at
 

@@ -16,6 +16,7 @@ from functions._http import encode_etag
 from shared import bootstrap
 from shared.domain.customers import Qualification
 from shared.domain.errors import Conflict
+from shared.domain.identity import Principal, Role, SignInKind
 from shared.domain.notifications import NotificationMessage, NotificationStatus
 from shared.domain.orders import OrderStatus, order_row_key
 from shared.domain.quotes import QuoteStatus, quote_row_key
@@ -283,11 +284,13 @@ def test_a_margin_that_turned_negative_holds_the_order_for_approval_with_a_warni
     demo = world.container.resellers.get("reseller", "demo")
     demo.distributor_markup_percent = Decimal(50)
     world.container.resellers.update(demo)
-    assert stored.lines[0].priced.unit.customer_price.amount > 0
     assert _link("http_link_accept_quote", token).status_code == 200
     [order] = _orders(world)
     assert order.status is OrderStatus.PENDING_APPROVAL
-    assert "margin is negative" in (order.history[-1].reason or "")
+    assert any("margin is negative" in w for w in order.warnings)
+    # The customer pays what it was quoted; only the cost moved.
+    quoted, now = stored.lines[0].priced.extended, order.lines[0].priced.extended
+    assert now.customer_price == quoted.customer_price and now.reseller_cost > quoted.reseller_cost
     assert world.container.orders.sent == []  # nothing provisions
 
 
@@ -379,3 +382,102 @@ def test_patch_changes_a_draft_and_refuses_once_sent(world):
         body={"lines": [_line(world)], "validDays": 0},
     )
     assert bad.status_code == 400 and [e["field"] for e in json_of(bad)["errors"]] == ["validDays"]
+
+
+def _crash_queueing_emails(world: World) -> Any:
+    """Make queueing any e-mail die like the process would; returns the undo."""
+    repo = world.container.quote_book.orders.notifications
+    real_add = repo.add
+
+    def crash(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("process died")
+
+    repo.add = crash
+
+    def undo() -> None:
+        repo.add = real_add
+
+    return undo
+
+
+def test_a_send_interrupted_before_its_email_is_queued_is_mailed_by_housekeeping(world):
+    quote = _create(world)
+    undo = _crash_queueing_emails(world)
+    with pytest.raises(RuntimeError):
+        quotes.send(world.container.quote_book, _sales(world), "demo", CUST_A, quote["id"], "*")
+    undo()
+    stored = world.container.quotes.get("demo", quote_row_key(quote["id"]))
+    assert stored.status is QuoteStatus.SENT and _deliver(world) == []
+
+    quotes.run(world.container.quote_book)
+    [text] = _deliver(world)
+    match = LINK.search(text)
+    assert match, text
+    assert _link("http_link_quote", match.group(1), "GET").status_code == 200
+    # The link is on the row no longer than its e-mail was unqueued.
+    done = world.container.quotes.get("demo", quote_row_key(quote["id"]))
+    assert not done.mail_due and done.pending_link is None
+    assert match.group(1).split(".")[-1] not in done.model_dump_json()
+    quotes.run(world.container.quote_book)
+    assert len(_deliver(world)) == 1  # queued once
+
+
+def test_an_answer_interrupted_before_the_reseller_is_told_is_mailed_by_housekeeping(world):
+    token = _send(world, _create(world))
+    undo = _crash_queueing_emails(world)
+    with pytest.raises(RuntimeError):
+        quotes.link_answer(
+            world.container.quote_book,
+            token,
+            "-",
+            quotes.answers.QuoteAnswerKind.DECLINE,
+            quotes.answers.QuoteAnswer(comment="Too dear"),
+        )
+    undo()
+    assert not any("declined" in t for t in _deliver(world))
+    quotes.run(world.container.quote_book)
+    assert any("declined quote" in t and "Too dear" in t for t in _deliver(world))
+
+
+def _sales(world: World) -> Principal:
+    return Principal("s", "demo", None, Role.SALES, "sales@demo.example", SignInKind.PLATFORM)
+
+
+def test_the_negative_margin_warning_reaches_staff_but_never_the_customer(world):
+    token = _send(world, _create(world))
+    demo = world.container.resellers.get("reseller", "demo")
+    demo.distributor_markup_percent = Decimal(50)
+    world.container.resellers.update(demo)
+    assert _link("http_link_accept_quote", token).status_code == 200
+    [order] = _orders(world)
+    cost = order.lines[0].priced.extended.reseller_cost.amount
+    path = f"resellers/demo/customers/{CUST_A}/orders/{order.id}"
+    route = {"r": "demo", "c": CUST_A, "o": order.id}
+    seen = {
+        role: json_of(call("http_get_order", "GET", path, route=route, token=world.token(role)))
+        for role in ("CustomerReader", "Sales")
+    }
+    customer_view = str(seen["CustomerReader"])
+    assert seen["CustomerReader"]["status"] == "PendingApproval"
+    assert str(cost) not in customer_view and "margin" not in customer_view.lower()
+    assert any("margin is negative" in w for w in seen["Sales"]["warnings"])
+
+
+def test_a_caller_cannot_escape_the_per_client_limit_by_forging_x_forwarded_for(world):
+    def guess(i: int) -> int:
+        # A new made-up token each time (no token bucket fills), a forged first entry each
+        # time, and the address the front end appended: always the same caller.
+        forged = f"10.0.{i // 250}.{i % 250}, 203.0.113.7:{40000 + i}"
+        token = f"demo.{'0' * 26}.{i:043d}"
+        return _link(
+            "http_link_quote", token, "GET", headers={"X-Forwarded-For": forged}
+        ).status_code
+
+    codes = [guess(i) for i in range(61)]
+    assert codes[:60] == [404] * 60 and codes[60] == 429
+    # Another caller is not limited by the first one's guesses.
+    other = {"X-Forwarded-For": "[2001:db8::1]:5000"}
+    assert (
+        _link("http_link_quote", f"demo.{'0' * 26}.{'B' * 43}", "GET", headers=other).status_code
+        == 404
+    )

@@ -58,6 +58,11 @@ def test_quote_sent_and_accepted_through_the_link_completes_at_the_quoted_price(
     quote, token = _sent_quote(stack, customer_id, line)
     stored = stack.c.quotes.get("demo", quote_row_key(quote["id"]))
     unit = stored.lines[0].priced.unit
+    # Its e-mail is queued: the token is no longer on the row, nothing is owed any more.
+    assert stored.pending_link is None and token.split(".")[-1] not in str(
+        stack.c.quotes.table.get_entity("demo", quote_row_key(quote["id"]))
+    )
+    assert [q.id for q in stack.c.quotes.iterate(equals={"mail_due": True})] == []
     text = stack.emails()[-1].get_payload(decode=True).decode()
     assert f"{unit.customer_price.amount} CZK each" in text
     assert str(unit.reseller_cost.amount) not in text and "margin" not in text.lower()

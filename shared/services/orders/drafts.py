@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from shared.domain.errors import Conflict, FieldError, Forbidden, ValidationFailed
 from shared.domain.identity import Principal, Reseller, Role
 from shared.domain.model import expected_version
-from shared.domain.orders import HistoryEntry, Order, OrderCreate, OrderLineInput, OrderStatus
+from shared.domain.orders import (
+    HistoryEntry,
+    Order,
+    OrderCreate,
+    OrderLine,
+    OrderLineInput,
+    OrderStatus,
+)
 from shared.services import access, resellers
 from shared.services.orders.book import OrderBook, customer_of, get
 from shared.services.orders.lines import build_lines
@@ -22,6 +31,11 @@ def may_order(book: OrderBook, principal: Principal, reseller: Reseller) -> None
 
 def command_of(order: Order) -> OrderCreate:
     """The lines of a stored order as they were asked for (to validate and price them again)."""
+    return lines_command(order.lines)
+
+
+def lines_command(lines: Sequence[OrderLine]) -> OrderCreate:
+    """Stored lines (an order's, a quote's) as they were asked for, to validate and price again."""
     return OrderCreate(
         lines=[
             OrderLineInput(
@@ -35,7 +49,7 @@ def command_of(order: Order) -> OrderCreate:
                 parent_subscription_id=line.parent_subscription_id,
                 friendly_name=line.friendly_name,
             )
-            for line in order.lines
+            for line in lines
         ]
     )
 

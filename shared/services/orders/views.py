@@ -121,6 +121,7 @@ class OrderStaff(WireModel):
     margin: Money
     history: list[HistoryEntry]
     failure: FailureStaff | None
+    warnings: list[str] = Field(description="What to weigh before approving (staff only).")
     created_by: str
     cart_id: str | None
     partner_center_order_ids: list[str]
@@ -227,6 +228,7 @@ def present(principal: Principal | None, order: Order) -> OrderStaff | OrderPubl
             **common,
             **priced,
             failure=order.failure.model_dump() if order.failure else None,
+            warnings=order.warnings,
             created_by=order.created_by,
             cart_id=order.cart_id,
             partner_center_order_ids=order.partner_center_order_ids,

@@ -3,7 +3,7 @@ in or through the e-mailed link; expiry. One concern per module: `book`, `views`
 `answers`, `mail`, `upkeep`.
 """
 
-from shared.services.quotes.answers import answer, link_answer, link_view, settle
+from shared.services.quotes.answers import answer, finish, link_answer, link_view
 from shared.services.quotes.book import QuoteBook, get
 from shared.services.quotes.editing import create, from_order, send, update, withdraw
 from shared.services.quotes.upkeep import run
@@ -16,6 +16,7 @@ __all__ = [
     "StatusFilter",
     "answer",
     "create",
+    "finish",
     "from_order",
     "get",
     "link_answer",
@@ -24,7 +25,6 @@ __all__ = [
     "present",
     "run",
     "send",
-    "settle",
     "update",
     "withdraw",
 ]

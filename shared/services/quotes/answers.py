@@ -5,7 +5,8 @@ Accepting is decided by one write: the quote becomes Accepted with the id of its
 (`order_id`, `order_pending`), guarded by its ETag, so of two racing acceptances one wins and
 the other is refused. The order is added after it under that id (a second add finds it), and
 whoever touches the quote next (a repeated answer, a link, `timer_housekeeping`) adds it if a
-crash came between the two writes: never two orders, never an accepted quote without one.
+crash came between the two writes: never two orders, never an accepted quote without one. The
+e-mail an answer owes the reseller is finished the same way (`finish`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from shared.domain.orders import (
     Order,
     OrderCreate,
     OrderLine,
-    OrderLineInput,
     OrderStatus,
 )
 from shared.domain.quotes import (
@@ -41,6 +41,7 @@ from shared.domain.quotes import (
 )
 from shared.services import ratelimit, resellers
 from shared.services.orders.book import SYSTEM, find_order
+from shared.services.orders.drafts import lines_command
 from shared.services.orders.lines import build_lines
 from shared.services.orders.submission import provision_message
 from shared.services.quotes import mail
@@ -49,25 +50,13 @@ from shared.services.quotes.views import QuotePublic, present
 
 # The one answer to a link that is not (or no longer) a quote's: nothing tells them apart.
 LINK_NOT_FOUND = "quote link not found"
+# Why an accepted quote's order waits, as its customer may read it (the details are staff's).
+HELD = "waiting for the reseller's approval"
 
 
 def _pinned(quote: Quote) -> OrderCreate:
     """The quote's lines with the quoted customer unit price pinned (cost is priced anew)."""
-    return OrderCreate(
-        lines=[
-            OrderLineInput(
-                catalog_item_id=li.catalog_item_id,
-                quantity=li.quantity,
-                term_duration=li.term_duration,
-                billing_cycle=li.billing_cycle,
-                unit_price=li.priced.unit.customer_price,
-                parent_line=li.parent_line,
-                parent_subscription_id=li.parent_subscription_id,
-                friendly_name=li.friendly_name,
-            )
-            for li in quote.lines
-        ]
-    )
+    return lines_command(_as_quoted(quote))
 
 
 def _as_quoted(quote: Quote) -> list[OrderLine]:
@@ -125,7 +114,9 @@ def _open_order(
         )
     messages = []
     if hold is not None:
-        order.move(OrderStatus.PENDING_APPROVAL, now, SYSTEM, hold)
+        # The customer reads the history: the reason naming costs is a staff-only warning.
+        order.warnings.append(hold)
+        order.move(OrderStatus.PENDING_APPROVAL, now, SYSTEM, HELD)
     elif reseller.settings.orders_require_approval:
         order.move(OrderStatus.PENDING_APPROVAL, now, by)
     else:
@@ -141,30 +132,42 @@ def _open_order(
         return found
 
 
-def _order_done(book: QuoteBook, quote: Quote) -> Quote:
-    """Clear `order_pending` once the order exists (a lost race here is harmless)."""
-    quote.order_pending = False
+def _ensure_order(
+    book: QuoteBook, quote: Quote, reseller: Reseller, lines: list[OrderLine] | None
+) -> None:
+    """The accepted quote's order, added if missing (`lines` as priced at acceptance, or priced
+    now); the quote is accepted either way, so an order that cannot be priced is held."""
+    if find_order(book.orders, quote.reseller, quote.order_id or "") is not None:
+        return
+    by = quote.history[-1].by
+    if lines is None:
+        try:
+            lines = build_lines(book.orders, reseller, _customer(book, quote), _pinned(quote))
+        except (ValidationFailed, Conflict) as exc:
+            hold = f"could not be priced again at acceptance ({exc.detail}); check before approving"
+            _open_order(book, quote, reseller, _as_quoted(quote), by, hold)
+            return
+    _open_order(book, quote, reseller, lines, by)
+
+
+def finish(book: QuoteBook, quote: Quote, lines: list[OrderLine] | None = None) -> Quote:
+    """Do what the quote's latest change left for after its own write, then record it done in
+    one more write: add the accepted quote's order if it is missing, queue the e-mail it owes
+    (under a fixed id, its link dropped from the row). Whoever touches the quote next (an answer,
+    its link, `timer_housekeeping`) calls this too: a crash between the writes delays the order
+    or the e-mail, never loses it, and never makes either twice."""
+    if not (quote.mail_due or (quote.order_pending and quote.status is QuoteStatus.ACCEPTED)):
+        return quote
+    reseller = resellers.get(book.orders.resellers, quote.reseller)
+    if quote.order_pending and quote.status is QuoteStatus.ACCEPTED:
+        _ensure_order(book, quote, reseller, lines)
+    mail.queue_due(book, reseller, quote)
+    quote.order_pending, quote.mail_due, quote.pending_link = False, False, None
     try:
         return book.quotes.update(quote)
     except ConcurrencyConflict:
-        return quote
-
-
-def settle(book: QuoteBook, quote: Quote) -> Quote:
-    """Finish an acceptance a crash interrupted: add its order if it is missing."""
-    if quote.status is not QuoteStatus.ACCEPTED or not quote.order_pending:
-        return quote
-    reseller = resellers.get(book.orders.resellers, quote.reseller)
-    by = quote.history[-1].by
-    if find_order(book.orders, quote.reseller, quote.order_id or "") is None:
-        try:
-            lines = build_lines(book.orders, reseller, _customer(book, quote), _pinned(quote))
-            _open_order(book, quote, reseller, lines, by)
-        except (ValidationFailed, Conflict) as exc:
-            # The quote is accepted: the order exists either way, held for a person to decide.
-            hold = f"could not be priced again at acceptance ({exc.detail}); check before approving"
-            _open_order(book, quote, reseller, _as_quoted(quote), by, hold)
-    return _order_done(book, quote)
+        # Changed meanwhile: whoever changed it finishes what it owes.
+        return book.quotes.get(*_keys(quote))
 
 
 def _refusal(via_link: bool, detail: str) -> DomainError:
@@ -207,15 +210,13 @@ def _answer(
     *,
     via_link: bool,
 ) -> Quote:
-    quote = settle(book, quote)
+    quote = finish(book, quote)
     _check_answerable(book, quote, via_link)
     reseller = resellers.get(book.orders.resellers, quote.reseller)
     now = book.orders.clock.now()
     if kind is not QuoteAnswerKind.ACCEPT:
         quote.move(kind.status, now, by, comment)
-        quote = _write(book, quote, via_link)
-        mail.tell_reseller(book, reseller, quote)
-        return quote
+        return finish(book, _write(book, quote, via_link))
     try:
         lines = build_lines(book.orders, reseller, _customer(book, quote), _pinned(quote))
     except ValidationFailed as exc:
@@ -225,11 +226,7 @@ def _answer(
         ) from exc
     quote.order_id, quote.order_pending = new_id(), True
     quote.move(QuoteStatus.ACCEPTED, now, by, comment)
-    quote = _write(book, quote, via_link)
-    _open_order(book, quote, reseller, lines, by)
-    quote = _order_done(book, quote)
-    mail.tell_reseller(book, reseller, quote)
-    return quote
+    return finish(book, _write(book, quote, via_link), lines)
 
 
 def answer(
@@ -267,7 +264,7 @@ def _by_link(book: QuoteBook, token: str, client: str) -> Quote:
 
 def link_view(book: QuoteBook, token: str, client: str) -> QuotePublic:
     """The quote at the customer's prices, for whoever holds its link (410 once answered)."""
-    quote = settle(book, _by_link(book, token, client))
+    quote = finish(book, _by_link(book, token, client))
     _check_answerable(book, quote, via_link=True)
     view = present(None, quote)
     assert isinstance(view, QuotePublic)

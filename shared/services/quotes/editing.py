@@ -28,6 +28,7 @@ from shared.services.orders.book import customer_of
 from shared.services.orders.drafts import command_of
 from shared.services.orders.lines import build_lines
 from shared.services.quotes import mail
+from shared.services.quotes.answers import finish
 from shared.services.quotes.book import QuoteBook, get
 
 
@@ -171,9 +172,10 @@ def send(
         )
     secret = secrets.token_urlsafe(32)
     quote.link_hash = link_hash(secret)
-    quote = book.quotes.update(quote)
-    mail.queue_sent(book, reseller, quote, link_token(quote.reseller, quote.id, secret))
-    return quote
+    # Held on the row only until its e-mail is queued (`finish`): a crash right after this write
+    # leaves the e-mail owed, for housekeeping to queue, instead of a link nobody ever gets.
+    quote.pending_link = link_token(quote.reseller, quote.id, secret)
+    return finish(book, book.quotes.update(quote))
 
 
 def withdraw(

@@ -83,7 +83,19 @@ def sent_email(book: QuoteBook, reseller: Reseller, quote: Quote) -> Email | Non
     )
 
 
-def queue_sent(book: QuoteBook, reseller: Reseller, quote: Quote, token: str) -> None:
+def queue_due(book: QuoteBook, reseller: Reseller, quote: Quote) -> None:
+    """Queue the e-mail the quote's latest change owes (`mail_due`), under its fixed id: the
+    customer's when Sent (with the link held in `pending_link`), else the reseller's. Writes
+    nothing to the quote: the caller clears `mail_due` and the link after."""
+    if not quote.mail_due:
+        return
+    if quote.status is not QuoteStatus.SENT:
+        tell_reseller(book, reseller, quote)
+    elif quote.pending_link is not None:
+        _queue_sent(book, reseller, quote, quote.pending_link)
+
+
+def _queue_sent(book: QuoteBook, reseller: Reseller, quote: Quote, token: str) -> None:
     """Queue the quote's e-mail; the link's token is kept only until the e-mail is sent."""
     email = sent_email(book, reseller, quote)
     if email is None or book.orders.notifications is None:
