@@ -8,13 +8,16 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shared.adapters.partner_center.subscriptions import our_status
 from shared.domain.catalog import MicrosoftSegment, Product
 from shared.domain.customers import Customer
 from shared.domain.errors import (
     ConcurrencyConflict,
+    FieldError,
     NotFound,
     UpstreamRejected,
     UpstreamUnavailable,
+    ValidationFailed,
 )
 from shared.domain.orders import (
     CartLineRequest,
@@ -32,6 +35,7 @@ from shared.domain.subscriptions import (
     ChangeAccepted,
     ChangeProgress,
     LicenceCount,
+    NextTerm,
     RefundableSeats,
     Subscription,
     SubscriptionChange,
@@ -65,10 +69,13 @@ class _Cart:
 
 @dataclass
 class FakeOrderPartnerCenter:
-    """The ordering half of the PartnerCenter port, like the simulator: a repeated MS-RequestId
-    repeats the first answer; a second checkout of a cart under a new id is refused (800065);
-    orders provision after `provisioning_polls` status reads; `seat_caps` refuses a group
-    (10015) whose quantity is above the seats left."""
+    """The ordering and subscription halves of the PartnerCenter port, like the simulator
+    behind the real adapter (the one fake of them: tests set its knobs, never subclass it).
+
+    Ordering: a repeated MS-RequestId repeats the first answer; a second checkout of a cart
+    under a new id is refused (800065); orders provision after `provisioning_polls` status
+    reads; `seat_caps` refuses a group (10015) whose quantity is above the seats left.
+    Subscriptions: see the section below; the rest of the port goes to `fallback`."""
 
     provisioning_polls: int = 0
     seat_caps: dict[str, int] = field(default_factory=dict)
@@ -90,14 +97,21 @@ class FakeOrderPartnerCenter:
     # decrease beyond the open windows → 800090, cancel after the window → 900213, anything
     # but reactivation while suspended → 800091; a stale ETag → ConcurrencyConflict.
     accept_next_changes: int = 0  # the next N changes answer 202 (ChangeAccepted)
-    accepted_polls: int = 1  # reads of a 202's Location before it is done
+    accepted_polls: int = 1  # reads of a 202's Location until it is done (done on the Nth)
+    accepted_retry_after: float = 1  # the 202's Retry-After
+    # An accepted change ends failed with this (code, words) instead of being applied.
+    accepted_failure: tuple[str, str] | None = None
     # (code, words): Partner Center's refusal of the next change ("412": a lost ETag race,
     # "800082"/"900278": not now → UpstreamUnavailable, others → UpstreamRejected).
     refuse_next_change: list[tuple[str, str]] = field(default_factory=list)
     assigned: dict[str, int] = field(default_factory=dict)  # subscription id → licences
     transition_targets: dict[str, list[TransitionOption]] = field(default_factory=dict)
     applied_changes: list[tuple[str, SubscriptionChange]] = field(default_factory=list)
+    # (request id, subscription id) of every write Partner Center took: a change (applied or
+    # accepted for later) or a transition; never a replay nor a refusal.
+    changes: list[tuple[str, str]] = field(default_factory=list)
     _accepted: dict[str, tuple[str, SubscriptionChange, int]] = field(default_factory=dict)
+    _failures: dict[str, tuple[str, str]] = field(default_factory=dict)
     _versions: dict[str, int] = field(default_factory=dict)
 
     def __getattr__(self, name: str) -> Any:
@@ -162,22 +176,24 @@ class FakeOrderPartnerCenter:
             order_lines = []
             for n, line in enumerate(lines):
                 sid = str(uuid.uuid4())
-                self.subscriptions[sid] = SubscriptionFacts(
-                    id=sid,
-                    catalog_item_id=line.catalog_item_id,
-                    name=line.friendly_name or line.catalog_item_id,
-                    quantity=line.quantity,
-                    term_duration=line.term_duration,
-                    billing_cycle=line.billing_cycle,
-                    status="active",
-                    start_date=now,
-                    commitment_end_date=now + timedelta(days=365),
-                    cancellation_allowed_until=now + timedelta(days=7),
-                    refundable=(RefundableSeats(line.quantity, now + timedelta(days=7)),),
-                    auto_renew=True,
-                    is_trial=False,
-                    order_id=order_id,
-                    parent_subscription_id=None,
+                self._store(
+                    SubscriptionFacts(
+                        id=sid,
+                        catalog_item_id=line.catalog_item_id,
+                        name=line.friendly_name or line.catalog_item_id,
+                        quantity=line.quantity,
+                        term_duration=line.term_duration,
+                        billing_cycle=line.billing_cycle,
+                        status="Active",
+                        start_date=now,
+                        commitment_end_date=now + timedelta(days=365),
+                        cancellation_allowed_until=now + timedelta(days=7),
+                        refundable=(RefundableSeats(line.quantity, now + timedelta(days=7)),),
+                        auto_renew=True,
+                        is_trial=False,
+                        order_id=order_id,
+                        parent_subscription_id=None,
+                    )
                 )
                 order_lines.append(PlacedOrderLine(n, line.catalog_item_id, line.quantity, sid))
             order = PlacedOrder(order_id, now, tuple(order_lines))
@@ -232,6 +248,12 @@ class FakeOrderPartnerCenter:
         return [self._facts(sid) for sid in self.subscriptions]
 
     # --- subscriptions in our words ---------------------------------------------------------
+    # Like the simulator behind the real adapter: statuses in our words (`deleted` →
+    # `Cancelled`); each change is checked against the NCE rules, then applied, the ETag moving
+    # on; a repeated MS-RequestId repeats the first answer, a refusal by those rules included
+    # (the simulator keeps every answer below 500). What the knobs inject (`fail_next`,
+    # `refuse_next_change`) is a fault in front of Partner Center, as the simulator's fault
+    # rules are: never kept for a replay.
 
     def _now(self) -> datetime:
         return self.clock.now() if self.clock is not None else datetime.now(UTC)
@@ -243,17 +265,30 @@ class FakeOrderPartnerCenter:
         now = self._now()
         refundable = tuple(r for r in facts.refundable if r.until > now)
         etag = f'W/"{self._versions.get(subscription_id, 1)}"'
-        return replace(facts, refundable=refundable, etag=etag)
+        return replace(facts, status=our_status(facts.status), refundable=refundable, etag=etag)
+
+    def _store(self, facts: SubscriptionFacts) -> None:
+        """Keep a subscription in our words; its ETag moves on."""
+        known = facts.id in self.subscriptions
+        self._versions[facts.id] = self._versions.get(facts.id, 1 if known else 0) + 1
+        self.subscriptions[facts.id] = replace(facts, status=our_status(facts.status), etag=None)
 
     def add_subscription(self, facts: SubscriptionFacts) -> SubscriptionFacts:
         """Put a subscription in place (as if bought earlier)."""
-        self.subscriptions[facts.id] = facts
+        self._store(facts)
         return self._facts(facts.id)
 
     def subscription(self, customer_tenant: str, subscription_id: str) -> SubscriptionFacts:
         """One subscription as it is now (NotFound if unknown)."""
         self._call("subscription")
         return self._facts(subscription_id)
+
+    def _replayed(self, key: str) -> Any:
+        """The first answer to a request id (a kept refusal is raised again), or None."""
+        reply = self.replies.get(key)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
 
     def change_subscription(
         self,
@@ -265,11 +300,13 @@ class FakeOrderPartnerCenter:
     ) -> SubscriptionFacts | ChangeAccepted:
         """Apply a change (replayed for a repeated request id); 202 on demand."""
         self._call("change_subscription")
+        current = self._facts(subscription_id)  # the adapter's GET before its PATCH
+        if change.status is not None and change.status.lower() not in _OUR_CHANGE_STATUSES:
+            raise ValidationFailed([FieldError("status", "must be Active, Suspended or Cancelled")])
         key = f"change {request_id}"
         if key in self.replies:
-            reply: SubscriptionFacts | ChangeAccepted = self.replies[key]
-            return reply
-        current = self._facts(subscription_id)
+            answer: SubscriptionFacts | ChangeAccepted = self._replayed(key)
+            return answer
         if self.refuse_next_change:
             code, words = self.refuse_next_change.pop(0)
             if code == "412":  # changed by someone else between the read and the write
@@ -277,12 +314,21 @@ class FakeOrderPartnerCenter:
             if code in ("800082", "900278"):
                 raise UpstreamUnavailable(f"{words} ({code})", retry_after=300)
             raise UpstreamRejected(words, code=code, status=400)
-        self._check_change(current, change)
-        if self.accept_next_changes > 0:
+        later = self.accept_next_changes > 0  # counted down before the rules, as the simulator
+        if later:
             self.accept_next_changes -= 1
+        try:
+            self._check_change(current, change)
+        except UpstreamRejected as refused:
+            self.replies[key] = refused
+            raise
+        self.changes.append((request_id, subscription_id))
+        if later:
             location = f"/v1/operations/{uuid.uuid4()}"
             self._accepted[location] = (subscription_id, change, 0)
-            accepted = ChangeAccepted(location=location, retry_after_seconds=1)
+            accepted = ChangeAccepted(
+                location=location, retry_after_seconds=self.accepted_retry_after
+            )
             self.replies[key] = accepted
             return accepted
         facts = self._apply(subscription_id, change)
@@ -290,11 +336,25 @@ class FakeOrderPartnerCenter:
         return facts
 
     def _check_change(self, current: SubscriptionFacts, change: SubscriptionChange) -> None:
+        """The simulator's PATCH rules (localdev/partner_center_sim/rules.py), in our words."""
         now = self._now()
         status = current.status.lower()
+        wanted = _wanted(current, change)
+        if not wanted:
+            return
         if status in ("cancelled", "expired", "disabled"):
-            raise UpstreamRejected(f"A subscription in status {status} cannot be changed.", "2011")
-        if change.status is not None and change.status.lower() == "cancelled":
+            raise UpstreamRejected(
+                f"A subscription in status {status} cannot be changed.", "800092", 400
+            )
+        if current.is_trial and wanted & {"quantity", "status", "billing_cycle", "term_duration"}:
+            raise UpstreamRejected(
+                "The quantity and status of a trial subscription cannot be changed.", "800092", 400
+            )
+        if status == "suspended" and wanted - {"status"}:
+            raise UpstreamRejected(
+                "Can't update a subscription with suspended status", code="800091", status=400
+            )
+        if "status" in wanted and (change.status or "").lower() == "cancelled":
             if (
                 current.cancellation_allowed_until is None
                 or now > current.cancellation_allowed_until
@@ -306,29 +366,51 @@ class FakeOrderPartnerCenter:
                     status=400,
                 )
             return
-        if status == "suspended" and (
-            change.quantity is not None
-            or change.billing_cycle is not None
-            or change.term_duration is not None
-            or change.next_term is not None
-        ):
-            raise UpstreamRejected(
-                "Can't update a subscription with suspended status", code="800091", status=400
-            )
         if change.quantity is not None and change.quantity < current.quantity:
             removable = sum(r.quantity for r in current.refundable)
             if current.quantity - change.quantity > removable:
                 raise UpstreamRejected(
                     "Subscription quantity cannot be decreased.", code="800090", status=400
                 )
+        if "term_duration" in wanted and _TERM_ORDER.get(change.term_duration or "", 0) <= (
+            _TERM_ORDER.get(current.term_duration or "", 0)
+        ):
+            raise UpstreamRejected(
+                "The term can only be extended mid-term; shorter terms apply at renewal.",
+                "800092",
+                400,
+            )
+        new_status = (change.status or current.status).lower()
+        auto_renew = current.auto_renew if change.auto_renew is None else change.auto_renew
+        if (
+            "next_term" in wanted
+            and change.next_term is not None
+            and (new_status != "active" or not auto_renew)
+        ):
+            raise UpstreamRejected(
+                "Scheduled changes need an active subscription with auto-renew on.",
+                "800093",
+                400,
+            )
+        if "auto_renew" in wanted and auto_renew and new_status != "active":
+            raise UpstreamRejected(
+                "Auto-renew can only be turned on for an active subscription.", "800092", 400
+            )
 
     def _apply(self, subscription_id: str, change: SubscriptionChange) -> SubscriptionFacts:
         current = self._facts(subscription_id)
         now = self._now()
+        wanted = _wanted(current, change)
         refundable = list(current.refundable)
         next_term = current.next_term
         quantity = current.quantity
-        if change.quantity is not None and change.quantity != quantity:
+        status = our_status(change.status) if "status" in wanted else current.status
+        auto_renew = current.auto_renew if change.auto_renew is None else change.auto_renew
+        if status in ("Suspended", "Cancelled") and "status" in wanted:
+            auto_renew, next_term = False, None
+            if status == "Cancelled":
+                refundable = []
+        if "quantity" in wanted and change.quantity is not None:
             delta = change.quantity - quantity
             if delta > 0:
                 refundable.append(RefundableSeats(delta, now + timedelta(hours=168)))
@@ -343,37 +425,32 @@ class FakeOrderPartnerCenter:
                 refundable = kept
             quantity = change.quantity
             next_term = None  # a mid-term change wipes the scheduled one
-        status = current.status
-        auto_renew = current.auto_renew if change.auto_renew is None else change.auto_renew
-        if change.status is not None:
-            status = change.status
-            if status.lower() in ("suspended", "cancelled"):
-                auto_renew, next_term = False, None
         if not auto_renew:
             next_term = None
         if change.clear_next_term:
             next_term = None
         elif change.next_term is not None:
-            next_term = change.next_term
+            next_term = _scheduled(current, change.next_term)
         facts = replace(
             current,
             quantity=quantity,
             status=status,
             auto_renew=auto_renew,
-            billing_cycle=change.billing_cycle or current.billing_cycle,
+            billing_cycle=(change.billing_cycle or current.billing_cycle or "").lower() or None,
             term_duration=change.term_duration or current.term_duration,
             refundable=tuple(refundable),
             next_term=next_term,
         )
-        self.subscriptions[subscription_id] = facts
-        self._versions[subscription_id] = self._versions.get(subscription_id, 1) + 1
+        self._store(facts)
         self.applied_changes.append((subscription_id, change))
         return self._facts(subscription_id)
 
     def change_progress(
         self, customer_tenant: str, subscription_id: str, accepted: ChangeAccepted
     ) -> ChangeProgress:
-        """Running until `accepted_polls` reads, then done with the subscription as it is."""
+        """Running until `accepted_polls` reads, then done with the subscription as it is, or,
+        with `accepted_failure` or a rule the change now breaks, done and failed with the code
+        (the adapter maps a failed operation so)."""
         self._call("change_progress")
         if accepted.location not in self._accepted:
             raise NotFound(f"operation {accepted.location} was not found")
@@ -382,49 +459,79 @@ class FakeOrderPartnerCenter:
         self._accepted[accepted.location] = (sid, change, polls)
         if polls < self.accepted_polls:
             return ChangeProgress(done=False, retry_after_seconds=1)
+        failure = self._failures.get(accepted.location)
         if polls == self.accepted_polls:
-            try:
-                self._check_change(self._facts(sid), change)
-            except UpstreamRejected as refused:
-                return ChangeProgress(
-                    done=True, failed_code=refused.code, failed_reason=refused.detail
-                )
-            self._apply(sid, change)
+            if self.accepted_failure is not None:
+                failure = self.accepted_failure
+            else:
+                try:
+                    self._check_change(self._facts(sid), change)
+                    self._apply(sid, change)
+                except UpstreamRejected as refused:
+                    failure = (refused.code or "", refused.detail)
+            if failure is not None:
+                self._failures[accepted.location] = failure
+        if failure is not None:
+            return ChangeProgress(done=True, failed_code=failure[0], failed_reason=failure[1])
         return ChangeProgress(done=True, facts=self._facts(sid))
 
     def licence_counts(self, customer_tenant: str) -> list[LicenceCount]:
-        """One count per catalog item (the SKU id is the catalog item's product:sku)."""
+        """Per SKU of the active and suspended subscriptions, as the simulator's
+        `subscribedskus`: the SKU's id, title and part number from the catalog behind
+        `fallback` (else its product:sku), `assigned` licences as consumedUnits."""
         self._call("licence_counts")
-        counts: dict[str, LicenceCount] = {}
+        per_sku: dict[str, list[int]] = {}
+        names: dict[str, str] = {}
         for sid, facts in self.subscriptions.items():
-            if facts.status.lower() not in ("active", "suspended") or not facts.catalog_item_id:
+            status = our_status(facts.status)
+            if status not in ("Active", "Suspended") or not facts.catalog_item_id:
                 continue
-            sku = ":".join(facts.catalog_item_id.split(":")[:2])
-            seen = counts.get(sku) or LicenceCount(sku, facts.name, 0, 0, 0, 0, sku)
-            active = facts.quantity if facts.status.lower() == "active" else 0
-            counts[sku] = LicenceCount(
-                sku,
-                facts.name,
-                seen.assigned + self.assigned.get(sid, 0),
-                seen.total + facts.quantity,
-                seen.active + active,
-                seen.suspended + facts.quantity - active,
-                sku,
+            key = ":".join(facts.catalog_item_id.upper().split(":")[:2]).replace(":0002", ":0001")
+            active, suspended, consumed = per_sku.setdefault(key, [0, 0, 0])
+            names.setdefault(key, facts.name)
+            per_sku[key] = [
+                active + (facts.quantity if status == "Active" else 0),
+                suspended + (facts.quantity if status == "Suspended" else 0),
+                consumed + self.assigned.get(sid, 0),
+            ]
+        catalog = getattr(self.fallback, "catalog", None)
+        counts = []
+        for key, (active, suspended, consumed) in per_sku.items():
+            sku = catalog.sku_by_key(key) if catalog is not None else None
+            counts.append(
+                LicenceCount(
+                    sku_id=sku.product_sku_id if sku else key,
+                    name=sku.title if sku else names[key],
+                    assigned=min(consumed, active + suspended),
+                    total=active + suspended,
+                    active=active,
+                    suspended=suspended,
+                    part_number=sku.part_number if sku else key,
+                )
             )
-        return list(counts.values())
+        return counts
+
+    def _options(self, subscription_id: str) -> list[TransitionOption]:
+        facts = self._facts(subscription_id)
+        if subscription_id in self.transition_targets:
+            options = list(self.transition_targets[subscription_id])
+        elif facts.is_trial and facts.catalog_item_id:
+            product = facts.catalog_item_id.split(":")[0]
+            options = [TransitionOption(f"{product}:0001:PAID", facts.name, True)]
+        else:
+            options = []
+        if facts.status != "Active":  # the simulator's words for every target
+            why = "Subscription can't be Transitioned - source subscription isn't active."
+            options = [replace(o, eligible=False, reasons=(why,)) for o in options]
+        return options
 
     def transition_options(
         self, customer_tenant: str, subscription_id: str, *, scheduled: bool = False
     ) -> list[TransitionOption]:
-        """The targets set in `transition_targets` (a trial: its paid catalog item)."""
+        """The targets set in `transition_targets` (a trial: its paid catalog item); none is
+        eligible unless the subscription is active."""
         self._call("transition_options")
-        facts = self._facts(subscription_id)
-        if subscription_id in self.transition_targets:
-            return list(self.transition_targets[subscription_id])
-        if facts.is_trial and facts.catalog_item_id:
-            product = facts.catalog_item_id.split(":")[0]
-            return [TransitionOption(f"{product}:0001:PAID", facts.name, True)]
-        return []
+        return self._options(subscription_id)
 
     def transition(
         self,
@@ -434,16 +541,26 @@ class FakeOrderPartnerCenter:
         *,
         request_id: str,
     ) -> TransitionOutcome:
-        """Convert or upgrade (replayed for a repeated request id); ineligible → rejected."""
+        """Convert or upgrade (replayed for a repeated request id, a refusal included);
+        ineligible → rejected. An upgrade's seats get no cancellation window and keep the
+        source's end date; a converted trial, or a source left without seats, is Cancelled."""
         self._call("transition")
         key = f"transition {request_id}"
         if key in self.replies:
-            reply: TransitionOutcome = self.replies[key]
-            return reply
-        options = {
-            o.catalog_item_id.upper(): o
-            for o in self.transition_options(customer_tenant, subscription_id)
-        }
+            replayed: TransitionOutcome = self._replayed(key)
+            return replayed
+        try:
+            outcome = self._transition(subscription_id, request, request_id)
+        except UpstreamRejected as refused:
+            self.replies[key] = refused
+            raise
+        self.replies[key] = outcome
+        return outcome
+
+    def _transition(
+        self, subscription_id: str, request: TransitionRequest, request_id: str
+    ) -> TransitionOutcome:
+        options = {o.catalog_item_id.upper(): o for o in self._options(subscription_id)}
         option = options.get(request.to_catalog_item_id.upper())
         if option is None or not option.eligible:
             words = option.reasons[0] if option and option.reasons else None
@@ -453,33 +570,84 @@ class FakeOrderPartnerCenter:
                 status=400,
             )
         source = self._facts(subscription_id)
+        if not source.is_trial and request.quantity > source.quantity:
+            raise UpstreamRejected(
+                "An upgrade cannot move more seats than the subscription has.", "400", 400
+            )
         now = self._now()
         new_id = str(uuid.uuid4())
-        self.subscriptions[new_id] = replace(
-            source,
-            id=new_id,
-            catalog_item_id=request.to_catalog_item_id.upper(),
-            quantity=request.quantity,
-            term_duration=request.term_duration or source.term_duration,
-            billing_cycle=request.billing_cycle or source.billing_cycle,
-            is_trial=False,
-            trial_ends=None,
-            start_date=now,
-            cancellation_allowed_until=(now + timedelta(hours=168)) if source.is_trial else None,
-            refundable=(),
-            next_term=None,
+        window = now + timedelta(hours=168)
+        self._store(
+            replace(
+                source,
+                id=new_id,
+                catalog_item_id=request.to_catalog_item_id.upper(),
+                name=option.title or source.name,
+                quantity=request.quantity,
+                term_duration=(request.term_duration or "P1Y")
+                if source.is_trial
+                else source.term_duration,
+                billing_cycle=(request.billing_cycle or "monthly").lower()
+                if source.is_trial
+                else (request.billing_cycle or source.billing_cycle),
+                status="Active",
+                is_trial=False,
+                trial_ends=None,
+                start_date=now,
+                commitment_end_date=(now + timedelta(days=365))
+                if source.is_trial
+                else source.commitment_end_date,
+                cancellation_allowed_until=window if source.is_trial else None,
+                refundable=(RefundableSeats(request.quantity, window),) if source.is_trial else (),
+                next_term=None,
+            )
         )
-        left = source.quantity - request.quantity
-        self.subscriptions[subscription_id] = replace(
-            source,
-            quantity=max(left, 0) if not source.is_trial else source.quantity,
-            status="Cancelled" if source.is_trial or left <= 0 else source.status,
-            next_term=None,
+        left = 0 if source.is_trial else source.quantity - request.quantity
+        ended = left <= 0
+        self._store(
+            replace(
+                source,
+                quantity=source.quantity if source.is_trial else left,
+                status="Cancelled" if ended else source.status,
+                auto_renew=False if ended else source.auto_renew,
+                next_term=None,
+            )
         )
-        self._versions[subscription_id] = self._versions.get(subscription_id, 1) + 1
-        outcome = TransitionOutcome("Completed", new_id, str(uuid.uuid4()))
-        self.replies[key] = outcome
-        return outcome
+        self.changes.append((request_id, subscription_id))
+        return TransitionOutcome("Completed", new_id, str(uuid.uuid4()))
+
+
+_OUR_CHANGE_STATUSES = frozenset({"active", "suspended", "cancelled"})
+_TERM_ORDER = {"P1M": 1, "P1Y": 2, "P3Y": 3}
+
+
+def _wanted(current: SubscriptionFacts, change: SubscriptionChange) -> set[str]:
+    """What a change would change (a field set to what it already is changes nothing)."""
+    wanted = {
+        name
+        for name in ("quantity", "term_duration", "auto_renew")
+        if getattr(change, name) is not None and getattr(change, name) != getattr(current, name)
+    }
+    if change.billing_cycle is not None and change.billing_cycle.lower() != (
+        (current.billing_cycle or "").lower()
+    ):
+        wanted.add("billing_cycle")
+    if change.status is not None and our_status(change.status) != our_status(current.status):
+        wanted.add("status")
+    if change.clear_next_term or change.next_term is not None:
+        wanted.add("next_term")
+    return wanted
+
+
+def _scheduled(current: SubscriptionFacts, wanted: NextTerm) -> NextTerm:
+    """The next term as Partner Center keeps it: what the change leaves out is the current
+    offer's (the adapter sends all of it, the simulator answers all of it)."""
+    return NextTerm(
+        catalog_item_id=(wanted.catalog_item_id or current.catalog_item_id or "").upper() or None,
+        quantity=wanted.quantity if wanted.quantity is not None else current.quantity,
+        term_duration=wanted.term_duration or current.term_duration,
+        billing_cycle=(wanted.billing_cycle or current.billing_cycle or "").lower() or None,
+    )
 
 
 def install_orders(c: Any, partner_center: Any = None) -> OrderBook:

@@ -1,67 +1,19 @@
-"""Subscriptions for HTTP tests: the reading half of the Partner Center port in memory, and a
-subscription record priced like an order line.
-
-The fake answers like the simulator for what the request path reads: `subscription` (NotFound
-for an id it does not hold), `licence_counts` (per SKU, keyed by skuPartNumber) and
-`transition_options`. Applying changes is not here (the applying module's fakes do that).
-"""
+"""Seeding subscriptions for tests: a record priced like an order line, known to the fake
+Partner Center (`tests.order_fakes.FakeOrderPartnerCenter`, put in place by `install_orders`)
+with the same facts."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from shared.domain.errors import NotFound
 from shared.domain.orders import OrderCreate
-from shared.domain.subscriptions import (
-    LicenceCount,
-    RefundableSeats,
-    Subscription,
-    SubscriptionFacts,
-    TransitionOption,
-)
+from shared.domain.subscriptions import RefundableSeats, Subscription, SubscriptionFacts
 from shared.services.orders.lines import build_lines
 from tests.catalog_fakes import BOTH
-from tests.order_fakes import FakeOrderPartnerCenter, install_orders, offer_line
-
-
-@dataclass
-class FakeSubscriptionPartnerCenter(FakeOrderPartnerCenter):
-    """Ordering plus reading subscriptions, licences and transition eligibility."""
-
-    licences: dict[str, LicenceCount] = field(default_factory=dict)  # by skuPartNumber
-    options: dict[str, list[TransitionOption]] = field(default_factory=dict)  # by subscription
-
-    def subscription(self, customer_tenant: str, subscription_id: str) -> SubscriptionFacts:
-        """One subscription (NotFound for one Partner Center does not hold)."""
-        self._call("subscription")
-        found = self.subscriptions.get(subscription_id)
-        if found is None:
-            raise NotFound(f"subscription {subscription_id} was not found")
-        return found
-
-    def licence_counts(self, customer_tenant: str) -> list[LicenceCount]:
-        """Licences per SKU of the tenant."""
-        self._call("licence_counts")
-        return list(self.licences.values())
-
-    def transition_options(
-        self, customer_tenant: str, subscription_id: str, *, scheduled: bool = False
-    ) -> list[TransitionOption]:
-        """Where the subscription may move."""
-        self._call("transition_options")
-        return list(self.options.get(subscription_id, []))
-
-
-def install_subscriptions(c: Any) -> FakeSubscriptionPartnerCenter:
-    """Orders and subscriptions in memory (install_orders) with the reading fake behind them."""
-    fallback = c.__dict__.get("partner_center")
-    install_orders(c, fallback)
-    pc = FakeSubscriptionPartnerCenter(fallback=fallback, clock=c.clock)
-    c.__dict__["partner_center"] = pc
-    return pc
+from tests.order_fakes import FakeOrderPartnerCenter, offer_line
 
 
 def product_id(c: Any) -> str:
@@ -88,7 +40,7 @@ def seed_subscription(c: Any, reseller: str, customer_id: str, **over: Any) -> S
         "quantity": 10,
         "term_duration": priced[0].term_duration,
         "billing_cycle": priced[0].billing_cycle,
-        "status": "active",
+        "status": "Active",
         "start_date": now - timedelta(days=2),
         "commitment_end_date": now + timedelta(days=363),
         "cancellation_allowed_until": now + timedelta(days=5),
@@ -101,8 +53,8 @@ def seed_subscription(c: Any, reseller: str, customer_id: str, **over: Any) -> S
     }
     values.update(over)
     sub = c.subscriptions.add(Subscription(**values))
-    pc: FakeSubscriptionPartnerCenter = c.partner_center
-    pc.subscriptions[sub.id] = facts_of(sub)
+    pc: FakeOrderPartnerCenter = c.partner_center
+    pc.add_subscription(facts_of(sub))
     return sub
 
 
@@ -128,13 +80,3 @@ def facts_of(sub: Subscription, **over: Any) -> SubscriptionFacts:
         trial_ends=sub.trial_ends,
     )
     return replace(facts, **over)
-
-
-def part_number_of(c: Any, sub: Subscription) -> str:
-    """The catalog's skuPartNumber of the subscription's SKU."""
-    r = c.resellers.get("reseller", sub.reseller)
-    market = c.catalog_reader.market_products(r.country, c.catalog_reader.import_id(r.country))
-    product_id_, sku_id = (sub.catalog_item_id or "::").split(":")[:2]
-    sku = next(s for s in market[product_id_].skus if s.id == sku_id)
-    assert sku.part_number
-    return sku.part_number

@@ -26,9 +26,9 @@ from tests.customer_bodies import new_customer_body
 from tests.fakes import reseller_ids
 from tests.functions.helpers import call
 from tests.functions.world import CALLERS, CUST_A, CUST_B, World, add_customers, build_world
-from tests.order_fakes import offer_line
+from tests.order_fakes import install_orders, offer_line
 from tests.quote_fakes import install_quotes
-from tests.subscription_fakes import install_subscriptions, seed_subscription
+from tests.subscription_fakes import seed_subscription
 
 FRESH_TENANT, FRESH_MPN = reseller_ids("fresh")
 
@@ -277,7 +277,7 @@ def world() -> Iterator[World]:
         {("demo", CUST_A): "education", ("demo", CUST_B): "commercial", ("other", CUST_OTHER): ""},
     )
     add_customers(w)
-    install_subscriptions(w.container)  # orders too
+    install_orders(w.container)
     install_quotes(w.container)
     c = w.container
     for reseller, cid in (("demo", CUST_A), ("demo", CUST_B), ("other", CUST_OTHER)):
@@ -435,7 +435,7 @@ def _subscription(world: World, name: str, reseller: str, customer_id: str) -> A
     if name == "http_unschedule_subscription_change":
         state = {"next_term": NextTerm(None, 5, None, None)}
     sub = seed_subscription(c, reseller, customer_id, **state)
-    c.partner_center.options[sub.id] = [
+    c.partner_center.transition_targets[sub.id] = [
         TransitionOption(sub.catalog_item_id or "", "Target", eligible=True)
     ]
     return sub

@@ -16,20 +16,15 @@ from shared.domain.customers import Qualification
 from shared.domain.errors import UpstreamUnavailable
 from shared.domain.orders import OrderKind, OrderStatus, order_row_key
 from shared.domain.outbox import Queue
-from shared.domain.subscriptions import LicenceCount, NextTerm, Subscription, TransitionOption
+from shared.domain.subscriptions import NextTerm, Subscription, TransitionOption
 from shared.services import watchdog
 from shared.services.subscriptions import requests as sub_requests
 from shared.services.subscriptions.requests import PendingChanges
 from tests.catalog_fakes import install_catalog
 from tests.functions.helpers import call, json_of
 from tests.functions.world import CUST_A, CUST_B, CUST_OTHER, World, add_customers, build_world
-from tests.subscription_fakes import (
-    FakeSubscriptionPartnerCenter,
-    facts_of,
-    install_subscriptions,
-    part_number_of,
-    seed_subscription,
-)
+from tests.order_fakes import FakeOrderPartnerCenter, install_orders
+from tests.subscription_fakes import facts_of, seed_subscription
 
 BASE = "resellers/{r}/customers/{c}/subscriptions"
 
@@ -43,7 +38,7 @@ def world() -> Iterator[World]:
         {("demo", CUST_A): "commercial", ("demo", CUST_B): "commercial", ("other", CUST_OTHER): ""},
     )
     add_customers(w)
-    install_subscriptions(w.container)
+    install_orders(w.container)
     c = w.container
     for reseller, cid in (("demo", CUST_A), ("demo", CUST_B), ("other", CUST_OTHER)):
         customer = c.customers.get(reseller, cid)
@@ -54,8 +49,8 @@ def world() -> Iterator[World]:
     bootstrap.use(None)
 
 
-def pc(world: World) -> FakeSubscriptionPartnerCenter:
-    found: FakeSubscriptionPartnerCenter = world.container.partner_center
+def pc(world: World) -> FakeOrderPartnerCenter:
+    found: FakeOrderPartnerCenter = world.container.partner_center
     return found
 
 
@@ -145,9 +140,8 @@ def test_a_subscription_read_after_a_minute_is_refreshed_from_partner_center_wit
 ):
     c = world.container
     sub = seed_subscription(c, "demo", CUST_A)
-    pc(world).subscriptions[sub.id] = facts_of(sub, quantity=12, auto_renew=False)
-    part = part_number_of(c, sub)
-    pc(world).licences[part] = LicenceCount("guid", "E3", 7, 12, 12, 0, part_number=part)
+    pc(world).add_subscription(facts_of(sub, quantity=12, auto_renew=False))
+    pc(world).assigned[sub.id] = 7  # counted per SKU under the catalog's part number
 
     fresh = get(world, sub)
     assert json_of(fresh)["quantity"] == 10, "facts read within a minute are served as stored"
@@ -275,10 +269,8 @@ def test_a_decrease_past_the_refundable_seats_is_refused_with_the_rule_and_nothi
 
 
 def test_a_decrease_below_the_assigned_licences_is_refused(world: World):
-    c = world.container
-    sub = seed_subscription(c, "demo", CUST_A)
-    part = part_number_of(c, sub)
-    pc(world).licences[part] = LicenceCount("guid", "E3", 8, 10, 10, 0, part_number=part)
+    sub = seed_subscription(world.container, "demo", CUST_A)
+    pc(world).assigned[sub.id] = 8
     resp = patch(world, sub, {"quantity": 7})
     assert resp.status_code == 409
     assert json_of(resp)["type"] == "/problems/below-assigned-licences"
@@ -351,14 +343,14 @@ def test_an_ineligible_conversion_is_refused_naming_partner_centers_reason(world
         world.container, "demo", CUST_A, is_trial=True, quantity=25, refundable=[]
     )
     target = sub.catalog_item_id or ""
-    pc(world).options[sub.id] = [
+    pc(world).transition_targets[sub.id] = [
         TransitionOption(target, "Paid", eligible=False, reasons=("Trial already converted",))
     ]
     resp = post(world, sub, "convert", {})
     assert resp.status_code == 409
     assert json_of(resp)["type"] == "/problems/not-eligible"
     assert "Trial already converted" in json_of(resp)["detail"]
-    pc(world).options[sub.id] = [TransitionOption(target, "Paid", eligible=True)]
+    pc(world).transition_targets[sub.id] = [TransitionOption(target, "Paid", eligible=True)]
     ok = post(
         world,
         sub,
@@ -372,7 +364,7 @@ def test_an_ineligible_conversion_is_refused_naming_partner_centers_reason(world
 def test_an_upgrade_goes_only_to_an_eligible_target(world: World):
     sub = seed_subscription(world.container, "demo", CUST_A)
     target = sub.catalog_item_id or ""
-    pc(world).options[sub.id] = [TransitionOption(target, "E5", eligible=True)]
+    pc(world).transition_targets[sub.id] = [TransitionOption(target, "E5", eligible=True)]
     missing = post(world, sub, "upgrade", {"toCatalogItemId": "AAAA:0001:BBBB", "quantity": 5})
     assert missing.status_code == 409 and target in json_of(missing)["detail"]
     bad = post(world, sub, "upgrade", {"toCatalogItemId": target})

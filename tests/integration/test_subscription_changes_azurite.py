@@ -20,8 +20,8 @@ from shared.services.orders import OrderBook, OrderPolicy
 from tests.catalog_fakes import install_catalog
 from tests.functions.helpers import call, json_of
 from tests.functions.world import CUST_A, CUST_B, CUST_OTHER, World, add_customers, build_world
-from tests.order_fakes import FakeScheduler
-from tests.subscription_fakes import install_subscriptions, seed_subscription
+from tests.order_fakes import FakeScheduler, install_orders
+from tests.subscription_fakes import seed_subscription
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +38,7 @@ def world(container: Container) -> Iterator[World]:
         {("demo", CUST_A): "commercial", ("demo", CUST_B): "commercial", ("other", CUST_OTHER): ""},
     )
     add_customers(w)
-    install_subscriptions(w.container)
+    install_orders(w.container)
     c = w.container
     for reseller, cid in (("demo", CUST_A),):
         customer = c.customers.get(reseller, cid)

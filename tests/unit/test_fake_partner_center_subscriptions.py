@@ -1,5 +1,6 @@
 """The in-memory Partner Center refuses subscription changes the way the client reports
-Partner Center's refusals (same exception types and codes as the contract tests show)."""
+Partner Center's refusals (same exception types and codes as the contract tests show), and
+answers in the adapter's words what the simulator answers."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ from shared.domain.errors import ConcurrencyConflict, UpstreamRejected, Upstream
 from shared.domain.orders import CartLineRequest
 from shared.domain.subscriptions import (
     ChangeAccepted,
+    NextTerm,
     SubscriptionChange,
     SubscriptionFacts,
+    TransitionOption,
     TransitionRequest,
 )
+from tests.catalog_fakes import BOTH, SimCatalogPartnerCenter
 from tests.fakes import FakeClock
 from tests.order_fakes import FakeOrderPartnerCenter, _Cart
 
@@ -115,3 +119,82 @@ def test_fake_licence_counts_report_the_assigned_licences() -> None:
     pc.assigned[sid] = 7
     (count,) = pc.licence_counts(TENANT)
     assert (count.assigned, count.total) == (7, 10)
+
+
+def test_fake_speaks_our_statuses_like_the_adapter_and_suspending_turns_auto_renew_off() -> None:
+    pc, _, sid = bought(2)
+    assert pc.subscription(TENANT, sid).status == "Active"
+    suspended = change(pc, sid, status="Suspended")
+    assert isinstance(suspended, SubscriptionFacts)
+    assert (suspended.status, suspended.auto_renew) == ("Suspended", False)
+    with pytest.raises(UpstreamRejected) as refused:
+        change(pc, sid, auto_renew=True)  # nothing but reactivation while suspended
+    assert refused.value.code == "800091"
+
+
+def test_fake_replays_a_refusal_for_its_request_id_as_the_simulator_keeps_it() -> None:
+    pc, clock, sid = bought(2)
+    clock.advance(days=8)
+    fewer = SubscriptionChange(quantity=1)
+    with pytest.raises(UpstreamRejected):
+        pc.change_subscription(TENANT, sid, fewer, request_id="late")
+    change(pc, sid, quantity=4)  # two seats in a new window: one could go now
+    with pytest.raises(UpstreamRejected) as replayed:
+        pc.change_subscription(TENANT, sid, fewer, request_id="late")
+    assert replayed.value.code == "800090" and pc.subscription(TENANT, sid).quantity == 4
+    assert "late" not in [request for request, _ in pc.changes] and len(pc.changes) == 1
+
+
+def test_fake_ends_an_accepted_change_failed_as_done_with_its_code_like_the_adapter() -> None:
+    pc, _, sid = bought(2)
+    pc.accept_next_changes, pc.accepted_polls, pc.accepted_retry_after = 1, 2, 3
+    pc.accepted_failure = ("800091", "Can't update a subscription with suspended status")
+    accepted = change(pc, sid, quantity=4)
+    assert isinstance(accepted, ChangeAccepted) and accepted.retry_after_seconds == 3
+    assert pc.change_progress(TENANT, sid, accepted).done is False
+    failed = pc.change_progress(TENANT, sid, accepted)
+    assert (failed.done, failed.failed_code, failed.facts) == (True, "800091", None)
+    assert pc.subscription(TENANT, sid).quantity == 2
+    assert pc.change_progress(TENANT, sid, accepted).failed_code == "800091"
+
+
+def test_fake_keeps_the_whole_next_term_filling_in_what_the_change_left_out() -> None:
+    pc, _, sid = bought(2)
+    scheduled = change(pc, sid, next_term=NextTerm(None, 6, None, None))
+    assert isinstance(scheduled, SubscriptionFacts)
+    assert scheduled.next_term == NextTerm(ITEM, 6, "P1Y", "monthly")
+    with pytest.raises(UpstreamRejected) as refused:
+        change(pc, sid, auto_renew=False, next_term=NextTerm(None, 7, None, None))
+    assert refused.value.code == "800093"
+
+
+def test_fake_upgrade_ends_the_source_without_auto_renew_and_moves_no_more_seats_than_held() -> (
+    None
+):
+    pc, _, sid = bought(5)
+    target = "AAAA:0001:BBBB"
+    pc.transition_targets[sid] = [TransitionOption(target, "Bigger", eligible=True)]
+    with pytest.raises(UpstreamRejected):
+        pc.transition(TENANT, sid, TransitionRequest(target, 6), request_id="too-many")
+    outcome = pc.transition(TENANT, sid, TransitionRequest(target, 5), request_id="all")
+    source = pc.subscription(TENANT, sid)
+    assert (source.status, source.auto_renew, source.quantity) == ("Cancelled", False, 0)
+    assert outcome.to_subscription_id
+    upgraded = pc.subscription(TENANT, outcome.to_subscription_id)
+    assert upgraded.refundable == () and upgraded.cancellation_allowed_until is None
+    assert pc.transition_options(TENANT, sid)[0].eligible is False  # not active any more
+
+
+def test_fake_licence_counts_name_the_catalogs_sku_and_part_number() -> None:
+    clock = FakeClock()
+    catalog = SimCatalogPartnerCenter(clock)
+    sku = catalog.catalog.sku_by_slug(BOTH)
+    item = sku.availabilities[0].catalog_item_id
+    pc = FakeOrderPartnerCenter(fallback=catalog, clock=clock)
+    pc.carts["c"] = _Cart("c", TENANT, [CartLineRequest(item, 10, "P1Y", "monthly", "5123456")])
+    sid = pc.check_out(TENANT, "c", request_id="r").orders[0].lines[0].subscription_id
+    assert sid is not None
+    pc.assigned[sid] = 12  # more than bought: capped, as the simulator does
+    (count,) = pc.licence_counts(TENANT)
+    assert (count.sku_id, count.part_number) == (sku.product_sku_id, sku.part_number)
+    assert (count.assigned, count.total, count.active) == (10, 10, 10)
