@@ -55,6 +55,10 @@ class FakeScheduler:
         self.sent.append((queue, dict(body), delay_seconds))
 
 
+# Answers the simulator keeps for their MS-RequestId (below 500) and replays for a repeat.
+_KEPT_ANSWERS = (UpstreamRejected, UpstreamUnavailable, ConcurrencyConflict, NotFound)
+
+
 @dataclass
 class _Cart:
     id: str
@@ -266,28 +270,39 @@ class FakeOrderPartnerCenter:
         """Apply a change (replayed for a repeated request id); 202 on demand."""
         self._call("change_subscription")
         key = f"change {request_id}"
-        if key in self.replies:
-            reply: SubscriptionFacts | ChangeAccepted = self.replies[key]
-            return reply
+        if key not in self.replies:
+            try:
+                self.replies[key] = self._change(subscription_id, change)
+            except _KEPT_ANSWERS as answer:
+                self.replies[key] = answer
+        return self._replayed(key)  # type: ignore[no-any-return]
+
+    def _replayed(self, key: str) -> Any:
+        """The first answer to a request id: the simulator keeps every answer below 500 (a
+        refusal, a 409 "not now", a 412 lost ETag race) and gives it back for a repeat."""
+        reply = self.replies[key]
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    def _change(
+        self, subscription_id: str, change: SubscriptionChange
+    ) -> SubscriptionFacts | ChangeAccepted:
         current = self._facts(subscription_id)
         if self.refuse_next_change:
             code, words = self.refuse_next_change.pop(0)
             if code == "412":  # changed by someone else between the read and the write
                 raise ConcurrencyConflict(words)
             if code in ("800082", "900278"):
-                raise UpstreamUnavailable(f"{words} ({code})", retry_after=300)
+                raise UpstreamUnavailable(f"{words} ({code})", retry_after=300, code=code)
             raise UpstreamRejected(words, code=code, status=400)
         self._check_change(current, change)
         if self.accept_next_changes > 0:
             self.accept_next_changes -= 1
             location = f"/v1/operations/{uuid.uuid4()}"
             self._accepted[location] = (subscription_id, change, 0)
-            accepted = ChangeAccepted(location=location, retry_after_seconds=1)
-            self.replies[key] = accepted
-            return accepted
-        facts = self._apply(subscription_id, change)
-        self.replies[key] = facts
-        return facts
+            return ChangeAccepted(location=location, retry_after_seconds=1)
+        return self._apply(subscription_id, change)
 
     def _check_change(self, current: SubscriptionFacts, change: SubscriptionChange) -> None:
         now = self._now()
@@ -437,9 +452,16 @@ class FakeOrderPartnerCenter:
         """Convert or upgrade (replayed for a repeated request id); ineligible → rejected."""
         self._call("transition")
         key = f"transition {request_id}"
-        if key in self.replies:
-            reply: TransitionOutcome = self.replies[key]
-            return reply
+        if key not in self.replies:
+            try:
+                self.replies[key] = self._transition(customer_tenant, subscription_id, request)
+            except _KEPT_ANSWERS as answer:
+                self.replies[key] = answer
+        return self._replayed(key)  # type: ignore[no-any-return]
+
+    def _transition(
+        self, customer_tenant: str, subscription_id: str, request: TransitionRequest
+    ) -> TransitionOutcome:
         options = {
             o.catalog_item_id.upper(): o
             for o in self.transition_options(customer_tenant, subscription_id)
@@ -477,9 +499,7 @@ class FakeOrderPartnerCenter:
             next_term=None,
         )
         self._versions[subscription_id] = self._versions.get(subscription_id, 1) + 1
-        outcome = TransitionOutcome("Completed", new_id, str(uuid.uuid4()))
-        self.replies[key] = outcome
-        return outcome
+        return TransitionOutcome("Completed", new_id, str(uuid.uuid4()))
 
 
 def install_orders(c: Any, partner_center: Any = None) -> OrderBook:

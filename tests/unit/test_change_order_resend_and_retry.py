@@ -1,0 +1,235 @@
+"""Change orders sent again and retried, against `FakeOrderPartnerCenter`, which replays every
+answer below 500 for a repeated MS-RequestId as the simulator does: a change Partner Center
+refused without applying (412, "not now") goes again under a new request id; a retried or
+approved Change order takes its subscription again and meets the new-commerce rules again."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from azure.functions.queue import QueueMessage
+
+from functions._queue import run_step
+from shared.domain.customers import Qualification
+from shared.domain.errors import RuleBroken
+from shared.domain.failures import FailureKind
+from shared.domain.identity import Principal, Role, SignInKind
+from shared.domain.orders import (
+    ChangeKind,
+    Order,
+    OrderCreate,
+    OrderDecision,
+    OrderKind,
+    OrderStatus,
+    ProvisionOrderMessage,
+    SubscriptionChangeOrder,
+)
+from shared.domain.outbox import Queue
+from shared.domain.subscriptions import PendingChange, Subscription
+from shared.services import orders
+from shared.services.orders import OrderBook
+from shared.services.orders.submission import provision_message
+from shared.services.subscriptions.requests import PendingChanges
+from tests.catalog_fakes import BOTH, install_catalog
+from tests.functions.world import CUST_B, World, add_customers, build_world
+from tests.order_fakes import FakeOrderPartnerCenter, install_orders, offer_line
+
+S = OrderStatus
+AM = Principal("u1", "demo", None, Role.ACCOUNT_MANAGER, "owner@demo.example", SignInKind.PLATFORM)
+TENANT = "11111111-2222-3333-4444-555555555555"
+
+
+class Crash(Exception):
+    """The process died here."""
+
+
+@pytest.fixture
+def world() -> Iterator[tuple[World, OrderBook, FakeOrderPartnerCenter]]:
+    w = build_world()
+    install_catalog(w.container, w.clock, {})
+    add_customers(w)
+    book = install_orders(w.container)
+    customer = book.customers.get("demo", CUST_B)
+    customer.tenant_id = TENANT
+    customer.qualification = Qualification.APPROVED
+    book.customers.update(customer)
+    yield w, book, w.container.partner_center
+
+
+def _deliver_all(book: OrderBook, pc: FakeOrderPartnerCenter, order: Order) -> list[float]:
+    """Deliver provision-order, then each delayed message it schedules; the delays."""
+    sched: Any = book.scheduler
+    bodies: list[dict[str, Any]] = [{"reseller": order.reseller, "orderId": order.id}]
+    delays: list[float] = []
+    for _ in range(50):
+        if not bodies:
+            break
+        run_step(
+            QueueMessage(id="m", body=json.dumps(bodies.pop(0)).encode(), dequeue_count=1),
+            ProvisionOrderMessage,
+            lambda m: orders.provision(book, pc, m),
+            lambda m, failure: orders.give_up(book, m, failure),
+        )
+        while sched.sent:
+            queue, body, delay = sched.sent.pop(0)
+            assert queue is Queue.PROVISION_ORDER
+            bodies.append(body)
+            delays.append(delay)
+    return delays
+
+
+def _bought(w: World, book: OrderBook, pc: FakeOrderPartnerCenter) -> Subscription:
+    """A subscription of 10 seats bought through an order today."""
+    products: Any = w.container.catalog_reader
+    reseller = book.resellers.get("reseller", "demo")
+    market = products.market_products(reseller.country, products.import_id(reseller.country))
+    product = market[pc.fallback.product_id(BOTH)]
+    line = offer_line(products, book.customers.get("demo", CUST_B), product, quantity=10)
+    draft = orders.create(book, AM, "demo", CUST_B, OrderCreate.model_validate({"lines": [line]}))
+    placed = orders.submit(book, AM, "demo", CUST_B, draft.id, draft.etag or "")
+    _deliver_all(book, pc, placed)
+    (record,) = book.subscriptions.list(CUST_B).items
+    return record
+
+
+def _change_order(
+    book: OrderBook,
+    record: Subscription,
+    summary: str,
+    *,
+    order_status: S = S.SUBMITTED,
+    **fields: Any,
+) -> Order:
+    """What the request path writes: the record's pending change, then its Change order."""
+    purchase = next(o for o in book.orders.list("demo").items if o.kind is OrderKind.PURCHASE)
+    line = purchase.lines[0].model_copy(update={"result": None})
+    change = SubscriptionChangeOrder(
+        kind=ChangeKind.UPDATE,
+        subscription_id=record.id,
+        summary=summary,
+        previous_quantity=record.quantity,
+        **fields,
+    )
+    order = Order(
+        reseller="demo",
+        customer_id=CUST_B,
+        kind=OrderKind.CHANGE,
+        change=change,
+        lines=[line],
+        currency=purchase.currency,
+        created_by=AM.email,
+    )
+    record.begin_change(
+        PendingChange(
+            order_id=order.id,
+            summary=summary,
+            requested_at=book.clock.now(),
+            requested_by=AM.email,
+            change=change,
+            needs_approval=order_status is S.PENDING_APPROVAL,
+        )
+    )
+    book.subscriptions.update(record)
+    order.move(order_status, book.clock.now(), AM.email)
+    messages = [provision_message(order)] if order_status is S.SUBMITTED else []
+    return book.orders.add(order, messages=messages)
+
+
+def _order(book: OrderBook, order: Order) -> Order:
+    return orders.get(book, AM, "demo", CUST_B, order.id)
+
+
+def _record(book: OrderBook, sid: str) -> Subscription:
+    return book.subscriptions.get(CUST_B, sid.lower())
+
+
+def _crash_at(book: OrderBook, boundary: str) -> None:
+    def crash(step: str) -> None:
+        if step == boundary:
+            book.after_step = None
+            raise Crash(step)
+
+    book.after_step = crash
+
+
+# --- 1. a change Partner Center refused without applying goes again under a new request id ----
+
+
+def test_a_change_that_lost_partner_centers_etag_race_is_sent_again_as_a_new_request(world):
+    w, book, pc = world
+    record = _bought(w, book, pc)
+    order = _change_order(book, record, "quantity 10 → 12", quantity=12)
+    assert order.change is not None
+    pc.refuse_next_change = [("412", "Etag is no longer valid")]
+
+    assert _deliver_all(book, pc, order) == []  # sent again at once, not re-enqueued
+
+    done = _order(book, order)
+    assert done.status is S.COMPLETED, done.failure
+    assert done.change is not None and done.change.request_id != order.change.request_id
+    assert pc.calls.count("change_subscription") == 2 and len(pc.applied_changes) == 1
+    assert pc.subscriptions[record.id].quantity == 12 and _record(book, record.id).quantity == 12
+
+
+@pytest.mark.parametrize("code", ["800082", "900278"])
+def test_a_change_refused_as_not_now_is_sent_after_the_wait_as_a_new_request(world, code):
+    w, book, pc = world
+    record = _bought(w, book, pc)
+    order = _change_order(book, record, "quantity 10 → 11", quantity=11)
+    pc.refuse_next_change = [(code, "Try again after sometime")]
+
+    delays = _deliver_all(book, pc, order)
+
+    assert delays == [300]  # Partner Center's Retry-After
+    done = _order(book, order)
+    assert done.status is S.COMPLETED and len(pc.applied_changes) == 1
+    assert pc.subscriptions[record.id].quantity == 11
+
+
+def test_a_crash_after_the_new_request_id_is_saved_still_changes_partner_center_once(world):
+    w, book, pc = world
+    record = _bought(w, book, pc)
+    order = _change_order(book, record, "quantity 10 → 13", quantity=13)
+    pc.refuse_next_change = [("412", "Etag is no longer valid")]
+    _crash_at(book, "request-id")
+    with pytest.raises(Crash):
+        _deliver_all(book, pc, order)
+
+    _deliver_all(book, pc, order)  # the message comes again
+
+    assert _order(book, order).status is S.COMPLETED and len(pc.applied_changes) == 1
+    assert _record(book, record.id).quantity == 13
+
+
+# --- 5. a change that ended leaves nothing in flight on the record -------------------------------
+
+
+def test_a_completed_change_leaves_the_subscription_with_nothing_in_flight_for_the_watchdog(world):
+    w, book, pc = world
+    record = _bought(w, book, pc)
+    order = _change_order(book, record, "quantity 10 → 12", quantity=12)
+    _deliver_all(book, pc, order)
+    assert _order(book, order).status is S.COMPLETED
+
+    after = _record(book, record.id)
+    assert after.pending_change is None and after.changing is False
+    w.clock.advance(hours=2)
+    assert list(PendingChanges(book).in_flight()) == []
+
+
+def test_a_refused_change_leaves_the_subscription_with_nothing_in_flight_for_the_watchdog(world):
+    w, book, pc = world
+    record = _bought(w, book, pc)
+    order = _change_order(book, record, "cancel", status="Cancelled")
+    pc.refuse_next_change = [("900213", "You have passed your 168-hour cancellation window.")]
+    _deliver_all(book, pc, order)
+    assert _order(book, order).status is S.FAILED
+
+    after = _record(book, record.id)
+    assert after.pending_change is None and after.changing is False
+    w.clock.advance(hours=2)
+    assert list(PendingChanges(book).in_flight()) == []
