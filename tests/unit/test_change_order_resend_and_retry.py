@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -29,7 +28,7 @@ from shared.domain.orders import (
     SubscriptionChangeOrder,
 )
 from shared.domain.outbox import Queue
-from shared.domain.subscriptions import PendingChange, Subscription
+from shared.domain.subscriptions import PendingChange, Subscription, SubscriptionChange
 from shared.services import orders
 from shared.services.orders import OrderBook
 from shared.services.orders.submission import provision_message
@@ -203,6 +202,139 @@ def test_a_crash_after_the_new_request_id_is_saved_still_changes_partner_center_
 
     assert _order(book, order).status is S.COMPLETED and len(pc.applied_changes) == 1
     assert _record(book, record.id).quantity == 13
+
+
+# --- 2. a retried or approved Change order takes its subscription again ----------------------
+
+
+def _failed(book: OrderBook, pc: FakeOrderPartnerCenter, order: Order, code: str) -> Order:
+    pc.refuse_next_change = [(code, "Partner Center refused it")]
+    _deliver_all(book, pc, order)
+    failed = _order(book, order)
+    assert failed.status is S.FAILED and failed.failure is not None
+    assert failed.failure.kind is FailureKind.REFUSED
+    return failed
+
+
+def test_a_refused_change_order_retried_takes_its_subscription_again_as_a_new_request(world):
+    w, book, pc = world
+    record = _bought(w, book, pc)
+    order = _change_order(book, record, "quantity 10 → 12", quantity=12)
+    failed = _failed(book, pc, order, "800091")
+    assert _record(book, record.id).pending_change is None
+
+    again = orders.retry(book, AM, "demo", CUST_B, order.id, failed.etag)
+
+    assert again.status is S.SUBMITTED and again.change and failed.change
+    assert again.change.request_id != failed.change.request_id
+    taken = _record(book, record.id)
+    assert taken.changing and taken.pending_change and taken.pending_change.order_id == order.id
+    _deliver_all(book, pc, again)
+    assert _order(book, order).status is S.COMPLETED and _record(book, record.id).quantity == 12
+    assert _record(book, record.id).pending_change is None
+
+
+def test_a_change_order_retried_while_another_change_holds_the_subscription_is_409(world):
+    w, book, pc = world
+    record = _bought(w, book, pc)
+    order = _change_order(book, record, "quantity 10 → 12", quantity=12)
+    failed = _failed(book, pc, order, "800091")
+    other = _change_order(book, _record(book, record.id), "auto-renew off", auto_renew=False)
+
+    with pytest.raises(RuleBroken) as refused:
+        orders.retry(book, AM, "demo", CUST_B, order.id, failed.etag)
+
+    assert refused.value.rule == "change-in-progress" and other.id in refused.value.detail
+    assert _order(book, order).status is S.FAILED
+    held = _record(book, record.id).pending_change
+    assert held is not None and held.order_id == other.id
+
+
+def test_a_refused_decrease_retried_after_its_window_closed_is_409_naming_the_rule(world):
+    w, book, pc = world
+    record = _bought(w, book, pc)
+    order = _change_order(book, record, "quantity 10 → 8", quantity=8)
+    failed = _failed(book, pc, order, "800090")
+    w.clock.advance(days=8)
+
+    with pytest.raises(RuleBroken) as refused:
+        orders.retry(book, AM, "demo", CUST_B, order.id, failed.etag)
+
+    assert refused.value.rule == "reduce-beyond-refundable"
+    assert _order(book, order).status is S.FAILED
+    assert _record(book, record.id).pending_change is None
+    assert pc.applied_changes == []
+
+
+def test_a_change_order_failed_for_a_transient_cause_resumes_with_its_request_id(world):
+    w, book, pc = world
+    record = _bought(w, book, pc)
+    order = _change_order(book, record, "quantity 10 → 8", quantity=8)
+    assert order.change is not None
+    pc.change_subscription(  # made in Partner Center; the answer never came back
+        TENANT, record.id, SubscriptionChange(quantity=8), request_id=order.change.request_id
+    )
+    pc.fail_next = [RuntimeError("connection reset")]
+    body = json.dumps({"reseller": "demo", "orderId": order.id}).encode()
+    with pytest.raises(RuntimeError):
+        run_step(
+            QueueMessage(id="m5", body=body, dequeue_count=5),
+            ProvisionOrderMessage,
+            lambda m: orders.provision(book, pc, m),
+            lambda m, failure: orders.give_up(book, m, failure),
+        )
+    failed = _order(book, order)
+    assert failed.status is S.FAILED and failed.failure
+    assert failed.failure.kind is FailureKind.TRANSIENT
+    w.clock.advance(days=8)  # the window closed: the rules would refuse a new decrease
+
+    again = orders.retry(book, AM, "demo", CUST_B, order.id, failed.etag)
+
+    assert again.change and again.change.request_id == order.change.request_id
+    assert _record(book, record.id).pending_change is not None
+    _deliver_all(book, pc, again)
+    assert _order(book, order).status is S.COMPLETED and len(pc.applied_changes) == 1
+    assert _record(book, record.id).quantity == 8
+
+
+def test_approving_a_cancellation_after_its_window_closed_rejects_it_naming_the_rule(world):
+    w, book, pc = world
+    record = _bought(w, book, pc)
+    order = _change_order(
+        book, record, "cancel", order_status=S.PENDING_APPROVAL, status="Cancelled"
+    )
+    w.clock.advance(days=8)
+
+    with pytest.raises(RuleBroken) as refused:
+        orders.approve(book, AM, "demo", CUST_B, order.id, order.etag or "", OrderDecision())
+
+    assert refused.value.rule == "cancellation-window-closed"
+    rejected = _order(book, order)
+    assert rejected.status is S.CANCELLED
+    assert "cancellation-window-closed" in (rejected.history[-1].reason or "")
+    after = _record(book, record.id)
+    assert after.pending_change is None and after.changing is False
+    assert pc.applied_changes == [] and book.scheduler.sent == []  # type: ignore[attr-defined]
+
+
+def test_approving_a_change_still_within_the_rules_submits_it_keeping_who_asked(world):
+    w, book, pc = world
+    record = _bought(w, book, pc)
+    order = _change_order(
+        book, record, "quantity 10 → 12", order_status=S.PENDING_APPROVAL, quantity=12
+    )
+    asked = _record(book, record.id).pending_change
+    assert asked is not None
+    w.clock.advance(days=1)
+
+    approved = orders.approve(book, AM, "demo", CUST_B, order.id, order.etag or "", OrderDecision())
+
+    assert approved.status is S.SUBMITTED
+    held = _record(book, record.id).pending_change
+    assert held is not None and held.order_id == order.id and not held.needs_approval
+    assert (held.requested_at, held.requested_by) == (asked.requested_at, asked.requested_by)
+    _deliver_all(book, pc, approved)
+    assert _order(book, order).status is S.COMPLETED and _record(book, record.id).quantity == 12
 
 
 # --- 5. a change that ended leaves nothing in flight on the record -------------------------------

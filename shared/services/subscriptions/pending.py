@@ -55,20 +55,22 @@ def retake(book: OrderBook, order: Order, by: str, *, recheck: bool) -> None:
             f"subscription {change.subscription_id} is not recorded here any more; "
             "read the customer's subscriptions again"
         )
-    # This order's own change left on the record (it ended before its record was freed)
-    # holds nothing against it.
-    sub.end_change(order.id)
+    # The record may still carry this order's own change (an approval; or a failure whose
+    # record was not freed yet): it holds nothing against the order.
+    own = sub.pending_change
+    if not sub.end_change(order.id):
+        own = None
+    now = book.clock.now()
     if recheck:
-        change.warnings = nce.check_change(sub, change, book.clock.now())
+        change.warnings = nce.check_change(sub, change, now)
     else:
         nce.no_change_in_flight(sub)
-    now = book.clock.now()
     sub.begin_change(
         PendingChange(
             order_id=order.id,
             summary=change.summary,
-            requested_at=now,
-            requested_by=by,
+            requested_at=own.requested_at if own is not None else now,
+            requested_by=own.requested_by if own is not None else by,
             change=change,
         )
     )
