@@ -365,3 +365,26 @@ def test_a_refused_change_leaves_the_subscription_with_nothing_in_flight_for_the
     assert after.pending_change is None and after.changing is False
     w.clock.advance(hours=2)
     assert list(PendingChanges(book).in_flight()) == []
+
+
+def test_the_watchdog_never_forgets_a_change_asked_for_after_it_listed_the_subscription(world):
+    w, book, pc = world
+    record = _bought(w, book, pc)
+    ended = _change_order(
+        book, record, "quantity 10 → 12", order_status=S.PENDING_APPROVAL, quantity=12
+    )
+    ended.move(S.CANCELLED, book.clock.now(), AM.email)  # rejected; its record not freed yet
+    book.orders.update(ended)
+    w.clock.advance(hours=1)
+    watchdog = PendingChanges(book)
+    (stale,) = watchdog.in_flight()
+    # Meanwhile the record is freed and a new change is asked for (a live order).
+    sub = _record(book, record.id)
+    sub.end_change()
+    book.subscriptions.update(sub)
+    live = _change_order(book, _record(book, record.id), "auto-renew off", auto_renew=False)
+
+    watchdog.nudge(stale)
+
+    held = _record(book, record.id).pending_change
+    assert held is not None and held.order_id == live.id
