@@ -346,6 +346,7 @@ class Container:
             clock=self.clock,
             retention=timedelta(days=self.settings.retention_days),
             poison_depths=self.queues.poison_depths,
+            resellers=self.resellers,
         )
 
     @repository

@@ -69,6 +69,16 @@ class Repository(Protocol[M]):
         """Delete the record if unchanged since read (ConcurrencyConflict otherwise)."""
         ...
 
+    def claims(self, partition: str, kind: str) -> Iterator[tuple[Claim, str]]:
+        """Every claim of `kind` in `partition` with the RowKey of its holder (one range query
+        of the partition's claim rows of that kind: no record is read)."""
+        ...
+
+    def drop_claims(self, partition: str, claims: Collection[Claim]) -> int:
+        """Delete claim rows nothing needs any more (ones already gone are skipped); how many
+        were deleted."""
+        ...
+
     def save_all(
         self,
         partition: str,

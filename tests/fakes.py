@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
+from urllib.parse import unquote
 
 from shared.adapters.tables.repository import read_version
 from shared.domain.claims import Claim
@@ -42,7 +43,7 @@ class InMemoryRepository(Generic[M]):
         self.keys = keys
         self.rows: dict[tuple[str, str], M] = {}
         # Claim rows: (partition, claim RowKey) → the RowKey of the record holding it.
-        self.claims: dict[tuple[str, str], str] = {}
+        self.claims_held: dict[tuple[str, str], str] = {}
         self.sent: list[OutboxMessage] = []
         self._lock = threading.Lock()
 
@@ -103,12 +104,27 @@ class InMemoryRepository(Generic[M]):
 
     def claim_owner(self, partition: str, claim: Claim) -> str | None:
         """The RowKey of the record holding `claim` in `partition`, or None."""
-        return self.claims.get((partition, claim.row_key))
+        return self.claims_held.get((partition, claim.row_key))
 
     def delete(self, item: M) -> None:
         """Delete the record if unchanged since read."""
         self._check([], [item])
         del self.rows[self.keys(item)]
+
+    def claims(self, partition: str, kind: str) -> Iterator[tuple[Claim, str]]:
+        """Every claim of `kind` in `partition` with its holder."""
+        prefix = Claim(kind, "").row_key
+        for (pk, row), owner in sorted(self.claims_held.items()):
+            if pk == partition and row.startswith(prefix):
+                yield Claim(kind, unquote(row[len(prefix) :])), owner
+
+    def drop_claims(self, partition: str, claims: Collection[Claim]) -> int:
+        """Delete claim rows (ones already gone are skipped); how many."""
+        with self._lock:
+            keys = {(partition, c.row_key) for c in claims} & set(self.claims_held)
+            for key in keys:
+                del self.claims_held[key]
+        return len(keys)
 
     def save_all(
         self,
@@ -127,15 +143,15 @@ class InMemoryRepository(Generic[M]):
         with self._lock:
             self._check(adds, updates)
             for claim, owner in claims:
-                holder = self.claims.get((partition, claim.row_key))
+                holder = self.claims_held.get((partition, claim.row_key))
                 if holder is not None and holder != owner:
                     raise ClaimTaken(claim.kind, claim.value, holder)
             saved = [self._store(i) for i in [*adds, *updates]]
             for claim, owner in releases:
-                if self.claims.get((partition, claim.row_key)) == owner:
-                    del self.claims[(partition, claim.row_key)]
+                if self.claims_held.get((partition, claim.row_key)) == owner:
+                    del self.claims_held[(partition, claim.row_key)]
             for claim, owner in claims:
-                self.claims[(partition, claim.row_key)] = owner
+                self.claims_held[(partition, claim.row_key)] = owner
         self.sent.extend(messages)
         return saved
 

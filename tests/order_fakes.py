@@ -305,15 +305,21 @@ class FakeOrderPartnerCenter:
             raise ValidationFailed([FieldError("status", "must be Active, Suspended or Cancelled")])
         key = f"change {request_id}"
         if key in self.replies:
-            answer: SubscriptionFacts | ChangeAccepted = self._replayed(key)
-            return answer
+            replayed: SubscriptionFacts | ChangeAccepted = self._replayed(key)
+            return replayed
         if self.refuse_next_change:
+            # Partner Center's own answers (a lost ETag race, "not now", a refusal): the
+            # simulator keeps each one for its MS-RequestId and replays it for a repeat.
             code, words = self.refuse_next_change.pop(0)
+            answer: Exception
             if code == "412":  # changed by someone else between the read and the write
-                raise ConcurrencyConflict(words)
-            if code in ("800082", "900278"):
-                raise UpstreamUnavailable(f"{words} ({code})", retry_after=300)
-            raise UpstreamRejected(words, code=code, status=400)
+                answer = ConcurrencyConflict(words)
+            elif code in ("800082", "900278"):
+                answer = UpstreamUnavailable(f"{words} ({code})", retry_after=300, code=code)
+            else:
+                answer = UpstreamRejected(words, code=code, status=400)
+            self.replies[key] = answer
+            raise answer
         later = self.accept_next_changes > 0  # counted down before the rules, as the simulator
         if later:
             self.accept_next_changes -= 1

@@ -87,13 +87,21 @@ class ValidationFailed(DomainError):
 
 
 class UpstreamUnavailable(DomainError):
-    """A dependency (Partner Center, storage) failed transiently; retrying may succeed."""
+    """A dependency (Partner Center, storage) failed transiently; retrying may succeed.
+
+    `code` is Partner Center's when it answered "not now" itself (800082, 900278): the request
+    was refused, not lost, so a retry needs a new MS-RequestId (the same one replays the
+    refusal). Without a code the request may have been carried out: retry with the same id.
+    """
 
     title = "Upstream unavailable"
 
-    def __init__(self, detail: str = "", retry_after: float | None = None) -> None:
+    def __init__(
+        self, detail: str = "", retry_after: float | None = None, code: str | None = None
+    ) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+        self.code = code
 
 
 class UpstreamRejected(DomainError):

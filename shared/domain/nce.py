@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from shared.domain.errors import RuleBroken
+from shared.domain.orders import ChangeKind, SubscriptionChangeOrder
 from shared.domain.subscriptions import NextTerm, Subscription, TransitionOption
 
 CANCELLATION_WINDOW_CLOSED = "cancellation-window-closed"
@@ -274,6 +275,40 @@ def check_upgrade(sub: Subscription, quantity: int) -> list[str]:
             "after it (PATCH quantity)",
         )
     return _wipes_next_term(sub)
+
+
+def check_change(sub: Subscription, change: SubscriptionChangeOrder, now: datetime) -> list[str]:
+    """The rules again for a change already asked for (a Change order retried after a refusal,
+    or approved after waiting): the same checks as its request, from the record and the clock
+    only (the record's last licence count stands for Partner Center's). Its warnings."""
+    if change.kind is ChangeKind.UPDATE:
+        request = UpdateRequest(
+            quantity=change.quantity,
+            billing_cycle=change.billing_cycle,
+            term_duration=change.term_duration,
+            auto_renew=change.auto_renew,
+            status=change.status,
+        )
+        warnings = check_update(sub, request, now)
+        decrease = change.quantity is not None and change.quantity < sub.quantity
+        if decrease and change.quantity is not None and sub.assigned_licences is not None:
+            check_assigned(sub, change.quantity, sub.assigned_licences, sub.quantity)
+        return warnings
+    if change.kind is ChangeKind.CONVERT:
+        return check_convert(sub)
+    if change.kind is ChangeKind.UPGRADE:
+        return check_upgrade(sub, change.quantity or sub.quantity)
+    if change.kind is ChangeKind.SCHEDULE:
+        next_term = NextTerm(
+            catalog_item_id=change.to_catalog_item_id,
+            quantity=change.quantity,
+            term_duration=change.term_duration,
+            billing_cycle=change.billing_cycle,
+        )
+        check_schedule(sub, next_term)
+        return []
+    check_unschedule(sub)
+    return []
 
 
 def eligible_target(

@@ -7,7 +7,10 @@
   `GET /api/health?deep=1`; its record, if it was left in a transient state, is failed by the
   watchdog.
 - Retention: expired Idempotency rows, accepted or expired invitations and sent notifications
-  are deleted `RETENTION_DAYS` after they stopped mattering.
+  are deleted `RETENTION_DAYS` after they stopped mattering; so are the reminders' claim rows
+  (`~claim~reminder~…` in each reseller's Notifications partition) once their day has passed
+  by as long: one range query of each reseller's reminder claims (no record is read), so the
+  cost follows the claims of the last weeks, not the subscriptions nor history.
 """
 
 from __future__ import annotations
@@ -15,16 +18,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.domain.errors import ConcurrencyConflict
 from shared.domain.idempotency import IdempotencyRecord
-from shared.domain.identity import Invitation
+from shared.domain.identity import RESELLER_PARTITION, Invitation, Reseller
 from shared.domain.model import Record, WireModel
 from shared.domain.notifications import Notification, NotificationStatus
 from shared.ports import Clock, Repository
-from shared.services import watchdog
+from shared.services import reminders, watchdog
 from shared.services.watchdog import TransientRecords
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,8 @@ class Housekeeping:
     retention: timedelta
     # Approximate depth of each `<queue>-poison` queue.
     poison_depths: Callable[[], Mapping[str, int]]
+    # The resellers, whose Notifications partitions hold the reminders' claim rows.
+    resellers: Repository[Reseller]
 
 
 class Operations(WireModel):
@@ -58,6 +63,7 @@ class Purged(WireModel):
     idempotency: int = 0
     invitations: int = 0
     notifications: int = 0
+    reminder_claims: int = 0
 
 
 def _pages(repo: Repository[Any], **query: Any) -> Iterator[Any]:
@@ -103,10 +109,27 @@ def purge(h: Housekeeping) -> Purged:
                 before={"sent_at": cutoff},
             ),
         ),
+        reminder_claims=_purge_reminder_claims(h, cutoff),
     )
-    if purged.idempotency or purged.invitations or purged.notifications:
+    if any(purged.model_dump().values()):
         log.info("retention deleted %s", purged.model_dump())
     return purged
+
+
+def _purge_reminder_claims(h: Housekeeping, cutoff: datetime) -> int:
+    """Delete the reminders' claims whose day is before `cutoff` (one range query and a few
+    batch deletes per reseller)."""
+    last_day = cutoff.astimezone(UTC).date()
+    deleted = 0
+    for reseller in h.resellers.iterate(RESELLER_PARTITION):
+        gone = [
+            told
+            for told, _ in h.notifications.claims(reseller.slug, reminders.CLAIM_KIND)
+            if (day := reminders.claim_day(told)) is not None and day < last_day
+        ]
+        if gone:
+            deleted += h.notifications.drop_claims(reseller.slug, gone)
+    return deleted
 
 
 def _distinct(*streams: Iterator[Invitation]) -> Iterator[Invitation]:

@@ -11,6 +11,8 @@ Exactly once per subscription per occasion: every reminder in a digest is a clai
 as the digest's Notification and its outbox message, and a reminder already claimed is left
 out of later digests. The digest's id derives from what it holds, so a run repeated after a
 crash finds the digest it already queued (Conflict) instead of sending a second one.
+Housekeeping deletes a claim once its day has passed by `RETENTION_DAYS` (no reminder for a
+day long gone can be owed again).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from shared.domain.claims import Claim
 from shared.domain.errors import ClaimTaken, Conflict
@@ -56,6 +58,14 @@ class ReminderRun:
 def claim(due: Due) -> Claim:
     """The claim row that says this reminder was told."""
     return Claim(CLAIM_KIND, due.key)
+
+
+def claim_day(told: Claim) -> date | None:
+    """The day a reminder claim is about (the last part of `Due.key`); None if unreadable."""
+    try:
+        return date.fromisoformat(told.value.rsplit(":", 1)[-1])
+    except ValueError:
+        return None
 
 
 def due_now(book: OrderBook, now: datetime) -> dict[str, list[Due]]:

@@ -13,6 +13,8 @@ from pydantic import BaseModel
 
 from shared.adapters.tables.codec import EntityCodec
 from shared.domain.model import Record
+from shared.domain.pricing import PriceSheetRow, ResellerPricing, price_line
+from shared.domain.subscriptions import Subscription
 
 
 class Colour(StrEnum):
@@ -123,3 +125,60 @@ def test_aware_datetimes_written_as_json_text_before_still_read():
     legacy = {"Key": "k", "ExpiresAt": '"2026-01-02T03:04:05Z"'}
     read = EntityCodec(Expiring).from_entity(legacy)
     assert read.expires_at == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+class Layers(BaseModel):
+    cost: Decimal
+    retail: Address | None  # required, may be None (an offer without a retail price)
+    markup: Decimal | None
+
+
+class Priced(Record):
+    name: str
+    layers: Layers
+    optional_layers: Layers | None = None
+
+
+def test_a_required_field_that_is_none_loads_back_as_none_at_any_depth():
+    codec = EntityCodec(Priced)
+    item = Priced(name="A", layers=Layers(cost=Decimal("1.50"), retail=None, markup=None))
+
+    props = codec.to_properties(item)
+
+    assert not any(p.startswith("LayersRetail") or p == "LayersMarkup" for p in props)
+    assert codec.from_entity(props) == item
+
+
+def subscription_priced_without_retail_price() -> Subscription:
+    """A subscription of an offer whose price-sheet row has no ERP (no retail price)."""
+    row = PriceSheetRow(
+        product_id="CFQ7TTC0LH18",
+        sku_id="0001",
+        segment="commercial",
+        term="P1Y",
+        billing_cycle="monthly",
+        currency="CZK",
+        microsoft_cost=Decimal("100"),
+        erp=None,
+    )
+    pricing = ResellerPricing(currency="CZK", distributor_markup_percent=Decimal(5))
+    priced = price_line(pricing, row, quantity=3)
+    assert priced.unit.recommended_retail_price is None
+    return Subscription(
+        reseller="demo",
+        customer_id="c1",
+        id="s1",
+        name="Basic",
+        quantity=3,
+        status="active",
+        priced=priced,
+        created_at=datetime(2026, 1, 2, tzinfo=UTC),
+        updated_at=datetime(2026, 1, 2, tzinfo=UTC),
+    )
+
+
+def test_a_subscription_priced_from_an_offer_without_retail_price_loads_back():
+    sub = subscription_priced_without_retail_price()
+    codec = EntityCodec(Subscription)
+
+    assert codec.from_entity(codec.to_properties(sub)) == sub

@@ -541,7 +541,7 @@ def test_a_failed_customer_keeps_its_domain_until_it_is_renamed(w):
 def test_retry_is_refused_when_another_customer_now_holds_the_domain(w):
     failed = _fail(w, w.create())
     # Data from before claim rows: the Failed record holds no claim, another record does.
-    w.repo.claims.clear()
+    w.repo.claims_held.clear()
     w.create()
     with pytest.raises(Conflict, match="another customer"):
         customers.retry(w.book, OWNER, "demo", failed.id)

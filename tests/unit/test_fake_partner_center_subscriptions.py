@@ -198,3 +198,21 @@ def test_fake_licence_counts_name_the_catalogs_sku_and_part_number() -> None:
     (count,) = pc.licence_counts(TENANT)
     assert (count.sku_id, count.part_number) == (sku.product_sku_id, sku.part_number)
     assert (count.assigned, count.total, count.active) == (10, 10, 10)
+
+
+def test_fake_replays_a_412_a_not_now_and_a_refusal_for_their_request_id_as_the_simulator():
+    pc, _, sid = bought(2)
+    pc.refuse_next_change = [("412", "changed"), ("800082", "renewing"), ("800091", "suspended")]
+    for kind, request_id in ((ConcurrencyConflict, "a"), (UpstreamUnavailable, "b")):
+        for _ in range(2):  # the same id: the same answer, even once the cause is gone
+            with pytest.raises(kind):
+                pc.change_subscription(
+                    TENANT, sid, SubscriptionChange(quantity=3), request_id=request_id
+                )
+    for _ in range(2):
+        with pytest.raises(UpstreamRejected) as refused:
+            pc.change_subscription(TENANT, sid, SubscriptionChange(quantity=3), request_id="c")
+        assert refused.value.code == "800091"
+    assert pc.applied_changes == []
+    applied = pc.change_subscription(TENANT, sid, SubscriptionChange(quantity=3), request_id="d")
+    assert isinstance(applied, SubscriptionFacts) and applied.quantity == 3

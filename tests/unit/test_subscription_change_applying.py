@@ -345,7 +345,7 @@ def test_waits_stop_after_max_polls_and_the_watchdog_then_fails_the_order_and_fr
     assert _record(book, record.id).pending_change is None
 
 
-def test_partner_center_etag_race_is_sent_again_with_the_same_request_id(world):
+def test_partner_center_etag_race_is_sent_again_at_once_under_a_new_request_id(world):
     w, book, pc = world
     record = _bought(w, book, pc)
     order = _change_order(book, record, ChangeKind.UPDATE, "auto-renew off", auto_renew=False)
@@ -354,7 +354,10 @@ def test_partner_center_etag_race_is_sent_again_with_the_same_request_id(world):
     assert _deliver_all(book, pc, order) == []  # sent again at once, not re-enqueued
 
     assert pc.calls.count("change_subscription") == 3
-    assert _order(book, order).status is S.COMPLETED and len(pc.changes) == 1
+    done = _order(book, order)
+    assert done.status is S.COMPLETED and len(pc.changes) == 1
+    # A 412 is kept for its request id by Partner Center: each resend is a new request.
+    assert done.change and order.change and done.change.request_id != order.change.request_id
     assert _record(book, record.id).auto_renew is False
 
 

@@ -620,6 +620,7 @@ class PartnerCenterClient:
             raise UpstreamUnavailable(
                 f"{where}: {description} ({code})",
                 retry_after=retry_after_seconds(response) or _NOT_NOW_RETRY_SECONDS,
+                code=code,
             )
         if response.status_code == 412 or code == _STALE_ETAG_CODE:
             raise ConcurrencyConflict(f"{where}: the subscription changed since it was read")

@@ -3,7 +3,9 @@
 Scalars become typed properties (so they can be filtered on), nested models are flattened
 into prefixed properties (`address.city` → `AddressCity`), and only genuinely nested parts
 (lists, dicts) are stored as JSON text. Decimal is stored as a string (never a double),
-datetimes as aware UTC, enums by value, `None` is left out.
+datetimes as aware UTC, enums by value, `None` is left out (Table Storage holds no null): a
+field that must be given but may be None (`erp: Money | None`, no default) loads back as None
+when its property is absent, at any depth.
 """
 
 from __future__ import annotations
@@ -58,6 +60,15 @@ def _is_scalar(tp: Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, _SCALARS)
 
 
+def _admits_none(tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return _admits_none(typing.get_args(tp)[0])
+    if origin in (typing.Union, types.UnionType):
+        return any(a is type(None) or _admits_none(a) for a in typing.get_args(tp))
+    return tp is None or tp is type(None) or tp is Any
+
+
 def _is_model(tp: Any) -> bool:
     tp = _unwrap_optional(tp)
     return isinstance(tp, type) and issubclass(tp, BaseModel)
@@ -71,6 +82,8 @@ class _Field:
     nested: EntityCodec[Any] | None = None
     adapter: TypeAdapter[Any] | None = None
     old_prop: str | None = None  # the property it was stored under before a rename
+    # Required but nullable: stored as no property, so an absent property means None.
+    none_if_absent: bool = False
 
 
 def _encode_scalar(value: Any) -> Any:
@@ -116,15 +129,25 @@ class EntityCodec(Generic[M]):
             tp = info.annotation
             renamed = getattr(model, "renamed_fields", {}).get(name)
             old = prefix + pascal(renamed) if renamed else None
+            absent = info.is_required() and _admits_none(tp)
             if _is_aware_datetime(tp):
-                self.fields.append(_Field(name, prop, "datetime", old_prop=old))
+                self.fields.append(
+                    _Field(name, prop, "datetime", old_prop=old, none_if_absent=absent)
+                )
             elif _is_scalar(tp):
-                self.fields.append(_Field(name, prop, "scalar", old_prop=old))
+                self.fields.append(
+                    _Field(name, prop, "scalar", old_prop=old, none_if_absent=absent)
+                )
             elif _is_model(tp):
                 nested = EntityCodec(_unwrap_optional(tp), prefix=prop)
-                self.fields.append(_Field(name, prop, "model", nested=nested))
+                self.fields.append(
+                    _Field(name, prop, "model", nested=nested, none_if_absent=absent)
+                )
             else:
-                self.fields.append(_Field(name, prop, "json", adapter=TypeAdapter(tp or Any)))
+                adapter = TypeAdapter(tp or Any)
+                self.fields.append(
+                    _Field(name, prop, "json", adapter=adapter, none_if_absent=absent)
+                )
 
     def to_properties(self, item: BaseModel) -> dict[str, Any]:
         """The storage properties of `item` (without keys)."""
@@ -152,11 +175,15 @@ class EntityCodec(Generic[M]):
                 assert f.nested is not None
                 if entity.get(f.prop):
                     data[f.name] = f.nested.values(entity)
+                elif f.none_if_absent:
+                    data[f.name] = None
                 continue
             prop = f.prop
             if entity.get(prop) is None and f.old_prop is not None:
                 prop = f.old_prop
             if entity.get(prop) is None:
+                if f.none_if_absent:
+                    data[f.name] = None
                 continue
             raw = entity[prop]
             if f.kind == "datetime" and isinstance(raw, str):
@@ -169,7 +196,7 @@ class EntityCodec(Generic[M]):
         # Properties an older version of the record stored; the model migrates them on load.
         legacy: typing.Mapping[str, str] = getattr(self.model, "legacy_properties", {})
         for prop, name in legacy.items():
-            if entity.get(prop) is not None and name not in data:
+            if entity.get(prop) is not None and data.get(name) is None:
                 data[name] = _decode_scalar(entity[prop])
         return data
 

@@ -24,7 +24,7 @@ from shared.adapters.tables.codec import EntityCodec
 from shared.adapters.tables.outbox_index import OUTBOX_PREFIX, OutboxIndex
 from shared.adapters.tables.paging import decode_token, encode_token
 from shared.adapters.tables.store import TableStore
-from shared.domain.claims import Claim
+from shared.domain.claims import CLAIM_PREFIX, Claim
 from shared.domain.errors import (
     ClaimTaken,
     ConcurrencyConflict,
@@ -219,6 +219,49 @@ class TableRepository(Generic[M]):
             raise ConcurrencyConflict(self._lost_race()) from exc
         except Exception as exc:
             raise storage_errors(exc) from exc
+
+    def claims(self, partition: str, kind: str) -> Iterator[tuple[Claim, str]]:
+        """Every claim of `kind` in `partition` with its holder (a RowKey range query)."""
+        low = f"{CLAIM_PREFIX}{kind}~"
+        try:
+            rows = self.table.query_entities(
+                "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
+                parameters={"pk": partition, "low": low, "high": low + "\uffff"},
+                select=["Value", "Owner"],
+                results_per_page=MAX_PAGE_SIZE,
+            )
+            for row in rows:
+                yield Claim(kind, str(row["Value"])), str(row["Owner"])
+        except Exception as exc:
+            raise storage_errors(exc) from exc
+
+    def drop_claims(self, partition: str, claims: Collection[Claim]) -> int:
+        """Delete claim rows, 100 to a transaction (a batch meeting one already gone is
+        deleted row by row); how many were deleted."""
+        keys = sorted({check_key(c.row_key, "RowKey") for c in claims})
+        dropped = 0
+        for start in range(0, len(keys), 100):
+            chunk = keys[start : start + 100]
+            ops: list[tuple[str, dict[str, Any]]] = [
+                ("delete", {"PartitionKey": partition, "RowKey": key}) for key in chunk
+            ]
+            try:
+                self.table.submit_transaction(ops)
+                dropped += len(chunk)
+                continue
+            except TableTransactionError:
+                pass  # one of them is gone already: each on its own
+            except Exception as exc:
+                raise storage_errors(exc) from exc
+            for key in chunk:
+                try:
+                    self.table.delete_entity(partition, key)
+                    dropped += 1
+                except ResourceNotFoundError:
+                    continue
+                except Exception as exc:
+                    raise storage_errors(exc) from exc
+        return dropped
 
     def save_all(
         self,

@@ -41,11 +41,11 @@ from shared.services.orders.steps import (
     boundary,
     fail,
     poll_again,
-    release_pending_change,
     step_body,
     superseded,
 )
 from shared.services.subscriptions import applying
+from shared.services.subscriptions.pending import release
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def provision(
     if order.status not in (OrderStatus.SUBMITTED, OrderStatus.PROVISIONING):
         # Redelivered after the step finished (a Change order's subscription is freed if a
         # crash came between the order's last write and the record's).
-        release_pending_change(book, order)
+        release(book, order)
         return
     customer = book.customers.get(order.reseller, order.customer_id)
     if customer.status is CustomerStatus.PROVISIONING or not customer.tenant_id:

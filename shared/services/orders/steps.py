@@ -9,10 +9,11 @@ from typing import Any
 
 from shared.domain.errors import ConcurrencyConflict
 from shared.domain.failures import FailureKind
-from shared.domain.orders import Order, OrderFailure, OrderKind, OrderStatus, ProvisionOrderMessage
+from shared.domain.orders import Order, OrderFailure, OrderStatus, ProvisionOrderMessage
 from shared.domain.outbox import Queue
 from shared.services.orders.book import SYSTEM, OrderBook, find_order
 from shared.services.orders.completion import notify
+from shared.services.subscriptions.pending import release
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +80,8 @@ def poll_again(
 def fail(book: OrderBook, order: Order, kind: FailureKind, reason: str, detail: str | None) -> None:
     """Mark an order still in flight Failed with a reason (re-read on a lost race); a Change
     order also frees its subscription for the next change (after the order is saved: a crash
-    between the two leaves a record naming a final order, which `release_pending_change`
-    frees on the next delivery or by the watchdog)."""
+    between the two leaves a record naming a final order, which `pending.release` frees on
+    the next delivery or the watchdog does)."""
     current: Order | None = order
     for _ in range(_RACE_TRIES):
         if current is None or current.status not in (
@@ -103,26 +104,5 @@ def fail(book: OrderBook, order: Order, kind: FailureKind, reason: str, detail: 
         if reseller is not None:
             notify(book, reseller, saved)
         boundary(book, "failed")
-        release_pending_change(book, saved)
+        release(book, saved)
         return
-
-
-def release_pending_change(book: OrderBook, order: Order) -> None:
-    """Clear the subscription's `pending_change` if it is this (final) Change order's, so a
-    person can ask for another change; a record carrying another order's change is left."""
-    if order.kind is not OrderKind.CHANGE or order.change is None:
-        return
-    for _ in range(_RACE_TRIES):
-        record = book.subscriptions.find(order.customer_id, order.change.subscription_id.lower())
-        if record is None or record.pending_change is None:
-            return
-        if record.pending_change.order_id != order.id:
-            return
-        record.pending_change = None
-        record.updated_at = book.clock.now()
-        try:
-            book.subscriptions.update(record)
-            return
-        except ConcurrencyConflict:
-            continue
-    raise ConcurrencyConflict(f"subscription {order.change.subscription_id} kept changing")

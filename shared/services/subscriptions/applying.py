@@ -10,7 +10,10 @@ Partner Center answers a repeated request id with its first answer.
    `transition`. A 202 (`ChangeAccepted`) is polled with `change_progress` by re-enqueueing the
    step with a delay. 800082 / 900278 (renewal or another operation in progress) and throttling
    wait the same way, at most `max_polls` times, then the watchdog takes over. Partner Center's
-   ETag moving between its read and its write is retried at once with the same request id. A
+   ETag moving between its read and its write (412) is sent again at once. A 412 or a "not
+   now" means nothing was applied, and Partner Center answers a repeated request id with its
+   first answer: before the change is sent again it gets a new request id, saved on the order
+   first (a crash between leaves the old id, whose replayed refusal renews it again). A
    refusal fails the order with a sentence from `refusals.py`.
 2. the end: read the subscription (and the one an upgrade or conversion moved seats to), take
    its facts onto the record (`Subscription.apply_facts`), update its price snapshot, clear its
@@ -18,6 +21,8 @@ Partner Center answers a repeated request id with its first answer.
 
 Writes, and what each protects (the order and the records are different tables, so no two of
 them share a transaction):
+- after an answer that says nothing was applied (412, 800082, 900278), the order with a new
+  request id, before the change is sent again.
 - after the call, the order (Provisioning) with Partner Center's answer: a 202's
   `accepted_location`, or `applied` with the subscription the change landed on
   (`lines[0].result`): a redelivery polls that 202 or goes straight to the end instead of
@@ -35,6 +40,7 @@ them share a transaction):
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import datetime
 
 from shared.domain.catalog import MicrosoftSegment, OfferKey, Product
@@ -138,23 +144,35 @@ def _send(
 ) -> bool:
     """Send the change with its stored request id and record the answer; True when it is
     applied (go on to the end), False when the step waits or the order failed."""
-    order = saver.order
-    change = _change_of(order)
-    try:
-        answer = _call(partner_center, tenant, order, change)
-    except UpstreamRejected as exc:
-        if exc.code in WAIT_CODES or failure_kind(exc) is FailureKind.TRANSIENT:
-            # Not ready, throttled, signed out: nothing about the change itself.
-            _wait(book, order, message, exc.detail, None)
+    for attempt in range(1, ETAG_RACE_TRIES + 1):
+        order = saver.order
+        change = _change_of(order)
+        try:
+            answer = _call(partner_center, tenant, order, change)
+            break
+        except ConcurrencyConflict as exc:
+            # Partner Center's resource moved between its read and its write: not applied.
+            log.info("subscription %s moved under its PATCH; again", change.subscription_id)
+            _renew_request_id(saver)
+            if attempt == ETAG_RACE_TRIES:
+                _wait(book, saver.order, message, exc.detail, None)
+                return False
+        except UpstreamRejected as exc:
+            if exc.code in WAIT_CODES:
+                _renew_request_id(saver)
+            if exc.code in WAIT_CODES or failure_kind(exc) is FailureKind.TRANSIENT:
+                # Not ready, throttled, signed out: nothing about the change itself.
+                _wait(book, saver.order, message, exc.detail, None)
+                return False
+            reason = refusal_sentence(exc.code, exc.detail)
+            fail(book, order, FailureKind.REFUSED, reason, exc.detail)
             return False
-        fail(book, order, FailureKind.REFUSED, refusal_sentence(exc.code, exc.detail), exc.detail)
-        return False
-    except UpstreamUnavailable as exc:
-        _wait(book, order, message, exc.detail, exc.retry_after)
-        return False
-    except ConcurrencyConflict as exc:
-        _wait(book, order, message, exc.detail, None)
-        return False
+        except UpstreamUnavailable as exc:
+            if exc.code in WAIT_CODES:
+                _renew_request_id(saver)
+            # Without Partner Center's code the change may have been made: the same id again.
+            _wait(book, saver.order, message, exc.detail, exc.retry_after)
+            return False
     if isinstance(answer, TransitionOutcome) and answer.status.lower() == "failed":
         reason = refusal_sentence(None, answer.failed_reason)
         fail(book, order, FailureKind.REFUSED, reason, answer.failed_reason)
@@ -176,28 +194,28 @@ def _send(
     return True
 
 
+def _renew_request_id(saver: Saver) -> None:
+    """Partner Center refused the change without applying it (412, 800082, 900278) and keeps
+    that answer for its request id: the next send is a new request, stored before it goes."""
+    change = _change_of(saver.order)
+    change.request_id = str(uuid.uuid4())
+    saver.save("request-id")
+
+
 def _call(
     partner_center: PartnerCenter, tenant: str, order: Order, change: SubscriptionChangeOrder
 ) -> SubscriptionFacts | ChangeAccepted | TransitionOutcome:
-    """The one Partner Center write of the change; a lost ETag race (Partner Center's resource
-    changed between its read and its write) is sent again with the same request id."""
-    for attempt in range(1, ETAG_RACE_TRIES + 1):
-        try:
-            if change.kind in _TRANSITIONS:
-                return partner_center.transition(
-                    tenant,
-                    change.subscription_id,
-                    _transition_of(order, change),
-                    request_id=change.request_id,
-                )
-            return partner_center.change_subscription(
-                tenant, change.subscription_id, _patch_of(change), request_id=change.request_id
-            )
-        except ConcurrencyConflict:
-            if attempt == ETAG_RACE_TRIES:
-                raise
-            log.info("subscription %s moved under its PATCH; again", change.subscription_id)
-    raise AssertionError("unreachable")
+    """The one Partner Center write of the change, with the order's request id."""
+    if change.kind in _TRANSITIONS:
+        return partner_center.transition(
+            tenant,
+            change.subscription_id,
+            _transition_of(order, change),
+            request_id=change.request_id,
+        )
+    return partner_center.change_subscription(
+        tenant, change.subscription_id, _patch_of(change), request_id=change.request_id
+    )
 
 
 def _patch_of(change: SubscriptionChangeOrder) -> SubscriptionChange:
@@ -344,8 +362,7 @@ def _record(
         record.apply_facts(source, now)
         record.updated_at = now
         record.priced = _snapshot(book, reseller, order, kept, source)
-        if record.pending_change is not None and record.pending_change.order_id == order.id:
-            record.pending_change = None
+        record.end_change(order.id)
         if target is not None:
             moved = book.subscriptions.find(order.customer_id, target.id.lower())
             if moved is None:

@@ -562,6 +562,8 @@ class PendingChanges:
             return
         pending = sub.pending_change
         order = find_order(self.book, sub.reseller, pending.order_id) if pending else None
+        if order is not None and order.status not in FINAL:
+            return  # a change asked for since the list was read: its order is alive
         if pending is not None and order is None:
             try:
                 open_change_order(self.book, sub)
