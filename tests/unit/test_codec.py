@@ -123,3 +123,19 @@ def test_aware_datetimes_written_as_json_text_before_still_read():
     legacy = {"Key": "k", "ExpiresAt": '"2026-01-02T03:04:05Z"'}
     read = EntityCodec(Expiring).from_entity(legacy)
     assert read.expires_at == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+class Grade(BaseModel):
+    label: str
+    percent: Decimal | None  # required, and None is a value (no price: no margin percent)
+
+
+class Graded(Record):
+    grade: Grade | None = None
+
+
+def test_a_required_field_that_is_none_reads_back_as_none_in_a_flattened_model():
+    codec = EntityCodec(Graded)
+    original = Graded(grade=Grade(label="free", percent=None))
+    entity = {"PartitionKey": "p", "RowKey": "r", **codec.to_properties(original)}
+    assert codec.from_entity(entity) == original

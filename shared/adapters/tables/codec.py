@@ -46,6 +46,12 @@ def _unwrap_optional(tp: Any) -> Any:
     return tp
 
 
+def _admits_none(tp: Any) -> bool:
+    if typing.get_origin(tp) is typing.Annotated:
+        return _admits_none(typing.get_args(tp)[0])
+    return tp is None or tp is type(None) or type(None) in typing.get_args(tp)
+
+
 def _is_aware_datetime(tp: Any) -> bool:
     # pydantic's AwareDatetime is no datetime subclass; stored as one, it can be filtered on.
     return _unwrap_optional(tp) is AwareDatetime
@@ -71,6 +77,8 @@ class _Field:
     nested: EntityCodec[Any] | None = None
     adapter: TypeAdapter[Any] | None = None
     old_prop: str | None = None  # the property it was stored under before a rename
+    # Required but may be None: absent in storage (None is left out) means None, not missing.
+    none_when_absent: bool = False
 
 
 def _encode_scalar(value: Any) -> Any:
@@ -116,15 +124,25 @@ class EntityCodec(Generic[M]):
             tp = info.annotation
             renamed = getattr(model, "renamed_fields", {}).get(name)
             old = prefix + pascal(renamed) if renamed else None
+            absent = info.is_required() and _admits_none(tp)
             if _is_aware_datetime(tp):
-                self.fields.append(_Field(name, prop, "datetime", old_prop=old))
+                self.fields.append(
+                    _Field(name, prop, "datetime", old_prop=old, none_when_absent=absent)
+                )
             elif _is_scalar(tp):
-                self.fields.append(_Field(name, prop, "scalar", old_prop=old))
+                self.fields.append(
+                    _Field(name, prop, "scalar", old_prop=old, none_when_absent=absent)
+                )
             elif _is_model(tp):
                 nested = EntityCodec(_unwrap_optional(tp), prefix=prop)
-                self.fields.append(_Field(name, prop, "model", nested=nested))
+                self.fields.append(
+                    _Field(name, prop, "model", nested=nested, none_when_absent=absent)
+                )
             else:
-                self.fields.append(_Field(name, prop, "json", adapter=TypeAdapter(tp or Any)))
+                adapter = TypeAdapter(tp or Any)
+                self.fields.append(
+                    _Field(name, prop, "json", adapter=adapter, none_when_absent=absent)
+                )
 
     def to_properties(self, item: BaseModel) -> dict[str, Any]:
         """The storage properties of `item` (without keys)."""
@@ -152,11 +170,15 @@ class EntityCodec(Generic[M]):
                 assert f.nested is not None
                 if entity.get(f.prop):
                     data[f.name] = f.nested.values(entity)
+                elif f.none_when_absent:
+                    data[f.name] = None
                 continue
             prop = f.prop
             if entity.get(prop) is None and f.old_prop is not None:
                 prop = f.old_prop
             if entity.get(prop) is None:
+                if f.none_when_absent:
+                    data[f.name] = None
                 continue
             raw = entity[prop]
             if f.kind == "datetime" and isinstance(raw, str):
