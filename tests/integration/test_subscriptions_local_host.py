@@ -18,13 +18,12 @@ import pytest
 
 from localdev.azurite import Azurite
 from localdev.partner_center_sim import SimulatorHandle
-from localdev.seed import seed_catalog, seed_customers
+from localdev.seed import demo_line, seed_catalog, seed_customers
 from shared.domain.orders import order_row_key
 from tests.azurite_fixtures import new_table_prefix
 from tests.catalog_fakes import cost_fields
 from tests.integration.test_customers_local_host import Stack, open_stack
 from tests.integration.test_orders_local_host import FAST, FINAL, OWNER, _place
-from tests.order_fakes import offer_line
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -108,27 +107,9 @@ class Bought:
         )
 
 
-def _line(stack: Stack, title: str, quantity: int, *, trial: bool = False) -> dict[str, Any]:
-    customer = seed_customers(stack.c)[0]
-    market = stack.c.products.list("CZ", page_size=1000).items
-    product = next(p for p in market if p.title == title)
-    if not trial:
-        return offer_line(None, customer, product, quantity=quantity)
-    sku = next(s for s in product.skus if s.is_trial)
-    availability = sku.availability("commercial")
-    assert availability is not None
-    term = availability.terms[0]
-    return {
-        "catalogItemId": availability.catalog_item_id,
-        "quantity": quantity,
-        "termDuration": term.duration,
-        "billingCycle": term.billing_cycle,
-    }
-
-
 def _buy(stack: Stack, title: str = E3, quantity: int = 3, *, trial: bool = False) -> Bought:
     customer = seed_customers(stack.c)[0]
-    order = _place(stack, customer.id, _line(stack, title, quantity, trial=trial))
+    order = _place(stack, customer.id, demo_line(stack.c, customer, title, quantity, trial=trial))
     wait_until(lambda: _status(stack, order["id"]) in FINAL, what="the purchase to finish")
     assert _status(stack, order["id"]) == "Completed", stack.c.orders.get(
         "demo", order_row_key(order["id"])
