@@ -363,7 +363,7 @@ def _banner(
             '  curl -H "Authorization: Bearer $TOKEN" '
             "$API/resellers/demo/customers/$CUSTOMER/subscriptions",
             '  curl -H "Authorization: Bearer $TOKEN" "$API/resellers/demo/renewals?within=30"',
-            "  # a change: If-Match is the ETag of GET …/subscriptions/$SUB; 202 + the Change order",
+            "  # a change (If-Match: the ETag of GET …/subscriptions/$SUB): 202, the Change order",
             '  curl -X PATCH -H "Authorization: Bearer $TOKEN" -H "If-Match: $ETAG" '
             "-H 'Content-Type: application/json' -d '{\"quantity\": 6}' "
             "$API/resellers/demo/customers/$CUSTOMER/subscriptions/$SUB",
