@@ -357,6 +357,18 @@ def _banner(
             "As owner@demo.example (Account Manager of reseller demo; token valid 1 h):",
             f'  curl -H "Authorization: Bearer {token}" {base}/me',
             "Another user's token: .venv/bin/python -m localdev.tokens --email sales@demo.example",
+            "",
+            "Subscriptions (CUSTOMER: the first seeded customer's id, printed above):",
+            f"  export TOKEN={token} API={base}",
+            '  curl -H "Authorization: Bearer $TOKEN" '
+            "$API/resellers/demo/customers/$CUSTOMER/subscriptions",
+            '  curl -H "Authorization: Bearer $TOKEN" "$API/resellers/demo/renewals?within=30"',
+            "  # a change (If-Match: the ETag of GET …/subscriptions/$SUB): 202, the Change order",
+            '  curl -X PATCH -H "Authorization: Bearer $TOKEN" -H "If-Match: $ETAG" '
+            "-H 'Content-Type: application/json' -d '{\"quantity\": 6}' "
+            "$API/resellers/demo/customers/$CUSTOMER/subscriptions/$SUB",
+            "  # also: POST …/$SUB/convert (trial → paid), POST …/$SUB/upgrade, PUT/DELETE "
+            "…/$SUB/next-term",
         ]
     lines.append("")
     print("\n".join(lines), flush=True)

@@ -3,7 +3,8 @@ reseller `other` with one (for isolation checks); the distributor charges `demo`
 over Microsoft's cost and `demo` pins one customer price (Business Basic, annual); two Active
 customers of `demo` (one commercial, one education) with the customer user
 `it@customer.example`; the CZ catalog imported from Partner Center (the simulator) and a
-curated public catalog for each reseller.
+curated public catalog for each reseller; the first customer's orders: one Completed, one
+Draft, a Completed seat increase (a Change order) and a trial; a sent quote.
 Idempotent: a second run changes nothing.
 
     python -m localdev.seed
@@ -18,6 +19,7 @@ from dataclasses import dataclass, replace
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
+from localdev.partner_center_sim.catalog import TRIAL_SEATS
 from localdev.partner_center_sim.resellers import DEMO_RESELLERS
 from localdev.tokens import local_sign_ins
 from shared.bootstrap import Container
@@ -37,6 +39,7 @@ from shared.domain.money import Money
 from shared.domain.orders import (
     Order,
     OrderCreate,
+    OrderKind,
     OrderStatus,
     ProvisionOrderMessage,
     order_row_key,
@@ -47,6 +50,8 @@ from shared.services import catalog_editing, catalog_import, orders, quotes, res
 from shared.services import customers as customer_service
 from shared.services.catalog_editing import CatalogEntryPut, CategoriesPut
 from shared.services.resellers import ResellerCreate, ResellerUpdate
+from shared.services.subscriptions import requests as subscription_requests
+from shared.services.subscriptions.requests import SubscriptionPatch
 
 
 @dataclass(frozen=True)
@@ -278,13 +283,16 @@ def seed_customers(c: Container, reseller_slug: str = "demo") -> list[Customer]:
 DEMO_ORDERS = [("Microsoft 365 E3", 3, OrderStatus.COMPLETED), ("Microsoft 365 E3", 5, None)]
 
 
-def demo_line(c: Container, customer: Customer, title: str, quantity: int) -> dict[str, Any]:
-    """An order line (camelCase body) for `customer`: the first paid monthly term of `title`."""
+def demo_line(
+    c: Container, customer: Customer, title: str, quantity: int, *, trial: bool = False
+) -> dict[str, Any]:
+    """An order line (camelCase body) for `customer`: the first paid monthly term of `title`,
+    or its trial (`trial=True`)."""
     reseller = c.resellers.get(RESELLER_PARTITION, customer.reseller)
     market = c.products.list(reseller.country, page_size=1000).items
     product = next(p for p in market if p.title == title and not p.withdrawn)
     for sku in product.skus:
-        availability = None if sku.is_trial else sku.availability("commercial")
+        availability = sku.availability("commercial") if sku.is_trial == trial else None
         if availability is not None and availability.terms:
             term = availability.terms[0]
             return {
@@ -293,7 +301,7 @@ def demo_line(c: Container, customer: Customer, title: str, quantity: int) -> di
                 "termDuration": term.duration,
                 "billingCycle": term.billing_cycle,
             }
-    raise LookupError(f"{title} has no paid commercial offer")
+    raise LookupError(f"{title} has no {'trial' if trial else 'paid'} commercial offer")
 
 
 class _Resends:
@@ -323,18 +331,21 @@ def provision_now(c: Container, order: Order, *, wait_seconds: float = 0.5) -> O
     return c.orders.get(order.reseller, order_row_key(order.id))
 
 
+def _owner(customer: Customer) -> Principal:
+    """The reseller's Account Manager, who places the demo data."""
+    owner = next(
+        u for u in USERS if u.reseller == customer.reseller and u.role is Role.ACCOUNT_MANAGER
+    )
+    return Principal("seed", customer.reseller, None, owner.role, owner.email, SignInKind.PLATFORM)
+
+
 def seed_orders(c: Container, customer: Customer) -> list[Order]:
     """The demo orders of `customer` through the real path: one placed in Partner Center (the
     simulator) and Completed, one left a Draft. Nothing is added if it has orders already."""
     existing = c.orders.list(customer.reseller, equals={"customer_id": customer.id}).items
     if existing:
         return existing
-    owner = next(
-        u for u in USERS if u.reseller == customer.reseller and u.role is Role.ACCOUNT_MANAGER
-    )
-    principal = Principal(
-        "seed", customer.reseller, None, owner.role, owner.email, SignInKind.PLATFORM
-    )
+    principal = _owner(customer)
     seeded: list[Order] = []
     for title, quantity, final in DEMO_ORDERS:
         command = OrderCreate.model_validate({"lines": [demo_line(c, customer, title, quantity)]})
@@ -348,18 +359,42 @@ def seed_orders(c: Container, customer: Customer) -> list[Order]:
     return seeded
 
 
+# The seeded Completed order's subscription gets more seats; and a trial (it ends, and renews
+# or expires, within 30 days, so `GET /renewals` has something to show from the start).
+DEMO_SEAT_INCREASE = 2
+DEMO_TRIAL = "Microsoft 365 Business Premium"
+
+
+def seed_subscriptions(c: Container, customer: Customer) -> list[Order]:
+    """A Completed Change order (more seats on the subscription of the Completed demo order)
+    and a Completed trial order of `customer`, through the real path. Nothing is added if the
+    customer has a Change order already."""
+    existing = c.orders.list(customer.reseller, equals={"customer_id": customer.id}).items
+    if any(o.kind is OrderKind.CHANGE for o in existing):
+        return [o for o in existing if o.kind is OrderKind.CHANGE or o.lines[0].is_trial]
+    principal = _owner(customer)
+    bought = next(o for o in existing if o.status is OrderStatus.COMPLETED)
+    sub = next(s for s in c.subscriptions.iterate(customer.id) if s.order_id == bought.id)
+    more = SubscriptionPatch(quantity=sub.quantity + DEMO_SEAT_INCREASE)
+    change = subscription_requests.request_update(
+        c.order_book, c.partner_center, principal, customer.reseller, customer.id, sub.id, "*", more
+    )
+    trial_line = demo_line(c, customer, DEMO_TRIAL, TRIAL_SEATS, trial=True)
+    command = OrderCreate.model_validate({"lines": [trial_line]})
+    trial = orders.create(c.order_book, principal, customer.reseller, customer.id, command)
+    trial = orders.submit(
+        c.order_book, principal, customer.reseller, customer.id, trial.id, trial.etag or ""
+    )
+    return [provision_now(c, change), provision_now(c, trial)]
+
+
 def seed_quotes(c: Container, customer: Customer) -> list[Quote]:
     """One sent demo quote of `customer` (its e-mail with the link lands in the drop folder).
     Nothing is added if the customer has quotes already."""
     existing = c.quotes.list(customer.reseller, equals={"customer_id": customer.id}).items
     if existing:
         return existing
-    owner = next(
-        u for u in USERS if u.reseller == customer.reseller and u.role is Role.ACCOUNT_MANAGER
-    )
-    principal = Principal(
-        "seed", customer.reseller, None, owner.role, owner.email, SignInKind.PLATFORM
-    )
+    principal = _owner(customer)
     command = QuoteCreate.model_validate(
         {
             "lines": [demo_line(c, customer, DEMO_ORDERS[0][0], 10)],
@@ -405,11 +440,17 @@ def main() -> int:
         print(f"upgraded stored data: {name}")
     seeded_customers = seed_customers(c)
     for customer in seeded_customers:
-        print(f"seeded customer {customer.name} ({customer.domain}, {customer.segment})")
+        print(
+            f"seeded customer {customer.name} ({customer.domain}, {customer.segment}): "
+            f"id {customer.id}"
+        )
     print(f"seeded {CUSTOMER_USER.role.value:<17} {CUSTOMER_USER.email}  (demo, first customer)")
     first = seeded_customers[0]
     for order in seed_orders(c, first):
         print(f"seeded order {order.id} of {first.name}: {order.status.value}")
+    for order in seed_subscriptions(c, first):
+        what = f"{order.kind.value.lower()} order {order.id}"
+        print(f"seeded {what} of {first.name}: {order.status.value}")
     for quote in seed_quotes(c, first):
         print(f"seeded quote {quote.id} of {first.name}: {quote.status.value}")
     return 0

@@ -23,8 +23,13 @@ def unique_name() -> str:
     return "t" + str(ULID()).lower()[-12:]
 
 
-@pytest.fixture
-def table_prefix() -> str:
-    """A table-name prefix unique to this test (letters only, as table names allow)."""
+def new_table_prefix() -> str:
+    """A fresh table-name prefix (letters only, as table names allow)."""
     digits = str(ULID())[-10:]
     return "T" + "".join(chr(ord("a") + int(c, 36) % 26) for c in digits)
+
+
+@pytest.fixture
+def table_prefix() -> str:
+    """A table-name prefix unique to this test."""
+    return new_table_prefix()

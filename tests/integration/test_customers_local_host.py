@@ -8,6 +8,7 @@ between customers; the first admin's password is in the e-mail and nowhere else.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -124,12 +125,14 @@ class Stack:
             )
 
 
-@pytest.fixture
-def stack(
-    azurite: Azurite, table_prefix: str, tmp_path: Path, fresh_partner_center_sim: SimulatorHandle
+@contextlib.contextmanager
+def open_stack(
+    azurite: Azurite, table_prefix: str, tmp_path: Path, sim: SimulatorHandle
 ) -> Iterator[Stack]:
+    """Azurite tables under `table_prefix`, the seeded demo data, an issuer and the simulator;
+    every host started on it is stopped at the end."""
     srv, base = serve_in_thread(0, tmp_path / "issuer")
-    pc_values = pc_settings(fresh_partner_center_sim).model_dump(by_alias=True, exclude_none=True)
+    pc_values = pc_settings(sim).model_dump(by_alias=True, exclude_none=True)
     env = {
         k: v.get_secret_value() if hasattr(v, "get_secret_value") else str(v)
         for k, v in pc_values.items()
@@ -152,13 +155,21 @@ def stack(
     )
     c = Container(Settings.model_validate(env))
     seed(c)
-    s = Stack(env, c, fresh_partner_center_sim, tmp_path)
+    s = Stack(env, c, sim, tmp_path)
     try:
         yield s
     finally:
         for host in s.hosts:
             host.stop()
         srv.shutdown()
+
+
+@pytest.fixture
+def stack(
+    azurite: Azurite, table_prefix: str, tmp_path: Path, fresh_partner_center_sim: SimulatorHandle
+) -> Iterator[Stack]:
+    with open_stack(azurite, table_prefix, tmp_path, fresh_partner_center_sim) as s:
+        yield s
 
 
 def customer_status(stack: Stack, customer_id: str) -> CustomerStatus:

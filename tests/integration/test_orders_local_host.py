@@ -12,8 +12,15 @@ from typing import Any
 
 import pytest
 
-from localdev.seed import seed_catalog, seed_customers, seed_orders
+from localdev.seed import (
+    DEMO_SEAT_INCREASE,
+    seed_catalog,
+    seed_customers,
+    seed_orders,
+    seed_subscriptions,
+)
 from shared.domain.orders import order_row_key
+from shared.services.renewals import renewing
 from tests.catalog_fakes import cost_fields
 from tests.integration.test_customers_local_host import Stack
 from tests.integration.test_customers_local_host import stack as stack_fixture
@@ -168,7 +175,7 @@ def test_twenty_orders_under_thirty_percent_faults_all_complete_each_placed_once
     assert {"error", "throttle", "timeout-after"} <= faults  # the faults did happen
 
 
-def test_seed_places_one_completed_demo_order_and_one_draft_and_a_rerun_adds_none(stack):
+def test_seed_places_orders_a_seat_increase_and_a_trial_and_a_rerun_adds_none(stack):
     customer_id, _ = _setup(stack)
     customer = stack.c.customers.get("demo", customer_id)
     seeded = seed_orders(stack.c, customer)
@@ -179,3 +186,16 @@ def test_seed_places_one_completed_demo_order_and_one_draft_and_a_rerun_adds_non
     assert [o["id"] for o in in_pc] == completed.partner_center_order_ids
     [sub] = list(stack.c.subscriptions.iterate(customer_id))
     assert sub.order_id == completed.id and sub.quantity == completed.lines[0].quantity
+    # Subscriptions: a Completed seat increase, and a trial renewing within 30 days.
+    changed = seed_subscriptions(stack.c, customer)
+    assert [(o.kind.value, o.status.value) for o in changed] == [
+        ("Change", "Completed"),
+        ("Purchase", "Completed"),
+    ]
+    assert {o.id for o in seed_subscriptions(stack.c, customer)} == {o.id for o in changed}
+    more = stack.c.subscriptions.get(customer_id, sub.id.lower())
+    assert more.quantity == sub.quantity + DEMO_SEAT_INCREASE
+    in_pc = stack.sim.customer_state(customer.tenant_id or "")["subscriptions"]
+    assert next(s for s in in_pc if s["id"] == sub.id)["quantity"] == more.quantity
+    soon = renewing(stack.c.order_book, "demo", stack.c.clock.now().date(), 30)
+    assert any(s.is_trial for s in soon)

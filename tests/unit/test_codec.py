@@ -182,3 +182,19 @@ def test_a_subscription_priced_from_an_offer_without_retail_price_loads_back():
     codec = EntityCodec(Subscription)
 
     assert codec.from_entity(codec.to_properties(sub)) == sub
+
+
+class Grade(BaseModel):
+    label: str
+    percent: Decimal | None  # required, and None is a value (no price: no margin percent)
+
+
+class Graded(Record):
+    grade: Grade | None = None
+
+
+def test_a_required_field_that_is_none_reads_back_as_none_in_a_flattened_model():
+    codec = EntityCodec(Graded)
+    original = Graded(grade=Grade(label="free", percent=None))
+    entity = {"PartitionKey": "p", "RowKey": "r", **codec.to_properties(original)}
+    assert codec.from_entity(entity) == original

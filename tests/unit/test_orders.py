@@ -624,3 +624,23 @@ def test_an_order_id_that_is_no_ulid_is_not_found(world, odd):
     _, book, _ = world
     with pytest.raises(NotFound):
         orders.get(book, AM, "demo", CUST_B, odd)
+
+
+def test_a_trial_is_ordered_free_though_the_price_sheet_lists_no_trials(world):
+    w, book, _ = world
+    products: Any = w.container.catalog_reader
+    market = products.market_products("CZ", products.import_id("CZ"))
+    product = next(p for p in market.values() if p.title == "Microsoft 365 E3")
+    trial = next(s for s in product.skus if s.is_trial)
+    availability = trial.availability("commercial")
+    assert trial.prices == () and availability is not None  # Microsoft prices no trial
+    line = {
+        "catalogItemId": availability.catalog_item_id,
+        "quantity": trial.minimum_quantity,
+        "termDuration": "P1M",
+        "billingCycle": "none",
+    }
+    order = _draft(w, book, line)
+    unit = order.lines[0].priced.unit
+    assert unit.customer_price == Money(amount=Decimal(0), currency="CZK")
+    assert unit.reseller_cost == Money(amount=Decimal(0), currency="CZK")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 
 from shared.domain.catalog import (
     CatalogEntry,
@@ -140,6 +141,16 @@ def _resolve(
         )
         return None
     price = sku.price(base.value, term.duration, term.billing_cycle, snap.currency)
+    if price is None and sku.is_trial:
+        # Trials are free: Microsoft's price sheet has no row for them.
+        price = SkuPrice(
+            segment=base.value,
+            duration=term.duration,
+            billing_cycle=term.billing_cycle,
+            currency=snap.currency,
+            cost=Decimal(0),
+            erp=Decimal(0),
+        )
     if price is None:
         errors.append(
             FieldError(f"{at}.termDuration", f"has no price in {snap.currency} in the price sheet")
