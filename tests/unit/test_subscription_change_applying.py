@@ -12,6 +12,7 @@ import pytest
 from azure.functions.queue import QueueMessage
 
 from functions._queue import run_step
+from shared.adapters.partner_center import subscriptions as wire
 from shared.domain.customers import Qualification
 from shared.domain.errors import UpstreamRejected, UpstreamUnavailable
 from shared.domain.failures import FailureKind
@@ -245,12 +246,6 @@ def test_a_change_accepted_for_later_is_polled_by_re_enqueueing_until_done(world
     assert _record(book, record.id).quantity == 15
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="applying._accepted_done reads `done` before `failed_code`, and the adapter reports a "
-    "failed 202 as done=True with its code (see test_partner_center_contract): the change is "
-    "recorded Completed. Remove this mark with the fix in applying.py.",
-)
 def test_a_change_accepted_for_later_that_fails_ends_failed_and_frees_the_subscription(world):
     w, book, pc = world
     record = _bought(w, book, pc)
@@ -262,6 +257,22 @@ def test_a_change_accepted_for_later_that_fails_ends_failed_and_frees_the_subscr
     assert failed.status is S.FAILED and failed.failure is not None
     assert failed.failure.kind is FailureKind.REFUSED
     assert failed.failure.reason == refusal_sentence("800090", None)
+    assert _record(book, record.id).pending_change is None
+
+
+def test_a_change_whose_operation_partner_center_reports_failed_ends_failed_not_completed(world):
+    # What the REST adapter makes of a failed operation resource, given to the step as is.
+    w, book, pc = world
+    record = _bought(w, book, pc)
+    _accept_later(pc, 1)
+    operation = {"status": "failed", "error": {"code": 800090, "description": "No decrease."}}
+    pc.change_progress = lambda *a, **k: wire.progress(operation, None)  # type: ignore[method-assign]
+    order = _change_order(book, record, ChangeKind.UPDATE, "quantity 10 → 8", quantity=8)
+    _deliver_all(book, pc, order)
+    failed = _order(book, order)
+    assert failed.status is S.FAILED and failed.failure is not None
+    assert failed.failure.reason == refusal_sentence("800090", None)
+    assert _record(book, record.id).quantity == 10
     assert _record(book, record.id).pending_change is None
 
 

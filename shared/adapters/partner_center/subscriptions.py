@@ -171,7 +171,7 @@ def progress(payload: Mapping[str, Any], retry_after: float | None) -> ChangePro
         error = payload.get("error") if isinstance(payload.get("error"), dict) else {}
         code = error.get("code") if error else None
         return ChangeProgress(
-            done=True,
+            done=False,
             failed_code=str(code) if code is not None else None,
             failed_reason=str(
                 (error or {}).get("description") or (error or {}).get("message") or "failed"

@@ -293,13 +293,13 @@ def _accepted_done(
     progress = partner_center.change_progress(
         tenant, change.subscription_id, ChangeAccepted(location=change.accepted_location)
     )
-    if progress.done:
-        _landed_on(order, change.subscription_id, None)
-        return True
-    if progress.failed_code or progress.failed_reason:
+    if progress.failed:
         reason = refusal_sentence(progress.failed_code, progress.failed_reason)
         fail(book, order, FailureKind.REFUSED, reason, progress.failed_reason)
         return False
+    if progress.done:
+        _landed_on(order, change.subscription_id, None)
+        return True
     delay = progress.retry_after_seconds or book.policy.poll_seconds
     poll_again(book, saver, message, _what(change), delay)
     return False
