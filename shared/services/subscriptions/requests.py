@@ -51,6 +51,7 @@ from shared.services import resellers
 from shared.services.orders.book import OrderBook, find_order
 from shared.services.orders.lines import build_lines
 from shared.services.orders.submission import provision_message
+from shared.services.subscriptions.pending import free
 from shared.services.subscriptions.reading import find_subscription, licence_count_of
 from shared.services.watchdog import InFlight
 
@@ -570,9 +571,8 @@ class PendingChanges:
                 return
             except (ValidationFailed, Conflict):
                 pass  # the change can no longer be priced: nothing reached Partner Center
-        sub.end_change()
-        sub.updated_at = self.book.clock.now()
-        self.book.subscriptions.update(sub)
+        # Only this change: one asked for since this read keeps the subscription.
+        free(self.book, sub.customer_id, sub.id, pending.order_id if pending else None)
 
     def fail(self, item: InFlight, failure: Failure) -> None:
         """Nothing is failed here: each pass acts on the record again (nudge)."""
