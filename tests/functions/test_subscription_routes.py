@@ -13,7 +13,7 @@ import pytest
 from functions._http import encode_etag
 from shared import bootstrap
 from shared.domain.customers import Qualification
-from shared.domain.errors import UpstreamUnavailable
+from shared.domain.errors import UpstreamRejected, UpstreamUnavailable
 from shared.domain.orders import OrderKind, OrderStatus, order_row_key
 from shared.domain.outbox import Queue
 from shared.domain.subscriptions import NextTerm, Subscription, TransitionOption
@@ -170,6 +170,31 @@ def test_a_subscription_is_served_from_the_record_when_partner_center_is_unavail
     resp = get(world, sub)
     assert resp.status_code == 200
     assert json_of(resp)["refreshedAt"] is not None and json_of(resp)["quantity"] == 10
+
+
+def test_licences_partner_center_refuses_leave_the_read_refreshed_with_the_stored_licences(
+    world: World,
+):
+    sub = seed_subscription(world.container, "demo", CUST_A)
+    stored = record(world, sub)
+    stored.assigned_licences = 4
+    world.container.subscriptions.update(stored)
+    pc(world).add_subscription(facts_of(sub, quantity=12))
+    world.clock.advance(minutes=5)
+    licences = pc(world).licence_counts
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise UpstreamRejected("This operation needs an app+user token.", code="403", status=403)
+
+    pc(world).licence_counts = refused  # type: ignore[method-assign]
+    resp = get(world, sub)
+    pc(world).licence_counts = licences  # type: ignore[method-assign]
+
+    assert resp.status_code == 200, resp.get_body()
+    body = json_of(resp)
+    assert (body["quantity"], body["assignedLicences"]) == (12, 4)
+    assert body["refreshedAt"].startswith(world.clock.now().isoformat()[:19])
+    assert (record(world, sub).quantity, record(world, sub).assigned_licences) == (12, 4)
 
 
 def test_staff_see_cost_and_margin_and_customer_users_only_their_own_subscriptions_at_their_price(
