@@ -453,6 +453,31 @@ def test_the_watchdog_writes_the_change_order_a_crash_left_behind_under_the_same
     assert list(source.in_flight()) == []
 
 
+def test_a_request_after_a_crash_between_the_two_writes_writes_the_order_it_is_refused_for(
+    world: World, monkeypatch: pytest.MonkeyPatch
+):
+    c = world.container
+    sub = seed_subscription(c, "demo", CUST_A)
+
+    def crash(*_: Any) -> Any:
+        raise RuntimeError("process died between write 1 and write 2")
+
+    monkeypatch.setattr(sub_requests, "open_change_order", crash)
+    assert patch(world, sub, {"quantity": 12}).status_code == 500
+    monkeypatch.undo()
+    pending = record(world, sub).pending_change
+    assert pending is not None and orders_of(world) == []
+
+    resp = patch(world, sub, {"quantity": 14})
+
+    assert resp.status_code == 409
+    assert json_of(resp)["type"] == "/problems/change-in-progress"
+    assert pending.order_id in json_of(resp)["detail"]
+    order = c.orders.get("demo", order_row_key(pending.order_id))
+    assert (order.status, order.change and order.change.quantity) == (OrderStatus.SUBMITTED, 12)
+    assert [m.queue for m in c.orders.sent] == [Queue.PROVISION_ORDER]
+
+
 def test_the_watchdog_forgets_a_pending_change_whose_order_has_ended(world: World):
     c = world.container
     sub = seed_subscription(c, "demo", CUST_A)

@@ -10,6 +10,7 @@ leaves a pending change without its order: the watchdog (`PendingChanges`) calls
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator
 from datetime import timedelta
@@ -295,12 +296,24 @@ def _target(
     reseller = resellers.get(book.resellers, reseller_slug)
     customer, sub = find_subscription(book, principal, reseller_slug, customer_id, subscription_id)
     may_change(principal, reseller)
+    _order_left_behind(book, sub)
     # If-Match first: a request made on an old version is a 412 whatever else it asks.
     if etag not in (None, ANY_VERSION) and etag != sub.etag:
         raise PreconditionFailed("the subscription changed since it was read; read it again")
     # Write 1 must still find the version just read (a race after this read is a 412 too).
     sub.etag = expected_version(sub.etag, etag)
     return reseller, customer, sub
+
+
+def _order_left_behind(book: OrderBook, sub: Subscription) -> None:
+    """A crash between write 1 and write 2 left a pending change without its order: write it
+    now (as the watchdog would later), so the 409 this request gets names an order that
+    exists. One that can no longer be written is left to the watchdog, which forgets it."""
+    pending = sub.pending_change
+    if pending is None or find_order(book, sub.reseller, pending.order_id) is not None:
+        return
+    with contextlib.suppress(ValidationFailed, Conflict):
+        open_change_order(book, sub)
 
 
 def _tenant(customer: Customer) -> str:
