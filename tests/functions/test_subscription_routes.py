@@ -419,6 +419,28 @@ def test_a_change_at_renewal_needs_auto_renew_and_removing_it_needs_one_schedule
     assert removed.status_code == 202 and json_of(removed)["change"]["kind"] == "Unschedule"
 
 
+@pytest.mark.parametrize(
+    ("catalog_item_id", "body"),
+    [
+        (None, {"status": "Cancelled"}),  # found in Partner Center, no catalog item known
+        ("DZH318Z0BQ3Q:0001:0001", {"status": "Suspended"}),  # an offer no longer sold
+        (None, {"autoRenew": False}),
+    ],
+)
+def test_a_change_that_moves_no_price_is_ordered_at_the_price_sold_whatever_the_catalog_says(
+    world: World, catalog_item_id: str | None, body: dict[str, Any]
+):
+    sub = seed_subscription(world.container, "demo", CUST_A, catalog_item_id=catalog_item_id)
+
+    resp = patch(world, sub, body)
+
+    assert resp.status_code == 202, resp.get_body()
+    (order,) = [o for o in orders_of(world) if o.kind is OrderKind.CHANGE]
+    (line,) = order.lines
+    assert line.priced == record(world, sub).priced
+    assert (line.quantity, line.unit_price) == (10, line.priced.unit.customer_price)
+
+
 # --- a crash between the two writes -----------------------------------------------------------
 
 

@@ -46,6 +46,7 @@ from shared.domain.orders import (
     OrderStatus,
     SubscriptionChangeOrder,
 )
+from shared.domain.pricing import PricedLine
 from shared.domain.subscriptions import NextTerm, PendingChange, Subscription
 from shared.ports import PartnerCenter
 from shared.services import resellers
@@ -176,6 +177,33 @@ def _line_input(sub: Subscription, change: SubscriptionChangeOrder) -> OrderLine
     )
 
 
+def _keeps_price(change: SubscriptionChangeOrder) -> bool:
+    """A change that moves no price: cancel, suspend, reactivate, auto-renew, unschedule."""
+    if change.kind is ChangeKind.UNSCHEDULE:
+        return True
+    return change.kind is ChangeKind.UPDATE and (
+        change.quantity is None and change.billing_cycle is None and change.term_duration is None
+    )
+
+
+def _line_as_sold(sub: Subscription, priced: PricedLine) -> OrderLine:
+    """The subscription's line as its price snapshot has it (nothing priced again)."""
+    sheet = priced.price_sheet
+    return OrderLine(
+        catalog_item_id=(sub.catalog_item_id or f"{sheet.product_id}:{sheet.sku_id}").upper(),
+        product_id=sheet.product_id,
+        sku_id=sheet.sku_id,
+        name=sub.name,
+        quantity=priced.quantity,
+        term_duration=sheet.term,
+        billing_cycle=sheet.billing_cycle,
+        unit_price=priced.unit.customer_price,
+        parent_subscription_id=sub.parent_subscription_id,
+        is_trial=sub.is_trial,
+        priced=priced,
+    )
+
+
 def change_lines(
     book: OrderBook,
     reseller: Reseller,
@@ -185,7 +213,11 @@ def change_lines(
 ) -> list[OrderLine]:
     """The Change order's one line, validated and priced like any order line; what is wrong
     with the body is a 400 naming the body's field, what is wrong with the subscription's
-    offer a 409."""
+    offer a 409. A change that moves no price copies the record's price snapshot instead: a
+    customer may cancel or suspend whatever the catalog says of the offer today (withdrawn,
+    capped, found in Partner Center without a catalog item)."""
+    if _keeps_price(change) and sub.priced is not None:
+        return [_line_as_sold(sub, sub.priced)]
     try:
         line = _line_input(sub, change)
         return build_lines(book, reseller, customer, OrderCreate(lines=[line]), replacing=sub.id)
