@@ -455,8 +455,8 @@ class FakeOrderPartnerCenter:
         self, customer_tenant: str, subscription_id: str, accepted: ChangeAccepted
     ) -> ChangeProgress:
         """Running until `accepted_polls` reads, then done with the subscription as it is, or,
-        with `accepted_failure` or a rule the change now breaks, done and failed with the code
-        (the adapter maps a failed operation so)."""
+        with `accepted_failure` or a rule the change now breaks, failed (not done) with the
+        code, as the adapter maps a failed operation."""
         self._call("change_progress")
         if accepted.location not in self._accepted:
             raise NotFound(f"operation {accepted.location} was not found")
@@ -478,7 +478,7 @@ class FakeOrderPartnerCenter:
             if failure is not None:
                 self._failures[accepted.location] = failure
         if failure is not None:
-            return ChangeProgress(done=True, failed_code=failure[0], failed_reason=failure[1])
+            return ChangeProgress(done=False, failed_code=failure[0], failed_reason=failure[1])
         return ChangeProgress(done=True, facts=self._facts(sid))
 
     def licence_counts(self, customer_tenant: str) -> list[LicenceCount]:

@@ -117,14 +117,31 @@ class ChangeAccepted:
 
 @dataclass(frozen=True)
 class ChangeProgress:
-    """Where an accepted change is: done (with the subscription as it now is), still running,
-    or failed with Partner Center's code and words."""
+    """Where an accepted change is, exactly one of three:
+
+    - done: Partner Center made the change (`done`, with the subscription as it now is in
+      `facts` when the answer carried it);
+    - failed: Partner Center refused it after all (`done` False, `failed_reason` set, with its
+      code in `failed_code` when it gave one): nothing was changed;
+    - running: neither (`retry_after_seconds` says when to look again, if Partner Center said).
+    """
 
     done: bool
     facts: SubscriptionFacts | None = None
     failed_code: str | None = None
     failed_reason: str | None = None
     retry_after_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.failed_code is not None and self.failed_reason is None:
+            raise ValueError("a failed change needs its reason (failed_reason)")
+        if self.done and self.failed:
+            raise ValueError("a change is either done or failed, not both")
+
+    @property
+    def failed(self) -> bool:
+        """Partner Center refused the accepted change: nothing was changed."""
+        return self.failed_reason is not None
 
 
 @dataclass(frozen=True)

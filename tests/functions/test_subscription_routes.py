@@ -13,7 +13,7 @@ import pytest
 from functions._http import encode_etag
 from shared import bootstrap
 from shared.domain.customers import Qualification
-from shared.domain.errors import UpstreamUnavailable
+from shared.domain.errors import UpstreamRejected, UpstreamUnavailable
 from shared.domain.orders import OrderKind, OrderStatus, order_row_key
 from shared.domain.outbox import Queue
 from shared.domain.subscriptions import NextTerm, Subscription, TransitionOption
@@ -170,6 +170,31 @@ def test_a_subscription_is_served_from_the_record_when_partner_center_is_unavail
     resp = get(world, sub)
     assert resp.status_code == 200
     assert json_of(resp)["refreshedAt"] is not None and json_of(resp)["quantity"] == 10
+
+
+def test_licences_partner_center_refuses_leave_the_read_refreshed_with_the_stored_licences(
+    world: World,
+):
+    sub = seed_subscription(world.container, "demo", CUST_A)
+    stored = record(world, sub)
+    stored.assigned_licences = 4
+    world.container.subscriptions.update(stored)
+    pc(world).add_subscription(facts_of(sub, quantity=12))
+    world.clock.advance(minutes=5)
+    licences = pc(world).licence_counts
+
+    def refused(*args: Any, **kwargs: Any) -> Any:
+        raise UpstreamRejected("This operation needs an app+user token.", code="403", status=403)
+
+    pc(world).licence_counts = refused  # type: ignore[method-assign]
+    resp = get(world, sub)
+    pc(world).licence_counts = licences  # type: ignore[method-assign]
+
+    assert resp.status_code == 200, resp.get_body()
+    body = json_of(resp)
+    assert (body["quantity"], body["assignedLicences"]) == (12, 4)
+    assert body["refreshedAt"].startswith(world.clock.now().isoformat()[:19])
+    assert (record(world, sub).quantity, record(world, sub).assigned_licences) == (12, 4)
 
 
 def test_staff_see_cost_and_margin_and_customer_users_only_their_own_subscriptions_at_their_price(
@@ -394,6 +419,28 @@ def test_a_change_at_renewal_needs_auto_renew_and_removing_it_needs_one_schedule
     assert removed.status_code == 202 and json_of(removed)["change"]["kind"] == "Unschedule"
 
 
+@pytest.mark.parametrize(
+    ("catalog_item_id", "body"),
+    [
+        (None, {"status": "Cancelled"}),  # found in Partner Center, no catalog item known
+        ("DZH318Z0BQ3Q:0001:0001", {"status": "Suspended"}),  # an offer no longer sold
+        (None, {"autoRenew": False}),
+    ],
+)
+def test_a_change_that_moves_no_price_is_ordered_at_the_price_sold_whatever_the_catalog_says(
+    world: World, catalog_item_id: str | None, body: dict[str, Any]
+):
+    sub = seed_subscription(world.container, "demo", CUST_A, catalog_item_id=catalog_item_id)
+
+    resp = patch(world, sub, body)
+
+    assert resp.status_code == 202, resp.get_body()
+    (order,) = [o for o in orders_of(world) if o.kind is OrderKind.CHANGE]
+    (line,) = order.lines
+    assert line.priced == record(world, sub).priced
+    assert (line.quantity, line.unit_price) == (10, line.priced.unit.customer_price)
+
+
 # --- a crash between the two writes -----------------------------------------------------------
 
 
@@ -426,6 +473,31 @@ def test_the_watchdog_writes_the_change_order_a_crash_left_behind_under_the_same
     assert [m.queue for m in c.orders.sent] == [Queue.PROVISION_ORDER]
     # Its order in flight, the pending change is the orders' watchdog's, not this one's.
     assert list(source.in_flight()) == []
+
+
+def test_a_request_after_a_crash_between_the_two_writes_writes_the_order_it_is_refused_for(
+    world: World, monkeypatch: pytest.MonkeyPatch
+):
+    c = world.container
+    sub = seed_subscription(c, "demo", CUST_A)
+
+    def crash(*_: Any) -> Any:
+        raise RuntimeError("process died between write 1 and write 2")
+
+    monkeypatch.setattr(sub_requests, "open_change_order", crash)
+    assert patch(world, sub, {"quantity": 12}).status_code == 500
+    monkeypatch.undo()
+    pending = record(world, sub).pending_change
+    assert pending is not None and orders_of(world) == []
+
+    resp = patch(world, sub, {"quantity": 14})
+
+    assert resp.status_code == 409
+    assert json_of(resp)["type"] == "/problems/change-in-progress"
+    assert pending.order_id in json_of(resp)["detail"]
+    order = c.orders.get("demo", order_row_key(pending.order_id))
+    assert (order.status, order.change and order.change.quantity) == (OrderStatus.SUBMITTED, 12)
+    assert [m.queue for m in c.orders.sent] == [Queue.PROVISION_ORDER]
 
 
 def test_the_watchdog_forgets_a_pending_change_whose_order_has_ended(world: World):

@@ -881,7 +881,7 @@ def test_an_accepted_change_comes_back_at_once_and_each_progress_call_reads_once
     assert running.done is False and running.facts is None
     assert client.subscription(tenant, sid).quantity == 2
     done = client.change_progress(tenant, sid, accepted)
-    assert done.done is True and done.failed_code is None
+    assert done.done is True and not done.failed and done.failed_code is None
     assert done.facts is not None and done.facts.quantity == 7
     polls = [
         r
@@ -907,7 +907,8 @@ def test_an_accepted_change_partner_center_then_refuses_is_failed_with_its_code(
 
     failed = client.change_progress(tenant, sid, accepted)
 
-    assert failed.done is True and failed.failed_code == "800091" and failed.failed_reason
+    assert failed.failed and failed.done is False and failed.facts is None
+    assert failed.failed_code == "800091" and failed.failed_reason
 
 
 def test_a_replayed_request_id_applies_the_change_once(

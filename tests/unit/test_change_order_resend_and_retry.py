@@ -388,3 +388,38 @@ def test_the_watchdog_never_forgets_a_change_asked_for_after_it_listed_the_subsc
 
     held = _record(book, record.id).pending_change
     assert held is not None and held.order_id == live.id
+
+
+def test_the_watchdog_freeing_an_ended_change_keeps_a_change_asked_for_during_its_write(world):
+    w, book, pc = world
+    record = _bought(w, book, pc)
+    ended = _change_order(
+        book, record, "quantity 10 → 12", order_status=S.PENDING_APPROVAL, quantity=12
+    )
+    ended.move(S.CANCELLED, book.clock.now(), AM.email)  # rejected; its record not freed yet
+    book.orders.update(ended)
+    w.clock.advance(hours=1)
+    watchdog = PendingChanges(book)
+    (stale,) = watchdog.in_flight()
+    subscriptions = book.subscriptions
+    write = subscriptions.update
+    live: list[Order] = []
+
+    def a_request_first(sub: Subscription, **kwargs: Any) -> Subscription:
+        # A person frees the record and asks for a new change just before the watchdog writes.
+        if subscriptions.update is a_request_first:
+            subscriptions.update = write  # type: ignore[method-assign]
+            mine = _record(book, record.id)
+            mine.end_change()
+            write(mine)
+            live.append(
+                _change_order(book, _record(book, record.id), "auto-renew off", auto_renew=False)
+            )
+        return write(sub, **kwargs)
+
+    subscriptions.update = a_request_first  # type: ignore[method-assign]
+
+    watchdog.nudge(stale)
+
+    held = _record(book, record.id).pending_change
+    assert held is not None and held.order_id == live[0].id

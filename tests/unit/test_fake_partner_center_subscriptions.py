@@ -14,6 +14,7 @@ from shared.domain.errors import ConcurrencyConflict, UpstreamRejected, Upstream
 from shared.domain.orders import CartLineRequest
 from shared.domain.subscriptions import (
     ChangeAccepted,
+    ChangeProgress,
     NextTerm,
     SubscriptionChange,
     SubscriptionFacts,
@@ -145,7 +146,7 @@ def test_fake_replays_a_refusal_for_its_request_id_as_the_simulator_keeps_it() -
     assert "late" not in [request for request, _ in pc.changes] and len(pc.changes) == 1
 
 
-def test_fake_ends_an_accepted_change_failed_as_done_with_its_code_like_the_adapter() -> None:
+def test_fake_ends_an_accepted_change_failed_not_done_with_its_code_like_the_adapter() -> None:
     pc, _, sid = bought(2)
     pc.accept_next_changes, pc.accepted_polls, pc.accepted_retry_after = 1, 2, 3
     pc.accepted_failure = ("800091", "Can't update a subscription with suspended status")
@@ -153,7 +154,12 @@ def test_fake_ends_an_accepted_change_failed_as_done_with_its_code_like_the_adap
     assert isinstance(accepted, ChangeAccepted) and accepted.retry_after_seconds == 3
     assert pc.change_progress(TENANT, sid, accepted).done is False
     failed = pc.change_progress(TENANT, sid, accepted)
-    assert (failed.done, failed.failed_code, failed.facts) == (True, "800091", None)
+    assert (failed.done, failed.failed, failed.failed_code, failed.facts) == (
+        False,
+        True,
+        "800091",
+        None,
+    )
     assert pc.subscription(TENANT, sid).quantity == 2
     assert pc.change_progress(TENANT, sid, accepted).failed_code == "800091"
 
@@ -216,3 +222,12 @@ def test_fake_replays_a_412_a_not_now_and_a_refusal_for_their_request_id_as_the_
     assert pc.applied_changes == []
     applied = pc.change_subscription(TENANT, sid, SubscriptionChange(quantity=3), request_id="d")
     assert isinstance(applied, SubscriptionFacts) and applied.quantity == 3
+
+
+def test_a_change_progress_is_never_both_done_and_failed() -> None:
+    with pytest.raises(ValueError, match="either done or failed"):
+        ChangeProgress(done=True, failed_code="800090", failed_reason="No decrease.")
+    with pytest.raises(ValueError, match="reason"):
+        ChangeProgress(done=False, failed_code="800090")
+    assert ChangeProgress(done=False, failed_reason="failed").failed
+    assert not ChangeProgress(done=False).failed and not ChangeProgress(done=True).failed

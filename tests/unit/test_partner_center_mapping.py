@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from shared.adapters.partner_center import catalog, customers
+from shared.adapters.partner_center import subscriptions as subs
 from shared.adapters.partner_center import wire as pc
 from shared.domain.customers import Address, Contact, TenantRequest
 
@@ -122,3 +123,30 @@ def test_an_unpurchasable_availability_is_left_out_of_the_sku():
     assert mapped.is_addon and [a.id for a in mapped.availabilities] == ["A"]
     assert mapped.availabilities[0].catalog_item_id == "CFQ7:0001:A"
     assert mapped.availabilities[0].terms[0].duration == "P1M"
+
+
+def test_a_subscriptions_billing_cycle_and_term_come_in_the_catalogs_spelling_whatever_case():
+    facts = subs.subscription_facts(
+        pc.Subscription.model_validate(
+            {
+                "id": "s-1",
+                "offerId": "CFQ7TTC0LH18:0001:0001",
+                "quantity": 3,
+                "status": "active",
+                "termDuration": "p1y",
+                "billingCycle": "Monthly",
+                "scheduledNextTermInstructions": {
+                    "product": {
+                        "productId": "CFQ7TTC0LH18",
+                        "skuId": "0001",
+                        "availabilityId": "0002",
+                        "billingCycle": "ANNUAL",
+                        "termDuration": "P1Y",
+                    },
+                    "quantity": 3,
+                },
+            }
+        )
+    )
+    assert (facts.billing_cycle, facts.term_duration) == ("monthly", "P1Y")
+    assert facts.next_term is not None and facts.next_term.billing_cycle == "annual"

@@ -12,9 +12,10 @@ import pytest
 from azure.functions.queue import QueueMessage
 
 from functions._queue import run_step
+from shared.adapters.partner_center import subscriptions as wire
 from shared.domain.customers import Qualification
 from shared.domain.errors import UpstreamRejected, UpstreamUnavailable
-from shared.domain.failures import FailureKind
+from shared.domain.failures import Failure, FailureKind
 from shared.domain.identity import NotificationEvent, Principal, Role, SignInKind
 from shared.domain.orders import (
     ChangeKind,
@@ -245,12 +246,6 @@ def test_a_change_accepted_for_later_is_polled_by_re_enqueueing_until_done(world
     assert _record(book, record.id).quantity == 15
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="applying._accepted_done reads `done` before `failed_code`, and the adapter reports a "
-    "failed 202 as done=True with its code (see test_partner_center_contract): the change is "
-    "recorded Completed. Remove this mark with the fix in applying.py.",
-)
 def test_a_change_accepted_for_later_that_fails_ends_failed_and_frees_the_subscription(world):
     w, book, pc = world
     record = _bought(w, book, pc)
@@ -262,6 +257,22 @@ def test_a_change_accepted_for_later_that_fails_ends_failed_and_frees_the_subscr
     assert failed.status is S.FAILED and failed.failure is not None
     assert failed.failure.kind is FailureKind.REFUSED
     assert failed.failure.reason == refusal_sentence("800090", None)
+    assert _record(book, record.id).pending_change is None
+
+
+def test_a_change_whose_operation_partner_center_reports_failed_ends_failed_not_completed(world):
+    # What the REST adapter makes of a failed operation resource, given to the step as is.
+    w, book, pc = world
+    record = _bought(w, book, pc)
+    _accept_later(pc, 1)
+    operation = {"status": "failed", "error": {"code": 800090, "description": "No decrease."}}
+    pc.change_progress = lambda *a, **k: wire.progress(operation, None)  # type: ignore[method-assign]
+    order = _change_order(book, record, ChangeKind.UPDATE, "quantity 10 → 8", quantity=8)
+    _deliver_all(book, pc, order)
+    failed = _order(book, order)
+    assert failed.status is S.FAILED and failed.failure is not None
+    assert failed.failure.reason == refusal_sentence("800090", None)
+    assert _record(book, record.id).quantity == 10
     assert _record(book, record.id).pending_change is None
 
 
@@ -425,6 +436,55 @@ def test_a_change_order_that_gives_up_after_its_tries_frees_the_subscription(wor
     assert failed.failure.kind is FailureKind.TRANSIENT
     assert "ask for the change again" in failed.failure.reason
     assert _record(book, record.id).pending_change is None
+
+
+def test_a_change_partner_center_made_is_not_failed_when_its_step_runs_out_of_tries(world):
+    w, book, pc = world
+    record = _bought(w, book, pc)
+    order = _change_order(book, record, ChangeKind.UPDATE, "quantity 10 → 12", quantity=12)
+    read = pc.subscription
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("storage hiccup after the change was made")
+
+    pc.subscription = broken  # type: ignore[method-assign]
+    body = json.dumps({"reseller": "demo", "orderId": order.id}).encode()
+    for tries in range(1, 6):
+        with pytest.raises(RuntimeError):
+            run_step(
+                QueueMessage(id="m", body=body, dequeue_count=tries),
+                ProvisionOrderMessage,
+                lambda m: orders.provision(book, pc, m),
+                lambda m, failure: orders.give_up(book, m, failure),
+            )
+    held = _order(book, order)
+    assert pc.subscriptions[record.id].quantity == 12
+    assert held.status is S.PROVISIONING and held.change is not None and held.change.applied
+    assert _record(book, record.id).pending_change is not None
+
+    # The watchdog only ever sends it on again, and then it ends as Partner Center has it.
+    pc.subscription = read  # type: ignore[method-assign]
+    w.clock.advance(hours=2)
+    report = watchdog.watch([orders.InFlightOrders(book)], w.clock.now())
+    assert report.failed == [] and [i.id for i in report.nudged] == [order.id]
+    _deliver_all(book, pc, order)
+    assert _order(book, order).status is S.COMPLETED
+    _agrees_with_partner_center(_record(book, record.id), pc)
+
+
+def test_a_change_partner_center_accepted_is_not_failed_when_its_polls_run_out_of_tries(world):
+    w, book, pc = world
+    record = _bought(w, book, pc)
+    _accept_later(pc, 1)
+    order = _change_order(book, record, ChangeKind.UPDATE, "quantity 10 → 12", quantity=12)
+    orders.provision(book, pc, ProvisionOrderMessage(reseller="demo", order_id=order.id))
+    orders.give_up(
+        book,
+        ProvisionOrderMessage(reseller="demo", order_id=order.id),
+        Failure(kind=FailureKind.TRANSIENT, reason="connection reset"),
+    )
+    assert _order(book, order).status is S.PROVISIONING
+    assert _record(book, record.id).pending_change is not None
 
 
 def test_a_refused_change_retried_is_sent_as_a_new_request(world):

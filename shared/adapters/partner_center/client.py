@@ -545,7 +545,7 @@ class PartnerCenterClient:
                 status=response.status_code,
             )
         progress = subs.progress(payload, retry_after)
-        if progress.done and progress.facts is None and progress.failed_reason is None:
+        if progress.done and progress.facts is None:
             # The operation says "succeeded": the subscription as it now is.
             return replace(progress, facts=self.subscription(customer_tenant, subscription_id))
         return progress

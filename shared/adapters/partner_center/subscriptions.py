@@ -62,9 +62,20 @@ def next_term(instructions: pc.ScheduledNextTermInstructions | None) -> NextTerm
     return NextTerm(
         catalog_item_id=_catalog_item(product),
         quantity=instructions.quantity,
-        term_duration=product.term_duration if product else None,
-        billing_cycle=product.billing_cycle if product else None,
+        term_duration=_term(product.term_duration) if product else None,
+        billing_cycle=_cycle(product.billing_cycle) if product else None,
     )
+
+
+def _cycle(value: str | None) -> str | None:
+    """A billing cycle in our one spelling, lower-case as the catalog and request bodies have
+    it (Partner Center writes `monthly`, `Monthly` and `MONTHLY` alike)."""
+    return value.strip().lower() if value else None
+
+
+def _term(value: str | None) -> str | None:
+    """A term duration upper-case (`P1Y`), as the catalog has it."""
+    return value.strip().upper() if value else None
 
 
 def subscription_facts(sub: pc.Subscription) -> SubscriptionFacts:
@@ -78,8 +89,8 @@ def subscription_facts(sub: pc.Subscription) -> SubscriptionFacts:
         catalog_item_id=str(catalog_item).upper() if catalog_item else None,
         name=sub.friendly_name or sub.offer_name or sub.id,
         quantity=sub.quantity or 0,
-        term_duration=sub.term_duration,
-        billing_cycle=sub.billing_cycle,
+        term_duration=_term(sub.term_duration),
+        billing_cycle=_cycle(sub.billing_cycle),
         status=our_status(sub.status),
         start_date=sub.effective_start_date or sub.creation_date,
         commitment_end_date=sub.commitment_end_date,
@@ -171,7 +182,7 @@ def progress(payload: Mapping[str, Any], retry_after: float | None) -> ChangePro
         error = payload.get("error") if isinstance(payload.get("error"), dict) else {}
         code = error.get("code") if error else None
         return ChangeProgress(
-            done=True,
+            done=False,
             failed_code=str(code) if code is not None else None,
             failed_reason=str(
                 (error or {}).get("description") or (error or {}).get("message") or "failed"

@@ -53,6 +53,15 @@ def superseded(book: OrderBook, order: Order, message: ProvisionOrderMessage) ->
     return message.poll >= book.policy.max_polls and message.poll < order.polls
 
 
+def in_partner_center(order: Order) -> bool:
+    """Partner Center took the order (placed it, or accepted or made its change): it is only
+    ever checked again, never failed for being slow or for a step that kept crashing."""
+    change = order.change
+    return bool(order.partner_center_order_ids) or (
+        change is not None and (change.applied or change.accepted_location is not None)
+    )
+
+
 def poll_again(
     book: OrderBook, saver: Saver, message: ProvisionOrderMessage, what: str, delay: float
 ) -> None:

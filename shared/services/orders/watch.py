@@ -6,10 +6,11 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 from shared.domain.failures import Failure
-from shared.domain.orders import TRANSIENT, Order, OrderStatus
+from shared.domain.orders import TRANSIENT, OrderStatus
 from shared.domain.outbox import OutboxMessage, Queue
 from shared.services.orders.book import OrderBook, find_order
 from shared.services.orders.provisioning import fail, slow_poll_body
+from shared.services.orders.steps import in_partner_center
 from shared.services.orders.submission import provision_message
 from shared.services.watchdog import InFlight
 
@@ -45,7 +46,7 @@ class InFlightOrders:
                         id=o.id,
                         status=o.status.value,
                         since=o.status_since,
-                        nudged_at=None if _in_partner_center(o) else o.nudged_at,
+                        nudged_at=None if in_partner_center(o) else o.nudged_at,
                     )
                 token = page.continuation_token
                 if token is None:
@@ -59,7 +60,7 @@ class InFlightOrders:
         if order is None or order.status not in TRANSIENT:
             return
         now = self.book.clock.now()
-        if _in_partner_center(order):
+        if in_partner_center(order):
             if order.nudged_at is not None and now - order.nudged_at < self.deadline:
                 return
             message = OutboxMessage(
@@ -78,16 +79,7 @@ class InFlightOrders:
         order = find_order(self.book, item.partition, item.id)
         if order is None:
             return
-        if _in_partner_center(order):
+        if in_partner_center(order):
             self.nudge(item)
             return
         fail(self.book, order, failure.kind, failure.reason, None)
-
-
-def _in_partner_center(order: Order) -> bool:
-    """Partner Center took the order (placed it, or accepted or made its change): it is only
-    ever checked again, never failed for being slow."""
-    change = order.change
-    return bool(order.partner_center_order_ids) or (
-        change is not None and (change.applied or change.accepted_location is not None)
-    )

@@ -82,6 +82,7 @@ from shared.services.orders.steps import (
     Saver,
     boundary,
     fail,
+    in_partner_center,
     poll_again,
     step_body,
     superseded,
@@ -122,7 +123,19 @@ def apply(
 
 
 def give_up(book: OrderBook, order: Order, failure: Failure) -> None:
-    """The step was refused for good or ran out of tries: Failed, the subscription freed."""
+    """The step was refused for good or ran out of tries: Failed, the subscription freed;
+    unless Partner Center already accepted or made the change, which is left in flight for the
+    watchdog to finish (a Failed order would leave the record out of step with Partner
+    Center, and a retry would ask for the change again)."""
+    if in_partner_center(order):
+        log.error(
+            "change order %s/%s: Partner Center has the change but its step keeps failing "
+            "(%s); left Provisioning for the watchdog",
+            order.reseller,
+            order.id,
+            failure.reason,
+        )
+        return
     reason = (
         f"the change was refused: {failure.reason}"
         if failure.kind is FailureKind.REFUSED
@@ -293,13 +306,13 @@ def _accepted_done(
     progress = partner_center.change_progress(
         tenant, change.subscription_id, ChangeAccepted(location=change.accepted_location)
     )
-    if progress.done:
-        _landed_on(order, change.subscription_id, None)
-        return True
-    if progress.failed_code or progress.failed_reason:
+    if progress.failed:
         reason = refusal_sentence(progress.failed_code, progress.failed_reason)
         fail(book, order, FailureKind.REFUSED, reason, progress.failed_reason)
         return False
+    if progress.done:
+        _landed_on(order, change.subscription_id, None)
+        return True
     delay = progress.retry_after_seconds or book.policy.poll_seconds
     poll_again(book, saver, message, _what(change), delay)
     return False

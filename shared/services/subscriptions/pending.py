@@ -23,14 +23,20 @@ _RACE_TRIES = 5
 
 
 def release(book: OrderBook, order: Order) -> None:
-    """Forget the subscription's pending change of `order` (rejected, failed, completed),
-    re-read on a lost race; a no-op when the subscription moved on to another change or has
-    none."""
+    """Forget the subscription's pending change of `order` (rejected, failed, completed)."""
     if order.kind is not OrderKind.CHANGE or order.change is None:
         return
+    free(book, order.customer_id, order.change.subscription_id, order.id)
+
+
+def free(book: OrderBook, customer_id: str, subscription_id: str, order_id: str | None) -> None:
+    """Forget the change in flight of `order_id` on the subscription (None: a `changing` flag
+    left without its change), re-read on a lost race; a no-op when the subscription moved on
+    to another change or has none. The one place a subscription is freed, but for the end of
+    an applied change, which frees it in the same write as Partner Center's facts."""
     for _ in range(_RACE_TRIES):
-        sub = book.subscriptions.find(order.customer_id, order.change.subscription_id.lower())
-        if sub is None or not sub.end_change(order.id):
+        sub = book.subscriptions.find(customer_id, subscription_id.lower())
+        if sub is None or not sub.end_change(order_id):
             return
         sub.updated_at = book.clock.now()
         try:
@@ -38,7 +44,7 @@ def release(book: OrderBook, order: Order) -> None:
             return
         except ConcurrencyConflict:
             continue
-    raise ConcurrencyConflict(f"subscription {order.change.subscription_id} kept changing")
+    raise ConcurrencyConflict(f"subscription {subscription_id} kept changing")
 
 
 def retake(book: OrderBook, order: Order, by: str, *, recheck: bool) -> None:

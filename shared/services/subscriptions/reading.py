@@ -8,7 +8,12 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from shared.domain.customers import Customer
-from shared.domain.errors import ConcurrencyConflict, NotFound, UpstreamUnavailable
+from shared.domain.errors import (
+    ConcurrencyConflict,
+    NotFound,
+    UpstreamRejected,
+    UpstreamUnavailable,
+)
 from shared.domain.identity import Principal
 from shared.domain.model import Page
 from shared.domain.subscriptions import LicenceCount, Subscription
@@ -95,18 +100,23 @@ def refresh(
 ) -> Subscription:
     """The record with Partner Center's facts and licence counts as they are now, stored
     (`apply_facts`, the one place facts are copied). Partner Center unavailable, or a
-    concurrent write: the record as it is."""
+    concurrent write: the record as it is. Licence counts that cannot be read (another call,
+    app+user only): the facts with the licences last stored."""
     if not customer.tenant_id:
         return sub
     try:
         facts = partner_center.subscription(customer.tenant_id, sub.id)
-        counts = partner_center.licence_counts(customer.tenant_id)
     except (UpstreamUnavailable, NotFound) as exc:
         log.warning("subscription %s served from the record: %s", sub.id, exc)
         return sub
     sub.apply_facts(facts, now)
-    count = licence_count_of(book, sub, counts)
-    sub.assigned_licences = count.assigned if count is not None else None
+    try:
+        counts = partner_center.licence_counts(customer.tenant_id)
+    except (UpstreamUnavailable, UpstreamRejected) as exc:
+        log.warning("licences of subscription %s served from the record: %s", sub.id, exc)
+    else:
+        count = licence_count_of(book, sub, counts)
+        sub.assigned_licences = count.assigned if count is not None else None
     sub.updated_at = now
     try:
         return book.subscriptions.update(sub)

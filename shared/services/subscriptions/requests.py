@@ -10,6 +10,7 @@ leaves a pending change without its order: the watchdog (`PendingChanges`) calls
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Iterator
 from datetime import timedelta
@@ -45,12 +46,14 @@ from shared.domain.orders import (
     OrderStatus,
     SubscriptionChangeOrder,
 )
+from shared.domain.pricing import PricedLine
 from shared.domain.subscriptions import NextTerm, PendingChange, Subscription
 from shared.ports import PartnerCenter
 from shared.services import resellers
 from shared.services.orders.book import OrderBook, find_order
 from shared.services.orders.lines import build_lines
 from shared.services.orders.submission import provision_message
+from shared.services.subscriptions.pending import free
 from shared.services.subscriptions.reading import find_subscription, licence_count_of
 from shared.services.watchdog import InFlight
 
@@ -174,6 +177,33 @@ def _line_input(sub: Subscription, change: SubscriptionChangeOrder) -> OrderLine
     )
 
 
+def _keeps_price(change: SubscriptionChangeOrder) -> bool:
+    """A change that moves no price: cancel, suspend, reactivate, auto-renew, unschedule."""
+    if change.kind is ChangeKind.UNSCHEDULE:
+        return True
+    return change.kind is ChangeKind.UPDATE and (
+        change.quantity is None and change.billing_cycle is None and change.term_duration is None
+    )
+
+
+def _line_as_sold(sub: Subscription, priced: PricedLine) -> OrderLine:
+    """The subscription's line as its price snapshot has it (nothing priced again)."""
+    sheet = priced.price_sheet
+    return OrderLine(
+        catalog_item_id=(sub.catalog_item_id or f"{sheet.product_id}:{sheet.sku_id}").upper(),
+        product_id=sheet.product_id,
+        sku_id=sheet.sku_id,
+        name=sub.name,
+        quantity=priced.quantity,
+        term_duration=sheet.term,
+        billing_cycle=sheet.billing_cycle,
+        unit_price=priced.unit.customer_price,
+        parent_subscription_id=sub.parent_subscription_id,
+        is_trial=sub.is_trial,
+        priced=priced,
+    )
+
+
 def change_lines(
     book: OrderBook,
     reseller: Reseller,
@@ -183,7 +213,11 @@ def change_lines(
 ) -> list[OrderLine]:
     """The Change order's one line, validated and priced like any order line; what is wrong
     with the body is a 400 naming the body's field, what is wrong with the subscription's
-    offer a 409."""
+    offer a 409. A change that moves no price copies the record's price snapshot instead: a
+    customer may cancel or suspend whatever the catalog says of the offer today (withdrawn,
+    capped, found in Partner Center without a catalog item)."""
+    if _keeps_price(change) and sub.priced is not None:
+        return [_line_as_sold(sub, sub.priced)]
     try:
         line = _line_input(sub, change)
         return build_lines(book, reseller, customer, OrderCreate(lines=[line]), replacing=sub.id)
@@ -294,12 +328,24 @@ def _target(
     reseller = resellers.get(book.resellers, reseller_slug)
     customer, sub = find_subscription(book, principal, reseller_slug, customer_id, subscription_id)
     may_change(principal, reseller)
+    _order_left_behind(book, sub)
     # If-Match first: a request made on an old version is a 412 whatever else it asks.
     if etag not in (None, ANY_VERSION) and etag != sub.etag:
         raise PreconditionFailed("the subscription changed since it was read; read it again")
     # Write 1 must still find the version just read (a race after this read is a 412 too).
     sub.etag = expected_version(sub.etag, etag)
     return reseller, customer, sub
+
+
+def _order_left_behind(book: OrderBook, sub: Subscription) -> None:
+    """A crash between write 1 and write 2 left a pending change without its order: write it
+    now (as the watchdog would later), so the 409 this request gets names an order that
+    exists. One that can no longer be written is left to the watchdog, which forgets it."""
+    pending = sub.pending_change
+    if pending is None or find_order(book, sub.reseller, pending.order_id) is not None:
+        return
+    with contextlib.suppress(ValidationFailed, Conflict):
+        open_change_order(book, sub)
 
 
 def _tenant(customer: Customer) -> str:
@@ -570,9 +616,8 @@ class PendingChanges:
                 return
             except (ValidationFailed, Conflict):
                 pass  # the change can no longer be priced: nothing reached Partner Center
-        sub.end_change()
-        sub.updated_at = self.book.clock.now()
-        self.book.subscriptions.update(sub)
+        # Only this change: one asked for since this read keeps the subscription.
+        free(self.book, sub.customer_id, sub.id, pending.order_id if pending else None)
 
     def fail(self, item: InFlight, failure: Failure) -> None:
         """Nothing is failed here: each pass acts on the record again (nudge)."""
