@@ -15,6 +15,7 @@ from shared.domain.model import Page
 from shared.domain.orders import Order, OrderCreate, OrderDecision, OrderStatus, OrderUpdate
 from shared.services import orders
 from shared.services.access import Action, allow
+from shared.services.attribution import names_for
 from shared.services.orders import (
     OrderPreviewPublic,
     OrderPreviewStaff,
@@ -65,7 +66,11 @@ def _location(order: Order) -> dict[str, str]:
 
 def _reply(call: Call, order: Order, status: int = 200, location: bool = False) -> Reply:
     return Reply(
-        orders.present(call.principal, order),
+        orders.present(
+            call.principal,
+            order,
+            names_for(container().order_book, call.principal, order.reseller, order.customer_id),
+        ),
         status=status,
         headers=_location(order) if location else {},
         etag=order.etag,

@@ -23,6 +23,7 @@ from shared.domain.quotes import (
 )
 from shared.services import quotes
 from shared.services.access import PUBLIC, Action, allow
+from shared.services.attribution import names_for
 from shared.services.quotes import QuotePublic, QuoteStaff, StatusFilter
 
 B = TypeVar("B", QuoteCreate, QuoteUpdate)
@@ -68,7 +69,13 @@ def _optional(call: Call, model: type[Opt]) -> Opt:
 def _reply(call: Call, quote: Quote, status: int = 200, location: bool = False) -> Reply:
     path = f"/api/resellers/{quote.reseller}/customers/{quote.customer_id}/quotes/{quote.id}"
     return Reply(
-        quotes.present(call.principal, quote),
+        quotes.present(
+            call.principal,
+            quote,
+            names_for(
+                container().quote_book.orders, call.principal, quote.reseller, quote.customer_id
+            ),
+        ),
         status=status,
         headers={"Location": path} if location else {},
         etag=quote.etag,

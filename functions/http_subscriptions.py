@@ -11,6 +11,7 @@ from shared.domain.model import Page
 from shared.domain.orders import Order
 from shared.services import orders
 from shared.services.access import Action, allow
+from shared.services.attribution import names_for
 from shared.services.orders import OrderPublic, OrderStaff
 from shared.services.subscriptions import reading, requests
 from shared.services.subscriptions.requests import (
@@ -36,7 +37,11 @@ def _accepted(call: Call, order: Order) -> Reply:
     """202 with the Change order (its warnings say what else the change does) and its Location."""
     path = f"/api/resellers/{order.reseller}/customers/{order.customer_id}/orders/{order.id}"
     return Reply(
-        orders.present(call.principal, order),
+        orders.present(
+            call.principal,
+            order,
+            names_for(container().order_book, call.principal, order.reseller, order.customer_id),
+        ),
         status=202,
         headers={"Location": path},
         etag=order.etag,
@@ -87,7 +92,8 @@ def get_subscription(call: Call) -> Reply:
     """The subscription."""
     c = container()
     sub = reading.get_subscription(c.order_book, c.partner_center, call.principal, *_where(call))
-    return Reply(present_subscription(call.principal, sub), etag=sub.etag)
+    names = names_for(c.order_book, call.principal, sub.reseller, sub.customer_id)
+    return Reply(present_subscription(call.principal, sub, names), etag=sub.etag)
 
 
 @http(

@@ -16,6 +16,7 @@ from shared.domain.model import Page, WireModel
 from shared.domain.renewals import renewal_bounds, renews_within, term_at_renewal
 from shared.domain.subscriptions import Subscription
 from shared.services import access, resellers
+from shared.services.attribution import Names, names_for
 from shared.services.catalog import offset, token
 from shared.services.orders import OrderBook
 from shared.services.subscriptions.views import (
@@ -75,7 +76,7 @@ def renewing(
 
 
 def _present(
-    principal: Principal, sub: Subscription, customer_name: str | None
+    principal: Principal, sub: Subscription, customer_name: str | None, names: Names
 ) -> RenewalStaff | RenewalPublic:
     assert sub.renews_on is not None  # renewing() keeps only those with a date
     term = term_at_renewal(sub) if sub.auto_renew else None
@@ -96,7 +97,7 @@ def _present(
             else None
         ),
     ).model_dump()
-    view = present_subscription(principal, sub)
+    view = present_subscription(principal, sub, names)
     if isinstance(view, SubscriptionStaff):
         return RenewalStaff(**fields, subscription=view)
     return RenewalPublic(**fields, subscription=view)
@@ -126,7 +127,8 @@ def list_renewals(
         customer = book.customers.find(reseller, cid)
         names[cid] = customer.name if customer is not None else None
     end = start + page_size
+    by = names_for(book, principal, reseller, customer_id)
     return Page[RenewalStaff | RenewalPublic](
-        items=[_present(principal, s, names[s.customer_id]) for s in chunk],
+        items=[_present(principal, s, names[s.customer_id], by) for s in chunk],
         continuation_token=token(end) if end < len(subs) else None,
     )

@@ -481,3 +481,59 @@ def test_a_caller_cannot_escape_the_per_client_limit_by_forging_x_forwarded_for(
         _link("http_link_quote", f"demo.{'0' * 26}.{'B' * 43}", "GET", headers=other).status_code
         == 404
     )
+
+
+STAFF_EMAIL = "sales@demo.example"
+
+
+def _as(world: World, role: str, name: str, path: str, route: dict[str, str]) -> Any:
+    resp = call(name, "GET", path, route=route, token=world.token(role))
+    assert resp.status_code == 200, resp.get_body()
+    return resp
+
+
+def test_customer_users_and_link_holders_see_the_reseller_by_name_never_a_staff_email(world):
+    quote = _create(world)
+    token = _send(world, quote)
+    route = {"r": "demo", "c": CUST_A, "q": quote["id"]}
+    link = _link("http_link_quote", token, "GET")
+    seen = [link] + [
+        _as(world, role, name, path, route)
+        for role in ("CustomerReader", "CustomerAdmin")
+        for name, path in (
+            ("http_get_quote", f"{BASE}/{quote['id']}"),
+            ("http_list_quotes", "resellers/demo/quotes"),
+        )
+    ]
+    for resp in seen:
+        assert STAFF_EMAIL not in resp.get_body().decode()
+    assert [e["by"] for e in json_of(link)["history"]] == ["Demo Reseller", "Demo Reseller"]
+    staff = _as(world, "Sales", "http_get_quote", f"{BASE}/{quote['id']}", route)
+    assert {e["by"] for e in json_of(staff)["history"]} == {STAFF_EMAIL}
+
+
+def test_a_customer_sees_its_own_users_email_and_the_system_in_words_on_the_accepted_order(world):
+    quote = _create(world)
+    _send(world, quote)
+    route = {"r": "demo", "c": CUST_A, "q": quote["id"]}
+    path = f"{BASE}/{quote['id']}/accept"
+    accepted = call(
+        "http_accept_quote", "POST", path, route=route, token=world.token("CustomerAdmin")
+    )
+    assert accepted.status_code == 200, accepted.get_body()
+    assert json_of(accepted)["history"][-1]["by"] == "cadmin@a.example"
+    order_id = json_of(accepted)["orderId"]
+    order = world.container.orders.get("demo", order_row_key(order_id))
+    order.move(OrderStatus.FAILED, world.clock.now(), "system", "Partner Center said no")
+    world.container.orders.update(order)
+    orders_path = f"resellers/demo/customers/{CUST_A}/orders"
+    resp = _as(
+        world,
+        "CustomerReader",
+        "http_get_order",
+        f"{orders_path}/{order_id}",
+        {"r": "demo", "c": CUST_A, "o": order_id},
+    )
+    assert json_of(resp)["history"][0]["by"] == "cadmin@a.example"
+    assert json_of(resp)["history"][-1]["by"] == "system"
+    assert STAFF_EMAIL not in resp.get_body().decode()

@@ -512,3 +512,38 @@ def test_the_watchdog_forgets_a_pending_change_whose_order_has_ended(world: Worl
     watchdog.watch([source], world.clock.now())
     assert record(world, sub).pending_change is None and not record(world, sub).changing
     assert patch(world, sub, {"quantity": 12}).status_code == 202
+
+
+# --- who is named to whom -------------------------------------------------------------------
+def test_a_change_staff_asked_for_names_the_reseller_not_the_staff_email_to_customer_users(
+    world: World,
+):
+    sub = seed_subscription(world.container, "demo", CUST_A)
+    order = json_of(patch(world, sub, {"quantity": 12}))
+    staff_email = "owner@demo.example"
+    route = {"r": "demo", "c": CUST_A, "o": order["id"]}
+    orders_path = f"resellers/demo/customers/{CUST_A}/orders"
+    for role in ("CustomerReader", "CustomerAdmin"):
+        seen = get(world, sub, role)
+        assert seen.status_code == 200
+        assert json_of(seen)["pendingChange"]["requestedBy"] == "Demo Reseller"
+        one = call(
+            "http_get_order",
+            "GET",
+            f"{orders_path}/{order['id']}",
+            route=route,
+            token=world.token(role),
+        )
+        listed = call(
+            "http_list_customer_orders",
+            "GET",
+            orders_path,
+            route={"r": "demo", "c": CUST_A},
+            token=world.token(role),
+        )
+        assert one.status_code == 200 and listed.status_code == 200
+        assert {e["by"] for e in json_of(one)["history"]} == {"Demo Reseller"}
+        for resp in (seen, one, listed):
+            assert staff_email not in resp.get_body().decode()
+    # Staff still see who it was.
+    assert json_of(get(world, sub))["pendingChange"]["requestedBy"] == staff_email

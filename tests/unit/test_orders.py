@@ -36,6 +36,7 @@ from shared.domain.orders import (
 from shared.domain.outbox import Queue
 from shared.domain.pricing import PriceSource
 from shared.services import orders, watchdog
+from shared.services.attribution import names_for
 from shared.services.orders import OrderBook, placing
 from tests.catalog_fakes import BOTH, cost_fields, install_catalog
 from tests.functions.world import CUST_A, CUST_B, World, add_customers, build_world
@@ -158,11 +159,20 @@ def test_a_unit_price_in_another_currency_is_refused_naming_the_line(world):
     assert not book.orders.rows  # type: ignore[attr-defined]
 
 
+def _view(book: Any, principal: Principal, order: Any) -> dict[str, Any]:
+    names = names_for(book, principal, order.reseller, order.customer_id)
+    return orders.present(principal, order, names).model_dump(mode="json", by_alias=True)
+
+
 def test_staff_never_see_microsofts_cost_and_distributor_admins_do(world):
     w, book, _ = world
     order = _draft(w, book)
-    staff = orders.present(AM, order).model_dump(mode="json", by_alias=True)
-    admin = orders.present(DADMIN, order).model_dump(mode="json", by_alias=True)
+    staff = orders.present(
+        AM, order, names_for(book, AM, order.reseller, order.customer_id)
+    ).model_dump(mode="json", by_alias=True)
+    admin = orders.present(
+        DADMIN, order, names_for(book, DADMIN, order.reseller, order.customer_id)
+    ).model_dump(mode="json", by_alias=True)
     assert "resellerCost" in _keys(staff) and "microsoftCost" not in _keys(staff)
     assert "microsoftCost" in _keys(admin)
     assert "distributorMarkupPercent" not in _keys(staff)
@@ -208,8 +218,12 @@ def test_a_customer_users_view_of_an_order_has_no_cost_margin_or_markup(world):
     reader = Principal(
         "u3", "demo", CUST_B, Role.CUSTOMER_READER, "r@b.example", SignInKind.PLATFORM
     )
-    public = orders.present(reader, order).model_dump(mode="json", by_alias=True)
-    staff = orders.present(AM, order).model_dump(mode="json", by_alias=True)
+    public = orders.present(
+        reader, order, names_for(book, reader, order.reseller, order.customer_id)
+    ).model_dump(mode="json", by_alias=True)
+    staff = orders.present(
+        AM, order, names_for(book, AM, order.reseller, order.customer_id)
+    ).model_dump(mode="json", by_alias=True)
     assert cost_fields(public) == []
     assert not [k for k in _keys(public) if "markup" in k.lower() or "margin" in k.lower()]
     assert cost_fields(staff)  # the scan does find them where they are

@@ -15,9 +15,8 @@ from shared.domain.orders import Order, order_row_key
 from shared.domain.subscriptions import Subscription
 from shared.ports import Clock, Repository, StepScheduler
 from shared.services import access
+from shared.services.attribution import SYSTEM as SYSTEM
 from shared.services.catalog import CatalogReader
-
-SYSTEM = "system"
 
 BLOCKING_CUSTOMER_STATUSES = frozenset({"Blocked", CustomerStatus.FAILED.value})
 

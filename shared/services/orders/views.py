@@ -24,6 +24,7 @@ from shared.domain.orders import (
 )
 from shared.domain.pricing import PricedLine
 from shared.services import access, resellers
+from shared.services.attribution import Names, names_for
 from shared.services.orders.book import OrderBook, customer_of
 from shared.services.pricing import (
     LINE_VIEWS,
@@ -209,12 +210,13 @@ def lines_view(
     }
 
 
-def present(principal: Principal | None, order: Order) -> OrderStaff | OrderPublic:
-    """The view of an order the caller may see."""
+def present(principal: Principal | None, order: Order, names: Names) -> OrderStaff | OrderPublic:
+    """The view of an order the caller may see (`names`: from `names_for` the caller)."""
     common = order.model_dump(
-        include={"id", "reseller", "customer_id", "kind", "status", "currency", "history"}
+        include={"id", "reseller", "customer_id", "kind", "status", "currency"}
         | {"created_at", "updated_at"}
     )
+    common["history"] = [e.model_copy(update={"by": names(e.by)}) for e in order.history]
     priced = lines_view(principal, order.lines, order.currency)
     common["change"] = (
         ChangeView(
@@ -267,7 +269,8 @@ def list_orders(
         page_size=page_size,
         continuation_token=continuation_token,
     )
+    names = names_for(book, principal, reseller, customer_id)
     return Page[OrderStaff | OrderPublic](
-        items=[present(principal, o) for o in page.items],
+        items=[present(principal, o, names) for o in page.items],
         continuation_token=page.continuation_token,
     )

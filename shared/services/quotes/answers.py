@@ -40,6 +40,7 @@ from shared.domain.quotes import (
     quote_row_key,
 )
 from shared.services import ratelimit, resellers
+from shared.services.attribution import names_for
 from shared.services.orders.book import SYSTEM, find_order
 from shared.services.orders.drafts import lines_command
 from shared.services.orders.lines import build_lines
@@ -266,7 +267,7 @@ def link_view(book: QuoteBook, token: str, client: str) -> QuotePublic:
     """The quote at the customer's prices, for whoever holds its link (410 once answered)."""
     quote = finish(book, _by_link(book, token, client))
     _check_answerable(book, quote, via_link=True)
-    view = present(None, quote)
+    view = present(None, quote, names_for(book.orders, None, quote.reseller, quote.customer_id))
     assert isinstance(view, QuotePublic)
     return view
 
@@ -278,6 +279,6 @@ def link_answer(
     quote = _answer(
         book, _by_link(book, token, client), kind, VIA_LINK, body.comment, via_link=True
     )
-    view = present(None, quote)
+    view = present(None, quote, names_for(book.orders, None, quote.reseller, quote.customer_id))
     assert isinstance(view, QuotePublic)
     return view

@@ -10,12 +10,11 @@ from shared.domain.identity import Principal
 from shared.domain.quotes import QUOTE_ID_PATTERN, Quote, quote_row_key
 from shared.domain.ratelimit import RateWindow
 from shared.ports import Repository
+from shared.services.attribution import VIA_LINK as VIA_LINK
 from shared.services.orders.book import OrderBook, customer_of
 from shared.services.ratelimit import Limit
 
 _QUOTE_ID = re.compile(QUOTE_ID_PATTERN)
-# Who answers through the link (no account): the history names the link, not a person.
-VIA_LINK = "customer (quote link)"
 # The link routes are open to anyone: per client and per token, requests per minute.
 LINK_LIMITS = (Limit("quote-link-client", 60, 60), Limit("quote-link-token", 20, 60))
 

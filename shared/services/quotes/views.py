@@ -12,6 +12,7 @@ from shared.domain.model import Page, WireModel
 from shared.domain.money import Money
 from shared.domain.quotes import Quote, QuoteEvent, QuoteStatus
 from shared.services import access, resellers
+from shared.services.attribution import Names, names_for
 from shared.services.orders.book import customer_of
 from shared.services.orders.views import OrderLinePublic, OrderLineStaff, lines_view
 from shared.services.quotes.book import QuoteBook
@@ -74,16 +75,17 @@ class QuoteStaff(WireModel):
 
 
 _COMMON = {"id", "reseller", "customer_id", "status", "currency", "valid_until", "note"} | {
-    "history",
     "sent_at",
     "created_at",
     "updated_at",
 }
 
 
-def present(principal: Principal | None, quote: Quote) -> QuoteStaff | QuotePublic:
-    """The view of a quote the caller may see (None: someone holding the e-mailed link)."""
+def present(principal: Principal | None, quote: Quote, names: Names) -> QuoteStaff | QuotePublic:
+    """The view of a quote the caller may see (None: someone holding the e-mailed link;
+    `names`: from `names_for` the caller)."""
     common = quote.model_dump(include=_COMMON)
+    common["history"] = [e.model_copy(update={"by": names(e.by)}) for e in quote.history]
     # An order id is shown once the order exists (an acceptance adds it right after the quote).
     common["order_id"] = None if quote.order_pending else quote.order_id
     priced = lines_view(principal, quote.lines, quote.currency)
@@ -127,7 +129,8 @@ def list_quotes(
     page = book.quotes.list(
         reseller, equals=equals or None, page_size=page_size, continuation_token=continuation_token
     )
+    names = names_for(book.orders, principal, reseller, customer_id)
     return Page[QuoteStaff | QuotePublic](
-        items=[present(principal, q) for q in page.items],
+        items=[present(principal, q, names) for q in page.items],
         continuation_token=page.continuation_token,
     )

@@ -19,6 +19,7 @@ from shared.domain.model import Page
 from shared.domain.subscriptions import LicenceCount, Subscription
 from shared.ports import PartnerCenter
 from shared.services import resellers
+from shared.services.attribution import names_for
 from shared.services.orders.book import OrderBook, customer_of
 from shared.services.subscriptions.views import (
     SubscriptionPublic,
@@ -48,8 +49,11 @@ def list_subscriptions(
     page = book.subscriptions.list(
         customer_id, page_size=page_size, continuation_token=continuation_token
     )
+    names = names_for(book, principal, reseller, customer_id)
     return Page[SubscriptionStaff | SubscriptionPublic](
-        items=[present_subscription(principal, s) for s in page.items if s.reseller == reseller],
+        items=[
+            present_subscription(principal, s, names) for s in page.items if s.reseller == reseller
+        ],
         continuation_token=page.continuation_token,
     )
 

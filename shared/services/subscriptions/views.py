@@ -13,6 +13,7 @@ from shared.domain.model import WireModel
 from shared.domain.money import Money
 from shared.domain.subscriptions import Subscription, SubscriptionOrigin
 from shared.services import access
+from shared.services.attribution import Names
 from shared.services.orders.views import price_view
 from shared.services.pricing import LinePriceDistributor, LinePricePublic, LinePriceStaff
 
@@ -107,7 +108,7 @@ def _order_link(sub: Subscription, order_id: str) -> str:
     return f"/api/resellers/{sub.reseller}/customers/{sub.customer_id}/orders/{order_id}"
 
 
-def _common(sub: Subscription) -> dict[str, Any]:
+def _common(sub: Subscription, names: Names) -> dict[str, Any]:
     open_seats = [r for r in sub.refundable if r.quantity > 0]
     pending = sub.pending_change
     unit = sub.priced.unit.customer_price if sub.priced is not None else None
@@ -150,7 +151,7 @@ def _common(sub: Subscription) -> dict[str, Any]:
                 order=_order_link(sub, pending.order_id),
                 summary=pending.summary,
                 requested_at=pending.requested_at,
-                requested_by=pending.requested_by,
+                requested_by=names(pending.requested_by),
             )
             if pending is not None
             else None
@@ -162,10 +163,10 @@ def _common(sub: Subscription) -> dict[str, Any]:
 
 
 def present_subscription(
-    principal: Principal | None, sub: Subscription
+    principal: Principal | None, sub: Subscription, names: Names
 ) -> SubscriptionStaff | SubscriptionPublic:
-    """The view of a subscription the caller may see."""
-    data = _common(sub)
+    """The view of a subscription the caller may see (`names`: from `names_for` the caller)."""
+    data = _common(sub, names)
     priced = price_view(principal, sub.priced) if sub.priced is not None else None
     if not access.sees_cost(principal):
         return SubscriptionPublic(**data, priced=priced)
