@@ -537,3 +537,16 @@ def test_a_customer_sees_its_own_users_email_and_the_system_in_words_on_the_acce
     assert json_of(resp)["history"][0]["by"] == "cadmin@a.example"
     assert json_of(resp)["history"][-1]["by"] == "system"
     assert STAFF_EMAIL not in resp.get_body().decode()
+
+
+def test_a_quote_expiring_after_the_customer_asked_for_changes_says_so_to_the_reseller(world):
+    quote = _create(world, validDays=2)
+    token = _send(world, quote)
+    asked = _link("http_link_request_changes_quote", token, body={"comment": "5 seats please"})
+    assert asked.status_code == 200, asked.get_body()
+    _deliver(world)
+    world.clock.advance(days=2, seconds=1)
+    assert quotes.run(world.container.quote_book) == 1
+    text = _deliver(world)[-1]
+    assert "asked for changes" in text and "no new version was sent" in text
+    assert "did not answer" not in text

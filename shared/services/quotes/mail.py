@@ -124,7 +124,14 @@ def tell_reseller(book: QuoteBook, reseller: Reseller, quote: Quote) -> None:
     }.get(quote.status, quote.status.value)
     customer = book.orders.customers.find(quote.reseller, quote.customer_id)
     who = customer.name if customer is not None else quote.customer_id
-    text = f"{who} {what} quote {quote.id}.\n"
+    # A customer that asked for changes did answer: it waited for a version that never came.
+    waited = expired and quote.history[-2].status is QuoteStatus.CHANGES_REQUESTED
+    text = (
+        f"{who} asked for changes to quote {quote.id}, and no new version was sent before "
+        "its validity ran out.\n"
+        if waited
+        else f"{who} {what} quote {quote.id}.\n"
+    )
     if last.comment:
         text += f"\nTheir comment:\n{last.comment}\n"
     if quote.status is QuoteStatus.ACCEPTED and quote.order_id:
