@@ -13,10 +13,10 @@ Partner Center answers a repeated request id with its first answer.
    failed (the order Failed, the subscription freed). 800082 / 900278 (renewal or another
    operation in progress) and throttling wait the same way, at most `max_polls` times, then
    the watchdog takes over. Partner Center's ETag moving between its read and its write (412)
-   is sent again at once. A 412 or a "not now" means nothing was applied, and Partner Center answers a repeated request id with its
-   first answer: before the change is sent again it gets a new request id, saved on the order
-   first (a crash between leaves the old id, whose replayed refusal renews it again). A
-   refusal fails the order with a sentence from `refusals.py`.
+   is sent again at once. A 412 or a "not now" means nothing was applied, and Partner Center
+   answers a repeated request id with its first answer: before the change is sent again it
+   gets a new request id, saved on the order first (a crash between leaves the old id, whose
+   replayed refusal renews it again). A refusal fails the order with a sentence from `refusals.py`.
 2. the end: read the subscription (and the one an upgrade or conversion moved seats to), take
    its facts onto the record (`Subscription.apply_facts`), update its price snapshot, clear its
    `pending_change`; then the order Completed with its e-mail (event `subscriptionChanged`).
