@@ -295,6 +295,13 @@ class PartnerCenter(IndirectResellers, Protocol):
         """Move the subscription (trial → paid, upgrade) with the stored MS-RequestId."""
         ...
 
+    def transition_progress(
+        self, customer_tenant: str, subscription_id: str, transition_id: str
+    ) -> TransitionOutcome:
+        """Where a transition Partner Center answered "started" is (one read, no waiting);
+        NotFound when Partner Center knows no such transition of the subscription."""
+        ...
+
 
 # --- Catalog ----------------------------------------------------------------------------------
 from shared.domain.catalog import (  # noqa: E402

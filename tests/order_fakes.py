@@ -106,12 +106,22 @@ class FakeOrderPartnerCenter:
     refuse_next_change: list[tuple[str, str]] = field(default_factory=list)
     assigned: dict[str, int] = field(default_factory=dict)  # subscription id → licences
     transition_targets: dict[str, list[TransitionOption]] = field(default_factory=dict)
+    # The next N transitions answer Started (the seats not moved yet, as the simulator's
+    # `asyncTransitionNext`); each ends on its `transition_polls`-th read, Failed with
+    # `transition_failure` when set (no seats moved), else Completed.
+    start_next_transitions: int = 0
+    transition_polls: int = 1
+    transition_failure: str | None = None
     applied_changes: list[tuple[str, SubscriptionChange]] = field(default_factory=list)
     # (request id, subscription id) of every write Partner Center took: a change (applied or
     # accepted for later) or a transition; never a replay nor a refusal.
     changes: list[tuple[str, str]] = field(default_factory=list)
     _accepted: dict[str, tuple[str, SubscriptionChange, int]] = field(default_factory=dict)
     _failures: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # transition id → (subscription id, request, request id, reads so far, its end if ended)
+    _started: dict[str, tuple[str, TransitionRequest, str, int, TransitionOutcome | None]] = field(
+        default_factory=dict
+    )
     _versions: dict[str, int] = field(default_factory=dict)
 
     def __getattr__(self, name: str) -> Any:
@@ -563,9 +573,41 @@ class FakeOrderPartnerCenter:
         self.replies[key] = outcome
         return outcome
 
+    def transition_progress(
+        self, customer_tenant: str, subscription_id: str, transition_id: str
+    ) -> TransitionOutcome:
+        """A started transition: Started until its `transition_polls`-th read, then Completed
+        (the seats moved then) or Failed with `transition_failure`; unknown → NotFound."""
+        self._call("transition_progress")
+        started = self._started.get(transition_id)
+        if started is None or started[0] != subscription_id:
+            raise NotFound(f"transition {transition_id} of subscription {subscription_id}")
+        sid, request, request_id, polls, end = started
+        polls += 1
+        if end is None and polls >= self.transition_polls:
+            if self.transition_failure is not None:
+                end = TransitionOutcome(
+                    "Failed", failed_reason=self.transition_failure, transition_id=transition_id
+                )
+            else:
+                end = replace(self._move(sid, request, request_id), transition_id=transition_id)
+        self._started[transition_id] = (sid, request, request_id, polls, end)
+        return end or TransitionOutcome("Started", transition_id=transition_id)
+
     def _transition(
         self, subscription_id: str, request: TransitionRequest, request_id: str
     ) -> TransitionOutcome:
+        self._check_transition(subscription_id, request)
+        if self.start_next_transitions > 0:
+            self.start_next_transitions -= 1
+            transition_id = str(uuid.uuid4())
+            self._started[transition_id] = (subscription_id, request, request_id, 0, None)
+            self.changes.append((request_id, subscription_id))
+            return TransitionOutcome("Started", transition_id=transition_id)
+        return replace(self._move(subscription_id, request, request_id), transition_id=None)
+
+    def _check_transition(self, subscription_id: str, request: TransitionRequest) -> None:
+        """The simulator's refusals of a transition: an ineligible target, too many seats."""
         options = {o.catalog_item_id.upper(): o for o in self._options(subscription_id)}
         option = options.get(request.to_catalog_item_id.upper())
         if option is None or not option.eligible:
@@ -580,6 +622,17 @@ class FakeOrderPartnerCenter:
             raise UpstreamRejected(
                 "An upgrade cannot move more seats than the subscription has.", "400", 400
             )
+
+    def _move(
+        self, subscription_id: str, request: TransitionRequest, request_id: str
+    ) -> TransitionOutcome:
+        """Move the seats: a new subscription, the source left with the rest."""
+        option = next(
+            o
+            for o in self._options(subscription_id)
+            if o.catalog_item_id.upper() == request.to_catalog_item_id.upper()
+        )
+        source = self._facts(subscription_id)
         now = self._now()
         new_id = str(uuid.uuid4())
         window = now + timedelta(hours=168)
@@ -619,7 +672,8 @@ class FakeOrderPartnerCenter:
                 next_term=None,
             )
         )
-        self.changes.append((request_id, subscription_id))
+        if (request_id, subscription_id) not in self.changes:
+            self.changes.append((request_id, subscription_id))
         return TransitionOutcome("Completed", new_id, str(uuid.uuid4()))
 
 

@@ -783,11 +783,16 @@ class Simulator:
             return json_response(render.collection(self.state.eligibilities(sub, eligibility_type)))
 
     def list_transitions(self, request: Request, principal: Principal, body: bytes) -> Response:
-        """GET …/transitions."""
-        with self.state.session():
+        """GET …/transitions[?operationId=]: the history, or one transition (reading one in
+        progress may end it: see `SimConfig.async_transition_polls`)."""
+        with self.state.session() as now:
             params = request.path_params
-            sub = self.state.subscription(params["customer_id"], params["subscription_id"])
-            records = self.state.transitions.get(sub.id, [])
+            records = self.state.read_transitions(
+                params["customer_id"],
+                params["subscription_id"],
+                request.query_params.get("operationId") or None,
+                now,
+            )
             return json_response(render.collection([render.transition(t) for t in records]))
 
     def create_transition(self, request: Request, principal: Principal, body: bytes) -> Response:

@@ -161,6 +161,10 @@ class Transition:
     status: str
     created: datetime
     order_id: str | None = None
+    # An immediate transition answered in progress: it ends on that many reads of it
+    # (`GET …/transitions?operationId=`), moving the seats then, or failing with `error`.
+    polls_left: int | None = None
+    error: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)

@@ -404,8 +404,9 @@ def transition(t: Transition) -> dict[str, Any]:
         "events": [
             {
                 "name": name,
-                "status": "Completed" if t.status == "complete" else "Started",
+                "status": {"complete": "Completed", "failed": "Failed"}.get(t.status, "Started"),
                 "timestamp": iso(t.created),
+                **({"errors": [t.error]} if t.error else {}),
                 "attributes": {"objectType": "TransitionEvent"},
             }
             for name in (

@@ -54,7 +54,7 @@ log = logging.getLogger("partner_center_sim")
 AZURE_PLAN_PRODUCT_ID = "DZH318Z0BPS6"
 SNAPSHOT_NAME = "state.pickle"
 # 2: carts live days (cart_lifetime_days), not minutes. 3: a 202 PATCH may finish by polls.
-SNAPSHOT_VERSION = 3
+SNAPSHOT_VERSION = 4
 MAX_IDEMPOTENT_RESPONSES = 50_000
 _DOMAIN_PREFIX = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _REQUIRED_ADDRESS = ("country", "city", "postalCode", "addressLine1")
@@ -79,6 +79,13 @@ class SimConfig:
     async_patch_next: int = 0
     async_patch_seconds: float = 1.0
     async_patch_polls: int = 0
+    # The next N immediate transitions answer in progress (status `inProgress`, events
+    # `Started`, no seats moved); each ends on its `async_transition_polls`-th read
+    # (`GET …/transitions?operationId=`): failed with `async_transition_failure` as the
+    # error's description when that is set, else completed (the seats move then).
+    async_transition_next: int = 0
+    async_transition_polls: int = 1
+    async_transition_failure: str = ""
     require_app_user: bool = True
     rate_limit_per_minute: int = 0
     rate_limit_scope: str = "partner"
@@ -1020,6 +1027,10 @@ class SimState:
                 "quantity": quantity,
             }
             source.version += 1
+        elif self.config.async_transition_next > 0:
+            self.config.async_transition_next -= 1
+            record.status = "inProgress"
+            record.polls_left = max(1, self.config.async_transition_polls)
         else:
             record.order_id, record.to_subscription_id = self._transition_now(
                 customer, source, to_sub, product, sku, availability, quantity, term, cycle, now
@@ -1035,6 +1046,59 @@ class SimState:
         )
         self.touch()
         return record
+
+    def read_transitions(
+        self, customer_id: str, subscription_id: str, operation_id: str | None, now: datetime
+    ) -> list[Transition]:
+        """A subscription's transitions (only `operation_id`'s when given); reading one still
+        in progress counts down its reads, and the last one ends it."""
+        sub = self.subscription(customer_id, subscription_id)
+        records = self.transitions.get(sub.id, [])
+        if operation_id is None:
+            return list(records)
+        found = [t for t in records if t.id.lower() == operation_id.lower()]
+        for record in found:
+            if record.status == "inProgress" and record.polls_left is not None:
+                record.polls_left -= 1
+                if record.polls_left <= 0:
+                    self._end_transition(record, now)
+                self.touch()
+        return found
+
+    def _end_transition(self, record: Transition, now: datetime) -> None:
+        """Finish a transition answered in progress: fail it (as configured) or move the
+        seats as an immediate one would have."""
+        record.polls_left = None
+        if self.config.async_transition_failure:
+            record.status = "failed"
+            record.error = {
+                "code": int(ErrorCode.INVALID_SUBSCRIPTION_UPDATE),
+                "description": self.config.async_transition_failure,
+            }
+            return
+        customer = self.customer(record.customer_id, ready=True)
+        source = self.subscription(record.customer_id, record.from_subscription_id)
+        to_sub = (
+            self.subscription(record.customer_id, record.to_subscription_id)
+            if record.to_subscription_id
+            else None
+        )
+        item = self.catalog.item(record.to_catalog_item_id)
+        assert item is not None
+        product, sku, availability = item
+        record.order_id, record.to_subscription_id = self._transition_now(
+            customer,
+            source,
+            to_sub,
+            product,
+            sku,
+            availability,
+            record.quantity,
+            record.term_duration,
+            record.billing_cycle,
+            now,
+        )
+        record.status = "complete"
 
     def _transition_now(
         self,

@@ -210,7 +210,8 @@ class SubscriptionChangeOrder(WireModel):
     Only the fields the change names are set; `summary` says it in a sentence ("quantity 10 →
     12"). `request_id` (the MS-RequestId of the PATCH or transition) is stored with the order
     *before* the call, so a redelivered step replays the same request; `accepted_location` is a
-    202's Location, polled by re-enqueueing the step.
+    202's Location and `transition_id` a transition Partner Center answered "started", each
+    polled by re-enqueueing the step.
     """
 
     kind: ChangeKind
@@ -225,6 +226,8 @@ class SubscriptionChangeOrder(WireModel):
     previous_quantity: int | None = None
     request_id: str = Field(default_factory=lambda: str(uuid.uuid4()))
     accepted_location: str | None = None
+    # Partner Center's id of a transition it answered "started": read again until it ends.
+    transition_id: str | None = None
     applied: bool = False  # Partner Center has done it (the record may still need updating)
     warnings: list[str] = Field(default_factory=list)  # e.g. "the scheduled change is removed"
 
@@ -291,6 +294,7 @@ class Order(Timestamped):
             # A refused change asked again is a new request (the same one is refused again).
             self.change.request_id = str(uuid.uuid4())
             self.change.accepted_location = None
+            self.change.transition_id = None
             self.change.applied = False
 
     def resume_attempt(self) -> None:

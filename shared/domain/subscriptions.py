@@ -170,13 +170,25 @@ class TransitionRequest:
 @dataclass(frozen=True)
 class TransitionOutcome:
     """What a transition did: its status (`Completed`, `Started`, `Failed`), the subscription
-    the seats went to (a new one for an upgrade), Partner Center's order id, and why if it
-    failed."""
+    the seats went to (a new one for an upgrade), Partner Center's order id, why if it failed,
+    and Partner Center's id of the transition (`transition_id`), by which a started one is
+    read again (`transition_progress`)."""
 
     status: str
     to_subscription_id: str | None = None
     partner_center_order_id: str | None = None
     failed_reason: str | None = None
+    transition_id: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        """Partner Center gave the transition up: no seats moved."""
+        return self.status.lower() == "failed"
+
+    @property
+    def done(self) -> bool:
+        """The seats have moved and the subscription they went to is known."""
+        return self.status.lower() == "completed" and bool(self.to_subscription_id)
 
 
 class PendingChange(BaseModel):

@@ -1094,3 +1094,73 @@ def test_the_platform_clock_follows_the_simulator_clock_eight_days_ahead(
     time.sleep(1.1)  # the offset is read at most once a second
 
     assert container.clock.now() - before >= timedelta(days=8)
+
+
+def _upgrade_to_standard(client: PartnerCenterClient, tenant: str, sid: str, seats: int) -> Any:
+    """Upgrade `seats` seats of a Business Basic subscription to Business Standard."""
+    options = client.transition_options(tenant, sid)
+    target = next(o for o in options if o.title == "Microsoft 365 Business Standard")
+    return client.transition(
+        tenant,
+        sid,
+        TransitionRequest(to_catalog_item_id=target.catalog_item_id, quantity=seats),
+        request_id=str(uuid.uuid4()),
+    )
+
+
+def test_a_started_transition_moves_no_seats_until_a_read_finds_it_completed(
+    client: PartnerCenterClient, sim: SimulatorHandle
+) -> None:
+    tenant, sid = bought(client, quantity=5)
+    sim.configure(asyncTransitionNext=1, asyncTransitionPolls=2)
+
+    started = _upgrade_to_standard(client, tenant, sid, 2)
+
+    assert started.status == "Started" and started.transition_id
+    assert not started.done and not started.failed and started.to_subscription_id is None
+    assert client.subscription(tenant, sid).quantity == 5
+    running = client.transition_progress(tenant, sid, started.transition_id)
+    assert running.status == "Started" and running.to_subscription_id is None
+    assert client.subscription(tenant, sid).quantity == 5
+    done = client.transition_progress(tenant, sid, started.transition_id)
+    assert done.done and done.to_subscription_id and done.partner_center_order_id
+    assert done.transition_id == started.transition_id
+    assert client.subscription(tenant, sid).quantity == 3
+    assert client.subscription(tenant, done.to_subscription_id).quantity == 2
+    # Read again: the same end, nothing moved twice.
+    assert client.transition_progress(tenant, sid, started.transition_id) == done
+    assert client.subscription(tenant, sid).quantity == 3
+    reads = [
+        r
+        for r in sim.requests(path_prefix=f"/v1/customers/{tenant}")
+        if r["method"] == "GET" and r["path"].lower().endswith("/transitions")
+    ]
+    assert len(reads) == 3  # one read per call, never a sleeping loop
+
+
+def test_a_started_transition_partner_center_gives_up_is_failed_with_its_words(
+    client: PartnerCenterClient, sim: SimulatorHandle
+) -> None:
+    tenant, sid = bought(client, quantity=5)
+    sim.configure(
+        asyncTransitionNext=1,
+        asyncTransitionPolls=1,
+        asyncTransitionFailure="The target offer is no longer available.",
+    )
+    try:
+        started = _upgrade_to_standard(client, tenant, sid, 2)
+        assert started.status == "Started" and started.transition_id
+        failed = client.transition_progress(tenant, sid, started.transition_id)
+    finally:
+        sim.configure(asyncTransitionFailure="")
+
+    assert failed.failed and not failed.done
+    assert failed.failed_reason == "The target offer is no longer available."
+    assert client.subscription(tenant, sid).quantity == 5
+    assert len(client.list_subscriptions(tenant)) == 1
+
+
+def test_reading_an_unknown_transition_is_not_found(client: PartnerCenterClient) -> None:
+    tenant, sid = bought(client, quantity=1)
+    with pytest.raises(NotFound):
+        client.transition_progress(tenant, sid, str(uuid.uuid4()))

@@ -328,3 +328,41 @@ def test_host_killed_at_a_change_boundary_makes_one_change_in_partner_center(sta
     assert sub.updates_in_partner_center() == 1
     patches = sub.pc_requests("PATCH")
     assert len({r["requestId"] for r in patches}) == 1, patches
+
+
+@pytest.mark.parametrize("boundary", [None, "transition-started", "poll"])
+def test_an_upgrade_partner_center_answers_started_ends_completed_with_one_transition(
+    stack, boundary
+):
+    sub = _buy(stack, BASIC, quantity=4)
+    customer = seed_customers(stack.c)[0]
+    target = demo_line(stack.c, customer, STANDARD, 1)["catalogItemId"]
+    _, etag = sub.view()
+    stack.sim.configure(asyncTransitionNext=1, asyncTransitionPolls=2)
+    if boundary is not None:
+        stack.host.stop()
+        crashing = stack.start_host(ORDER_STEP_CRASH_AFTER=boundary, **FAST)
+    try:
+        answer = stack.call(
+            "POST",
+            sub.path + "/upgrade",
+            OWNER,
+            {"toCatalogItemId": target, "quantity": 3},
+            {"If-Match": etag},
+        )
+        if boundary is not None:
+            assert answer[0] == 202, answer
+            wait_until(lambda: not crashing.is_running(), what=f"the host to die after {boundary}")
+    finally:
+        if boundary is not None:
+            stack.start_host(**FAST)
+    order = _finished(stack, answer)
+
+    stored = stack.c.orders.get("demo", order_row_key(order["id"]))
+    new_id = stored.lines[0].result.subscription_id
+    assert new_id and new_id.lower() != sub.id.lower()
+    assert sub.in_partner_center()["quantity"] == sub.record().quantity == 1
+    assert stack.c.subscriptions.get(sub.customer_id, new_id.lower()).quantity == 3
+    assert sub.record().pending_change is None
+    posts = [r for r in sub.pc_requests("POST") if r["path"].lower().endswith("/transitions")]
+    assert len({r["requestId"] for r in posts}) == 1, posts

@@ -560,12 +560,25 @@ def test_a_crash_at_each_step_boundary_still_changes_partner_center_once(
     assert len([e for e in _emails(book) if "is done" in e.email.subject]) == 1
 
 
-@pytest.mark.parametrize("boundary", ["applied", "record", "completed"])
-def test_a_crash_at_each_step_boundary_of_an_upgrade_still_upgrades_once(world, boundary):
+@pytest.mark.parametrize(
+    ("boundary", "started"),
+    [
+        ("applied", False),
+        ("record", False),
+        ("completed", False),
+        # Partner Center answers the transition "started" and finishes it on the 2nd read.
+        ("transition-started", True),
+        ("poll", True),
+        ("applied", True),
+    ],
+)
+def test_a_crash_at_each_step_boundary_of_an_upgrade_still_upgrades_once(world, boundary, started):
     w, book, pc = world
     record = _bought(w, book, pc)
     target = _offer(w, book, COMMERCIAL_ONLY)["catalogItemId"]
     _upgradable(pc, record, target)
+    if started:
+        pc.start_next_transitions, pc.transition_polls = 1, 2
     order = _change_order(
         book, record, ChangeKind.UPGRADE, "upgrade", to_catalog_item_id=target, quantity=4
     )
@@ -618,3 +631,77 @@ def test_prices_are_decimal_with_currency_after_a_change(world):
     priced = _record(book, record.id).priced
     assert priced is not None and isinstance(priced.extended.customer_price.amount, Decimal)
     assert priced.extended.customer_price.currency == priced.currency
+
+
+def _started_upgrade(
+    w: World, book: OrderBook, pc: FakeOrderPartnerCenter, reads: int
+) -> tuple[Subscription, Order, str]:
+    """A subscription and its upgrade order, Partner Center answering the transition
+    "started" and ending it on the `reads`-th read."""
+    record = _bought(w, book, pc)
+    target = _offer(w, book, COMMERCIAL_ONLY)["catalogItemId"]
+    _upgradable(pc, record, target)
+    pc.start_next_transitions, pc.transition_polls = 1, reads
+    order = _change_order(
+        book, record, ChangeKind.UPGRADE, "upgrade", to_catalog_item_id=target, quantity=4
+    )
+    return record, order, target
+
+
+def test_an_upgrade_answered_started_is_polled_and_completes_only_once_the_seats_moved(world):
+    w, book, pc = world
+    record, order, target = _started_upgrade(w, book, pc, reads=3)
+    _crash_at(book, "poll")  # stop at the first look again, to see the order in between
+    with pytest.raises(Crash):
+        _deliver_all(book, pc, order)
+    between = _order(book, order)
+    assert between.status is S.PROVISIONING and between.change is not None
+    assert between.change.transition_id and not between.change.applied
+    assert _record(book, record.id).pending_change is not None
+    assert len(book.subscriptions.list(CUST_B).items) == 1  # nothing moved yet
+    assert len(pc.subscriptions) == 1 and _record(book, record.id).quantity == 10
+
+    delays = _deliver_all(book, pc, order)
+
+    assert delays and all(d > 0 for d in delays)  # waited by re-enqueueing, never in the call
+    done = _order(book, order)
+    assert done.status is S.COMPLETED
+    new_id = done.lines[0].result.subscription_id  # type: ignore[union-attr]
+    assert new_id and new_id != record.id
+    assert pc.calls.count("transition") == 1 and pc.calls.count("transition_progress") == 3
+    assert len(pc.changes) == 1
+    new = _record(book, new_id)
+    assert new.catalog_item_id == target and new.quantity == 4
+    old = _record(book, record.id)
+    assert old.quantity == 6 and old.pending_change is None
+    for rec in (old, new):
+        _agrees_with_partner_center(rec, pc)
+
+
+def test_a_started_upgrade_that_partner_center_fails_fails_the_order_with_its_reason(world):
+    w, book, pc = world
+    record, order, _ = _started_upgrade(w, book, pc, reads=2)
+    pc.transition_failure = "The target offer is no longer available."
+
+    _deliver_all(book, pc, order)
+
+    done = _order(book, order)
+    assert done.status is S.FAILED and done.failure is not None
+    assert "no longer available" in done.failure.reason
+    after = _record(book, record.id)
+    assert after.pending_change is None and after.quantity == 10  # freed, nothing moved
+    assert len(pc.subscriptions) == 1 and len(book.subscriptions.list(CUST_B).items) == 1
+    assert [e for e in _emails(book) if "is done" in e.email.subject] == []
+
+
+def test_a_started_transition_is_never_given_up_while_partner_center_runs_it(world):
+    w, book, pc = world
+    _, order, _ = _started_upgrade(w, book, pc, reads=2)
+    _crash_at(book, "transition-started")
+    with pytest.raises(Crash):
+        _deliver_all(book, pc, order)
+
+    message = ProvisionOrderMessage(reseller="demo", order_id=order.id)
+    orders.give_up(book, message, Failure(FailureKind.TRANSIENT, "kept crashing"))
+
+    assert _order(book, order).status is S.PROVISIONING  # left for the watchdog

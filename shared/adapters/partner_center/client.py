@@ -54,7 +54,12 @@ from shared.adapters.partner_center.wire import (
 )
 from shared.domain.catalog import OfferedProduct, PriceLine, ProductSku
 from shared.domain.customers import CreatedTenant, Tenant, TenantRequest
-from shared.domain.errors import ConcurrencyConflict, UpstreamRejected, UpstreamUnavailable
+from shared.domain.errors import (
+    ConcurrencyConflict,
+    NotFound,
+    UpstreamRejected,
+    UpstreamUnavailable,
+)
 from shared.domain.identity import IndirectReseller
 from shared.domain.orders import (
     CartLineRequest,
@@ -131,6 +136,7 @@ class Operation(Enum):
     GET_SUBSCRIPTION_OPERATION = ("GET …/subscriptions/{s}/operations/{id} (202 Location)", False)
     LIST_TRANSITION_ELIGIBILITIES = ("GET …/subscriptions/{s}/transitionEligibilities", False)
     CREATE_TRANSITION = ("POST …/subscriptions/{s}/transitions", False)
+    LIST_TRANSITIONS = ("GET …/subscriptions/{s}/transitions", False)
     LIST_ADDONS = ("GET …/subscriptions/{s}/addons", False)
     LIST_AZURE_UTILIZATION = ("GET …/subscriptions/{s}/utilizations/azure", False)
     LIST_AUDIT_RECORDS = ("GET /v1/auditrecords", False)
@@ -585,6 +591,22 @@ class PartnerCenterClient:
         )
         return subs.transition_outcome(_parse(Transition, response))
 
+    def transition_progress(
+        self, customer_tenant: str, subscription_id: str, transition_id: str
+    ) -> TransitionOutcome:
+        """One read of a started transition (`GET …/transitions?operationId=`): still
+        started, completed with the subscription the seats went to, or failed."""
+        found = [
+            t
+            for t in self.list_transitions(
+                customer_tenant, subscription_id, operation_id=transition_id
+            )
+            if (t.id or "").lower() == transition_id.lower()
+        ]
+        if not found:
+            raise NotFound(f"transition {transition_id} of subscription {subscription_id}")
+        return subs.transition_outcome(found[-1])
+
     def _subscription_path(self, customer_tenant: str, subscription_id: str) -> str:
         return f"/v1/customers/{_seg(customer_tenant)}/subscriptions/{_seg(subscription_id)}"
 
@@ -804,6 +826,17 @@ class PartnerCenterClient:
             f"/v1/customers/{_seg(customer_id)}/subscriptions/{_seg(subscription_id)}"
             "/transitionEligibilities",
             params={"eligibilityType": eligibility_type},
+        )
+
+    def list_transitions(
+        self, customer_id: str, subscription_id: str, *, operation_id: str | None = None
+    ) -> list[Transition]:
+        """A subscription's transitions with their events (one of them: `operation_id`)."""
+        return self._all(
+            Operation.LIST_TRANSITIONS,
+            Transition,
+            f"/v1/customers/{_seg(customer_id)}/subscriptions/{_seg(subscription_id)}/transitions",
+            params={"operationId": operation_id} if operation_id else None,
         )
 
     def create_transition(

@@ -249,13 +249,29 @@ def transition_outcome(result: pc.Transition) -> TransitionOutcome:
     }.get(raw.replace(" ", "").lower(), raw.capitalize() or "Started")
     reason = None
     if status == "Failed":
-        reason = str(extra.get("error") or (last.get("error") if isinstance(last, dict) else ""))
+        reason = _transition_error(extra.get("error")) or _transition_error(
+            (last.get("errors") or last.get("error")) if isinstance(last, dict) else None
+        )
     return TransitionOutcome(
         status=status,
         to_subscription_id=result.to_subscription_id,
         partner_center_order_id=result.order_id,
-        failed_reason=reason or None,
+        failed_reason=reason
+        or ("Partner Center gave the transition up" if status == "Failed" else None),
+        transition_id=result.id,
     )
+
+
+def _transition_error(value: object) -> str | None:
+    """Partner Center's words for a failed transition: a text, an error `{code, description}`
+    or a list of them (a failed event's `errors`)."""
+    if isinstance(value, list):
+        words = [w for w in (_transition_error(v) for v in value) if w]
+        return "; ".join(words) or None
+    if isinstance(value, dict):
+        text = value.get("description") or value.get("message")
+        return str(text) if text else (str(value["code"]) if value.get("code") else None)
+    return str(value) if value else None
 
 
 def licence_counts(skus: Sequence[pc.SubscribedSku]) -> list[LicenceCount]:

@@ -58,7 +58,12 @@ def in_partner_center(order: Order) -> bool:
     ever checked again, never failed for being slow or for a step that kept crashing."""
     change = order.change
     return bool(order.partner_center_order_ids) or (
-        change is not None and (change.applied or change.accepted_location is not None)
+        change is not None
+        and (
+            change.applied
+            or change.accepted_location is not None
+            or change.transition_id is not None
+        )
     )
 
 

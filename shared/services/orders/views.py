@@ -220,7 +220,9 @@ def present(principal: Principal | None, order: Order, names: Names) -> OrderSta
     priced = lines_view(principal, order.lines, order.currency)
     common["change"] = (
         ChangeView(
-            **order.change.model_dump(exclude={"request_id", "accepted_location", "applied"})
+            **order.change.model_dump(
+                exclude={"request_id", "accepted_location", "transition_id", "applied"}
+            )
         )
         if order.change is not None
         else None

@@ -8,13 +8,15 @@ Partner Center answers a repeated request id with its first answer.
 
 1. the call: Update / Schedule / Unschedule → `change_subscription`, Convert / Upgrade →
    `transition`. A 202 (`ChangeAccepted`) is polled with `change_progress` by re-enqueueing the
-   step with a delay. 800082 / 900278 (renewal or another operation in progress) and throttling
-   wait the same way, at most `max_polls` times, then the watchdog takes over. Partner Center's
-   ETag moving between its read and its write (412) is sent again at once. A 412 or a "not
-   now" means nothing was applied, and Partner Center answers a repeated request id with its
-   first answer: before the change is sent again it gets a new request id, saved on the order
-   first (a crash between leaves the old id, whose replayed refusal renews it again). A
-   refusal fails the order with a sentence from `refusals.py`.
+   step with a delay; so is a transition answered "started" (seats not moved yet), with
+   `transition_progress` by its id, until it is completed (the seats' subscription known) or
+   failed (the order Failed, the subscription freed). 800082 / 900278 (renewal or another
+   operation in progress) and throttling wait the same way, at most `max_polls` times, then
+   the watchdog takes over. Partner Center's ETag moving between its read and its write (412)
+   is sent again at once. A 412 or a "not now" means nothing was applied, and Partner Center
+   answers a repeated request id with its first answer: before the change is sent again it
+   gets a new request id, saved on the order first (a crash between leaves the old id, whose
+   replayed refusal renews it again). A refusal fails the order with a sentence from `refusals.py`.
 2. the end: read the subscription (and the one an upgrade or conversion moved seats to), take
    its facts onto the record (`Subscription.apply_facts`), update its price snapshot, clear its
    `pending_change`; then the order Completed with its e-mail (event `subscriptionChanged`).
@@ -24,9 +26,12 @@ them share a transaction):
 - after an answer that says nothing was applied (412, 800082, 900278), the order with a new
   request id, before the change is sent again.
 - after the call, the order (Provisioning) with Partner Center's answer: a 202's
-  `accepted_location`, or `applied` with the subscription the change landed on
-  (`lines[0].result`): a redelivery polls that 202 or goes straight to the end instead of
-  asking again. Waits write nothing: the re-enqueued message carries the count.
+  `accepted_location`, a started transition's `transition_id` (boundary
+  `transition-started`), or `applied` with the subscription the change landed on
+  (`lines[0].result`): a redelivery polls that 202 or transition, or goes straight to the end,
+  instead of asking again. A crash before the transition id is saved sends the transition
+  again with the same request id: Partner Center answers it with its first answer. Waits
+  write nothing: the re-enqueued message carries the count.
 - the end, first the Subscription records (one customer's records share a partition: one
   transaction, so an upgrade's new record and the old one change together), then the order
   Completed. A crash between re-runs the end: the facts are read again and written again, the
@@ -114,10 +119,13 @@ def apply(
         return
     saver = Saver(book, order)
     if not change.applied:
-        if change.accepted_location is None:
-            if not _send(book, partner_center, saver, message, tenant):
+        if change.accepted_location is not None:
+            if not _accepted_done(book, partner_center, saver, message, tenant):
                 return
-        elif not _accepted_done(book, partner_center, saver, message, tenant):
+        elif change.transition_id is not None:
+            if not _transition_done(book, partner_center, saver, message, tenant):
+                return
+        elif not _send(book, partner_center, saver, message, tenant):
             return
     _finish(book, partner_center, saver, message, tenant)
 
@@ -186,9 +194,13 @@ def _send(
             # Without Partner Center's code the change may have been made: the same id again.
             _wait(book, saver.order, message, exc.detail, exc.retry_after)
             return False
-    if isinstance(answer, TransitionOutcome) and answer.status.lower() == "failed":
-        reason = refusal_sentence(None, answer.failed_reason)
-        fail(book, order, FailureKind.REFUSED, reason, answer.failed_reason)
+    if isinstance(answer, TransitionOutcome) and answer.failed:
+        _transition_failed(book, order, answer)
+        return False
+    if isinstance(answer, TransitionOutcome) and not answer.done and not answer.transition_id:
+        # Started, and nothing to read it again by: the same request id is asked again (its
+        # replayed answer, or the seats found moved, ends the wait; else the watchdog).
+        _wait(book, order, message, "the transition was started without an id", None)
         return False
     if order.status is OrderStatus.SUBMITTED:
         order.move(OrderStatus.PROVISIONING, book.clock.now(), SYSTEM)
@@ -199,12 +211,24 @@ def _send(
         poll_again(book, saver, message, _what(change), delay)
         return False
     if isinstance(answer, TransitionOutcome):
+        if not answer.done:
+            # Started: the seats have not moved yet. Read it again later by its id.
+            change.transition_id = answer.transition_id
+            saver.save("transition-started")
+            poll_again(book, saver, message, _what(change), book.policy.poll_seconds)
+            return False
         _landed_on(order, answer.to_subscription_id, answer.partner_center_order_id)
     else:
         _landed_on(order, change.subscription_id, None)
     change.applied = True
     saver.save("applied")
     return True
+
+
+def _transition_failed(book: OrderBook, order: Order, outcome: TransitionOutcome) -> None:
+    """Partner Center gave the transition up: the order Failed with its words."""
+    reason = refusal_sentence(None, outcome.failed_reason)
+    fail(book, order, FailureKind.REFUSED, reason, outcome.failed_reason)
 
 
 def _renew_request_id(saver: Saver) -> None:
@@ -316,6 +340,35 @@ def _accepted_done(
     delay = progress.retry_after_seconds or book.policy.poll_seconds
     poll_again(book, saver, message, _what(change), delay)
     return False
+
+
+def _transition_done(
+    book: OrderBook,
+    partner_center: PartnerCenter,
+    saver: Saver,
+    message: ProvisionOrderMessage,
+    tenant: str,
+) -> bool:
+    """Where a started transition is: True when the seats have moved (the subscription they
+    went to saved on the order); failed → the order Failed; still running → look again."""
+    order = saver.order
+    change = _change_of(order)
+    if superseded(book, order, message):
+        return False
+    assert change.transition_id is not None
+    outcome = partner_center.transition_progress(
+        tenant, change.subscription_id, change.transition_id
+    )
+    if outcome.failed:
+        _transition_failed(book, order, outcome)
+        return False
+    if not outcome.done:
+        poll_again(book, saver, message, _what(change), book.policy.poll_seconds)
+        return False
+    _landed_on(order, outcome.to_subscription_id, outcome.partner_center_order_id)
+    change.applied = True
+    saver.save("applied")
+    return True
 
 
 # --- 2. the end -----------------------------------------------------------------------------
