@@ -23,7 +23,7 @@ from shared.domain.errors import Conflict
 from shared.domain.failures import FailureKind
 from shared.domain.model import Timestamped, WireModel, new_id
 from shared.domain.money import Money
-from shared.domain.pricing import PricedLine
+from shared.domain.pricing import LayerAmounts, PricedLine
 
 CATALOG_ITEM_PATTERN = r"^[A-Za-z0-9]{1,40}:[A-Za-z0-9]{1,20}:[A-Za-z0-9]{1,20}$"
 TERM_PATTERN = r"^P\d+[MY]$"
@@ -149,13 +149,21 @@ class LineResult(WireModel):
 
 
 class OrderLine(WireModel):
-    """A line of an order: the offer, the quantity, the prices shown, the outcome."""
+    """A line of an order: the offer, the quantity, the prices shown, the outcome.
+
+    A Change order's line says what the change does, so that sums over orders never count a
+    subscription twice: `quantity` is the seats it adds (negative: removes; 0: a change that
+    moves no price) at the kept price, or, when the offer, term or billing cycle changes,
+    every seat on the new offer; `subscription_quantity` is the subscription's seats after the
+    change, and `priced` the subscription's price snapshot then (its `quantity` those seats).
+    """
 
     catalog_item_id: str
     product_id: str
     sku_id: str
     name: str
     quantity: int
+    subscription_quantity: int | None = None  # Change orders: the seats after the change
     term_duration: str
     billing_cycle: str
     markup_percent: Decimal | None = None
@@ -170,6 +178,14 @@ class OrderLine(WireModel):
     @field_serializer("markup_percent")
     def _pct(self, value: Decimal | None) -> str | None:
         return None if value is None else format(value.normalize(), "f")
+
+    @property
+    def amounts(self) -> LayerAmounts:
+        """What the line is worth in every layer: unit price × `quantity` (for a Change
+        order's line, the change's worth, not the whole subscription's)."""
+        if self.subscription_quantity is None:
+            return self.priced.extended
+        return self.priced.unit.times(self.quantity)
 
 
 class HistoryEntry(WireModel):

@@ -336,9 +336,7 @@ def customer_catalog(
     products: list[Any] = []
     for li in items:
         offers = [
-            render_price(
-                price_listing_offer(snap, li, o), who, _OFFERS, **_offer_fields(o, currency)
-            )
+            render_price(price_listing_offer(snap, li, o), who, _OFFERS, _offer_fields(o, currency))
             for o in listing_offers(li, segment, currency)
         ]
         products.append(

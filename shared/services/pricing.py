@@ -224,11 +224,13 @@ LINE_VIEWS: Mapping[Audience, type[BaseModel]] = {
 }
 
 
-def _fields(line: PricedLine) -> dict[str, Any]:
+def _fields(line: PricedLine, quantity: int | None = None) -> dict[str, Any]:
     unit, total = line.unit, line.extended
+    if quantity is not None and quantity != line.quantity:
+        total = unit.times(quantity)
     return {
         "currency": line.currency,
-        "quantity": line.quantity,
+        "quantity": line.quantity if quantity is None else quantity,
         "price": unit.customer_price,
         "total_price": total.customer_price,
         "microsoft_cost": unit.microsoft_cost,
@@ -251,11 +253,14 @@ def render_price(
     line: PricedLine,
     audience: Audience,
     views: Mapping[Audience, type[M]],
-    **extra: Any,
+    extra: Mapping[str, Any] | None = None,
+    *,
+    quantity: int | None = None,
 ) -> M:
     """`line` as the response model of `audience` in `views` (with `extra` fields beside it).
 
     The model decides what is shown: a customer's model declares no cost, margin or mark-up
-    field, so none can reach it.
+    field, so none can reach it. `quantity` renders the unit prices for that many units
+    instead of the snapshot's own (a Change order's line: the seats it changes).
     """
-    return views[audience].model_validate({**extra, **_fields(line)})
+    return views[audience].model_validate({**(extra or {}), **_fields(line, quantity)})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -247,7 +248,7 @@ def test_an_increase_answers_202_with_the_change_order_and_the_subscription_show
     order = json_of(resp)
     assert order["kind"] == "Change" and order["status"] == "Submitted"
     assert order["change"]["summary"] == "quantity 10 → 12" and order["change"]["quantity"] == 12
-    assert order["lines"][0]["quantity"] == 12
+    assert (order["lines"][0]["quantity"], order["lines"][0]["subscriptionQuantity"]) == (2, 12)
     # The customer's price per seat stays as sold.
     assert order["lines"][0]["priced"]["customerPrice"] == json_of(get(world, sub))["unitPrice"]
     assert resp.headers["Location"].endswith(f"/orders/{order['id']}")
@@ -257,6 +258,103 @@ def test_an_increase_answers_202_with_the_change_order_and_the_subscription_show
     pending = json_of(get(world, sub))["pendingChange"]
     assert pending["orderId"] == order["id"] and pending["order"].endswith(order["id"])
     assert pc(world).calls == [], "an increase needs nothing from Partner Center"
+
+
+def _money(value: dict[str, str]) -> Decimal:
+    return Decimal(value["amount"])
+
+
+@pytest.mark.parametrize(("quantity", "delta"), [(12, 2), (8, -2)])
+def test_a_change_orders_line_is_worth_the_seats_it_changes_not_the_whole_subscription(
+    world: World, quantity: int, delta: int
+):
+    sub = seed_subscription(world.container, "demo", CUST_A)
+    unit = sub.priced.unit  # type: ignore[union-attr]
+
+    staff = json_of(patch(world, sub, {"quantity": quantity}))
+
+    (line,) = staff["lines"]
+    assert (line["quantity"], line["subscriptionQuantity"]) == (delta, quantity)
+    assert _money(line["priced"]["customerPrice"]) == unit.customer_price.amount
+    assert line["priced"]["quantity"] == delta
+    assert _money(line["priced"]["totals"]["customerPrice"]) == unit.customer_price.amount * delta
+    assert _money(staff["total"]) == unit.customer_price.amount * delta
+    assert _money(staff["totalCost"]) == unit.reseller_cost.amount * delta
+    route = {"r": "demo", "c": CUST_A, "o": staff["id"]}
+    public = json_of(
+        call(
+            "http_get_order",
+            "GET",
+            f"resellers/demo/customers/{CUST_A}/orders/{staff['id']}",
+            route=route,
+            token=world.token("CustomerReader"),
+        )
+    )
+    (seen,) = public["lines"]
+    assert (seen["quantity"], seen["subscriptionQuantity"]) == (delta, quantity)
+    assert _money(seen["priced"]["totalPrice"]) == unit.customer_price.amount * delta
+    assert _money(public["total"]) == unit.customer_price.amount * delta
+
+
+def test_a_refresh_that_finds_another_term_and_billing_cycle_prices_the_subscription_at_it(
+    world: World,
+):
+    sub = seed_subscription(world.container, "demo", CUST_A)
+    assert sub.priced is not None and sub.priced.price_sheet.billing_cycle == "monthly"
+    # Microsoft applied a next-term change at renewal: another term and billing cycle.
+    pc(world).add_subscription(facts_of(sub, term_duration="P1Y", billing_cycle="annual"))
+    world.clock.advance(seconds=61)
+
+    body = json_of(get(world, sub))
+
+    priced = record(world, sub).priced
+    assert priced is not None
+    assert (priced.price_sheet.term, priced.price_sheet.billing_cycle) == ("P1Y", "annual")
+    assert priced.quantity == 10
+    assert priced.unit.customer_price != sub.priced.unit.customer_price
+    assert _money(body["unitPrice"]) == priced.unit.customer_price.amount
+
+
+def test_a_refresh_that_finds_an_offer_it_cannot_price_keeps_the_snapshot_and_says_so(
+    world: World, caplog: pytest.LogCaptureFixture
+):
+    sub = seed_subscription(world.container, "demo", CUST_A)
+    pc(world).add_subscription(facts_of(sub, term_duration="P1Y", billing_cycle="triennial"))
+    world.clock.advance(seconds=61)
+
+    resp = get(world, sub)
+
+    assert resp.status_code == 200, resp.get_body()
+    stored = record(world, sub)
+    assert (stored.term_duration, stored.billing_cycle) == ("P1Y", "triennial")
+    assert stored.priced == sub.priced
+    assert "cannot be priced" in caplog.text
+
+
+def test_a_decrease_a_customer_admin_asked_for_is_approved_at_the_price_it_was_ordered_at(
+    world: World,
+):
+    c = world.container
+    demo = c.resellers.get("reseller", "demo")
+    demo.settings.customer_subscription_changes_enabled = True
+    c.resellers.update(demo)
+    sub = seed_subscription(c, "demo", CUST_A)
+    order = json_of(patch(world, sub, {"quantity": 8}, role="CustomerAdmin"))
+    assert order["status"] == "PendingApproval" and order["lines"][0]["quantity"] == -2
+
+    stored = c.orders.get("demo", order_row_key(order["id"]))
+    approved = call(
+        "http_approve_order",
+        "POST",
+        f"resellers/demo/customers/{CUST_A}/orders/{order['id']}/approve",
+        route={"r": "demo", "c": CUST_A, "o": order["id"]},
+        token=world.token("AccountManager"),
+        body={},
+        headers={"If-Match": encode_etag(stored.etag)},
+    )
+
+    assert approved.status_code == 202, approved.get_body()
+    assert json_of(approved)["status"] == "Submitted"
 
 
 def test_a_second_change_while_one_is_pending_is_refused_naming_the_order(world: World):
@@ -438,7 +536,11 @@ def test_a_change_that_moves_no_price_is_ordered_at_the_price_sold_whatever_the_
     (order,) = [o for o in orders_of(world) if o.kind is OrderKind.CHANGE]
     (line,) = order.lines
     assert line.priced == record(world, sub).priced
-    assert (line.quantity, line.unit_price) == (10, line.priced.unit.customer_price)
+    assert (line.quantity, line.subscription_quantity) == (0, 10)
+    assert line.unit_price == line.priced.unit.customer_price
+    shown = json_of(resp)
+    assert _money(shown["total"]) == 0 and _money(shown["totalCost"]) == 0
+    assert _money(shown["lines"][0]["priced"]["totals"]["customerPrice"]) == 0
 
 
 # --- a crash between the two writes -----------------------------------------------------------

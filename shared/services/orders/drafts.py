@@ -40,7 +40,8 @@ def lines_command(lines: Sequence[OrderLine]) -> OrderCreate:
         lines=[
             OrderLineInput(
                 catalog_item_id=line.catalog_item_id,
-                quantity=line.quantity,
+                # A Change order's line is priced as the whole subscription after it.
+                quantity=line.subscription_quantity or line.quantity,
                 term_duration=line.term_duration,
                 billing_cycle=line.billing_cycle,
                 markup_percent=line.markup_percent,

@@ -42,7 +42,13 @@ class OrderLineStaff(WireModel):
     product_id: str
     sku_id: str
     name: str
-    quantity: int
+    quantity: int = Field(
+        description="Seats; on a Change order, the seats the change adds (negative: removes, "
+        "0: no price moves), or every seat when the offer, term or billing cycle changes."
+    )
+    subscription_quantity: int | None = Field(
+        None, description="Change orders only: the subscription's seats after the change."
+    )
     term_duration: str
     billing_cycle: str
     markup_percent: Decimal | None
@@ -64,7 +70,13 @@ class OrderLinePublic(WireModel):
     product_id: str
     sku_id: str
     name: str
-    quantity: int
+    quantity: int = Field(
+        description="Seats; on a Change order, the seats the change adds (negative: removes, "
+        "0: no price moves), or every seat when the offer, term or billing cycle changes."
+    )
+    subscription_quantity: int | None = Field(
+        None, description="Change orders only: the subscription's seats after the change."
+    )
     term_duration: str
     billing_cycle: str
     parent_line: int | None
@@ -172,23 +184,24 @@ def _sum(amounts: Sequence[Money], currency: str) -> Money:
     return sum(amounts, Money.zero(currency))
 
 
-def price_view(principal: Principal | None, priced: PricedLine) -> Any:
-    """A price snapshot as the caller's audience sees it (the one place that decides)."""
-    return render_price(priced, access.audience(principal), LINE_VIEWS)
+def price_view(principal: Principal | None, priced: PricedLine, quantity: int | None = None) -> Any:
+    """A price snapshot as the caller's audience sees it (the one place that decides), for
+    `quantity` units when given (a Change order's line: what the change is worth)."""
+    return render_price(priced, access.audience(principal), LINE_VIEWS, quantity=quantity)
 
 
 def lines_view(
     principal: Principal | None, lines: Sequence[OrderLine], currency: str
 ) -> dict[str, Any]:
     """The lines and totals the caller may see."""
-    total = _sum([li.priced.extended.customer_price for li in lines], currency)
+    total = _sum([li.amounts.customer_price for li in lines], currency)
     if access.sees_cost(principal):
-        cost = _sum([li.priced.extended.reseller_cost for li in lines], currency)
+        cost = _sum([li.amounts.reseller_cost for li in lines], currency)
         return {
             "lines": [
                 OrderLineStaff(
                     **li.model_dump(exclude={"priced", "result"}),
-                    priced=price_view(principal, li.priced),
+                    priced=price_view(principal, li.priced, li.quantity),
                     result=li.result,
                 )
                 for li in lines
@@ -201,7 +214,7 @@ def lines_view(
         "lines": [
             OrderLinePublic(
                 **li.model_dump(exclude={"priced", "result"}),
-                priced=price_view(principal, li.priced),
+                priced=price_view(principal, li.priced, li.quantity),
                 result=li.result,
             )
             for li in lines

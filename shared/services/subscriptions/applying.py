@@ -48,7 +48,6 @@ import logging
 import uuid
 from datetime import datetime
 
-from shared.domain.catalog import MicrosoftSegment, OfferKey, Product
 from shared.domain.errors import (
     ConcurrencyConflict,
     Conflict,
@@ -68,7 +67,7 @@ from shared.domain.orders import (
     SubscriptionChangeOrder,
 )
 from shared.domain.outbox import Queue
-from shared.domain.pricing import LineOverride, PricedLine
+from shared.domain.pricing import PricedLine
 from shared.domain.subscriptions import (
     ChangeAccepted,
     NextTerm,
@@ -82,7 +81,6 @@ from shared.domain.subscriptions import (
 from shared.ports import PartnerCenter
 from shared.services.orders.book import SYSTEM, OrderBook
 from shared.services.orders.completion import notify
-from shared.services.orders.lines import base_segment
 from shared.services.orders.steps import (
     Saver,
     boundary,
@@ -92,7 +90,7 @@ from shared.services.orders.steps import (
     step_body,
     superseded,
 )
-from shared.services.pricing import find_row, overrides_of, price_line, reseller_pricing
+from shared.services.subscriptions.pricing import price_after, priced_as, terms_of_facts
 from shared.services.subscriptions.refusals import refusal_sentence
 
 log = logging.getLogger(__name__)
@@ -471,87 +469,22 @@ def _snapshot(
     before: PricedLine | None,
     facts: SubscriptionFacts,
 ) -> PricedLine | None:
-    """The price snapshot after the change.
-
-    The same offer at another quantity: priced now (today's cost) with the customer unit price
-    kept as sold. Another offer (an upgrade, a trial converted, another term or billing
-    cycle): that offer's price now, from the reseller's catalog. Nothing that moves the price
-    (a suspension, auto-renew, a scheduled change): the snapshot as it is. An offer that cannot
-    be priced keeps the snapshot it had (the change is made; a price is never a reason to fail
-    it) and says so in the log.
-    """
-    if not facts.catalog_item_id or facts.quantity < 1:
+    """The price snapshot after the change: the order line's, when Partner Center's facts are
+    what the line priced (the price the change was ordered at); else `price_after` of the
+    facts (the seats an upgrade left behind, a change Partner Center made otherwise). An offer
+    that cannot be priced keeps the snapshot it had (the change is made; a price is never a
+    reason to fail it) and says so in the log."""
+    after = terms_of_facts(facts)
+    if after is None:
         return before
-    product_id, sku_id = (p.upper() for p in facts.catalog_item_id.split(":")[:2])
-    same_offer = before is not None and (
-        before.price_sheet.product_id.upper(),
-        before.price_sheet.sku_id.upper(),
-        before.price_sheet.term,
-        before.price_sheet.billing_cycle,
-    ) == (product_id, sku_id, facts.term_duration, facts.billing_cycle)
-    if same_offer and before is not None and before.quantity == facts.quantity:
-        return before
+    if order.lines and priced_as(order.lines[0].priced, after):
+        return order.lines[0].priced
     try:
-        pricing = reseller_pricing(reseller, book.catalog.distributor_markup_percent)
-        if same_offer and before is not None and before.currency == pricing.currency:
-            product = _product(book, reseller, product_id)
-            row = (
-                find_row(product, _key(before.price_sheet.segment, sku_id, facts), pricing.currency)
-                if product is not None
-                else None
-            ) or before.price_sheet
-            kept = LineOverride(unit_price=before.unit.customer_price)
-            return price_line(pricing, row, quantity=facts.quantity, line=kept)
-        return _catalog_price(book, reseller, order, before, product_id, sku_id, facts)
+        customer = book.customers.get(order.reseller, order.customer_id)
+        return price_after(book, reseller, customer, before, after)
     except (DomainError, ValueError) as exc:
         log.warning("subscription %s could not be priced after its change: %s", facts.id, exc)
     return before
-
-
-def _catalog_price(
-    book: OrderBook,
-    reseller: Reseller,
-    order: Order,
-    before: PricedLine | None,
-    product_id: str,
-    sku_id: str,
-    facts: SubscriptionFacts,
-) -> PricedLine | None:
-    """Another offer's price now, as the reseller's catalog sells it to this customer."""
-    pricing = reseller_pricing(reseller, book.catalog.distributor_markup_percent)
-    product = _product(book, reseller, product_id)
-    if product is None:
-        return before
-    snap = book.catalog.snapshot(reseller.slug)
-    if before is not None:
-        segment = before.price_sheet.segment
-    else:
-        segment = base_segment(snap, book.customers.get(order.reseller, order.customer_id)).value
-    row = find_row(product, _key(segment, sku_id, facts), pricing.currency)
-    if row is None:
-        log.warning("%s has no price for subscription %s", facts.catalog_item_id, facts.id)
-        return before
-    listing = snap.by_id.get(product.id)
-    entry = listing.entry if listing is not None else None
-    return price_line(pricing, row, quantity=facts.quantity, overrides=overrides_of(entry, row))
-
-
-def _product(book: OrderBook, reseller: Reseller, product_id: str) -> Product | None:
-    products = book.catalog.market_products(
-        reseller.country, book.catalog.import_id(reseller.country)
-    )
-    return products.get(product_id) or next(
-        (p for pid, p in products.items() if pid.upper() == product_id), None
-    )
-
-
-def _key(segment: str, sku_id: str, facts: SubscriptionFacts) -> OfferKey:
-    return OfferKey(
-        sku_id=sku_id,
-        segment=MicrosoftSegment(segment),
-        term=facts.term_duration or "",
-        billing_cycle=facts.billing_cycle or "",
-    )
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from shared.domain.customers import Customer
 from shared.domain.errors import (
     ConcurrencyConflict,
+    DomainError,
     NotFound,
     UpstreamRejected,
     UpstreamUnavailable,
@@ -21,6 +22,7 @@ from shared.ports import PartnerCenter
 from shared.services import resellers
 from shared.services.attribution import names_for
 from shared.services.orders.book import OrderBook, customer_of
+from shared.services.subscriptions.pricing import market_product, price_after, priced_as, terms_of
 from shared.services.subscriptions.views import (
     SubscriptionPublic,
     SubscriptionStaff,
@@ -79,8 +81,7 @@ def _sku_part_number(book: OrderBook, reseller: str, sub: Subscription) -> str |
     if not sub.catalog_item_id:
         return None
     product_id, sku_id = [*sub.catalog_item_id.upper().split(":"), ""][:2]
-    country = resellers.get(book.resellers, reseller).country
-    product = book.catalog.market_products(country, book.catalog.import_id(country)).get(product_id)
+    product = market_product(book, resellers.get(book.resellers, reseller), product_id)
     sku = next((s for s in product.skus if s.id.upper() == sku_id), None) if product else None
     return sku.part_number if sku is not None else None
 
@@ -114,6 +115,7 @@ def refresh(
         log.warning("subscription %s served from the record: %s", sub.id, exc)
         return sub
     sub.apply_facts(facts, now)
+    _reprice(book, customer, sub)
     try:
         counts = partner_center.licence_counts(customer.tenant_id)
     except (UpstreamUnavailable, UpstreamRejected) as exc:
@@ -127,6 +129,25 @@ def refresh(
     except ConcurrencyConflict:
         # Someone changed the record meanwhile (a change being requested): theirs wins.
         return book.subscriptions.get(sub.customer_id, sub.id.lower())
+
+
+def _reprice(book: OrderBook, customer: Customer, sub: Subscription) -> None:
+    """A refresh that finds another offer, term, billing cycle or seat count (a next-term change
+    Microsoft applied at renewal, a change made in Partner Center) prices the subscription as
+    it is now; one that cannot be priced keeps its snapshot, with a warning in the log."""
+    after = terms_of(sub)
+    if after is None or priced_as(sub.priced, after):
+        return
+    try:
+        reseller = resellers.get(book.resellers, sub.reseller)
+        sub.priced = price_after(book, reseller, customer, sub.priced, after)
+    except (DomainError, ValueError) as exc:
+        log.warning(
+            "subscription %s is now %s but cannot be priced (the price snapshot is kept): %s",
+            sub.id,
+            after.catalog_item_id,
+            exc,
+        )
 
 
 def get_subscription(

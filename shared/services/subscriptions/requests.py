@@ -54,12 +54,11 @@ from shared.services.orders.book import OrderBook, find_order
 from shared.services.orders.lines import build_lines
 from shared.services.orders.submission import provision_message
 from shared.services.subscriptions.pending import free
+from shared.services.subscriptions.pricing import Terms, changes_offer, price_after, terms_after
 from shared.services.subscriptions.reading import find_subscription, licence_count_of
 from shared.services.watchdog import InFlight
 
 _CYCLE = r"^[a-z]{3,20}$"
-# A trial converts to the paid offer's usual plan unless the request names another.
-CONVERTED_TERM, CONVERTED_CYCLE = "P1Y", "monthly"
 
 
 # --- bodies ---------------------------------------------------------------------------------
@@ -151,28 +150,21 @@ _LINE_FIELD = re.compile(r"^lines\[0\]\.")
 _BODY_FIELDS = {"quantity", "billingCycle", "termDuration"}
 
 
-def _line_input(sub: Subscription, change: SubscriptionChangeOrder) -> OrderLineInput:
-    """The subscription after the change, as one order line (the customer's unit price kept
-    as sold unless the offer, term or billing cycle changes)."""
-    catalog_item = change.to_catalog_item_id or sub.catalog_item_id
-    if not catalog_item:
+def _line_input(sub: Subscription, after: Terms) -> OrderLineInput:
+    """The subscription after the change, as one order line to validate against the catalog
+    and the tenant's limits (the customer's unit price kept as sold unless the offer, term or
+    billing cycle changes)."""
+    if not after.catalog_item_id:
         raise Conflict(
             "the subscription's offer is not known here; it cannot be changed from the platform"
         )
-    converting = change.kind is ChangeKind.CONVERT
-    term = change.term_duration or (CONVERTED_TERM if converting else sub.term_duration)
-    cycle = change.billing_cycle or (CONVERTED_CYCLE if converting else sub.billing_cycle)
-    same_offer = (
-        catalog_item.upper() == (sub.catalog_item_id or "").upper()
-        and term == sub.term_duration
-        and cycle == sub.billing_cycle
-    )
+    kept = sub.priced is not None and not changes_offer(sub, after)
     return OrderLineInput(
-        catalog_item_id=catalog_item,
-        quantity=change.quantity or sub.quantity,
-        term_duration=term or "",
-        billing_cycle=cycle or "",
-        unit_price=sub.priced.unit.customer_price if same_offer and sub.priced else None,
+        catalog_item_id=after.catalog_item_id,
+        quantity=after.quantity,
+        term_duration=after.term_duration,
+        billing_cycle=after.billing_cycle,
+        unit_price=sub.priced.unit.customer_price if kept and sub.priced else None,
         parent_subscription_id=sub.parent_subscription_id,
     )
 
@@ -194,7 +186,8 @@ def _line_as_sold(sub: Subscription, priced: PricedLine) -> OrderLine:
         product_id=sheet.product_id,
         sku_id=sheet.sku_id,
         name=sub.name,
-        quantity=priced.quantity,
+        quantity=0,
+        subscription_quantity=priced.quantity,
         term_duration=sheet.term,
         billing_cycle=sheet.billing_cycle,
         unit_price=priced.unit.customer_price,
@@ -219,8 +212,10 @@ def change_lines(
     if _keeps_price(change) and sub.priced is not None:
         return [_line_as_sold(sub, sub.priced)]
     try:
-        line = _line_input(sub, change)
-        return build_lines(book, reseller, customer, OrderCreate(lines=[line]), replacing=sub.id)
+        after = terms_after(sub, change)
+        command = OrderCreate(lines=[_line_input(sub, after)])
+        [line] = build_lines(book, reseller, customer, command, replacing=sub.id)
+        priced = price_after(book, reseller, customer, sub.priced, after)
     except ValidationFailed as exc:
         named = [FieldError(_LINE_FIELD.sub("", e.field), e.message) for e in exc.errors]
         target = (
@@ -239,6 +234,14 @@ def change_lines(
             + "; ".join(f"{e.field}: {e.message}" for e in named)
             + ")"
         ) from exc
+    # The line says what changed: the seats added (or, negative, removed) at the price kept;
+    # on another offer, term or billing cycle, every seat of the subscription on it.
+    delta = after.quantity if changes_offer(sub, after) else after.quantity - sub.quantity
+    return [
+        line.model_copy(
+            update={"quantity": delta, "subscription_quantity": after.quantity, "priced": priced}
+        )
+    ]
 
 
 # --- write 2 ----------------------------------------------------------------------------------
