@@ -476,7 +476,8 @@ def _order(world: World, name: str, reseller: str, customer_id: str) -> Order:
 
 
 def _quote(world: World, name: str, reseller: str, customer_id: str) -> Quote:
-    """A quote of the route's customer in the state the route acts on (Sent to be answered)."""
+    """A quote of the route's customer in the state the route acts on (Sent to be read by the
+    customer or answered)."""
     from shared.services import quotes
 
     c = world.container
@@ -485,7 +486,12 @@ def _quote(world: World, name: str, reseller: str, customer_id: str) -> Quote:
     quote = quotes.create(
         c.quote_book, staff, reseller, customer_id, QuoteCreate.model_validate({"lines": [line]})
     )
-    if name in ("http_accept_quote", "http_decline_quote", "http_request_changes_quote"):
+    if name in (
+        "http_get_quote",  # a customer's users see a quote once it is sent
+        "http_accept_quote",
+        "http_decline_quote",
+        "http_request_changes_quote",
+    ):
         quote = quotes.send(c.quote_book, staff, reseller, customer_id, quote.id, "*")
     return quote
 

@@ -253,7 +253,9 @@ def test_customer_admin_accepts_signed_in_and_a_second_accept_is_409(world):
 
 def test_customer_user_lists_only_its_own_customers_quotes(world):
     own = _create(world)
-    _create(world, CUST_B)
+    _send(world, own)
+    other = _create(world, CUST_B)
+    _send(world, other)
     resp = call(
         "http_list_quotes",
         "GET",
@@ -550,3 +552,21 @@ def test_a_quote_expiring_after_the_customer_asked_for_changes_says_so_to_the_re
     text = _deliver(world)[-1]
     assert "asked for changes" in text and "no new version was sent" in text
     assert "did not answer" not in text
+
+
+def test_a_customer_sees_a_quote_only_once_it_is_sent(world):
+    draft = _create(world)
+    route = {"r": "demo", "c": CUST_A, "q": draft["id"]}
+    path = f"{BASE}/{draft['id']}"
+    for role in ("CustomerReader", "CustomerAdmin"):
+        hidden = call("http_get_quote", "GET", path, route=route, token=world.token(role))
+        assert hidden.status_code == 404
+        listed = _as(world, role, "http_list_quotes", "resellers/demo/quotes", {"r": "demo"})
+        assert json_of(listed)["items"] == []
+    assert _as(world, "Sales", "http_get_quote", path, route).status_code == 200
+    _send(world, draft)
+    seen = _as(world, "CustomerReader", "http_get_quote", path, route)
+    assert seen.status_code == 200 and json_of(seen)["status"] == "Sent"
+    reseller = {"r": "demo"}
+    listed = _as(world, "CustomerReader", "http_list_quotes", "resellers/demo/quotes", reseller)
+    assert [q["id"] for q in json_of(listed)["items"]] == [draft["id"]]

@@ -42,6 +42,12 @@ def get(
     """One quote of the customer inside the caller's world (NotFound otherwise)."""
     customer_of(book.orders, principal, reseller, customer_id)
     found = find_quote(book, reseller, quote_id)
-    if found is None or found.customer_id != customer_id:
+    if found is None or found.customer_id != customer_id or not visible_to(principal, found):
         raise NotFound("quote not found")
     return found
+
+
+def visible_to(principal: Principal, quote: Quote) -> bool:
+    """Staff see every quote; the customer's users only those sent to them (a Draft, and one
+    withdrawn before it was ever sent, is the reseller's own work in progress)."""
+    return not principal.is_customer_user or quote.sent_at is not None

@@ -15,7 +15,7 @@ from shared.services import access, resellers
 from shared.services.attribution import Names, names_for
 from shared.services.orders.book import customer_of
 from shared.services.orders.views import OrderLinePublic, OrderLineStaff, lines_view
-from shared.services.quotes.book import QuoteBook
+from shared.services.quotes.book import QuoteBook, visible_to
 
 StatusFilter = Literal[
     "open",
@@ -131,6 +131,8 @@ def list_quotes(
     )
     names = names_for(book.orders, principal, reseller, customer_id)
     return Page[QuoteStaff | QuotePublic](
-        items=[present(principal, q, names) for q in page.items],
+        # A customer's page may come out shorter than asked (its unsent quotes left out); the
+        # token still leads on.
+        items=[present(principal, q, names) for q in page.items if visible_to(principal, q)],
         continuation_token=page.continuation_token,
     )
