@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import azure.functions as func
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.bootstrap import container
 from shared.domain.errors import (
@@ -91,7 +91,10 @@ _STATUS: list[tuple[type[Exception], int, str]] = [
 
 
 class PageQuery(WireModel):
-    """Paging parameters of every list route."""
+    """Paging parameters of every list route (an unknown parameter is a 400 naming it, never
+    silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     page_size: int = Field(50, ge=1, le=1000, description="Items per page (1-1000).")
     continuation_token: str | None = Field(

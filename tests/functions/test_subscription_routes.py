@@ -227,6 +227,20 @@ def test_staff_see_cost_and_margin_and_customer_users_only_their_own_subscriptio
     assert get(world, mine, reseller="other").status_code == 404
 
 
+def test_a_list_with_an_unknown_parameter_is_a_400_naming_it(world: World):
+    seed_subscription(world.container, "demo", CUST_A)
+    resp = call(
+        "http_list_subscriptions",
+        "GET",
+        BASE.format(r="demo", c=CUST_A),
+        route={"r": "demo", "c": CUST_A},
+        token=world.token("Sales"),
+        params={"pagesize": "5"},  # not `pageSize`: silently ignored it would mislead
+    )
+    assert resp.status_code == 400
+    assert [e["field"] for e in json_of(resp)["errors"]] == ["pagesize"]
+
+
 def test_an_unknown_subscription_is_a_404(world: World):
     sub = seed_subscription(world.container, "demo", CUST_A)
     ghost = sub.model_copy(update={"id": str(uuid.uuid4())})
