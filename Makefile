@@ -41,8 +41,10 @@ lint: $(PIP_STAMP)
 typecheck: $(PIP_STAMP)
 	$(VENV)/bin/mypy
 
+# One worker per core, each test file whole on one worker (a file's stack is started once).
+PYTEST_PARALLEL ?= -n auto --dist loadfile
 pytest: install
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 ## make bench: latency and throughput figures (not tests)
 bench: install

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import azure.functions as func
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from functions._http import Call, PageQuery, Reply, http
 from shared.bootstrap import container
@@ -44,7 +44,10 @@ class CustomerCatalogQuery(PageQuery):
 
 
 class PublicCatalogQuery(CustomerCatalogQuery):
-    """Filters of the public catalog."""
+    """Filters of the public catalog. Unlike every other list, unknown parameters are ignored:
+    the page is linked from anywhere (campaign tags, cache busters) and shows public prices."""
+
+    model_config = ConfigDict(extra="ignore")
 
     segment: str | None = Field(None, pattern=SLUG_ID, description="Only what it may buy.")
 

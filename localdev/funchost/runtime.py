@@ -38,6 +38,10 @@ from localdev.funchost.timers import TimerRunner
 
 log = logging.getLogger("localdev.host")
 
+# The largest request line + headers the local host parses (the real host's limits are the web
+# server's; this one only needs to be deterministic for every request a test can make).
+MAX_REQUEST_HEAD_BYTES = 1024 * 1024
+
 
 def _thread_pool_size() -> int:
     # The Python worker's own knob and default for sync functions.
@@ -185,6 +189,10 @@ class LocalHost:
             access_log=False,
             log_config=None,
             timeout_graceful_shutdown=max(1, int(self._grace)),
+            # h11 refuses a request line or headers past this size with its own text/plain 400,
+            # and only when they arrive in more than one read: below it, a long URL always
+            # reaches the app, which answers with a problem naming the parameter.
+            h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
         )
         self._server = uvicorn.Server(config)
         server = self._server

@@ -54,6 +54,15 @@ def customer(w: World, role: str, c: str = CUST_A, **params: str) -> Any:
     )
 
 
+def test_the_public_catalog_ignores_campaign_tags_and_the_customer_catalog_refuses_them(world):
+    w, _ = world
+    tagged = public("demo", utm_source="newsletter", _="1764460000")
+    assert tagged.status_code == 200 and json_of(tagged)["items"]
+    refused = customer(w, "Sales", utm_source="newsletter")
+    assert refused.status_code == 400
+    assert [e["field"] for e in json_of(refused)["errors"]] == ["utm_source"]
+
+
 def test_anonymous_public_catalog_has_prices_and_no_cost_or_margin_anywhere(world):
     resp = public("demo")
     assert resp.status_code == 200

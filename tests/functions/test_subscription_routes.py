@@ -371,6 +371,38 @@ def test_a_decrease_a_customer_admin_asked_for_is_approved_at_the_price_it_was_o
     assert json_of(approved)["status"] == "Submitted"
 
 
+@pytest.mark.parametrize("body", [{"quantity": 8}, {"autoRenew": False}])
+def test_a_change_a_customer_admin_asked_for_is_approved_though_prices_moved_since(
+    world: World, body: dict[str, Any]
+):
+    c = world.container
+    demo = c.resellers.get("reseller", "demo")
+    demo.settings.customer_subscription_changes_enabled = True
+    c.resellers.update(demo)
+    sub = seed_subscription(c, "demo", CUST_A)
+    order = json_of(patch(world, sub, body, role="CustomerAdmin"))
+    assert order["status"] == "PendingApproval"
+    demo = c.resellers.get("reseller", "demo")
+    demo.distributor_markup_percent = Decimal("37")  # the reseller's cost moves meanwhile
+    c.resellers.update(demo)
+
+    stored = c.orders.get("demo", order_row_key(order["id"]))
+    approved = call(
+        "http_approve_order",
+        "POST",
+        f"resellers/demo/customers/{CUST_A}/orders/{order['id']}/approve",
+        route={"r": "demo", "c": CUST_A, "o": order["id"]},
+        token=world.token("AccountManager"),
+        body={},
+        headers={"If-Match": encode_etag(stored.etag)},
+    )
+
+    # A Change order is no draft to edit: a "prices changed, edit the draft" 409 would hold
+    # the subscription until someone rejected it.
+    assert approved.status_code == 202, approved.get_body()
+    assert json_of(approved)["status"] == "Submitted"
+
+
 def test_a_second_change_while_one_is_pending_is_refused_naming_the_order(world: World):
     sub = seed_subscription(world.container, "demo", CUST_A)
     first = json_of(patch(world, sub, {"quantity": 12}))

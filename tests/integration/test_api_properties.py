@@ -222,7 +222,10 @@ def check_answer(response: Any, caller: str | None, path: str) -> None:
     if response.content and ctype.split(";")[0].strip().endswith("json"):
         body = json.loads(response.content)
     if 400 <= status < 500:
-        assert ctype.startswith("application/problem+json"), f"{status} answered as {ctype!r}"
+        assert ctype.startswith("application/problem+json"), (
+            f"{status} answered as {ctype!r} to {response.request.method} "
+            f"{response.request.url}: {response.content[:200]!r}"
+        )
         assert isinstance(body, dict), f"{status} without a problem body"
         missing = {"type", "title", "status", "detail"} - body.keys()
         assert not missing, f"problem without {sorted(missing)}: {body}"
@@ -351,8 +354,18 @@ def test_every_operation_answers_as_documented(api: Api, caller: str | None) -> 
             try:
                 _run_operation(api, operation, caller, mode)
             except (Exception, BaseExceptionGroup) as exc:  # FailureGroup is a BaseExceptionGroup
-                failures.append(f"--- {operation.label} [{mode.value}] as {caller}:\n{exc}")
+                failures.append(f"--- {operation.label} [{mode.value}] as {caller}:\n{_told(exc)}")
     assert not failures, "\n\n".join(failures)
+
+
+def _told(exc: BaseException, depth: int = 0) -> str:
+    """An exception with the ones it groups (a flaky run's first failure is one of those)."""
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, BaseExceptionGroup) and depth < 3:
+        text += "".join(
+            "\n" + "  " * (depth + 1) + _told(inner, depth + 1) for inner in exc.exceptions
+        )
+    return text
 
 
 def _outbox_rows(api: Api) -> list[str]:

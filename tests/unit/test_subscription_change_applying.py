@@ -14,7 +14,7 @@ from azure.functions.queue import QueueMessage
 from functions._queue import run_step
 from shared.adapters.partner_center import subscriptions as wire
 from shared.domain.customers import Qualification
-from shared.domain.errors import UpstreamRejected, UpstreamUnavailable
+from shared.domain.errors import NotFound, UpstreamRejected, UpstreamUnavailable
 from shared.domain.failures import Failure, FailureKind
 from shared.domain.identity import NotificationEvent, Principal, Role, SignInKind
 from shared.domain.orders import (
@@ -676,6 +676,27 @@ def test_an_upgrade_answered_started_is_polled_and_completes_only_once_the_seats
     assert old.quantity == 6 and old.pending_change is None
     for rec in (old, new):
         _agrees_with_partner_center(rec, pc)
+
+
+def test_a_started_transition_partner_center_does_not_list_yet_is_read_again_later(
+    world, monkeypatch
+):
+    w, book, pc = world
+    _record_before, order, _ = _started_upgrade(w, book, pc, reads=2)
+    real = pc.transition_progress
+    unlisted = [True]
+
+    def lagging(*args: Any, **kwargs: Any) -> Any:
+        if unlisted.pop() if unlisted else False:
+            raise NotFound("transition not found")  # listed a moment after it started
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pc, "transition_progress", lagging)
+
+    _deliver_all(book, pc, order)
+
+    assert _order(book, order).status is S.COMPLETED
+    assert len(pc.changes) == 1
 
 
 def test_a_started_upgrade_that_partner_center_fails_fails_the_order_with_its_reason(world):

@@ -66,8 +66,13 @@ def still_as_priced(book: OrderBook, principal: Principal, order: Order) -> None
             f"{reseller.currency}: edit the draft to price it anew"
         )
     customer = customer_of(book, principal, order.reseller, order.customer_id)
-    replacing = order.change.subscription_id if order.change is not None else None
-    fresh = build_lines(book, reseller, customer, command_of(order), replacing=replacing)
+    if order.change is not None:
+        # A Change order is never a draft to edit: its line is the subscription's price
+        # snapshot as the change was asked (price-neutral changes whatever the catalog says
+        # today), and the new-commerce rules are checked again when it is taken up
+        # (`subscriptions.pending.retake`).
+        return
+    fresh = build_lines(book, reseller, customer, command_of(order))
     changed = [
         f"lines[{i}]"
         for i, (old, new) in enumerate(zip(order.lines, fresh, strict=True))

@@ -354,9 +354,15 @@ def _transition_done(
     if superseded(book, order, message):
         return False
     assert change.transition_id is not None
-    outcome = partner_center.transition_progress(
-        tenant, change.subscription_id, change.transition_id
-    )
+    try:
+        outcome = partner_center.transition_progress(
+            tenant, change.subscription_id, change.transition_id
+        )
+    except NotFound:
+        # Partner Center lists a transition a little after it answered Started: read it again
+        # later (NotFound would end the step for good, with the seats perhaps still moving).
+        poll_again(book, saver, message, _what(change), book.policy.poll_seconds)
+        return False
     if outcome.failed:
         _transition_failed(book, order, outcome)
         return False
