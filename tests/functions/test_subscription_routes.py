@@ -345,19 +345,21 @@ def test_a_refresh_that_finds_an_offer_it_cannot_price_keeps_the_snapshot_and_sa
     assert "cannot be priced" in caplog.text
 
 
-def test_a_decrease_a_customer_admin_asked_for_is_approved_at_the_price_it_was_ordered_at(
-    world: World,
-):
+def _asked_by_customer_admin(world: World, body: dict[str, Any]) -> dict[str, Any]:
+    """A change a customer's admin asks for (the reseller allows it): waiting for approval."""
     c = world.container
     demo = c.resellers.get("reseller", "demo")
     demo.settings.customer_subscription_changes_enabled = True
     c.resellers.update(demo)
     sub = seed_subscription(c, "demo", CUST_A)
-    order = json_of(patch(world, sub, {"quantity": 8}, role="CustomerAdmin"))
-    assert order["status"] == "PendingApproval" and order["lines"][0]["quantity"] == -2
+    order: dict[str, Any] = json_of(patch(world, sub, body, role="CustomerAdmin"))
+    assert order["status"] == "PendingApproval"
+    return order
 
-    stored = c.orders.get("demo", order_row_key(order["id"]))
-    approved = call(
+
+def _approve(world: World, order: dict[str, Any]) -> Any:
+    stored = world.container.orders.get("demo", order_row_key(order["id"]))
+    return call(
         "http_approve_order",
         "POST",
         f"resellers/demo/customers/{CUST_A}/orders/{order['id']}/approve",
@@ -366,6 +368,15 @@ def test_a_decrease_a_customer_admin_asked_for_is_approved_at_the_price_it_was_o
         body={},
         headers={"If-Match": encode_etag(stored.etag)},
     )
+
+
+def test_a_decrease_a_customer_admin_asked_for_is_approved_at_the_price_it_was_ordered_at(
+    world: World,
+):
+    order = _asked_by_customer_admin(world, {"quantity": 8})
+    assert order["lines"][0]["quantity"] == -2
+
+    approved = _approve(world, order)
 
     assert approved.status_code == 202, approved.get_body()
     assert json_of(approved)["status"] == "Submitted"
@@ -375,27 +386,13 @@ def test_a_decrease_a_customer_admin_asked_for_is_approved_at_the_price_it_was_o
 def test_a_change_a_customer_admin_asked_for_is_approved_though_prices_moved_since(
     world: World, body: dict[str, Any]
 ):
+    order = _asked_by_customer_admin(world, body)
     c = world.container
-    demo = c.resellers.get("reseller", "demo")
-    demo.settings.customer_subscription_changes_enabled = True
-    c.resellers.update(demo)
-    sub = seed_subscription(c, "demo", CUST_A)
-    order = json_of(patch(world, sub, body, role="CustomerAdmin"))
-    assert order["status"] == "PendingApproval"
     demo = c.resellers.get("reseller", "demo")
     demo.distributor_markup_percent = Decimal("37")  # the reseller's cost moves meanwhile
     c.resellers.update(demo)
 
-    stored = c.orders.get("demo", order_row_key(order["id"]))
-    approved = call(
-        "http_approve_order",
-        "POST",
-        f"resellers/demo/customers/{CUST_A}/orders/{order['id']}/approve",
-        route={"r": "demo", "c": CUST_A, "o": order["id"]},
-        token=world.token("AccountManager"),
-        body={},
-        headers={"If-Match": encode_etag(stored.etag)},
-    )
+    approved = _approve(world, order)
 
     # A Change order is no draft to edit: a "prices changed, edit the draft" 409 would hold
     # the subscription until someone rejected it.
