@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import http.client
 import json
 import os
 import signal
@@ -118,11 +119,13 @@ class HostProcess:
         raise RuntimeError(f"host did not answer within {timeout}s:\n{self.logs()}")
 
     def is_running(self) -> bool:
-        """Whether GET /admin/host/status answers Running."""
+        """Whether GET /admin/host/status answers Running (a host dying mid-answer is not)."""
+        if self.process is not None and self.process.poll() is not None:
+            return False
         try:
             with urllib.request.urlopen(f"{self.base_url}/admin/host/status", timeout=1) as reply:
                 return bool(json.loads(reply.read()).get("state") == "Running")
-        except (OSError, urllib.error.URLError, ValueError):
+        except (OSError, http.client.HTTPException, ValueError):
             return False
 
     def request(
