@@ -145,7 +145,7 @@ class TokenVerifier(Protocol):
 # The PartnerCenter protocol lives in this section (the Partner Center client implements it).
 # Imported here rather than at the top so this section stays self-contained for its owner.
 from shared.domain.catalog import OfferedProduct, PriceLine, ProductSku  # noqa: E402
-from shared.domain.customers import CreatedTenant, Tenant, TenantRequest  # noqa: E402
+from shared.domain.customers import CreatedTenant, Qualification, Tenant, TenantRequest  # noqa: E402
 from shared.domain.orders import (  # noqa: E402
     CartLineRequest,
     CartRef,
@@ -163,6 +163,7 @@ from shared.domain.subscriptions import (  # noqa: E402
     TransitionOutcome,
     TransitionRequest,
 )
+from shared.domain.sync import AuditEvent  # noqa: E402
 
 
 class IndirectResellers(Protocol):
@@ -300,6 +301,16 @@ class PartnerCenter(IndirectResellers, Protocol):
     ) -> TransitionOutcome:
         """Where a transition Partner Center answered "started" is (one read, no waiting);
         NotFound when Partner Center knows no such transition of the subscription."""
+        ...
+
+    def audit_events(self, since: datetime, until: datetime) -> Iterator[AuditEvent]:
+        """Partner Center's audit records of [since, until), oldest first, lazily (every page;
+        read one day at a time, as Microsoft advises; at most the last 90 days exist)."""
+        ...
+
+    def customer_qualification(self, customer_tenant: str, segment: str) -> Qualification:
+        """Microsoft's verification of the customer for `segment` (education, government,
+        nonprofit): None when it never asked, else Pending, Approved or Rejected."""
         ...
 
 

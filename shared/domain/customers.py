@@ -359,6 +359,13 @@ class Customer(Timestamped):
     created_by: str | None = None  # e-mail of the user who asked for it (copied on the e-mail)
     # Lower-cased name, for the name filter of the list.
     search_name: str = ""
+    # Kept by the sync (shared/domain/sync.py): the run that last changed this record and what
+    # it did; Partner Center no longer listing the tenant as this reseller's (flagged, never
+    # deleted); company fields a person changed here, which the sync no longer overwrites.
+    sync_run: str | None = None
+    sync_change: str | None = None
+    unassociated_since: AwareDatetime | None = None
+    edited_fields: list[str] = Field(default_factory=list)
 
     def model_post_init(self, context: Any) -> None:
         """Keep the search key in step with the name."""

@@ -236,6 +236,10 @@ class Subscription(Timestamped):
     pending_change: PendingChange | None = None
     # Mirrors `pending_change is not None` as a column the watchdog can filter on.
     changing: bool = False
+    # Kept by the sync (shared/domain/sync.py): the run that last changed this record and what
+    # it did (Added, Updated, Ended).
+    sync_run: str | None = None
+    sync_change: str | None = None
 
     @property
     def product_id(self) -> str | None:

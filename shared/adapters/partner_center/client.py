@@ -53,7 +53,7 @@ from shared.adapters.partner_center.wire import (
     iso_date,
 )
 from shared.domain.catalog import OfferedProduct, PriceLine, ProductSku
-from shared.domain.customers import CreatedTenant, Tenant, TenantRequest
+from shared.domain.customers import CreatedTenant, Qualification, Tenant, TenantRequest
 from shared.domain.errors import (
     ConcurrencyConflict,
     NotFound,
@@ -78,6 +78,7 @@ from shared.domain.subscriptions import (
     TransitionOutcome,
     TransitionRequest,
 )
+from shared.domain.sync import AuditEvent
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -606,6 +607,14 @@ class PartnerCenterClient:
         if not found:
             raise NotFound(f"transition {transition_id} of subscription {subscription_id}")
         return subs.transition_outcome(found[-1])
+
+    def audit_events(self, since: datetime, until: datetime) -> Iterator[AuditEvent]:
+        """Partner Center's audit records of [since, until) (not yet read: see the sync)."""
+        raise NotImplementedError("audit records are not read yet")
+
+    def customer_qualification(self, customer_tenant: str, segment: str) -> Qualification:
+        """Microsoft's verification of the customer for `segment` (not yet read)."""
+        raise NotImplementedError("qualifications are not read yet")
 
     def _subscription_path(self, customer_tenant: str, subscription_id: str) -> str:
         return f"/v1/customers/{_seg(customer_tenant)}/subscriptions/{_seg(subscription_id)}"
