@@ -37,6 +37,7 @@ log = logging.getLogger("partner_center_sim")
 
 MAX_PAGE_SIZE = 500
 MAX_UTILIZATION_PAGE = 1000
+AUDIT_RETENTION = timedelta(days=90)
 REQUEST_LOG_SIZE = 20_000
 _PRICE_SHEET = re.compile(
     r"^pricesheets\(Market='(?P<market>[A-Za-z]{2})',PricesheetView='(?P<view>\w+)'\)/\$value$",
@@ -326,6 +327,7 @@ class Simulator:
                 methods=["GET"],
             ),
             Route(cust, api(self.get_customer), methods=["GET"]),
+            Route(f"{cust}/qualifications", api(self.get_qualifications), methods=["GET"]),
             Route(
                 f"{v1}/relationships",
                 api(self.list_relationships, app_user=always_app_user),
@@ -396,6 +398,9 @@ class Simulator:
             Route("/_sim/state/summary", self.sim_summary),
             Route("/_sim/state/customers", self.sim_customers),
             Route("/_sim/state/customers/{customer_id}", self.sim_customer),
+            Route("/_sim/customers", self.sim_accept_reseller, methods=["POST"]),
+            Route("/_sim/customers/{customer_id}", self.sim_update_company, methods=["PATCH"]),
+            Route("/_sim/customers/{customer_id}/orders", self.sim_direct_order, methods=["POST"]),
             Route(
                 "/_sim/customers/{customer_id}/qualifications",
                 self.sim_qualification,
@@ -510,6 +515,12 @@ class Simulator:
             return json_response(
                 render.customer(self.state.customer(request.path_params["customer_id"]))
             )
+
+    def get_qualifications(self, request: Request, principal: Principal, body: bytes) -> Response:
+        """GET /v1/customers/{id}/qualifications: a bare array of {qualification, vettingStatus}."""
+        with self.state.session():
+            customer = self.state.customer(request.path_params["customer_id"])
+            return json_response(render.qualifications(customer))
 
     def create_customer(self, request: Request, principal: Principal, body: bytes) -> Response:
         """POST /v1/customers: 201 with the admin credentials, 409 for a taken domain."""
@@ -852,25 +863,33 @@ class Simulator:
         )
 
     def audit_records(self, request: Request, principal: Principal, body: bytes) -> Response:
-        """GET /v1/auditrecords?startDate=&endDate=."""
+        """GET /v1/auditrecords?startDate=&endDate=&size=&filter=: the last 90 days only (an
+        older startDate is a 400), 30 days by default, newest first, paged."""
         token = _continuation(request, "audit")
         query = request.query_params
         with self.state.session() as now:
             if token:
                 start = datetime.fromisoformat(token["a"]["start"])
                 end = datetime.fromisoformat(token["a"]["end"])
+                spec = token["a"].get("f")
             else:
                 start = (
                     _parse_time(query.get("startDate"), "startDate")
                     if query.get("startDate")
                     else now - timedelta(days=30)
                 )
+                if start < now - AUDIT_RETENTION:
+                    raise bad_request(
+                        "startDate must be within the last 90 days: activity log data is "
+                        "kept for 90 days."
+                    )
                 end = (
                     _parse_time(query.get("endDate"), "endDate")
                     if query.get("endDate")
                     else now + timedelta(seconds=1)
                 )
-            records = self.state.audit_between(start, end)
+                spec = _audit_filter(query.get("filter"))
+            records = self.state.audit_between(start, end, spec)
             partner = self.state.config.partner_id
             return _page(
                 request,
@@ -878,7 +897,7 @@ class Simulator:
                 lambda a: render.audit_record(a, partner),
                 kind="audit",
                 token=token,
-                extra={"a": {"start": start.isoformat(), "end": end.isoformat()}},
+                extra={"a": {"start": start.isoformat(), "end": end.isoformat(), "f": spec}},
                 uri="/auditrecords",
             )
 
@@ -1058,6 +1077,52 @@ class Simulator:
                 }
             )
 
+    async def sim_accept_reseller(self, request: Request) -> Response:
+        """A tenant that existed before accepts a reseller (what a real sandbox shows after the
+        customer's admin opens the relationship link): {associatedPartnerId, companyProfile
+        {domain, companyName?}, billingProfile{…}, subscriptions?: [{catalogItemId, quantity,
+        termDuration, billingCycle}]} → 201 with the customer and its orders."""
+        data = await _control_json(request)
+        with self.state.session() as now:
+            try:
+                customer, orders = self.state.accept_reseller(
+                    data, str(data.get("associatedPartnerId") or ""), now
+                )
+            except SimError as error:
+                return error_response(error)
+            return json_response(
+                {
+                    "customer": render.customer(customer),
+                    "orders": [render.order(o, now) for o in orders],
+                },
+                201,
+            )
+
+    async def sim_direct_order(self, request: Request) -> Response:
+        """An order placed in Partner Center's UI: {catalogItemId, quantity, termDuration,
+        billingCycle} or {"lineItems": [...]} → 201 with the order (and an audit record)."""
+        data = await _control_json(request)
+        lines = data.get("lineItems") if isinstance(data.get("lineItems"), list) else [data]
+        with self.state.session() as now:
+            try:
+                order = self.state.place_direct_order(
+                    request.path_params["customer_id"], lines, now
+                )
+            except SimError as error:
+                return error_response(error)
+            return json_response(render.order(order, now), 201)
+
+    async def sim_update_company(self, request: Request) -> Response:
+        """Company data changed in Partner Center: {billingProfile?: {...}, companyName?,
+        organizationRegistrationNumber?, associatedPartnerId?: null} → the customer."""
+        data = await _control_json(request)
+        with self.state.session() as now:
+            try:
+                customer = self.state.update_company(request.path_params["customer_id"], data, now)
+            except SimError as error:
+                return error_response(error)
+            return json_response(render.customer(customer))
+
     async def sim_qualification(self, request: Request) -> Response:
         """Set a segment qualification: {"segment": "education", "status": "approved"}."""
         data = await _control_json(request)
@@ -1174,6 +1239,28 @@ def _parse_filter(raw: str | None) -> dict[str, Any] | None:
     if operator not in ("starts_with", "startswith"):
         raise bad_request(f"Filter operator {operator} is not supported.")
     return {"Field": str(spec["Field"]), "Value": str(spec.get("Value") or "")}
+
+
+def _audit_filter(raw: str | None) -> dict[str, Any] | None:
+    """The audit records' filter: CustomerId / ResourceType equals, CompanyName substring."""
+    if not raw:
+        return None
+    try:
+        spec = json.loads(raw)
+    except ValueError as exc:
+        raise bad_request(
+            'filter must be JSON: {"Field":..., "Value":..., "Operator":...}.'
+        ) from exc
+    if not isinstance(spec, dict):
+        raise bad_request("filter needs Field, Value and Operator.")
+    field_name = str(spec.get("Field") or "")
+    operator = str(spec.get("Operator") or "").lower()
+    allowed = {"customerid": "equals", "resourcetype": "equals", "companyname": "substring"}
+    if allowed.get(field_name.lower()) != operator:
+        raise bad_request(
+            "filter supports CustomerId and ResourceType with equals, CompanyName with substring."
+        )
+    return {"Field": field_name, "Value": str(spec.get("Value") or ""), "Operator": operator}
 
 
 def _parse_time(raw: str | None, name: str) -> datetime:

@@ -192,6 +192,71 @@ class SimulatorHandle:
             {"segment": segment, "status": status},
         )
 
+    def accept_reseller(
+        self,
+        reseller_id: str,
+        domain: str,
+        company_name: str | None = None,
+        *,
+        subscriptions: list[dict[str, Any]] | None = None,
+        billing: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """A tenant that existed before accepts `reseller_id` (its tenant id) as reseller, with
+        an add_customer audit record; `subscriptions` ([{catalogItemId, quantity, termDuration,
+        billingCycle}]) are bought at once. Returns {customer, orders}."""
+        name = company_name or domain.split(".")[0].capitalize() + " s.r.o."
+        profile = {
+            "email": f"admin@{domain}",
+            "culture": "cs-CZ",
+            "language": "cs",
+            "companyName": name,
+            "firstName": "Jana",
+            "lastName": "Nováková",
+            "defaultAddress": {
+                "country": "CZ",
+                "city": "Praha",
+                "postalCode": "110 00",
+                "addressLine1": "Národní 1",
+            },
+            **(billing or {}),
+        }
+        body = {
+            "associatedPartnerId": reseller_id,
+            "companyProfile": {"domain": domain, "companyName": name},
+            "billingProfile": profile,
+            "subscriptions": subscriptions or [],
+        }
+        result: dict[str, Any] = self._call("POST", "/customers", body)
+        return result
+
+    def place_order(
+        self,
+        customer_id: str,
+        catalog_item_id: str,
+        quantity: int = 1,
+        term_duration: str = "P1Y",
+        billing_cycle: str = "monthly",
+    ) -> dict[str, Any]:
+        """An order placed in Partner Center's own UI (not through the platform); the order."""
+        body = {
+            "catalogItemId": catalog_item_id,
+            "quantity": quantity,
+            "termDuration": term_duration,
+            "billingCycle": billing_cycle,
+        }
+        result: dict[str, Any] = self._call("POST", f"/customers/{customer_id}/orders", body)
+        return result
+
+    def update_company(self, customer_id: str, **changes: Any) -> dict[str, Any]:
+        """Change company data in Partner Center (billingProfile={...}, companyName=...,
+        organizationRegistrationNumber=...); `associatedPartnerId=None` ends the relationship."""
+        result: dict[str, Any] = self._call("PATCH", f"/customers/{customer_id}", changes)
+        return result
+
+    def end_relationship(self, customer_id: str) -> dict[str, Any]:
+        """The customer removes the reseller (no longer associated)."""
+        return self.update_company(customer_id, associatedPartnerId=None)
+
     def set_consumed_units(self, customer_id: str, subscription_id: str, consumed: int) -> None:
         """Assign licences of a subscription (reported as consumedUnits)."""
         self._call(

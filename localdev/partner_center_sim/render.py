@@ -436,6 +436,43 @@ def audit_record(a: AuditRecord, partner_id: str) -> dict[str, Any]:
         "customizedData": [
             {"key": "ResourceId", "value": a.resource_id},
             {"key": "CustomerId", "value": a.customer_id or ""},
+            *_audit_keys(a),
         ],
         "attributes": {"objectType": "AuditRecord"},
     }
+
+
+def _audit_keys(a: AuditRecord) -> list[dict[str, Any]]:
+    # Partner Center names the resource in customizedData: OrderId with SubscriptionId-<n> per
+    # line for an order, SubscriptionId for a subscription.
+    if a.resource_type == "order":
+        lines = (a.new_value or {}).get("subscriptionIds") or []
+        return [{"key": "OrderId", "value": a.resource_id}] + [
+            {"key": f"SubscriptionId-{i}", "value": s} for i, s in enumerate(lines)
+        ]
+    if a.resource_type == "subscription":
+        return [{"key": "SubscriptionId", "value": a.resource_id}]
+    return []
+
+
+# Our segments as Partner Center's qualification names, and our statuses as its vetting status.
+QUALIFICATION_NAMES = {
+    "education": "Education",
+    "government": "GovernmentCommunityCloud",
+    "nonprofit": "Nonprofit",
+}
+VETTING_STATUS = {"approved": "Approved", "underReview": "InReview", "rejected": "Denied"}
+
+
+def qualifications(c: Customer) -> list[dict[str, Any]]:
+    """`GET /v1/customers/{id}/qualifications`: a bare array, one entry per qualification."""
+    items: list[dict[str, Any]] = []
+    for segment, status in c.qualifications.items():
+        item: dict[str, Any] = {
+            "qualification": QUALIFICATION_NAMES.get(segment, segment.capitalize()),
+            "vettingStatus": VETTING_STATUS.get(status, status),
+        }
+        if status == "rejected":
+            item["vettingReason"] = "Not an eligible organization"
+        items.append(item)
+    return items

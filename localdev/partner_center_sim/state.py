@@ -356,6 +356,103 @@ class SimState:
 
     def create_customer(self, body: dict[str, Any], now: datetime) -> Customer:
         """Create a customer and start provisioning its tenant."""
+        customer = self._customer_from_body(
+            body, now, ready_at=now + timedelta(seconds=self.config.customer_provisioning_seconds)
+        )
+        self._add_customer(customer)
+        self._audit(
+            now, customer, "customer", "add_customer", customer.id, {"domain": customer.domain}
+        )
+        return customer
+
+    def accept_reseller(
+        self, body: dict[str, Any], reseller_id: str, now: datetime
+    ) -> tuple[Customer, list[Order]]:
+        """A tenant that existed before accepts `reseller_id`'s relationship request: it turns up
+        among the reseller's customers at once, with an add_customer audit record; the orders
+        of `subscriptions` ([{catalogItemId, quantity, termDuration, billingCycle}]) follow."""
+        if not reseller_id:
+            raise bad_request("associatedPartnerId (the reseller's tenant id) is required.")
+        subscriptions = body.get("subscriptions") or []
+        if not isinstance(subscriptions, list):
+            raise bad_request("subscriptions must be a list of order lines.")
+        customer = self._customer_from_body(
+            {**body, "associatedPartnerId": reseller_id}, now, ready_at=now
+        )
+        # Validate the lines before anything is stored: a bad line leaves no half-made tenant.
+        lines = _parse_cart_lines({"lineItems": subscriptions}) if subscriptions else []
+        checks = self._check_group(customer, lines) if lines else []
+        self._add_customer(customer)
+        self._audit(
+            now, customer, "customer", "add_customer", customer.id, render.customer(customer)
+        )
+        orders = [self._place_order(customer, checks, "0", now)] if checks else []
+        return customer, orders
+
+    def place_direct_order(
+        self, customer_id: str, lines: list[dict[str, Any]], now: datetime
+    ) -> Order:
+        """An order placed in Partner Center's own UI (not through the API): the same checks,
+        subscriptions, order and create_order audit record as a checkout, without a cart."""
+        customer = self.customer(customer_id, ready=True)
+        if not lines:
+            raise bad_request("An order needs at least one line.")
+        checks = self._check_group(customer, _parse_cart_lines({"lineItems": lines}))
+        return self._place_order(customer, checks, "0", now)
+
+    def update_company(self, customer_id: str, changes: dict[str, Any], now: datetime) -> Customer:
+        """Company data changed in Partner Center (billingProfile fields, companyName,
+        organizationRegistrationNumber): an update_customer_billing_profile audit record.
+        `associatedPartnerId: null` ends the reseller relationship
+        (remove_partner_customer_relationship)."""
+        customer = self.customer(customer_id)
+        before = render.customer(customer)
+        billing = changes.get("billingProfile") or {}
+        if not isinstance(billing, dict):
+            raise bad_request("billingProfile must be an object.")
+        address = billing.get("defaultAddress")
+        if address is not None and not isinstance(address, dict):
+            raise bad_request("billingProfile.defaultAddress must be an object.")
+        updated = {k: v for k, v in billing.items() if k not in ("links", "attributes", "id")}
+        if address is not None:
+            updated["defaultAddress"] = {**customer.billing.get("defaultAddress", {}), **address}
+        customer.billing = {**customer.billing, **updated}
+        name = changes.get("companyName") or billing.get("companyName")
+        if name:
+            customer.company_name = str(name)
+            customer.billing["companyName"] = str(name)
+        if "organizationRegistrationNumber" in changes:
+            number = changes["organizationRegistrationNumber"]
+            customer.registration_number = str(number) if number else None
+        after = render.customer(customer)
+        if after != before:
+            self._audit(
+                now,
+                customer,
+                "customer",
+                "update_customer_billing_profile",
+                customer.id,
+                after["billingProfile"],
+                before["billingProfile"],
+            )
+        if "associatedPartnerId" in changes and not changes["associatedPartnerId"]:
+            if customer.associated_partner_id:
+                self._audit(
+                    now,
+                    customer,
+                    "partner_customer_relationship",
+                    "remove_partner_customer_relationship",
+                    customer.id,
+                    None,
+                    {"associatedPartnerId": customer.associated_partner_id},
+                )
+            customer.associated_partner_id = None
+        self.touch()
+        return customer
+
+    def _customer_from_body(
+        self, body: dict[str, Any], now: datetime, *, ready_at: datetime
+    ) -> Customer:
         billing = body.get("billingProfile")
         company = body.get("companyProfile")
         missing = []
@@ -393,11 +490,9 @@ class SimState:
             billing={k: v for k, v in billing.items() if k not in ("links", "attributes", "id")},
             associated_partner_id=body.get("associatedPartnerId") or None,
             created=now,
-            ready_at=now + timedelta(seconds=self.config.customer_provisioning_seconds),
+            ready_at=ready_at,
             admin_password=secrets.token_urlsafe(12),
         )
-        self._add_customer(customer)
-        self._audit(now, customer, "customer", "add_customer", customer.id, {"domain": domain})
         return customer
 
     def _add_customer(self, customer: Customer) -> None:
@@ -412,7 +507,17 @@ class SimState:
         customer = self.customer(customer_id)
         if status not in ("approved", "underReview", "rejected"):
             raise bad_request("status must be approved, underReview or rejected.")
+        before = dict(customer.qualifications)
         customer.qualifications[segment.lower()] = status
+        self._audit(
+            self.clock.now(),
+            customer,
+            "customer",
+            "update_customer_qualification",
+            customer.id,
+            {"qualifications": render.qualifications(customer)},
+            {"qualifications": before},
+        )
         self.touch()
         return customer
 
@@ -646,7 +751,18 @@ class SimState:
                 )
             )
         self._add_order(order)
-        self._audit(now, customer, "order", "create_order", order.id, {"lines": len(order.lines)})
+        self._audit(
+            now,
+            customer,
+            "order",
+            "create_order",
+            order.id,
+            {
+                "id": order.id,
+                "lines": len(order.lines),
+                "subscriptionIds": [line.subscription_id for line in order.lines],
+            },
+        )
         return order
 
     def _new_subscription(
@@ -944,6 +1060,7 @@ class SimState:
         """Convert a trial or upgrade a subscription, immediately or at the end of its term."""
         customer = self.customer(customer_id, ready=True)
         source = self.subscription(customer_id, subscription_id)
+        source_was_trial, before = source.is_trial, _audit_view(source)
         eligibility_type = str(body.get("eligibilityType") or "immediate").lower()
         if eligibility_type not in ("immediate", "scheduled"):
             raise bad_request("eligibilityType must be immediate or scheduled.")
@@ -1040,9 +1157,10 @@ class SimState:
             now,
             customer,
             "subscription",
-            "transition_subscription",
+            "convert_trial_subscription" if source_was_trial else "upgrade_subscription",
             source.id,
             render.transition(record),
+            before,
         )
         self.touch()
         return record
@@ -1219,12 +1337,10 @@ class SimState:
 
     def _step(self, sub: Subscription, at: datetime) -> None:
         renewal = renewal_moment(sub)
-        customer = self.customers.get(sub.customer_id)
         if sub.status == "active" and sub.auto_renew and renewal is not None:
+            # Microsoft renews (and expires) on its own: no partner operation, no audit record.
+            # The sync finds both by the dates (REFERENCE.md, audit records).
             self._renew(sub, renewal, at)
-            self._audit(
-                at, customer, "subscription", "renew_subscription", sub.id, _audit_view(sub)
-            )
         elif sub.status == "active" and renewal is not None:
             sub.status, sub.lifecycle_since = "expired", renewal
         elif sub.status == "suspended" and renewal is not None:
@@ -1303,9 +1419,14 @@ class SimState:
             )
         )
 
-    def audit_between(self, start: datetime, end: datetime) -> list[AuditRecord]:
-        """Audit records in [start, end), oldest first."""
-        return [a for a in self.audit if start <= a.date < end]
+    def audit_between(
+        self, start: datetime, end: datetime, spec: dict[str, Any] | None = None
+    ) -> list[AuditRecord]:
+        """Audit records in [start, end), newest first (as Partner Center lists them), filtered
+        by `{"Field": CustomerId|ResourceType|CompanyName, "Value", "Operator"}`."""
+        found = [a for a in self.audit if start <= a.date < end and _audit_matches(a, spec)]
+        found.reverse()
+        return found
 
     # ----------------------------------------------------------------- seeding
 
@@ -1557,6 +1678,18 @@ def _parse_line(item: Any, counter: Iterator[int], *, allow_addons: bool) -> dic
         raise bad_request("addonItems must be a list.")
     line["addonItems"] = [_parse_line(a, counter, allow_addons=False) for a in addons]
     return line
+
+
+def _audit_matches(record: AuditRecord, spec: dict[str, Any] | None) -> bool:
+    if not spec:
+        return True
+    field_name = str(spec["Field"]).lower()
+    value = str(spec.get("Value") or "").lower()
+    if field_name == "customerid":
+        return (record.customer_id or "").lower() == value
+    if field_name == "resourcetype":
+        return record.resource_type.replace("_", "").lower() == value.replace("_", "")
+    return value in (record.customer_name or "").lower()
 
 
 def _audit_view(sub: Subscription) -> dict[str, Any]:

@@ -424,7 +424,7 @@ OPERATIONS: list[tuple[str, Operation, int, bool]] = [
     ("list add-ons", lambda http, pc, w: http.get(f"{w.subscription_url}/addons"), 200, False),
     (
         "audit records",
-        lambda http, pc, w: http.get("/v1/auditrecords", params={"startDate": "2000-01-01"}),
+        lambda http, pc, w: http.get("/v1/auditrecords"),
         200,
         False,
     ),
@@ -982,7 +982,7 @@ def test_azure_utilization_is_deterministic_and_paged(
 def test_audit_records_list_what_changed(pc: httpx.Client) -> None:
     customer = new_customer(pc)
     buy(pc, customer["id"], [line(catalog_item(pc, "Microsoft Defender for Business"), 2)])
-    records = pc.get("/v1/auditrecords", params={"startDate": "2000-01-01"}).json()["items"]
+    records = pc.get("/v1/auditrecords").json()["items"]
     operations = {r["operationType"] for r in records if r["customerId"] == customer["id"]}
     assert {"add_customer", "create_order"} <= operations
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -95,7 +95,8 @@ class Bought:
         with self.stack.sim.client() as client:
             reply = client.get(
                 "/v1/auditrecords",
-                params={"startDate": "2000-01-01T00:00:00Z", "endDate": "2100-01-01T00:00:00Z"},
+                # Partner Center keeps 90 days (an older start is a 400); 30 by default.
+                params={"startDate": _days_before(self.stack.sim.now(), 89)},
                 headers={"Authorization": f"Bearer {self.stack.sim.token(app_user=True)}"},
             )
         reply.raise_for_status()
@@ -105,6 +106,11 @@ class Bought:
             if a["operationType"].lower() == "update_subscription"
             and {"key": "ResourceId", "value": self.id.lower()} in a["customizedData"]
         )
+
+
+def _days_before(now: str, days: int) -> str:
+    moment = datetime.fromisoformat(now.replace("Z", "+00:00")) - timedelta(days=days)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _buy(stack: Stack, title: str = E3, quantity: int = 3, *, trial: bool = False) -> Bought:

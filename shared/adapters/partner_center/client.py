@@ -20,7 +20,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel
 
-from shared.adapters.partner_center import catalog, customers
+from shared.adapters.partner_center import audit, catalog, customers
 from shared.adapters.partner_center import orders as mapping
 from shared.adapters.partner_center import subscriptions as subs
 from shared.adapters.partner_center.price_sheet import parse_price_sheet
@@ -37,6 +37,7 @@ from shared.adapters.partner_center.wire import (
     Cart,
     CartCheckoutResult,
     Customer,
+    CustomerQualification,
     Order,
     OrderLineItemProvisioningStatus,
     PriceSheetRow,
@@ -141,6 +142,7 @@ class Operation(Enum):
     LIST_ADDONS = ("GET …/subscriptions/{s}/addons", False)
     LIST_AZURE_UTILIZATION = ("GET …/subscriptions/{s}/utilizations/azure", False)
     LIST_AUDIT_RECORDS = ("GET /v1/auditrecords", False)
+    GET_CUSTOMER_QUALIFICATIONS = ("GET /v1/customers/{c}/qualifications", False)
 
     def __init__(self, route: str, app_user_only: bool) -> None:
         self.route = route
@@ -609,12 +611,29 @@ class PartnerCenterClient:
         return subs.transition_outcome(found[-1])
 
     def audit_events(self, since: datetime, until: datetime) -> Iterator[AuditEvent]:
-        """Partner Center's audit records of [since, until) (not yet read: see the sync)."""
-        raise NotImplementedError("audit records are not read yet")
+        """Partner Center's audit records of [since, until), oldest first, one day per query
+        (every page of it); a start older than the 90 days Partner Center keeps is moved up."""
+        start = audit.readable_start(since, until)
+        for window_start, window_end in audit.day_windows(start, until):
+            events = [
+                event
+                for record in self.list_audit_records(window_start, window_end)
+                if (event := audit.audit_event(record)) is not None
+                # Partner Center may read the bounds as dates: keep the window exact.
+                and window_start <= event.at < window_end
+            ]
+            events.sort(key=lambda e: (e.at, e.id))
+            yield from events
 
     def customer_qualification(self, customer_tenant: str, segment: str) -> Qualification:
-        """Microsoft's verification of the customer for `segment` (not yet read)."""
-        raise NotImplementedError("qualifications are not read yet")
+        """Microsoft's verification of the customer for `segment` (education, government,
+        nonprofit): None when it never asked, else Pending, Approved or Rejected."""
+        response = self._call(
+            Operation.GET_CUSTOMER_QUALIFICATIONS,
+            "GET",
+            f"/v1/customers/{_seg(customer_tenant)}/qualifications",
+        )
+        return customers.qualification(_parse_list(CustomerQualification, response), segment)
 
     def _subscription_path(self, customer_tenant: str, subscription_id: str) -> str:
         return f"/v1/customers/{_seg(customer_tenant)}/subscriptions/{_seg(subscription_id)}"
@@ -967,6 +986,23 @@ def _parse(model: type[M], response: httpx.Response) -> M:
         return model.model_validate_json(response.content)
     except ValueError as exc:
         # A 2xx whose body is not what the contract says: an upstream bug, not transient.
+        raise UpstreamRejected(
+            f"Partner Center {response.request.method} {response.request.url.path}: "
+            f"unexpected response ({type(exc).__name__})",
+            code="invalid_response",
+            status=response.status_code,
+        ) from exc
+
+
+def _parse_list(model: type[M], response: httpx.Response) -> list[M]:
+    """A bare JSON array of `model` (or, tolerated, a collection of them)."""
+    try:
+        data = json.loads(response.content.decode("utf-8-sig") or "null")
+        items = data.get("items") if isinstance(data, dict) else data
+        if not isinstance(items, list):
+            raise ValueError("not a list")
+        return [model.model_validate(item) for item in items]
+    except ValueError as exc:
         raise UpstreamRejected(
             f"Partner Center {response.request.method} {response.request.url.path}: "
             f"unexpected response ({type(exc).__name__})",

@@ -14,6 +14,7 @@ from shared.domain.customers import Address as OurAddress
 from shared.domain.customers import (
     AdminSignIn,
     CreatedTenant,
+    Qualification,
     Tenant,
     TenantRequest,
 )
@@ -96,3 +97,32 @@ def _sign_in(created: pc.Customer, domain: str) -> AdminSignIn | None:
     if "@" not in user:
         user = f"{user}@{domain}"
     return AdminSignIn(user, str(raw["password"]))
+
+
+# Partner Center's qualification names for our segments (the qualifications page lists
+# "Education", "GovernmentCommunityCloud", "StateOwnedEntity"; nonprofit offers use "Nonprofit").
+_QUALIFICATION_NAMES = {
+    "education": ("education",),
+    "government": ("governmentcommunitycloud", "government"),
+    "nonprofit": ("nonprofit",),
+}
+_VETTING = {
+    "approved": Qualification.APPROVED,
+    "inreview": Qualification.PENDING,
+    "underreview": Qualification.PENDING,
+    "pending": Qualification.PENDING,
+    "denied": Qualification.REJECTED,
+    "rejected": Qualification.REJECTED,
+}
+
+
+def qualification(entries: list[pc.CustomerQualification], segment: str) -> Qualification:
+    """Microsoft's verdict for `segment` from the customer's qualifications: None when the list
+    has no entry for it; an entry without a vetting status counts as Approved (the page's
+    StateOwnedEntity samples carry none), an unknown status as Pending (it can't transact yet)."""
+    names = _QUALIFICATION_NAMES.get(segment.lower(), (segment.lower(),))
+    found = [e for e in entries if (e.qualification or "").replace(" ", "").lower() in names]
+    if not found:
+        return Qualification.NONE
+    status = (found[-1].vetting_status or "approved").replace(" ", "").replace("_", "").lower()
+    return _VETTING.get(status, Qualification.PENDING)

@@ -603,6 +603,15 @@ class AuditRecord(PartnerCenterModel):
     original_correlation_id: str | None = None
 
 
+class CustomerQualification(PartnerCenterModel):
+    """One entry of `GET /v1/customers/{id}/qualifications` (a bare JSON array of these)."""
+
+    qualification: str | None = None
+    vetting_status: str | None = None
+    vetting_reason: str | None = None
+    vetting_created_date: UtcDatetime | None = None
+
+
 def iso_date(value: date | datetime) -> str:
     """A date or datetime as Partner Center's query strings expect it (UTC, `Z`)."""
     if isinstance(value, datetime):
