@@ -431,7 +431,10 @@ def audit_record(a: AuditRecord, partner_id: str) -> dict[str, Any]:
         "resourceOldValue": json.dumps(a.old_value) if a.old_value is not None else None,
         "operationType": a.operation_type,
         "operationStatus": "succeeded",
-        "operationDate": iso(a.date),
+        # Fractions of a second, as Partner Center sends them: records seconds apart must sort.
+        "operationDate": a.date.astimezone(UTC)
+        .isoformat(timespec="microseconds")
+        .replace("+00:00", "Z"),
         "applicationId": "",
         "customizedData": [
             {"key": "ResourceId", "value": a.resource_id},

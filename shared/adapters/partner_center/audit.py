@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 RETENTION = timedelta(days=90)
 _RETENTION_MARGIN = timedelta(hours=1)
 WINDOW = timedelta(days=1)
+PAGE_SIZE = 500
 
 # customizedData keys that name the resource, most specific first.
 _RESOURCE_KEYS = ("subscriptionid", "orderid", "resourceid", "subscriptionid-0")

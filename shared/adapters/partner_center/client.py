@@ -617,12 +617,16 @@ class PartnerCenterClient:
         for window_start, window_end in audit.day_windows(start, until):
             events = [
                 event
-                for record in self.list_audit_records(window_start, window_end)
+                for record in self.list_audit_records(
+                    window_start, window_end, page_size=audit.PAGE_SIZE
+                )
                 if (event := audit.audit_event(record)) is not None
                 # Partner Center may read the bounds as dates: keep the window exact.
                 and window_start <= event.at < window_end
             ]
-            events.sort(key=lambda e: (e.at, e.id))
+            # Pages list the newest first: reversed, a stable sort keeps equal times in order.
+            events.reverse()
+            events.sort(key=lambda e: e.at)
             yield from events
 
     def customer_qualification(self, customer_tenant: str, segment: str) -> Qualification:
