@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shared.adapters.partner_center.audit import readable_start
 from shared.adapters.partner_center.subscriptions import our_status
 from shared.domain.catalog import MicrosoftSegment, Product
-from shared.domain.customers import Customer
+from shared.domain.customers import Customer, Qualification, Tenant
 from shared.domain.errors import (
     ConcurrencyConflict,
     FieldError,
@@ -44,6 +45,7 @@ from shared.domain.subscriptions import (
     TransitionOutcome,
     TransitionRequest,
 )
+from shared.domain.sync import AuditEvent
 from shared.services.orders import OrderBook, OrderPolicy
 from tests.fakes import InMemoryRepository
 
@@ -75,7 +77,11 @@ class FakeOrderPartnerCenter:
     Ordering: a repeated MS-RequestId repeats the first answer; a second checkout of a cart
     under a new id is refused (800065); orders provision after `provisioning_polls` status
     reads; `seat_caps` refuses a group (10015) whose quantity is above the seats left.
-    Subscriptions: see the section below; the rest of the port goes to `fallback`."""
+    Subscriptions: see the section below; the rest of the port goes to `fallback`.
+    Audit: every write Partner Center audits is kept as an `AuditEvent` (`audit`), as the
+    simulator writes its records: add_customer, create_order, update_subscription,
+    upgrade_subscription / convert_trial_subscription, update_customer_qualification; renewals
+    and expiry leave none."""
 
     provisioning_polls: int = 0
     seat_caps: dict[str, int] = field(default_factory=dict)
@@ -123,6 +129,9 @@ class FakeOrderPartnerCenter:
         default_factory=dict
     )
     _versions: dict[str, int] = field(default_factory=dict)
+    audit: list[AuditEvent] = field(default_factory=list)
+    qualifications: dict[tuple[str, str], Qualification] = field(default_factory=dict)
+    tenant_of: dict[str, str] = field(default_factory=dict)  # subscription id → its tenant
 
     def __getattr__(self, name: str) -> Any:
         if self.fallback is None:
@@ -181,34 +190,7 @@ class FakeOrderPartnerCenter:
                     )
                 )
                 continue
-            order_id = str(uuid.uuid4())
-            now = self.clock.now() if self.clock is not None else datetime.now(UTC)
-            order_lines = []
-            for n, line in enumerate(lines):
-                sid = str(uuid.uuid4())
-                self._store(
-                    SubscriptionFacts(
-                        id=sid,
-                        catalog_item_id=line.catalog_item_id,
-                        name=line.friendly_name or line.catalog_item_id,
-                        quantity=line.quantity,
-                        term_duration=line.term_duration,
-                        billing_cycle=line.billing_cycle,
-                        status="Active",
-                        start_date=now,
-                        commitment_end_date=now + timedelta(days=365),
-                        cancellation_allowed_until=now + timedelta(days=7),
-                        refundable=(RefundableSeats(line.quantity, now + timedelta(days=7)),),
-                        auto_renew=True,
-                        is_trial=False,
-                        order_id=order_id,
-                        parent_subscription_id=None,
-                    )
-                )
-                order_lines.append(PlacedOrderLine(n, line.catalog_item_id, line.quantity, sid))
-            order = PlacedOrder(order_id, now, tuple(order_lines))
-            self.orders[order_id] = (customer_tenant, order)
-            placed.append(order)
+            placed.append(self._new_order(customer_tenant, lines))
         cart.ordered = True
         if self.late_subscription_ids:
             placed = [
@@ -225,6 +207,110 @@ class FakeOrderPartnerCenter:
         result = CheckoutResult(tuple(placed), tuple(errors))
         self.replies[key] = result
         return result
+
+    def _new_order(self, customer_tenant: str, lines: Sequence[CartLineRequest]) -> PlacedOrder:
+        """An order with a new subscription per line, and its create_order audit event."""
+        order_id = str(uuid.uuid4())
+        now = self._now()
+        order_lines = []
+        for n, line in enumerate(lines):
+            sid = str(uuid.uuid4())
+            self.tenant_of[sid] = customer_tenant
+            self._store(
+                SubscriptionFacts(
+                    id=sid,
+                    catalog_item_id=line.catalog_item_id,
+                    name=line.friendly_name or line.catalog_item_id,
+                    quantity=line.quantity,
+                    term_duration=line.term_duration,
+                    billing_cycle=line.billing_cycle,
+                    status="Active",
+                    start_date=now,
+                    commitment_end_date=now + timedelta(days=365),
+                    cancellation_allowed_until=now + timedelta(days=7),
+                    refundable=(RefundableSeats(line.quantity, now + timedelta(days=7)),),
+                    auto_renew=True,
+                    is_trial=False,
+                    order_id=order_id,
+                    parent_subscription_id=None,
+                )
+            )
+            order_lines.append(PlacedOrderLine(n, line.catalog_item_id, line.quantity, sid))
+        order = PlacedOrder(order_id, now, tuple(order_lines))
+        self.orders[order_id] = (customer_tenant, order)
+        self._audit(customer_tenant, "order", "create_order", order_id)
+        return order
+
+    # --- audit records, qualifications, and what happens outside the platform ----------------
+
+    def _audit(self, tenant: str | None, resource_type: str, operation: str, resource: str) -> None:
+        self.audit.append(
+            AuditEvent(
+                id=str(uuid.uuid4()),
+                at=self._now(),
+                customer_tenant_id=tenant.lower() if tenant else None,
+                resource_type=resource_type,
+                operation=operation,
+                resource_id=resource.lower(),
+            )
+        )
+
+    def audit_events(self, since: datetime, until: datetime) -> Iterator[AuditEvent]:
+        """The audit events of [since, until), oldest first; like the client, a start older
+        than the 90 days Partner Center keeps is moved up (events before it are gone)."""
+        self._call("audit_events")
+        start = readable_start(since, until)
+        found = [e for e in self.audit if start <= e.at < until]
+        return iter(sorted(found, key=lambda e: e.at))
+
+    def customer_qualification(self, customer_tenant: str, segment: str) -> Qualification:
+        """None until `set_qualification`; NotFound for a tenant the customer fake doesn't hold."""
+        self._call("customer_qualification")
+        tenants = getattr(self.fallback, "tenants", None)
+        if isinstance(tenants, dict) and customer_tenant not in tenants:
+            raise NotFound(f"customer {customer_tenant}")
+        return self.qualifications.get((customer_tenant, segment.lower()), Qualification.NONE)
+
+    def set_qualification(self, customer_tenant: str, segment: str, status: Qualification) -> None:
+        """Microsoft's vetting moved on (an update_customer_qualification record)."""
+        self.qualifications[(customer_tenant, segment.lower())] = status
+        self._audit(customer_tenant, "customer", "update_customer_qualification", customer_tenant)
+
+    def accept_reseller(
+        self, reseller_tenant_id: str, domain: str, company_name: str | None = None, **fields: Any
+    ) -> Tenant:
+        """A tenant that existed before accepts the reseller: the customer fake (`fallback`)
+        lists it, with an add_customer audit event."""
+        tenant: Tenant = self.fallback.add_tenant(
+            reseller_tenant_id, domain, company_name, **fields
+        )
+        self._audit(tenant.id, "customer", "add_customer", tenant.id)
+        return tenant
+
+    def place_order_outside(
+        self,
+        customer_tenant: str,
+        catalog_item_id: str,
+        quantity: int = 1,
+        term_duration: str = "P1Y",
+        billing_cycle: str = "monthly",
+        reseller_mpn_id: str = "",
+    ) -> PlacedOrder:
+        """An order placed in Partner Center's own UI: its subscription and audit event."""
+        line = CartLineRequest(
+            catalog_item_id=catalog_item_id,
+            quantity=quantity,
+            term_duration=term_duration,
+            billing_cycle=billing_cycle,
+            reseller_mpn_id=reseller_mpn_id,
+        )
+        return self._new_order(customer_tenant, [line])
+
+    def expire(self, subscription_id: str) -> SubscriptionFacts:
+        """Microsoft ended the term without renewal (auto-renew off): Expired, no audit event."""
+        current = self.subscriptions[subscription_id]
+        self._store(replace(current, status="Expired", auto_renew=False, next_term=None))
+        return self._facts(subscription_id)
 
     def placed_orders(self, customer_tenant: str) -> list[PlacedOrder]:
         """Every order of a tenant."""
@@ -255,7 +341,12 @@ class FakeOrderPartnerCenter:
     def subscription_facts(self, customer_tenant: str) -> list[SubscriptionFacts]:
         """Every subscription placed (one tenant per test is enough)."""
         self._call("subscription_facts")
-        return [self._facts(sid) for sid in self.subscriptions]
+        # A subscription put in place without a tenant belongs to whichever tenant is asked.
+        return [
+            self._facts(sid)
+            for sid in self.subscriptions
+            if self.tenant_of.get(sid, customer_tenant) == customer_tenant
+        ]
 
     # --- subscriptions in our words ---------------------------------------------------------
     # Like the simulator behind the real adapter: statuses in our words (`deleted` →
@@ -283,8 +374,12 @@ class FakeOrderPartnerCenter:
         self._versions[facts.id] = self._versions.get(facts.id, 1 if known else 0) + 1
         self.subscriptions[facts.id] = replace(facts, status=our_status(facts.status), etag=None)
 
-    def add_subscription(self, facts: SubscriptionFacts) -> SubscriptionFacts:
-        """Put a subscription in place (as if bought earlier)."""
+    def add_subscription(
+        self, facts: SubscriptionFacts, *, tenant: str | None = None
+    ) -> SubscriptionFacts:
+        """Put a subscription in place (as if bought earlier; no audit event)."""
+        if tenant is not None:
+            self.tenant_of[facts.id] = tenant
         self._store(facts)
         return self._facts(facts.id)
 
@@ -415,6 +510,8 @@ class FakeOrderPartnerCenter:
 
     def _apply(self, subscription_id: str, change: SubscriptionChange) -> SubscriptionFacts:
         current = self._facts(subscription_id)
+        tenant = self.tenant_of.get(subscription_id)
+        self._audit(tenant, "subscription", "update_subscription", subscription_id)
         now = self._now()
         wanted = _wanted(current, change)
         refundable = list(current.refundable)
@@ -635,6 +732,11 @@ class FakeOrderPartnerCenter:
         source = self._facts(subscription_id)
         now = self._now()
         new_id = str(uuid.uuid4())
+        tenant = self.tenant_of.get(subscription_id)
+        if tenant is not None:
+            self.tenant_of[new_id] = tenant
+        operation = "convert_trial_subscription" if source.is_trial else "upgrade_subscription"
+        self._audit(tenant, "subscription", operation, subscription_id)
         window = now + timedelta(hours=168)
         self._store(
             replace(

@@ -1102,7 +1102,8 @@ class Simulator:
         """An order placed in Partner Center's UI: {catalogItemId, quantity, termDuration,
         billingCycle} or {"lineItems": [...]} → 201 with the order (and an audit record)."""
         data = await _control_json(request)
-        lines = data.get("lineItems") if isinstance(data.get("lineItems"), list) else [data]
+        items = data.get("lineItems")
+        lines: list[dict[str, Any]] = items if isinstance(items, list) else [data]
         with self.state.session() as now:
             try:
                 order = self.state.place_direct_order(
