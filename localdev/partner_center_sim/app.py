@@ -310,7 +310,15 @@ class Simulator:
             Route("/{tenant}/discovery/v2.0/keys", self.jwks),
             Route("/{tenant}/oauth2/v2.0/token", self.token, methods=["POST"]),
             Route("/{tenant}/oauth2/token", self.token, methods=["POST"]),
-            # Partner Center REST.
+            # Partner Center REST. The sync's reads first: routes are tried in order, and these
+            # are most of the traffic (20,000 per 10,000 customers); no other route matches them.
+            Route(f"{cust}/subscriptions", api(self.list_subscriptions), methods=["GET"]),
+            Route(
+                f"{cust}/subscribedskus",
+                api(self.subscribed_skus, app_user=always_app_user),
+                methods=["GET"],
+            ),
+            Route(sub, api(self.get_subscription), methods=["GET"]),
             Route(
                 f"{v1}/customers",
                 api(self.list_customers, app_user=with_indirect_reseller_filter),
@@ -366,8 +374,6 @@ class Simulator:
                 api(self.order_provisioning, app_user=always_app_user),
                 methods=["GET"],
             ),
-            Route(f"{cust}/subscriptions", api(self.list_subscriptions), methods=["GET"]),
-            Route(sub, api(self.get_subscription), methods=["GET"]),
             Route(sub, api(self.patch_subscription), methods=["PATCH"]),
             Route(f"{sub}/operations/{{operation_id}}", api(self.get_operation), methods=["GET"]),
             Route(f"{sub}/addons", api(self.list_addons), methods=["GET"]),
@@ -379,11 +385,6 @@ class Simulator:
             Route(f"{sub}/transitions", api(self.list_transitions), methods=["GET"]),
             Route(f"{sub}/transitions", api(self.create_transition), methods=["POST"]),
             Route(f"{sub}/utilizations/azure", api(self.azure_utilizations), methods=["GET"]),
-            Route(
-                f"{cust}/subscribedskus",
-                api(self.subscribed_skus, app_user=always_app_user),
-                methods=["GET"],
-            ),
             Route(f"{v1}/auditrecords", api(self.audit_records), methods=["GET"]),
             # Control API (not part of Partner Center; no auth).
             Route("/_sim/health", self.sim_health),

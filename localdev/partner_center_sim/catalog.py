@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import functools
 import hashlib
 import io
 import uuid
@@ -78,6 +79,11 @@ class Availability:
         return Term(duration, billing_cycle) in self.terms
 
 
+@functools.lru_cache(maxsize=4096)
+def _product_sku_id(key: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"sim-sku:{key}"))
+
+
 @dataclass(slots=True)
 class Sku:
     """A SKU of a product with its limits and relations."""
@@ -106,7 +112,7 @@ class Sku:
     @property
     def product_sku_id(self) -> str:
         """A stable GUID standing in for the directory's SKU id (subscribed SKUs)."""
-        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"sim-sku:{self.key}"))
+        return _product_sku_id(self.key)
 
     @property
     def supported_billing_cycles(self) -> list[str]:
@@ -539,6 +545,7 @@ class Catalog:
         self.products: dict[str, Product] = {}
         self._by_slug: dict[str, Sku] = {}
         self._skus: dict[str, Sku] = {}
+        self._addon_bases: frozenset[str] | None = None
         self._items: dict[str, tuple[Product, Sku, Availability]] = {}
         specs = tuple(specs)
         for spec in specs:
@@ -644,6 +651,15 @@ class Catalog:
         """Every SKU in a stable order."""
         for product in self.products.values():
             yield from product.skus
+
+    def has_addons(self, base: Sku) -> bool:
+        """Whether any add-on lists `base` among its prerequisites (the catalog is fixed once
+        built, so the set is made on the first question: every subscription read asks it)."""
+        if self._addon_bases is None:
+            self._addon_bases = frozenset(
+                key for s in self.skus() if s.is_addon for key in s.prerequisite_keys
+            )
+        return base.key in self._addon_bases
 
     def list_products(self, target_view: str | None, segment: str | None) -> list[Product]:
         """Products in a view (OnlineServices, Azure, SoftwareSubscriptions) and segment."""

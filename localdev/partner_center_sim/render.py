@@ -294,7 +294,7 @@ def subscription(s: Subscription, catalog: Catalog, now: datetime) -> dict[str, 
         },
         "quantity": s.quantity,
         "unitType": sku_record.unit_type if sku_record else "Licenses",
-        "hasPurchasableAddons": bool(sku_record and _has_addons(catalog, sku_record)),
+        "hasPurchasableAddons": bool(sku_record and catalog.has_addons(sku_record)),
         "creationDate": iso(s.created),
         "effectiveStartDate": iso(s.effective_start),
         "commitmentEndDate": iso(s.commitment_end),
@@ -336,10 +336,6 @@ def subscription(s: Subscription, catalog: Catalog, now: datetime) -> dict[str, 
         },
         "attributes": {"etag": etag(s.id, s.version), "objectType": "Subscription"},
     }
-
-
-def _has_addons(catalog: Catalog, base: Sku) -> bool:
-    return any(base.key in s.prerequisite_keys and s.is_addon for s in catalog.skus())
 
 
 def subscribed_skus(subs: Sequence[Subscription], catalog: Catalog) -> dict[str, Any]:
