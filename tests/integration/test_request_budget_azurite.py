@@ -14,7 +14,7 @@ from localdev.azurite import Azurite
 from shared.adapters.tables.budget import BUDGET_TABLE, SharedRequestBudget, TableBucketStore
 from shared.adapters.tables.store import TableStore
 from shared.config import Settings
-from shared.domain.budget import BudgetPolicy
+from shared.domain.budget import BucketState, BudgetPolicy
 from tests.unit.test_request_budget import most_in_any_minute
 
 SPEED = 8.0
@@ -40,8 +40,8 @@ class CountingStore(TableBucketStore):
     writes = 0
     lock = threading.Lock()
 
-    def write(self, state: object, etag: str | None) -> bool:  # type: ignore[override]
-        done = super().write(state, etag)  # type: ignore[arg-type]
+    def write(self, state: BucketState, etag: str | None) -> bool:
+        done = super().write(state, etag)
         if done:
             with CountingStore.lock:
                 CountingStore.writes += 1
@@ -99,7 +99,9 @@ def test_two_workers_sharing_the_table_stay_under_the_limit_in_any_minute_and_pa
     assert all(t < throttled_at + policy.lease_seconds + 0.5 for t in during)
     # A few writes per lease block, not one per request.
     assert CountingStore.writes <= len(everything) / policy.lease_size * 1.5 + 4
-    row = TableStore.from_settings(settings).table(BUDGET_TABLE).get_entity(
-        "partner-center", "partner-tenant"
+    row = (
+        TableStore.from_settings(settings)
+        .table(BUDGET_TABLE)
+        .get_entity("partner-center", "partner-tenant")
     )
     assert row["PausedUntil"] >= throttled_at + pause_for - 0.01

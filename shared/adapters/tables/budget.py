@@ -2,7 +2,8 @@
 
 The row (PartitionKey `partner-center`, RowKey the partner tenant id) holds the bucket of
 `shared/domain/budget.py`: `Tokens`, `UpdatedAt` and `PausedUntil`, times as epoch seconds of
-each instance's wall clock (the instances must agree on time; `monotonic` would not).
+each instance's wall clock: the instances must agree on time, so neither `monotonic` nor the
+simulated clock of local runs (Partner Center and its simulator throttle in real time).
 
 Writes are few: a worker takes a block of tokens (a lease) with one optimistic-concurrency
 replace (If-Match the ETag it read) and spends it locally; a lost race reads the row again. A
