@@ -207,7 +207,16 @@ class Container:
         """The Partner Center client (msal, pooled connections), built on first use."""
         from shared.adapters.partner_center import build_partner_center
 
-        return build_partner_center(self.settings)
+        s = self.settings
+        if s.partner_center_requests_per_minute <= 0:
+            return build_partner_center(s)
+        from shared.adapters.tables.budget import SharedRequestBudget
+
+        # One budget per process, shared by its threads; the row is shared by every instance.
+        budget = SharedRequestBudget.in_table(
+            self.store, s.partner_center_tenant_id, s.partner_center_requests_per_minute
+        )
+        return build_partner_center(s, budget=budget)
 
     @repository
     def products(self) -> TableRepository[Product]:

@@ -120,6 +120,11 @@ class Settings(BaseSettings):
     partner_center_backoff_cap_seconds: float = Field(
         30.0, alias="PARTNER_CENTER_BACKOFF_CAP_SECONDS", ge=0
     )
+    # The partner tenant's request budget, shared by every instance (Microsoft documents 500
+    # requests/minute for customers, orders and subscriptions); 0 turns pacing off.
+    partner_center_requests_per_minute: int = Field(
+        500, alias="PARTNER_CENTER_REQUESTS_PER_MINUTE", ge=0
+    )
     partner_center_poll_interval_seconds: float = Field(
         5.0, alias="PARTNER_CENTER_POLL_INTERVAL_SECONDS", ge=0
     )

@@ -357,3 +357,15 @@ class CustomerDirectory(Protocol):
     def segment_of(self, reseller: str, customer_id: str) -> str:
         """The segment id the customer buys in; NotFound if the reseller has no such customer."""
         ...
+
+
+class RequestBudget(Protocol):
+    """The Partner Center requests every instance shares (one partner tenant's rate limit)."""
+
+    def acquire(self) -> float:
+        """Wait for a request's token; the seconds waited (UpstreamUnavailable if too long)."""
+        ...
+
+    def throttled(self, retry_after: float) -> None:
+        """Partner Center answered 429: every instance pauses for `retry_after` seconds."""
+        ...

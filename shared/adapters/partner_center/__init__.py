@@ -13,7 +13,7 @@ from shared.adapters.partner_center.transport import PartnerCenterTransport, Ret
 
 if TYPE_CHECKING:
     from shared.config import Settings
-    from shared.ports import PartnerCenter
+    from shared.ports import PartnerCenter, RequestBudget
 
     def _implements_port(client: PartnerCenterClient) -> PartnerCenter:
         # mypy proves here that the client satisfies the services' protocol.
@@ -36,8 +36,13 @@ def build_partner_center(
     *,
     tokens: TokenProvider | None = None,
     http: httpx.Client | None = None,
+    budget: RequestBudget | None = None,
 ) -> PartnerCenterClient:
-    """The process's Partner Center client from the settings (call once; it pools connections)."""
+    """The process's Partner Center client from the settings (call once; it pools connections).
+
+    `budget`: the request budget every attempt takes a token from (bootstrap passes the shared
+    one when PARTNER_CENTER_REQUESTS_PER_MINUTE > 0); without it calls are not paced.
+    """
     ca_path = settings.partner_center_ca_cert_path
     if tokens is None:
         secret = settings.partner_center_client_secret
@@ -81,6 +86,7 @@ def build_partner_center(
             backoff_base_seconds=settings.partner_center_backoff_base_seconds,
             backoff_cap_seconds=settings.partner_center_backoff_cap_seconds,
         ),
+        budget=budget,
     )
     return PartnerCenterClient(
         transport,

@@ -4,6 +4,12 @@ Idempotency: `MS-RequestId` is chosen once per logical call and sent unchanged o
 it, which is how Partner Center recognises a repeated create after a timeout. A caller that must
 survive a process restart (a queue handler) passes its own request id, stored with its record.
 `MS-CorrelationId` is also fixed per logical call, so Microsoft support can group the attempts.
+
+Rate limits: with a `budget` (the partner tenant's requests shared by every instance, see
+`shared/adapters/tables/budget.py`), each attempt, retries included, first takes a token from
+it, and a 429 pauses the budget for its Retry-After so every worker waits, not only the one that
+was refused; this call still sleeps Retry-After itself before its retry. The current call meter
+(`metering.metered()`) counts attempts sent, 429s, and the seconds waited for either.
 """
 
 from __future__ import annotations
@@ -17,10 +23,11 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
+from shared.adapters.partner_center import metering
 from shared.adapters.partner_center.auth import PartnerCenterSignInFailed, TokenProvider
 from shared.domain.errors import (
     ConcurrencyConflict,
@@ -29,6 +36,9 @@ from shared.domain.errors import (
     UpstreamRejected,
     UpstreamUnavailable,
 )
+
+if TYPE_CHECKING:
+    from shared.ports import RequestBudget
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +81,7 @@ class _TokenRefused:
 class _Transient:
     reason: str
     retry_after: float | None = None
+    throttled: bool = False  # a 429: the partner's rate limit, shared by every instance
 
 
 def new_request_id() -> str:
@@ -92,6 +103,7 @@ class PartnerCenterTransport:
         clock: Callable[[], float] = time.monotonic,
         jitter: Callable[[], float] = random.random,
         new_id: Callable[[], str] = new_request_id,
+        budget: RequestBudget | None = None,
     ) -> None:
         self.http = http
         self._tokens = tokens
@@ -101,6 +113,7 @@ class PartnerCenterTransport:
         self.clock = clock
         self._jitter = jitter
         self.new_id = new_id
+        self.budget = budget
 
     def call(
         self,
@@ -157,6 +170,9 @@ class PartnerCenterTransport:
         refused_tokens = 0
         while True:
             attempt += 1
+            if self.budget is not None:
+                # Every attempt, retries included: Partner Center counts them all.
+                metering.count(waited_seconds=self.budget.acquire())
             outcome = self._attempt(
                 method,
                 url,
@@ -186,6 +202,12 @@ class PartnerCenterTransport:
                 # Partner Center counts immediate retries against the limit: never come back
                 # sooner than it asked, and keep growing if throttling persists.
                 delay = max(delay, outcome.retry_after)
+            if outcome.throttled:
+                metering.count(throttled=1)
+                if self.budget is not None:
+                    # Slow every worker down, not just this call: they share the limit.
+                    pause = outcome.retry_after if outcome.retry_after is not None else delay
+                    self.budget.throttled(pause)
             elapsed = self.clock() - started
             if (
                 attempt >= self.retry.max_attempts
@@ -205,6 +227,8 @@ class PartnerCenterTransport:
                 delay,
                 request_id,
             )
+            if outcome.throttled:
+                metering.count(waited_seconds=delay)
             self.sleep(delay)
 
     def _attempt(
@@ -247,6 +271,7 @@ class PartnerCenterTransport:
             content=content,
             headers=request_headers,
         )
+        metering.count(calls=1)
         try:
             response = self.http.send(request, stream=True)
         except httpx.TimeoutException as exc:
@@ -266,7 +291,9 @@ class PartnerCenterTransport:
                     f"Partner Center {method} {_path(url)} forbidden: {error_details(response)[1]}"
                 )
             if status in _RETRYABLE_STATUSES or status >= 500:
-                return _Transient(f"HTTP {status}", retry_after_seconds(response))
+                return _Transient(
+                    f"HTTP {status}", retry_after_seconds(response), throttled=status == 429
+                )
             error = error_from_response(response)
             if isinstance(error, UpstreamUnavailable):
                 return _Transient(error.detail, error.retry_after)
