@@ -94,10 +94,9 @@ def test_a_released_run_frees_the_reseller_for_the_next_and_keeps_its_figures(
     second, created = runs.start(c.sync_runs, c.clock, reseller, SyncTrigger.NIGHTLY)
     assert created and second.id != first.id
     assert second.kind.value == "Delta"
-    with pytest.raises(runs.SyncCoolingDown):
-        finished = second.model_copy()
-        finished.status, finished.finished_at = SyncStatus.FAILED, c.clock.now()
-        runs.release(c.sync_runs, finished)
+    second.status, second.finished_at = SyncStatus.FAILED, c.clock.now()
+    runs.release(c.sync_runs, second)
+    with pytest.raises(runs.SyncCoolingDown):  # Sync now is, after the run that just ended
         runs.start(c.sync_runs, c.clock, reseller, SyncTrigger.MANUAL)
     page = runs.list_runs(c.sync_runs, reseller, 10, None)
     assert [r.id for r in page.items] == [second.id, first.id]  # newest first
