@@ -203,6 +203,7 @@ var appSettings = {
   CATALOG_IMPORT_SCHEDULE: '0 30 2 * * *'
   CATALOG_MARKETS: 'CZ'
   DISTRIBUTOR_MARKUP_PERCENT: '0'
+  SYNC_NOW_COOLDOWN_MINUTES: '15'
 
   PARTNER_CENTER_API_BASE_URL: 'https://api.partnercenter.microsoft.com'
   PARTNER_CENTER_PRICE_SHEET_BASE_URL: 'https://api.partner.microsoft.com'

@@ -369,6 +369,13 @@ def _banner(
             "$API/resellers/demo/customers/$CUSTOMER/subscriptions/$SUB",
             "  # also: POST …/$SUB/convert (trial → paid), POST …/$SUB/upgrade, PUT/DELETE "
             "…/$SUB/next-term",
+            "",
+            "Sync now (the simulator holds tenants of demo the platform does not know yet, and one",
+            "of a reseller whose id begins with demo's): 202 and the run's Location; again while",
+            "it runs: the same run; soon after it ended: 409 saying when it is possible again",
+            '  curl -i -X POST -H "Authorization: Bearer $TOKEN" $API/resellers/demo/sync',
+            '  curl -H "Authorization: Bearer $TOKEN" $API/resellers/demo/sync/runs',
+            '  curl -i -H "Authorization: Bearer $TOKEN" $API/resellers/demo/sync/runs/$RUN',
         ]
     lines.append("")
     print("\n".join(lines), flush=True)

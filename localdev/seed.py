@@ -4,7 +4,9 @@ over Microsoft's cost and `demo` pins one customer price (Business Basic, annual
 customers of `demo` (one commercial, one education) with the customer user
 `it@customer.example`; the CZ catalog imported from Partner Center (the simulator) and a
 curated public catalog for each reseller; the first customer's orders: one Completed, one
-Draft, a Completed seat increase (a Change order) and a trial; a sent quote.
+Draft, a Completed seat increase (a Change order) and a trial; a sent quote; and, for Sync now,
+tenants that exist only in Partner Center (the simulator): three that accepted `demo`, one of a
+reseller whose tenant id begins with demo's (Partner Center's filter returns it; sync must not).
 Idempotent: a second run changes nothing.
 
     python -m localdev.seed
@@ -12,12 +14,15 @@ Idempotent: a second run changes nothing.
 
 from __future__ import annotations
 
+import ssl
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
+
+import httpx
 
 from localdev.partner_center_sim.catalog import TRIAL_SEATS
 from localdev.partner_center_sim.resellers import DEMO_RESELLERS
@@ -406,6 +411,57 @@ def seed_quotes(c: Container, customer: Customer) -> list[Quote]:
     return [sent]
 
 
+# Tenants only Partner Center knows, for Sync now to find: (partner id, how many). The second
+# partner id begins with demo's, as another reseller's may: Partner Center's `starts_with`
+# filter lists its tenant when asked for demo's, and sync must leave it out.
+SYNC_ONLY_TENANTS = 3
+PREFIX_PARTNER_ID = _DEMO.id + "7"
+
+
+def _simulator(settings: Settings) -> httpx.Client:
+    """A client of the simulator's control API (`/_sim/...`, no sign-in)."""
+    ca = settings.partner_center_ca_cert_path
+    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(ca)) if ca else True
+    return httpx.Client(
+        base_url=settings.partner_center_api_base_url.rstrip("/"), verify=verify, timeout=30
+    )
+
+
+def seed_sync_tenants(c: Container, reseller_slug: str = "demo") -> dict[str, list[str]]:
+    """Tenants in the simulator the platform does not know yet: SYNC_ONLY_TENANTS associated
+    with the reseller, with subscriptions, and one of PREFIX_PARTNER_ID. Only what is missing
+    is made: a tenant the platform created or imported itself does not count, one a sync found
+    does. Returns the new tenant ids by partner id."""
+    reseller = c.resellers.get(RESELLER_PARTITION, reseller_slug)
+    partner_id = reseller.require_tenant_id()
+    ours = {
+        (customer.tenant_id or "").lower()
+        for customer in c.customers.iterate(reseller.slug)
+        if customer.sync_run is None
+    }
+    made: dict[str, list[str]] = {}
+    with _simulator(c.settings) as sim:
+        for owner, wanted in ((partner_id, SYNC_ONLY_TENANTS), (PREFIX_PARTNER_ID, 1)):
+            listed = sim.get("/_sim/state/customers", params={"resellerId": owner})
+            listed.raise_for_status()
+            there = [t for t in listed.json()["items"] if t["id"].lower() not in ours]
+            missing = wanted - len(there)
+            if missing <= 0:
+                continue
+            created = sim.post(
+                "/_sim/seed",
+                json={
+                    "customers": missing,
+                    "resellerId": owner,
+                    "subscriptionsPerCustomer": 2,
+                    "seed": 14,
+                },
+            )
+            created.raise_for_status()
+            made[owner] = list(created.json()["customerIds"])
+    return made
+
+
 def _demo_tenant(partner_id: str, domain: str, name: str, ico: str) -> TenantRequest:
     return TenantRequest(
         domain=domain,
@@ -453,6 +509,9 @@ def main() -> int:
         print(f"seeded {what} of {first.name}: {order.status.value}")
     for quote in seed_quotes(c, first):
         print(f"seeded quote {quote.id} of {first.name}: {quote.status.value}")
+    for owner, tenants in seed_sync_tenants(c).items():
+        whose = "demo" if owner != PREFIX_PARTNER_ID else f"partner {owner} (prefix of demo's)"
+        print(f"seeded {len(tenants)} tenant(s) only Partner Center knows, of {whose}")
     return 0
 
 

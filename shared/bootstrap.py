@@ -33,6 +33,7 @@ from shared.domain.orders import Order, order_row_key
 from shared.domain.quotes import Quote, quote_row_key
 from shared.domain.ratelimit import RateWindow
 from shared.domain.subscriptions import Subscription
+from shared.domain.sync import SyncChunk, SyncRun, chunk_row_key, sync_row_key
 from shared.ports import (
     CatalogStore,
     Clock,
@@ -317,6 +318,21 @@ class Container:
     def quotes(self) -> TableRepository[Quote]:
         """Quotes, by reseller slug and inverted quote id (newest first, as orders)."""
         return self.table_repository("Quotes", Quote, lambda q: (q.reseller, quote_row_key(q.id)))
+
+    @repository
+    def sync_runs(self) -> TableRepository[SyncRun]:
+        """Sync runs, by reseller slug and inverted run id (newest first), with the claim of
+        the active run and the outbox of its customer phase."""
+        return self.table_repository(
+            "SyncRuns", SyncRun, lambda r: (r.reseller, sync_row_key(r.id)), outbox=True
+        )
+
+    @repository
+    def sync_chunks(self) -> TableRepository[SyncChunk]:
+        """Chunks of sync runs, by run id and chunk number, with their messages' outbox."""
+        return self.table_repository(
+            "SyncChunks", SyncChunk, lambda c: (c.run_id, chunk_row_key(c.number)), outbox=True
+        )
 
     @repository
     def rate_limits(self) -> TableRepository[RateWindow]:

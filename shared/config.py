@@ -166,6 +166,8 @@ class Settings(BaseSettings):
     # Tests only: the process exits right after this sub-step of provision-order is recorded
     # (cart, checkout, poll, subscriptions, completed), as if killed there. Refused in production.
     order_step_crash_after: str | None = Field(None, alias="ORDER_STEP_CRASH_AFTER")
+    # Sync now: refused (409) for this many minutes after a reseller's last sync finished.
+    sync_now_cooldown_minutes: int = Field(15, alias="SYNC_NOW_COOLDOWN_MINUTES", ge=0, le=1440)
     # Pricing: the distributor's mark-up over Microsoft's cost for resellers that have no own.
     distributor_markup_percent: Decimal = Field(
         Decimal(0), alias="DISTRIBUTOR_MARKUP_PERCENT", ge=0, le=1000, decimal_places=2

@@ -80,6 +80,8 @@ class Action(StrEnum):
     # Request a change (a Change order); customer admins where the reseller allows it.
     CHANGE_SUBSCRIPTIONS = "subscriptions.change"
     READ_OPERATIONS = "operations.read"  # poison queues, stuck records (distributor only)
+    # Start a sync of the reseller with Partner Center (Sync now) and read its runs.
+    SYNC = "sync.manage"
 
 
 _EVERYONE = frozenset(
@@ -104,7 +106,7 @@ ROLE_ACTIONS: Mapping[Role, frozenset[Action]] = {
     Role.ACCOUNT_MANAGER: _EVERYONE
     | _CATALOG_STAFF
     | {Action.READ_USERS, Action.MANAGE_USERS, Action.READ_SETTINGS, Action.MANAGE_SETTINGS}
-    | {Action.MANAGE_CUSTOMERS, Action.APPROVE_ORDERS}
+    | {Action.MANAGE_CUSTOMERS, Action.APPROVE_ORDERS, Action.SYNC}
     | _ORDER_STAFF,
     Role.SALES: _EVERYONE | _CATALOG_STAFF | {Action.MANAGE_CUSTOMERS} | _ORDER_STAFF,
     Role.READ_ONLY: _EVERYONE | {Action.READ_CATALOG_SETUP},
@@ -120,6 +122,10 @@ ROLE_ACTIONS: Mapping[Role, frozenset[Action]] = {
     },
     Role.CUSTOMER_READER: _EVERYONE,
 }
+
+# Actions on the reseller's own organisation that its customers' users are not to learn of: for
+# them the route is outside their world (404), as another reseller's things are.
+_ORGANISATION_ONLY = frozenset({Action.SYNC})
 
 
 @dataclass(frozen=True)
@@ -177,7 +183,7 @@ def _outside(principal: Principal, scope: Scope) -> bool:
 
 def decide(principal: Principal, scope: Scope, action: Action) -> None:
     """Allow, or raise NotFound (outside the caller's world) or Forbidden (role lacks it)."""
-    if _outside(principal, scope):
+    if _outside(principal, scope) or (principal.is_customer_user and action in _ORGANISATION_ONLY):
         raise NotFound("not found")
     if not may(principal, action):
         raise Forbidden(f"your role ({principal.role.value}) may not do this")

@@ -29,6 +29,7 @@ from tests.functions.world import CALLERS, CUST_A, CUST_B, World, add_customers,
 from tests.order_fakes import install_orders, offer_line
 from tests.quote_fakes import install_quotes
 from tests.subscription_fakes import seed_subscription
+from tests.sync_run_fakes import install_sync_runs
 
 FRESH_TENANT, FRESH_MPN = reseller_ids("fresh")
 
@@ -234,12 +235,24 @@ EXPECT.update(
 )
 # Renewals: every role of the reseller reads them (a customer user: its own customer's rows).
 EXPECT["http_list_renewals"] = by_reseller((401, 200, 200, 200, 200, 200, 200), OUTSIDE)
+# Sync: the reseller's Account Manager and distributor admins; the reseller's other staff 403;
+# its customers' users do not learn the sync exists (404), as another reseller's staff.
+SYNC_READ = by_reseller((401, 200, 200, 403, 403, 404, 404), OUTSIDE)
+EXPECT.update(
+    {
+        "http_start_sync": by_reseller(
+            (401, 202, 202, 403, 403, 404, 404), (401, 202, 404, 404, 404, 404, 404)
+        ),
+        "http_list_sync_runs": SYNC_READ,
+        "http_get_sync_run": SYNC_READ,
+    }
+)
 
 # Routes the Functions host guards with a function key (authLevel "function"); every other route
 # is anonymous at the host and decides access in the app.
 KEYED = {"http_health_deep"}
 
-ROUTE_PARAMS = {"r", "u", "token", "c", "p", "name", "o", "q", "s"}
+ROUTE_PARAMS = {"r", "u", "token", "c", "p", "name", "o", "q", "s", "run"}
 
 
 def http_functions() -> dict[str, dict[str, Any]]:
@@ -279,6 +292,7 @@ def world() -> Iterator[World]:
     add_customers(w)
     install_orders(w.container)
     install_quotes(w.container)
+    install_sync_runs(w.container)
     c = w.container
     for reseller, cid in (("demo", CUST_A), ("demo", CUST_B), ("other", CUST_OTHER)):
         customer = c.customers.get(reseller, cid)
@@ -329,6 +343,8 @@ def _request(world: World, name: str, variant: str, role: str) -> dict[str, Any]
     if "{s}" in path:
         sub = _subscription(world, name, route["r"], route["c"])
         route["s"] = sub.id
+    if "{run}" in path:
+        route["run"] = _sync_run(world, route["r"]).id
     for key, value in route.items():
         path = path.replace("{" + key + "}", value)
     method = getattr(trig["methods"][0], "value", trig["methods"][0])
@@ -441,6 +457,15 @@ def _subscription(world: World, name: str, reseller: str, customer_id: str) -> A
     return sub
 
 
+def _sync_run(world: World, reseller: str) -> Any:
+    """A nightly run of the reseller (going)."""
+    from shared.domain.sync import SyncTrigger
+    from shared.services.sync import runs
+
+    c = world.container
+    return runs.start(c.sync_runs, c.clock, reseller, SyncTrigger.NIGHTLY)[0]
+
+
 ORDER_STATUS_FOR = {
     "http_approve_order": OrderStatus.PENDING_APPROVAL,
     "http_reject_order": OrderStatus.PENDING_APPROVAL,
@@ -512,6 +537,23 @@ def test_access(world: World, name: str, variant: str, role: str, status: int):
     assert resp.status_code == status, f"{name} {variant} as {role}: {resp.status_code} {body}"
     if status >= 400:
         assert resp.mimetype == "application/problem+json"
+
+
+@pytest.mark.parametrize("role", ["DistributorAdmin", "AccountManager"])
+def test_the_sync_run_list_holds_the_routes_resellers_runs_only(world: World, role: str):
+    ours, theirs = _sync_run(world, "demo"), _sync_run(world, "other")
+    seen = {}
+    for reseller in ("demo", "other"):
+        resp = call(
+            "http_list_sync_runs",
+            "GET",
+            f"resellers/{reseller}/sync/runs",
+            route={"r": reseller},
+            token=world.token(role),
+        )
+        seen[reseller] = [r["id"] for r in json.loads(resp.get_body()).get("items", [])]
+    assert seen["demo"] == [ours.id]
+    assert seen["other"] == ([theirs.id] if role == "DistributorAdmin" else [])
 
 
 # --- If-Match on every conditional route ------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Sync: each reseller's customers, subscriptions and licences mirrored from Partner Center."""
