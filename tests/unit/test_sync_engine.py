@@ -534,6 +534,11 @@ def test_a_delta_run_with_nothing_changed_writes_nothing_and_sends_no_email(h: H
     assert h.versions() == before
     assert len(_emails(h)) == emails
     assert run.counts.customers_refreshed > 0  # the licence share was read, and matched
+    h.clock.advance(hours=1)
+    again = h.run(SyncTrigger.MANUAL)  # Sync now reads everything: still nothing to write
+    assert again.kind.value == "Full" and again.counts.customers_refreshed == 5
+    assert again.counts.table_writes == 0
+    assert h.versions() == before
 
 
 def test_a_delta_run_refreshes_the_customers_the_audit_names_and_the_new_ones(
@@ -794,3 +799,32 @@ def test_a_run_without_progress_is_resent_once_then_failed(h: Harness) -> None:
     failed = h.runs.get("demo", sync_row_key(started.id))
     assert failed.status is SyncStatus.FAILED and failed.failure_reason
     assert h.runs.claim_owner("demo", runs.ACTIVE) is None
+
+
+# --- wiring -----------------------------------------------------------------------------------
+
+
+def test_the_sync_crash_knob_is_refused_in_production() -> None:
+    from pydantic import ValidationError
+
+    from shared.config import Settings
+
+    base = {"AzureWebJobsStorage__accountName": "acct"}
+    assert Settings(**base, SYNC_STEP_CRASH_AFTER="checkpoint", APP_ENVIRONMENT="test")
+    with pytest.raises(ValidationError, match="SYNC_STEP_CRASH_AFTER"):
+        Settings(**base, SYNC_STEP_CRASH_AFTER="checkpoint", APP_ENVIRONMENT="production")
+
+
+def test_the_app_registers_the_sync_timer_and_queue_functions() -> None:
+    from function_app import app
+
+    names = {f.get_function_name() for f in app.get_functions()}
+    assert {"timer_nightly_sync", "queue_sync_reseller"} <= names
+
+
+def test_the_container_wires_the_sync_book_and_the_watchdog_watches_runs(h: Harness) -> None:
+    c = h.c
+    c.__dict__.update(sync_runs=h.runs, sync_chunks=h.chunks)
+    book = c.sync_book
+    assert book.policy.chunk_size == 250 and book.policy.licence_max_age_days == 7
+    assert any(isinstance(s, sync.StaleRuns) for s in c.transient_records())

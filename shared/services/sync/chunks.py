@@ -18,7 +18,7 @@ a redelivered message continues from there. Records carry what this run did to t
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from shared.domain.catalog import Product
@@ -53,6 +53,8 @@ from shared.domain.sync import (
     sync_row_key,
 )
 from shared.ports import PartnerCenter
+from shared.services.catalog import CatalogReader, CatalogSnapshot
+from shared.services.orders.book import OrderBook
 from shared.services.subscriptions.pricing import price_after, terms_of_facts
 from shared.services.subscriptions.reading import (
     licence_count_by_part,
@@ -69,6 +71,33 @@ ENDED_STATUSES = frozenset({"expired", "cancelled", "deleted", "disabled"})
 _WRITES_PER_BATCH = 100
 
 
+class _ChunkCatalog(CatalogReader):
+    """The catalog as it stands when the chunk starts: the import stamp and each reseller's
+    catalog are read once for the chunk, not once per subscription priced."""
+
+    def __init__(self, inner: CatalogReader) -> None:  # no super(): every read goes to `inner`
+        self.inner = inner
+        self.distributor_markup_percent = inner.distributor_markup_percent
+        self._imports: dict[str, str | None] = {}
+        self._snapshots: dict[str, CatalogSnapshot] = {}
+
+    def import_id(self, market: str) -> str | None:
+        """The market's import stamp (read once)."""
+        if market not in self._imports:
+            self._imports[market] = self.inner.import_id(market)
+        return self._imports[market]
+
+    def market_products(self, market: str, import_id: str | None) -> dict[str, Product]:
+        """The market's products (the process's cache)."""
+        return self.inner.market_products(market, import_id)
+
+    def snapshot(self, slug: str) -> CatalogSnapshot:
+        """The reseller's catalog (read once)."""
+        if slug not in self._snapshots:
+            self._snapshots[slug] = self.inner.snapshot(slug)
+        return self._snapshots[slug]
+
+
 @dataclass
 class _Context:
     """What every customer of the chunk shares: the run, the reseller, the catalog."""
@@ -78,6 +107,7 @@ class _Context:
     run_id: str
     reseller: Reseller
     products: dict[str, Product]
+    pricing: OrderBook  # the order book, with the catalog read once for the chunk
 
     def product(self, catalog_item_id: str | None) -> Product | None:
         if not catalog_item_id:
@@ -101,10 +131,11 @@ def run_chunk(book: SyncBook, partner_center: PartnerCenter, message: SyncMessag
         return
     if chunk.status is ChunkStatus.PENDING and not run.status.finished:
         reseller = book.resellers.get(RESELLER_PARTITION, run.reseller)
-        catalog = book.pricing.catalog
+        catalog = _ChunkCatalog(book.pricing.catalog)
         market = catalog.market_products(reseller.country, catalog.import_id(reseller.country))
         products = {pid.upper(): p for pid, p in market.items()}
-        ctx = _Context(book, partner_center, run.id, reseller, products)
+        pricing = replace(book.pricing, catalog=catalog)
+        ctx = _Context(book, partner_center, run.id, reseller, products, pricing)
         chunk = _work(ctx, chunk)
     settle(book, run.reseller, run.id)
 
@@ -205,7 +236,7 @@ def _apply(
         if record.apply_facts(f, now):
             if customer is None:
                 customer = book.customers.get(ctx.reseller.slug, cc.customer_id)
-            reprice(book.pricing, customer, record)
+            reprice(ctx.pricing, customer, record)
             ended = was_live and record.status.lower() in ENDED_STATUSES
             touched[record.id.lower()] = {SyncChange.ENDED if ended else SyncChange.UPDATED}
     if licences is not None:
@@ -273,7 +304,7 @@ def _new_record(
     try:
         if terms is None:
             raise ValueError("Partner Center gives it no offer or no seats")
-        record.priced = price_after(ctx.book.pricing, ctx.reseller, customer, None, terms)
+        record.priced = price_after(ctx.pricing, ctx.reseller, customer, None, terms)
     except (DomainError, ValueError) as exc:
         errors = exc.errors if isinstance(exc, ValidationFailed) else []
         reason = errors[0].message if errors else str(exc)
