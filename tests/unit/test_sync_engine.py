@@ -346,6 +346,32 @@ def test_company_data_follows_partner_center_except_fields_a_person_edited_here(
     assert after.contact.first_name == "Local"  # ours: a person edited it
 
 
+def test_a_customer_changed_through_the_api_during_the_phase_is_read_again_and_updated(
+    h: Harness,
+) -> None:
+    tenant = h.add_tenant("racing")
+    h.run()
+    customer = h.customer_of(tenant.id)
+    h.pc.base.fallback.tenants[tenant.id] = replace(tenant, company_name="Racing Renamed a.s.")
+    inner = h.c.customers.save_all
+    raced: list[bool] = []
+
+    def racing_save_all(partition: str, **kw: Any) -> Any:
+        if kw.get("updates") and not raced:  # a person edits it between the read and the write
+            raced.append(True)
+            other = h.c.customers.get("demo", customer.id)
+            other.industry = "Retail"
+            h.c.customers.update(other)
+        return inner(partition, **kw)
+
+    h.c.customers.save_all = racing_save_all
+    h.clock.advance(days=1)
+    run = h.run()
+    after = h.customer_of(tenant.id)
+    assert (after.name, after.industry) == ("Racing Renamed a.s.", "Retail")
+    assert run.counts.customers_updated == 1 and run.errors_total == 0
+
+
 def test_a_customer_no_longer_listed_is_flagged_never_deleted_and_unflagged_when_back(
     h: Harness,
 ) -> None:
