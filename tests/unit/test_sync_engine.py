@@ -616,6 +616,18 @@ def test_a_delta_run_refreshes_a_customer_whose_commitment_ended_since_the_last_
     assert after.commitment_end_date == h.clock.now() - timedelta(hours=12) + timedelta(days=365)
 
 
+def test_a_nightly_run_after_more_days_than_partner_center_keeps_audit_records_is_full(
+    h: Harness,
+) -> None:
+    h.add_tenant("old")
+    h.run()
+    h.clock.advance(days=95)
+    h.pc.calls.clear()
+    run = h.run()
+    assert run.kind.value == "Full" and run.audit_since is None
+    assert "audit_events" not in h.pc.calls
+
+
 def test_licence_counts_are_read_for_a_rotating_share_so_none_is_older_than_the_setting(
     h: Harness,
 ) -> None:

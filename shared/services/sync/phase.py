@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 # this many chunks of SYNC_CHUNK_SIZE gets bigger chunks instead.
 MAX_CHUNKS = 90
 _CHUNKS_PER_BATCH = 50
+# Partner Center keeps 90 days of audit records; a delta needs every one since its watermark.
+AUDIT_KEPT = timedelta(days=89)
 
 
 def customer_phase(book: SyncBook, partner_center: PartnerCenter, message: SyncMessage) -> None:
@@ -99,8 +101,9 @@ def _begin(book: SyncBook, run: SyncRun) -> SyncRun:
     if run.kind is SyncKind.DELTA:
         previous = runs.last_complete(book.runs, run.reseller)
         run.audit_since = previous.audit_until if previous is not None else None
-        if run.audit_since is None:
-            run.kind = SyncKind.FULL  # nothing to start a delta from
+        if run.audit_since is None or now - run.audit_since > AUDIT_KEPT:
+            # Nothing to start a delta from, or audit records older than Partner Center keeps.
+            run.kind, run.audit_since = SyncKind.FULL, None
     run.updated_at = now
     return book.runs.update(run)
 
