@@ -825,14 +825,20 @@ def take_company_data(customer: Customer, tenant: Tenant) -> bool:
         if name in customer.edited_fields:
             continue
         value = getattr(theirs, name)
-        if name in ("language", "culture", "company_id") and value is None:
-            continue  # Partner Center not saying is no reason to forget ours
+        if not _says_something(value):
+            continue  # Partner Center not saying (a list without billing profiles): ours stays
         if getattr(customer, name) != value:
             setattr(customer, name, value)
             changed = True
     if changed:
         customer.search_name = customer.name.lower()
     return changed
+
+
+def _says_something(value: object) -> bool:
+    if isinstance(value, Address | Contact):
+        return any(v is not None for v in value.model_dump().values())
+    return value is not None
 
 
 @dataclass(frozen=True)

@@ -866,3 +866,16 @@ def test_the_container_wires_the_sync_book_and_the_watchdog_watches_runs(h: Harn
     book = c.sync_book
     assert book.policy.chunk_size == 250 and book.policy.licence_max_age_days == 7
     assert any(isinstance(s, sync.StaleRuns) for s in c.transient_records())
+
+
+def test_a_tenant_listed_without_its_billing_profile_leaves_our_address_and_contact(
+    h: Harness,
+) -> None:
+    tenant = h.add_tenant("bare")
+    h.run()
+    h.pc.base.fallback.tenants[tenant.id] = replace(tenant, address=Address(), contact=Contact())
+    h.clock.advance(days=1)
+    run = h.run()
+    after = h.customer_of(tenant.id)
+    assert after.address == tenant.address and after.contact == tenant.contact
+    assert run.counts.customers_updated == 0
