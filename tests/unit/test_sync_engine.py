@@ -854,10 +854,11 @@ def test_the_sync_crash_knob_is_refused_in_production() -> None:
 
 
 def test_the_app_registers_the_sync_timer_and_queue_functions() -> None:
-    from function_app import app
+    from tests.app_index import triggers
 
-    names = {f.get_function_name() for f in app.get_functions()}
-    assert {"timer_nightly_sync", "queue_sync_reseller"} <= names
+    found = triggers()
+    assert found["timer_nightly_sync"]["schedule"] == "%SYNC_SCHEDULE%"
+    assert found["queue_sync_reseller"]["queueName"] == "sync-reseller"
 
 
 def test_the_container_wires_the_sync_book_and_the_watchdog_watches_runs(h: Harness) -> None:
