@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,7 @@ def stack(
 
 def _run(c: Container, queues: RecordingQueues, trigger: SyncTrigger) -> SyncRun:
     """Start a run and deliver every sync-reseller message until none is left."""
-    run, _ = runs.start(c.sync_runs, c.clock, "demo", trigger, cooldown=c.sync_book.policy.cooldown)
+    run, _ = runs.start(c.sync_runs, c.clock, "demo", trigger, cooldown=timedelta(0))
     for _ in range(200):
         pending = queues.take(Queue.SYNC_RESELLER)
         if not pending:

@@ -41,8 +41,6 @@ class SyncPolicy:
     workers: int = 8  # Partner Center reads of one chunk in parallel
     # A run with no progress for this long is re-sent once, then Failed (the watchdog).
     stuck_after: timedelta = timedelta(minutes=30)
-    # Sync now is refused for this long after the last run finished.
-    cooldown: timedelta = timedelta(minutes=15)
 
 
 @dataclass
