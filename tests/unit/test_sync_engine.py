@@ -880,3 +880,24 @@ def test_a_tenant_listed_without_its_billing_profile_leaves_our_address_and_cont
     after = h.customer_of(tenant.id)
     assert after.address == tenant.address and after.contact == tenant.contact
     assert run.counts.customers_updated == 0
+
+
+def test_a_chunk_of_the_largest_size_fits_table_storages_64_kib_property() -> None:
+    from shared.adapters.tables.codec import EntityCodec
+    from shared.domain.sync import ChunkCustomer
+
+    customers = [
+        ChunkCustomer(
+            customer_id="01JCXSTA00000000000000000A",
+            tenant_id="3f2c6a1e-8d4b-4c1a-9b7e-2a5d0c9e4f10",
+            licences_only=i % 2 == 0,
+            new=i % 3 == 0,
+        )
+        for i in range(400)  # SYNC_CHUNK_SIZE's upper bound
+    ]
+    chunk = SyncChunk(run_id="r", reseller="demo", number=0, customers=customers)
+    codec = EntityCodec(SyncChunk)
+    stored = codec.to_properties(chunk)["Customers"]
+    assert len(stored.encode("utf-16-le")) < 64 * 1024
+    entity = {**codec.to_properties(chunk), "PartitionKey": "r", "RowKey": "000000"}
+    assert codec.from_entity(entity).customers == customers
