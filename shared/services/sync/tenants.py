@@ -109,7 +109,7 @@ def reconcile(
         elif outcome is not customer.qualification:
             customer.qualification = outcome
             _mark(customer, run.id, SyncChange.UPDATED, now)
-            if customer not in changed and customer.etag is not None:
+            if customer.etag is not None and all(c.id != customer.id for c in changed):
                 changed.append(customer)
 
     def holder_instead(customer: Customer, exc: ClaimTaken) -> Customer | None:
@@ -132,9 +132,8 @@ def reconcile(
     saved_new = _add_all(book, reseller.slug, new, holder_instead)
     saved_changed = _update_all(book, reseller.slug, changed, tenants, run.id, errors)
     written = {c.id: c for c in [*saved_new, *saved_changed]}
-    after = [written.get(c.id, c) for c in existing] + [
-        c for c in saved_new if c.id not in {e.id for e in existing}
-    ]
+    known = {e.id for e in existing}
+    after = [written.get(c.id, c) for c in existing] + [c for c in saved_new if c.id not in known]
     return CustomerPhase(after, _count(after, run.id), errors)
 
 
@@ -199,23 +198,26 @@ def _add_all(
     new: list[Customer],
     taken: Callable[[Customer, ClaimTaken], Customer | None],
 ) -> list[Customer]:
-    """Insert the new customers with their claims, a batch per transaction; a batch refused
-    (a claim another record holds) is done one by one, so one clash stops no one else."""
-    saved: list[Customer] = []
-    for start in range(0, len(new), _ADDS_PER_BATCH):
-        batch = new[start : start + _ADDS_PER_BATCH]
+    """Insert the new customers with their claims, a batch per transaction (a few at a time);
+    a batch refused (a claim another record holds) is done one by one, so one clash stops no
+    one else."""
+
+    def one(batch: list[Customer]) -> list[Customer]:
         claims = [(claim, c.id) for c in batch for claim in c.claims()]
         try:
-            saved += book.customers.save_all(slug, adds=batch, claims=claims)
-            continue
+            return book.customers.save_all(slug, adds=batch, claims=claims)
         except Conflict:
             pass
+        saved: list[Customer] = []
         for customer in batch:
             try:
                 saved.append(book.customers.add(customer, claims=customer.claims()))
             except ClaimTaken as exc:
                 taken(customer, exc)
-    return saved
+        return saved
+
+    batches = [new[i : i + _ADDS_PER_BATCH] for i in range(0, len(new), _ADDS_PER_BATCH)]
+    return [c for _, saved in parallel(book, batches, one) for c in saved]
 
 
 def _clash(customer: Customer, exc: ClaimTaken, now: datetime) -> SyncError:
