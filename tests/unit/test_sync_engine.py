@@ -901,3 +901,21 @@ def test_a_chunk_of_the_largest_size_fits_table_storages_64_kib_property() -> No
     assert len(stored.encode("utf-16-le")) < 64 * 1024
     entity = {**codec.to_properties(chunk), "PartitionKey": "r", "RowKey": "000000"}
     assert codec.from_entity(entity).customers == customers
+
+
+def test_a_running_run_whose_chunk_messages_were_lost_is_resumed_by_the_watchdog(
+    h: Harness,
+) -> None:
+    for i in range(3):
+        h.add_tenant(f"lost{i}")
+    started = h.start()
+    body = h.runs.sent.pop(0).body
+    sync.handle(h.book, h.pc, SyncMessage.model_validate(body))  # the customer phase
+    h.runs.sent.clear()  # its chunk messages never arrive
+    h.clock.advance(minutes=31)
+    report = watch([sync.StaleRuns(h.book)], h.clock.now())
+    assert [i.id for i in report.nudged] == [started.id]
+    assert sorted(m.body["chunk"] for m in h.runs.sent) == [0, 1]
+    h.pump()
+    run = h.runs.get("demo", sync_row_key(started.id))
+    assert run.status is SyncStatus.SUCCEEDED and run.counts.customers_refreshed == 3
