@@ -234,6 +234,11 @@ var appSettings = {
   ORDER_CUSTOMER_WAIT_SECONDS: '30'
   ORDER_MAX_POLLS: '60'
 
+  // Sync: the nightly mirror of each reseller's customers, subscriptions and licences.
+  SYNC_SCHEDULE: '0 0 1 * * *'
+  SYNC_CHUNK_SIZE: '250'
+  SYNC_LICENCE_MAX_AGE_DAYS: '7'
+
   AUTH_ISSUERS: authIssuers
   AUTH_EASY_AUTH_ENABLED: string(authEasyAuthEnabled)
   AUTH_CLOCK_SKEW_SECONDS: '60'

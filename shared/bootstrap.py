@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from shared.domain.catalog import MARKET_STAMPS, MarketStamp, Product
 from shared.domain.customers import Customer
@@ -35,6 +35,7 @@ from shared.domain.ratelimit import RateWindow
 from shared.domain.subscriptions import Subscription
 from shared.domain.sync import SyncChunk, SyncRun, chunk_row_key, sync_row_key
 from shared.ports import (
+    CallMeter,
     CatalogStore,
     Clock,
     CustomerDirectory,
@@ -52,6 +53,7 @@ from shared.services.migrations import Migration, MigrationRecord
 from shared.services.orders import InFlightOrders, OrderBook, OrderPolicy
 from shared.services.quotes import QuoteBook
 from shared.services.subscriptions.requests import PendingChanges
+from shared.services.sync import StaleRuns, SyncBook, SyncPolicy
 from shared.services.watchdog import TransientRecords
 
 if TYPE_CHECKING:
@@ -320,21 +322,6 @@ class Container:
         return self.table_repository("Quotes", Quote, lambda q: (q.reseller, quote_row_key(q.id)))
 
     @repository
-    def sync_runs(self) -> TableRepository[SyncRun]:
-        """Sync runs, by reseller slug and inverted run id (newest first), with the claim of
-        the active run and the outbox of its customer phase."""
-        return self.table_repository(
-            "SyncRuns", SyncRun, lambda r: (r.reseller, sync_row_key(r.id)), outbox=True
-        )
-
-    @repository
-    def sync_chunks(self) -> TableRepository[SyncChunk]:
-        """Chunks of sync runs, by run id and chunk number, with their messages' outbox."""
-        return self.table_repository(
-            "SyncChunks", SyncChunk, lambda c: (c.run_id, chunk_row_key(c.number)), outbox=True
-        )
-
-    @repository
     def rate_limits(self) -> TableRepository[RateWindow]:
         """Fixed-window request counters, by bucket and window start."""
         return self.table_repository("RateLimits", RateWindow, lambda w: (w.bucket, w.window))
@@ -349,6 +336,44 @@ class Container:
             public_base_url=self.settings.public_base_url,
         )
 
+    @repository
+    def sync_runs(self) -> TableRepository[SyncRun]:
+        """Sync runs, by reseller slug and inverted run id (newest first)."""
+        return self.table_repository(
+            "SyncRuns", SyncRun, lambda r: (r.reseller, sync_row_key(r.id)), outbox=True
+        )
+
+    @repository
+    def sync_chunks(self) -> TableRepository[SyncChunk]:
+        """The chunks of sync runs, by run id and chunk number."""
+        return self.table_repository(
+            "SyncChunks", SyncChunk, lambda c: (c.run_id, chunk_row_key(c.number))
+        )
+
+    @cached_property
+    def sync_meter(self) -> CallMeter:
+        """Counts a unit of work's Partner Center calls (the request budget's meter)."""
+        from shared.domain.metering import metered
+
+        return cast(CallMeter, metered)
+
+    @cached_property
+    def sync_book(self) -> SyncBook:
+        """The records the sync works on."""
+        s = self.settings
+        return SyncBook(
+            runs=self.sync_runs,
+            chunks=self.sync_chunks,
+            pricing=self.order_book,
+            policy=SyncPolicy(
+                chunk_size=s.sync_chunk_size,
+                licence_max_age_days=s.sync_licence_max_age_days,
+                stuck_after=timedelta(minutes=s.watchdog_deadline_minutes),
+            ),
+            meter=self.sync_meter,
+            after_step=_crash_after(s.sync_step_crash_after),
+        )
+
     def transient_records(self) -> list[TransientRecords]:
         """Every kind of record with transient states the watchdog looks after.
 
@@ -358,6 +383,7 @@ class Container:
             ProvisioningCustomers(self.customer_book),
             InFlightOrders(self.order_book),
             PendingChanges(self.order_book),
+            StaleRuns(self.sync_book),
         ]
 
     @cached_property
@@ -418,7 +444,8 @@ class Container:
 
 
 def _crash_after(step: str | None) -> Callable[[str], None] | None:
-    """Tests only: exit the process at once after sub-step `step`, as a SIGKILL would."""
+    """Tests only: exit the process at once after sub-step `step`, as a SIGKILL would
+    (ORDER_STEP_CRASH_AFTER, SYNC_STEP_CRASH_AFTER)."""
     if not step:
         return None
 

@@ -168,6 +168,14 @@ class Settings(BaseSettings):
     order_step_crash_after: str | None = Field(None, alias="ORDER_STEP_CRASH_AFTER")
     # Sync now: refused (409) for this many minutes after a reseller's last sync finished.
     sync_now_cooldown_minutes: int = Field(15, alias="SYNC_NOW_COOLDOWN_MINUTES", ge=0, le=1440)
+    # Sync: the nightly mirror of each reseller's customers, subscriptions and licences.
+    sync_schedule: str = Field("0 0 1 * * *", alias="SYNC_SCHEDULE")
+    sync_chunk_size: int = Field(250, alias="SYNC_CHUNK_SIZE", ge=1, le=400)
+    # A delta run reads each customer's licence counts at least once in this many days.
+    sync_licence_max_age_days: int = Field(7, alias="SYNC_LICENCE_MAX_AGE_DAYS", ge=1, le=90)
+    # Tests only: the process exits right after this step of a sync run is recorded
+    # (customers, chunk-writes, checkpoint), as if killed there. Refused in production.
+    sync_step_crash_after: str | None = Field(None, alias="SYNC_STEP_CRASH_AFTER")
     # Pricing: the distributor's mark-up over Microsoft's cost for resellers that have no own.
     distributor_markup_percent: Decimal = Field(
         Decimal(0), alias="DISTRIBUTOR_MARKUP_PERCENT", ge=0, le=1000, decimal_places=2
@@ -205,6 +213,8 @@ class Settings(BaseSettings):
         if self.environment == "production":
             if self.order_step_crash_after:
                 raise ValueError("ORDER_STEP_CRASH_AFTER is for tests; never set it in production")
+            if self.sync_step_crash_after:
+                raise ValueError("SYNC_STEP_CRASH_AFTER is for tests; never set it in production")
             if self.partner_center_simulated_clock:
                 raise ValueError(
                     "PARTNER_CENTER_SIMULATED_CLOCK follows the local simulator's clock; "

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
@@ -119,6 +120,30 @@ class StepScheduler(Protocol):
     def send_later(self, queue: Queue, body: Mapping[str, Any], delay_seconds: float) -> None:
         """Send `body` to `queue`, invisible for `delay_seconds`."""
         ...
+
+
+class CallCounter(Protocol):
+    """What one unit of work spent on Partner Center so far (the request budget's meter)."""
+
+    @property
+    def calls(self) -> int:
+        """Requests sent (each attempt)."""
+        ...
+
+    @property
+    def throttled(self) -> int:
+        """429 answers waited out."""
+        ...
+
+    @property
+    def waited_seconds(self) -> float:
+        """Seconds spent waiting for the budget or a Retry-After."""
+        ...
+
+
+# `with meter() as counter:` counts the Partner Center calls made inside it (this thread and
+# the contexts copied from it).
+CallMeter = Callable[[], AbstractContextManager[CallCounter]]
 
 
 class Mailer(Protocol):

@@ -281,6 +281,7 @@ from shared.domain.identity import (  # noqa: E402
     VerifiedToken,
 )
 from shared.domain.notifications import Notification  # noqa: E402
+from shared.domain.sync import SyncChunk, SyncRun, chunk_row_key, sync_row_key  # noqa: E402
 from shared.services.identity import Directory  # noqa: E402
 
 AUDIENCE = "api://csp-test"
@@ -476,6 +477,8 @@ def fake_container(
         invitations=d.invitations,
         notifications=d.notifications,
         idempotency=InMemoryRepository[IdempotencyRecord](lambda i: (i.scope, i.key_hash)),
+        sync_runs=InMemoryRepository[SyncRun](lambda r: (r.reseller, sync_row_key(r.id))),
+        sync_chunks=InMemoryRepository[SyncChunk](lambda k: (k.run_id, chunk_row_key(k.number))),
         directory=d,
         token_verifier=issuer.verifier(),
         store=_Pingable(),

@@ -232,6 +232,9 @@ class Subscription(Timestamped):
     trial_ends: AwareDatetime | None = None
     assigned_licences: int | None = None  # from `subscribedskus`, for this subscription's SKU
     refreshed_at: AwareDatetime | None = None  # when the facts were last read from Partner Center
+    # What the platform could not work out about it, for a person (e.g. a subscription found in
+    # Partner Center whose offer is not in the catalog has no price).
+    note: str | None = None
     # The change in flight (an Order of kind Change); at most one at a time.
     pending_change: PendingChange | None = None
     # Mirrors `pending_change is not None` as a column the watchdog can filter on.
@@ -273,22 +276,32 @@ class Subscription(Timestamped):
         self.changing = False
         return changed
 
-    def apply_facts(self, facts: SubscriptionFacts, at: datetime) -> None:
+    def apply_facts(self, facts: SubscriptionFacts, at: datetime) -> bool:
         """Take what Partner Center says now (status, seats, dates, window, next term); what
-        only the platform knows (prices, origin, the change in flight) stays."""
-        self.catalog_item_id = facts.catalog_item_id or self.catalog_item_id
-        self.name = facts.name
-        self.quantity = facts.quantity
-        self.term_duration = facts.term_duration
-        self.billing_cycle = facts.billing_cycle
-        self.status = facts.status
-        self.start_date = facts.start_date
-        self.commitment_end_date = facts.commitment_end_date
-        self.cancellation_allowed_until = facts.cancellation_allowed_until
-        self.auto_renew = facts.auto_renew
-        self.is_trial = facts.is_trial
-        self.parent_subscription_id = facts.parent_subscription_id
-        self.refundable = list(facts.refundable)
-        self.next_term = facts.next_term
-        self.trial_ends = facts.trial_ends
+        only the platform knows (prices, origin, the change in flight) stays. Whether anything
+        changed (`refreshed_at`, always moved to `at`, does not count): a sync that finds
+        nothing new writes nothing."""
+        values = {
+            "catalog_item_id": facts.catalog_item_id or self.catalog_item_id,
+            "name": facts.name,
+            "quantity": facts.quantity,
+            "term_duration": facts.term_duration,
+            "billing_cycle": facts.billing_cycle,
+            "status": facts.status,
+            "start_date": facts.start_date,
+            "commitment_end_date": facts.commitment_end_date,
+            "cancellation_allowed_until": facts.cancellation_allowed_until,
+            "auto_renew": facts.auto_renew,
+            "is_trial": facts.is_trial,
+            "parent_subscription_id": facts.parent_subscription_id,
+            "refundable": list(facts.refundable),
+            "next_term": facts.next_term,
+            "trial_ends": facts.trial_ends,
+        }
+        changed = False
+        for name, value in values.items():
+            if getattr(self, name) != value:
+                setattr(self, name, value)
+                changed = True
         self.refreshed_at = at
+        return changed

@@ -21,7 +21,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    model_serializer,
+    model_validator,
+)
 
 from shared.domain.model import Timestamped, WireModel, new_id
 from shared.domain.orders import order_row_key
@@ -66,6 +73,21 @@ class SyncChange(StrEnum):
     UPDATED = "Updated"
     ENDED = "Ended"  # a subscription that expired or was cancelled outside the platform
     UNASSOCIATED = "Unassociated"  # a customer no longer associated with the reseller
+    LICENCES = "Licences"  # a subscription whose assigned licence count changed
+
+
+def sync_marks(record_run: str | None, record_change: str | None, run_id: str) -> set[SyncChange]:
+    """What the run `run_id` has already done to a record (its `sync_run`/`sync_change`): a
+    record done again after a crash is counted as it was the first time. `sync_change` holds
+    one change or several joined by commas (a subscription updated and its licences too)."""
+    if record_run != run_id or not record_change:
+        return set()
+    return {SyncChange(v) for v in record_change.split(",") if v in SyncChange.__members__.values()}
+
+
+def marks_text(marks: set[SyncChange]) -> str | None:
+    """`sync_change` for a set of changes (None for none), in a stable order."""
+    return ",".join(sorted(m.value for m in marks)) or None
 
 
 class SyncCounts(BaseModel):
@@ -126,6 +148,8 @@ class SyncRun(Timestamped):
     errors: list[SyncError] = Field(default_factory=list)
     errors_total: int = 0
     failure_reason: str | None = None
+    # When the watchdog re-sent the run's pending messages (it does so once, then fails it).
+    nudged_at: AwareDatetime | None = None
 
     def add_error(self, error: SyncError) -> None:
         """Count an error; keep it while fewer than MAX_ERRORS_KEPT are kept."""
@@ -143,7 +167,11 @@ class ChunkStatus(StrEnum):
 
 
 class ChunkCustomer(BaseModel):
-    """One customer a chunk refreshes: everything, or its licence counts only."""
+    """One customer a chunk refreshes: everything, or its licence counts only.
+
+    Stored compactly (`<customer id> <tenant id> <flags>`, flags `L` licences only, `N` new):
+    a chunk of 250 with field names spelled out would pass Table Storage's 64 KiB per property.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -151,6 +179,25 @@ class ChunkCustomer(BaseModel):
     tenant_id: str
     licences_only: bool = False
     new: bool = False  # added by this run: it has no subscription records to compare with
+
+    @model_serializer(mode="plain", when_used="json")
+    def _compact(self) -> str:
+        flags = ("L" if self.licences_only else "") + ("N" if self.new else "")
+        return f"{self.customer_id} {self.tenant_id} {flags}".rstrip()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_compact(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            customer_id, tenant_id, *rest = data.split(" ")
+            flags = rest[0] if rest else ""
+            return {
+                "customer_id": customer_id,
+                "tenant_id": tenant_id,
+                "licences_only": "L" in flags,
+                "new": "N" in flags,
+            }
+        return data
 
 
 class SyncChunk(Timestamped):

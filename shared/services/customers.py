@@ -809,6 +809,46 @@ def from_tenant(
     )
 
 
+# Company data Partner Center holds, which the sync copies onto our record: the tenant's
+# company profile is what the customer's own admin keeps up to date there (and what Microsoft
+# bills), so it wins; except a field a person changed here (`edited_fields`, marked by
+# `update`), a deliberate local correction that the next night must not undo.
+SYNCED_COMPANY_FIELDS = ("name", "company_id", "address", "contact", "language", "culture")
+
+
+def take_company_data(customer: Customer, tenant: Tenant) -> bool:
+    """Copy the tenant's company data onto the customer where it differs and was not edited
+    here; whether anything changed."""
+    theirs = from_tenant(tenant, customer.reseller, _Fixed(customer.updated_at))
+    changed = False
+    for name in SYNCED_COMPANY_FIELDS:
+        if name in customer.edited_fields:
+            continue
+        value = getattr(theirs, name)
+        if not _says_something(value):
+            continue  # Partner Center not saying (a list without billing profiles): ours stays
+        if getattr(customer, name) != value:
+            setattr(customer, name, value)
+            changed = True
+    if changed:
+        customer.search_name = customer.name.lower()
+    return changed
+
+
+def _says_something(value: object) -> bool:
+    if isinstance(value, Address | Contact):
+        return any(v is not None for v in value.model_dump().values())
+    return value is not None
+
+
+@dataclass(frozen=True)
+class _Fixed:
+    at: datetime
+
+    def now(self) -> datetime:
+        return self.at
+
+
 # --- changing ---------------------------------------------------------------------------------
 
 
@@ -837,20 +877,29 @@ def update(
                 "customer failed for another reason: retry it as it is"
             )
         customer.domain = tenant_domain(command.tenant_name)
+    edited: list[str] = []
     if "segment" in changes and command.segment is not None:
         _check_segment(book, reseller, command.segment, "segment")
+        edited += ["segment"] if customer.segment != command.segment else []
         customer.segment = command.segment
     if "industry" in changes:
+        edited += ["industry"] if customer.industry != command.industry else []
         customer.industry = command.industry
     if command.contact is not None:
-        customer.contact = Contact(**command.contact.model_dump(mode="json"))
+        contact = Contact(**command.contact.model_dump(mode="json"))
+        edited += ["contact"] if customer.contact != contact else []
+        customer.contact = contact
     if command.address is not None:
         country = command.address.country
         if country in ("CZ", "SK") and not is_valid_ico(customer.company_id or ""):
             raise ValidationFailed(
                 [FieldError("address.country", f"the company id is not a valid IČO for {country}")]
             )
-        customer.address = Address(**command.address.model_dump())
+        address = Address(**command.address.model_dump())
+        edited += ["address"] if customer.address != address else []
+        customer.address = address
+    # A person's change stays ours: the sync no longer copies Partner Center's value over it.
+    customer.edited_fields = sorted({*customer.edited_fields, *edited})
     customer.etag = expected_version(customer.etag, etag)
     customer.updated_at = book.clock.now()
     after = customer.claims()

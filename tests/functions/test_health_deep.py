@@ -68,8 +68,8 @@ def test_deep_health_reports_poison_queues_and_stuck_provisioning_and_logs_poiso
     assert resp.status_code == 200, resp.get_body()
     ops = json_of(resp)["operations"]
     assert ops["poisonQueues"]["provision-customer-poison"] == 2
-    assert ops["inFlight"] == {"customer": 1, "order": 0, "subscription-change": 0}
-    assert ops["stale"] == {"customer": 1, "order": 0, "subscription-change": 0}
+    assert ops["inFlight"] == {"customer": 1, "order": 0, "subscription-change": 0, "sync-run": 0}
+    assert ops["stale"] == {"customer": 1, "order": 0, "subscription-change": 0, "sync-run": 0}
     assert "provision-customer-poison" in caplog.text
 
 
@@ -82,7 +82,7 @@ def test_deep_health_with_a_function_key_needs_no_sign_in_and_reports_what_admin
     admin = json_of(health(world, "DistributorAdmin"))
     assert json_of(keyed)["operations"] == admin["operations"]
     stale = json_of(keyed)["operations"]["stale"]
-    assert stale == {"customer": 1, "order": 0, "subscription-change": 0}
+    assert stale == {"customer": 1, "order": 0, "subscription-change": 0, "sync-run": 0}
 
 
 def test_openapi_says_the_keyed_deep_health_takes_an_x_functions_key():

@@ -48,6 +48,7 @@ NOT_IN_AZURE = {
     "in Azure the app authenticates with the client secret from Key Vault",
     "PARTNER_CENTER_CERTIFICATE_THUMBPRINT": "belongs to PARTNER_CENTER_CERTIFICATE_PATH",
     "ORDER_STEP_CRASH_AFTER": "tests stop the host at a step boundary; refused in production",
+    "SYNC_STEP_CRASH_AFTER": "tests stop the host at a step boundary; refused in production",
     "PARTNER_CENTER_SIMULATED_CLOCK": "the clock follows the local simulator's; refused in "
     "production",
 }

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from shared.domain.catalog import Product
 from shared.domain.customers import Customer
 from shared.domain.errors import (
     ConcurrencyConflict,
@@ -76,24 +77,34 @@ def find_subscription(
     return customer, found
 
 
-def _sku_part_number(book: OrderBook, reseller: str, sub: Subscription) -> str | None:
-    """The catalog's skuPartNumber of the subscription's SKU (the key subscribedskus share)."""
-    if not sub.catalog_item_id:
+def sku_part_number(product: Product | None, catalog_item_id: str | None) -> str | None:
+    """The catalog's skuPartNumber of the catalog item's SKU (the key subscribedskus share)."""
+    if product is None or not catalog_item_id:
         return None
-    product_id, sku_id = [*sub.catalog_item_id.upper().split(":"), ""][:2]
-    product = market_product(book, resellers.get(book.resellers, reseller), product_id)
-    sku = next((s for s in product.skus if s.id.upper() == sku_id), None) if product else None
+    sku_id = [*catalog_item_id.upper().split(":"), ""][1]
+    sku = next((s for s in product.skus if s.id.upper() == sku_id), None)
     return sku.part_number if sku is not None else None
+
+
+def licence_count_by_part(
+    part_number: str | None, counts: Sequence[LicenceCount]
+) -> LicenceCount | None:
+    """The licence count of the SKU with this part number (None if unknown)."""
+    if not part_number:
+        return None
+    wanted = part_number.upper()
+    return next((c for c in counts if (c.part_number or "").upper() == wanted), None)
 
 
 def licence_count_of(
     book: OrderBook, sub: Subscription, counts: Sequence[LicenceCount]
 ) -> LicenceCount | None:
     """The licence count of the subscription's SKU, matched by skuPartNumber (None if unknown)."""
-    part = _sku_part_number(book, sub.reseller, sub)
-    if not part:
+    if not sub.catalog_item_id:
         return None
-    return next((c for c in counts if (c.part_number or "").upper() == part.upper()), None)
+    reseller = resellers.get(book.resellers, sub.reseller)
+    product = market_product(book, reseller, sub.catalog_item_id.split(":")[0])
+    return licence_count_by_part(sku_part_number(product, sub.catalog_item_id), counts)
 
 
 def refresh(
@@ -115,7 +126,7 @@ def refresh(
         log.warning("subscription %s served from the record: %s", sub.id, exc)
         return sub
     sub.apply_facts(facts, now)
-    _reprice(book, customer, sub)
+    reprice(book, customer, sub)
     try:
         counts = partner_center.licence_counts(customer.tenant_id)
     except (UpstreamUnavailable, UpstreamRejected) as exc:
@@ -131,7 +142,7 @@ def refresh(
         return book.subscriptions.get(sub.customer_id, sub.id.lower())
 
 
-def _reprice(book: OrderBook, customer: Customer, sub: Subscription) -> None:
+def reprice(book: OrderBook, customer: Customer, sub: Subscription) -> None:
     """A refresh that finds another offer, term, billing cycle or seat count (a next-term change
     Microsoft applied at renewal, a change made in Partner Center) prices the subscription as
     it is now; one that cannot be priced keeps its snapshot, with a warning in the log."""
