@@ -50,6 +50,10 @@ MAX_CHUNKS = 90
 _CHUNKS_PER_BATCH = 50
 # Partner Center keeps 90 days of audit records; a delta needs every one since its watermark.
 AUDIT_KEPT = timedelta(days=89)
+# A delta reads from this long before the last run's watermark: a record Partner Center
+# stamps a little before our clock said "until" (clock skew, a record that shows up late) is
+# then read by the next run rather than never. Reading a customer twice changes nothing.
+AUDIT_OVERLAP = timedelta(minutes=15)
 
 
 def customer_phase(book: SyncBook, partner_center: PartnerCenter, message: SyncMessage) -> None:
@@ -100,7 +104,11 @@ def _begin(book: SyncBook, run: SyncRun) -> SyncRun:
     run.audit_until = now
     if run.kind is SyncKind.DELTA:
         previous = runs.last_complete(book.runs, run.reseller)
-        run.audit_since = previous.audit_until if previous is not None else None
+        run.audit_since = (
+            previous.audit_until - AUDIT_OVERLAP
+            if previous is not None and previous.audit_until is not None
+            else None
+        )
         if run.audit_since is None or now - run.audit_since > AUDIT_KEPT:
             # Nothing to start a delta from, or audit records older than Partner Center keeps.
             run.kind, run.audit_since = SyncKind.FULL, None
