@@ -222,9 +222,14 @@ class Run:
         if self.opts.settings is not None:
             return Path(self.opts.settings)
         target = ROOT / "local.settings.json"
+        example = ROOT / "local.settings.example.json"
         if not target.exists():
-            target.write_text((ROOT / "local.settings.example.json").read_text())
+            target.write_text(example.read_text())
             print("created local.settings.json from local.settings.example.json")
+        else:
+            added = add_missing_settings(target, example)
+            if added:
+                print(f"local.settings.json: added from the example: {', '.join(added)}")
         return target
 
     def up(self) -> None:
@@ -383,3 +388,18 @@ def _banner(
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def add_missing_settings(target: Path, example: Path) -> list[str]:
+    """Copy the example's `Values` that `target` lacks into it (a setting a new feature needs,
+    such as a timer's schedule, would otherwise stop the host); what is set stays. The names
+    added, sorted."""
+    ours = json.loads(target.read_text(encoding="utf-8-sig"))
+    theirs = json.loads(example.read_text(encoding="utf-8-sig"))
+    values = ours.setdefault("Values", {})
+    missing = sorted(k for k in theirs.get("Values", {}) if k not in values)
+    if missing:
+        for key in missing:
+            values[key] = theirs["Values"][key]
+        target.write_text(json.dumps(ours, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return missing
