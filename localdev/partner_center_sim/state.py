@@ -311,6 +311,12 @@ class SimState:
         """The distributor's indirect resellers, in the order they were added."""
         return list(self.resellers.values())
 
+    def mpn_id_of(self, reseller_tenant_id: str | None) -> str | None:
+        """The MPN id of the indirect reseller with this tenant id (None for one not known):
+        what a subscription of its customer shows as `partnerId`."""
+        reseller = self.resellers.get((reseller_tenant_id or "").lower())
+        return reseller.mpn_id if reseller is not None else None
+
     def add_indirect_reseller(self, reseller: IndirectReseller) -> IndirectReseller:
         """Add (or replace) an indirect reseller relationship."""
         self.resellers[reseller.id] = reseller
@@ -799,7 +805,7 @@ class SimState:
             if window
             else [],
             is_trial=sku.is_trial,
-            partner_id=_reseller_of(check.line) or customer.associated_partner_id,
+            partner_id=_reseller_of(check.line) or self.mpn_id_of(customer.associated_partner_id),
             order_id=order_id,
             parent_id=parent_id,
             trial_seats=check.quantity if sku.is_trial else 0,
@@ -1540,7 +1546,7 @@ class SimState:
                 cancel_until=None if is_azure else window_end,
                 refund_windows=[] if is_azure else [RefundWindow(quantity, window_end)],
                 is_trial=False,
-                partner_id=customer.associated_partner_id,
+                partner_id=self.mpn_id_of(customer.associated_partner_id),
                 order_id=order.id,
                 consumed_units=rng.randint(0, quantity),
             )

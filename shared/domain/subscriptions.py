@@ -72,6 +72,9 @@ class SubscriptionFacts:
     refundable: tuple[RefundableSeats, ...] = ()
     next_term: NextTerm | None = None
     trial_ends: datetime | None = None  # a trial's end (its commitment end date)
+    # The reseller of record (`partnerId`: its MPN id); a tenant that moved to another reseller,
+    # or has two, lists subscriptions that are not this reseller's.
+    partner_id: str | None = None
 
 
 @dataclass(frozen=True)

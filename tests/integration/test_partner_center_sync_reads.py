@@ -254,3 +254,20 @@ def test_an_indirect_resellers_customers_are_listed_500_per_call(
     assert len(tenants) == 1001
     assert len(calls) == 3
     assert all("size=500" in c["query"] for c in calls[:1])
+
+
+def test_every_subscription_names_its_resellers_mpn_id_as_reseller_of_record(
+    client: PartnerCenterClient, sim: SimulatorHandle
+) -> None:
+    item, term, cycle = catalog_item(client, BASIC)
+    line = {"catalogItemId": item, "quantity": 2, "termDuration": term, "billingCycle": cycle}
+    accepted = str(accept(sim, subscriptions=[line])["id"])
+    sim.place_order(accepted, item, 1, term, cycle)
+    [seeded] = sim.seed(1, DEMO, subscriptions_per_customer=2, seed=7)["customerIds"]
+    unknown = str(uuid.uuid4())  # a reseller tenant id Partner Center does not list
+    [stray] = sim.seed(1, unknown, subscriptions_per_customer=1, seed=8)["customerIds"]
+
+    mine = [*client.subscription_facts(accepted), *client.subscription_facts(seeded)]
+    assert len(mine) == 4
+    assert {f.partner_id for f in mine} == {"6412345"}  # the demo reseller's MPN id
+    assert [f.partner_id for f in client.subscription_facts(stray)] == [None]

@@ -107,6 +107,7 @@ def subscription_facts(sub: pc.Subscription) -> SubscriptionFacts:
         ),
         next_term=next_term(sub.scheduled_next_term_instructions),
         trial_ends=sub.commitment_end_date if is_trial else None,
+        partner_id=(sub.partner_id or "").strip() or None,
     )
 
 
