@@ -233,6 +233,7 @@ class FakeOrderPartnerCenter:
                     is_trial=False,
                     order_id=order_id,
                     parent_subscription_id=None,
+                    partner_id=line.reseller_mpn_id or None,
                 )
             )
             order_lines.append(PlacedOrderLine(n, line.catalog_item_id, line.quantity, sid))

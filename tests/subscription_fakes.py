@@ -13,6 +13,7 @@ from shared.domain.orders import OrderCreate
 from shared.domain.subscriptions import RefundableSeats, Subscription, SubscriptionFacts
 from shared.services.orders.lines import build_lines
 from tests.catalog_fakes import BOTH
+from tests.fakes import reseller_ids
 from tests.order_fakes import FakeOrderPartnerCenter, offer_line
 
 
@@ -78,5 +79,6 @@ def facts_of(sub: Subscription, **over: Any) -> SubscriptionFacts:
         refundable=tuple(sub.refundable),
         next_term=sub.next_term,
         trial_ends=sub.trial_ends,
+        partner_id=reseller_ids(sub.reseller)[1],  # its reseller is the reseller of record
     )
     return replace(facts, **over)

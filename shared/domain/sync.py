@@ -74,6 +74,7 @@ class SyncChange(StrEnum):
     ENDED = "Ended"  # a subscription that expired or was cancelled outside the platform
     UNASSOCIATED = "Unassociated"  # a customer no longer associated with the reseller
     LICENCES = "Licences"  # a subscription whose assigned licence count changed
+    REASSOCIATED = "Reassociated"  # a flagged customer Partner Center lists as ours again
 
 
 def sync_marks(record_run: str | None, record_change: str | None, run_id: str) -> set[SyncChange]:

@@ -147,8 +147,17 @@ class CustomerPublic(WireModel):
 class CustomerView(CustomerPublic):
     """A customer as reseller staff and the distributor see it (no cost fields exist on one).
 
-    The same fields as `CustomerPublic`; `failureReason` holds the recorded reason verbatim.
+    The fields of `CustomerPublic` (`failureReason` holds the recorded reason verbatim) and
+    `unassociatedSince`. A customer's own users do not get that flag: whether Partner Center
+    still lists the tenant as the reseller's is the reseller's business; they learn it from
+    the 409 an order or a change gets.
     """
+
+    unassociated_since: AwareDatetime | None = Field(
+        None,
+        description="Since when Partner Center no longer lists the tenant as this reseller's "
+        "(flagged by the sync, never deleted): orders and subscription changes are refused.",
+    )
 
 
 class CustomerListQuery(WireModel):
@@ -818,16 +827,27 @@ SYNCED_COMPANY_FIELDS = ("name", "company_id", "address", "contact", "language",
 
 def take_company_data(customer: Customer, tenant: Tenant) -> bool:
     """Copy the tenant's company data onto the customer where it differs and was not edited
-    here; whether anything changed."""
-    theirs = from_tenant(tenant, customer.reseller, _Fixed(customer.updated_at))
+    here, field by field (an address's city, a contact's e-mail): what Partner Center leaves
+    empty never replaces ours. Whether anything changed."""
+    theirs: dict[str, object] = {
+        "name": tenant.company_name,
+        "company_id": tenant.registration_number,
+        "address": tenant.address,
+        "contact": tenant.contact,
+        "language": tenant.language,
+        "culture": tenant.culture,
+    }
     changed = False
     for name in SYNCED_COMPANY_FIELDS:
         if name in customer.edited_fields:
             continue
-        value = getattr(theirs, name)
-        if not _says_something(value):
+        ours, value = getattr(customer, name), theirs[name]
+        if isinstance(value, Address | Contact):
+            said = {k: v for k, v in value.model_dump().items() if _says_something(v)}
+            value = ours.model_copy(update=said)
+        elif not _says_something(value):
             continue  # Partner Center not saying (a list without billing profiles): ours stays
-        if getattr(customer, name) != value:
+        if ours != value:
             setattr(customer, name, value)
             changed = True
     if changed:
@@ -836,17 +856,7 @@ def take_company_data(customer: Customer, tenant: Tenant) -> bool:
 
 
 def _says_something(value: object) -> bool:
-    if isinstance(value, Address | Contact):
-        return any(v is not None for v in value.model_dump().values())
-    return value is not None
-
-
-@dataclass(frozen=True)
-class _Fixed:
-    at: datetime
-
-    def now(self) -> datetime:
-        return self.at
+    return value is not None and (not isinstance(value, str) or bool(value.strip()))
 
 
 # --- changing ---------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from shared.domain.customers import Customer, CustomerStatus
-from shared.domain.errors import NotFound
+from shared.domain.errors import Conflict, NotFound, RuleBroken
 from shared.domain.identity import CUSTOMER_ID_PATTERN, Principal, Reseller, User
 from shared.domain.notifications import Notification
 from shared.domain.orders import Order, order_row_key
@@ -19,6 +19,8 @@ from shared.services.attribution import SYSTEM as SYSTEM
 from shared.services.catalog import CatalogReader
 
 BLOCKING_CUSTOMER_STATUSES = frozenset({"Blocked", CustomerStatus.FAILED.value})
+# The problem type of an order or change for a customer the reseller no longer has.
+CUSTOMER_UNASSOCIATED = "customer-unassociated"
 
 _CUSTOMER_ID = re.compile(CUSTOMER_ID_PATTERN)
 _ORDER_ID = re.compile(r"[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}")
@@ -64,6 +66,24 @@ def customer_of(book: OrderBook, principal: Principal, reseller: str, customer_i
     if found is None:
         raise NotFound("customer not found")
     return found
+
+
+def ensure_orderable(customer: Customer) -> None:
+    """Orders and subscription changes are refused (409) for a Blocked or Failed customer, and
+    for one Partner Center no longer lists as the reseller's (the sync's flag): its tenant
+    left this reseller, whose orders Microsoft would bill to the wrong partner."""
+    if customer.status.value in BLOCKING_CUSTOMER_STATUSES:
+        raise Conflict(
+            f"the customer is {customer.status.value}: no order can be placed for it"
+            + (f" ({customer.failure_reason})" if customer.failure_reason else "")
+        )
+    if customer.unassociated_since is not None:
+        raise RuleBroken(
+            CUSTOMER_UNASSOCIATED,
+            "Partner Center no longer lists the tenant as this reseller's customer since "
+            f"{customer.unassociated_since.date().isoformat()}: no order or subscription change "
+            "can be placed for it until the tenant accepts the reseller again",
+        )
 
 
 def get(

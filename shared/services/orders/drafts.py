@@ -16,7 +16,7 @@ from shared.domain.orders import (
     OrderStatus,
 )
 from shared.services import access, resellers
-from shared.services.orders.book import OrderBook, customer_of, get
+from shared.services.orders.book import OrderBook, customer_of, ensure_orderable, get
 from shared.services.orders.lines import build_lines
 from shared.services.orders.views import OrderPreviewPublic, OrderPreviewStaff, lines_view
 
@@ -66,6 +66,7 @@ def still_as_priced(book: OrderBook, principal: Principal, order: Order) -> None
             f"{reseller.currency}: edit the draft to price it anew"
         )
     customer = customer_of(book, principal, order.reseller, order.customer_id)
+    ensure_orderable(customer)  # before the Change order's early return (build_lines checks too)
     if order.change is not None:
         # A Change order is never a draft to edit: its line is the subscription's price
         # snapshot as the change was asked (price-neutral changes whatever the catalog says

@@ -18,13 +18,13 @@ from shared.domain.catalog import (
     Term,
 )
 from shared.domain.customers import Customer, Qualification
-from shared.domain.errors import Conflict, FieldError, ValidationFailed
+from shared.domain.errors import FieldError, ValidationFailed
 from shared.domain.identity import Reseller
 from shared.domain.orders import SMALL_BUSINESS_SEAT_CAP, OrderCreate, OrderLine, OrderLineInput
 from shared.domain.pricing import LineOverride, PricedLine
 from shared.domain.subscriptions import Subscription
 from shared.services.catalog import CatalogSnapshot, Listing
-from shared.services.orders.book import BLOCKING_CUSTOMER_STATUSES, OrderBook
+from shared.services.orders.book import OrderBook, ensure_orderable
 from shared.services.pricing import (
     ResellerPricing,
     price_line,
@@ -330,11 +330,7 @@ def build_lines(
     `replacing` names a subscription the lines stand for (a Change order): its seats are not
     counted twice against the tenant's limits.
     """
-    if customer.status.value in BLOCKING_CUSTOMER_STATUSES:
-        raise Conflict(
-            f"the customer is {customer.status.value}: no order can be placed for it"
-            + (f" ({customer.failure_reason})" if customer.failure_reason else "")
-        )
+    ensure_orderable(customer)
     snap = book.catalog.snapshot(reseller.slug)
     products = book.catalog.market_products(
         reseller.country, book.catalog.import_id(reseller.country)

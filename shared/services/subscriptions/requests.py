@@ -50,7 +50,7 @@ from shared.domain.pricing import PricedLine
 from shared.domain.subscriptions import NextTerm, PendingChange, Subscription
 from shared.ports import PartnerCenter
 from shared.services import resellers
-from shared.services.orders.book import OrderBook, find_order
+from shared.services.orders.book import OrderBook, ensure_orderable, find_order
 from shared.services.orders.lines import build_lines
 from shared.services.orders.submission import provision_message
 from shared.services.subscriptions.pending import free
@@ -209,6 +209,7 @@ def change_lines(
     offer a 409. A change that moves no price copies the record's price snapshot instead: a
     customer may cancel or suspend whatever the catalog says of the offer today (withdrawn,
     capped, found in Partner Center without a catalog item)."""
+    ensure_orderable(customer)  # price-neutral changes too (build_lines checks the others)
     if _keeps_price(change) and sub.priced is not None:
         return [_line_as_sold(sub, sub.priced)]
     try:

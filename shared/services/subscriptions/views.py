@@ -90,6 +90,11 @@ class _SubscriptionFields(WireModel):
 class SubscriptionStaff(_SubscriptionFields):
     """A subscription as reseller staff see it: cost and margin too."""
 
+    note: str | None = Field(
+        None,
+        description="What the platform could not work out about it, or why the sync ended it "
+        "(e.g. no price: its offer is not in the catalog; moved to another reseller).",
+    )
     unit_cost: Money | None
     total_cost: Money | None
     margin: Money | None = Field(description="Total price − total cost.")
@@ -175,6 +180,7 @@ def present_subscription(
     total = data["total_price"]
     return SubscriptionStaff(
         **data,
+        note=sub.note,
         unit_cost=cost,
         total_cost=total_cost,
         margin=total - total_cost if total is not None and total_cost is not None else None,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from shared.domain.catalog import Product
 from shared.domain.customers import Customer
@@ -55,7 +55,7 @@ from shared.domain.sync import (
 from shared.ports import PartnerCenter
 from shared.services.catalog import CatalogReader, CatalogSnapshot
 from shared.services.orders.book import OrderBook
-from shared.services.subscriptions.pricing import price_after, terms_of_facts
+from shared.services.subscriptions.pricing import price_after, terms_of
 from shared.services.subscriptions.reading import (
     licence_count_by_part,
     reprice,
@@ -68,6 +68,13 @@ from shared.services.sync.tenants import parallel
 log = logging.getLogger(__name__)
 
 ENDED_STATUSES = frozenset({"expired", "cancelled", "deleted", "disabled"})
+# A subscription Partner Center no longer lists as this reseller's is ended here with this
+# status (and a note saying why): not "Cancelled", which is Partner Center's own word.
+GONE_STATUS = "Deleted"
+ENDED_HERE = "Ended here: "
+# Partner Center may list a subscription a little after the order that made it: a record this
+# young is not ended for being missing.
+LISTING_LAG = timedelta(hours=1)
 _WRITES_PER_BATCH = 100
 
 
@@ -108,6 +115,7 @@ class _Context:
     reseller: Reseller
     products: dict[str, Product]
     pricing: OrderBook  # the order book, with the catalog read once for the chunk
+    mpn_id: str  # the reseller's: only subscriptions whose reseller of record it is are its
 
     def product(self, catalog_item_id: str | None) -> Product | None:
         if not catalog_item_id:
@@ -135,7 +143,8 @@ def run_chunk(book: SyncBook, partner_center: PartnerCenter, message: SyncMessag
         market = catalog.market_products(reseller.country, catalog.import_id(reseller.country))
         products = {pid.upper(): p for pid, p in market.items()}
         pricing = replace(book.pricing, catalog=catalog)
-        ctx = _Context(book, partner_center, run.id, reseller, products, pricing)
+        mpn_id = reseller.require_mpn_id()
+        ctx = _Context(book, partner_center, run.id, reseller, products, pricing, mpn_id)
         chunk = _work(ctx, chunk)
     settle(book, run.reseller, run.id)
 
@@ -224,6 +233,13 @@ def _apply(
     touched: dict[str, set[SyncChange]] = {}
     for f in facts:
         record = records.get(f.id.lower())
+        if f.partner_id != ctx.mpn_id:
+            # Another reseller's (the tenant moved, or has two): never added here; one we
+            # hold moved away and ends here.
+            moved = f"moved to another reseller (reseller of record {f.partner_id or 'none'})"
+            if record is not None and _end_here(record, moved, now):
+                touched[record.id.lower()] = {SyncChange.ENDED}
+            continue
         if record is None:
             if customer is None:
                 customer = book.customers.get(ctx.reseller.slug, cc.customer_id)
@@ -233,12 +249,25 @@ def _apply(
             touched[record.id.lower()] = {SyncChange.ADDED}
             continue
         was_live = record.status.lower() not in ENDED_STATUSES
-        if record.apply_facts(f, now):
+        changed = record.apply_facts(f, now)
+        if record.live and (record.note or "").startswith(ENDED_HERE):
+            record.note, changed = None, True  # listed as ours again
+        unpriced = record.priced is None and record.live
+        if changed or unpriced:
             if customer is None:
                 customer = book.customers.get(ctx.reseller.slug, cc.customer_id)
-            reprice(ctx.pricing, customer, record)
+            if unpriced:
+                changed = _price(ctx, customer, record) or changed
+            else:
+                reprice(ctx.pricing, customer, record)
+        if changed:
             ended = was_live and record.status.lower() in ENDED_STATUSES
             touched[record.id.lower()] = {SyncChange.ENDED if ended else SyncChange.UPDATED}
+    if not cc.licences_only:  # a full read: a live record Partner Center does not list ended
+        listed = {f.id.lower() for f in facts}
+        for key, record in records.items():
+            if key not in listed and _end_here(record, "Partner Center no longer lists it", now):
+                touched[key] = {SyncChange.ENDED}
     if licences is not None:
         for key, record in records.items():
             part = sku_part_number(ctx.product(record.catalog_item_id), record.catalog_item_id)
@@ -300,13 +329,35 @@ def _new_record(
         updated_at=now,
     )
     record.apply_facts(facts, now)
-    terms = terms_of_facts(facts)
+    _price(ctx, customer, record)
+    return record
+
+
+def _price(ctx: _Context, customer: Customer, record: Subscription) -> bool:
+    """Price a synced subscription at today's catalog (a note says why when it cannot be, and
+    goes once it can: an unpriced one is tried again by every run); whether it changed."""
+    before = (record.priced, record.note)
+    terms = terms_of(record)
     try:
         if terms is None:
             raise ValueError("Partner Center gives it no offer or no seats")
         record.priced = price_after(ctx.pricing, ctx.reseller, customer, None, terms)
+        record.note = None
     except (DomainError, ValueError) as exc:
         errors = exc.errors if isinstance(exc, ValidationFailed) else []
         reason = errors[0].message if errors else str(exc)
-        record.note = f"No price: the offer {facts.catalog_item_id or '?'} {reason}"
-    return record
+        record.note = f"No price: the offer {record.catalog_item_id or '?'} {reason}"
+    return (record.priced, record.note) != before
+
+
+def _end_here(record: Subscription, why: str, now: datetime) -> bool:
+    """End a record Partner Center no longer lists as this reseller's (status Deleted, a note
+    saying why); not one already ended, with a change in flight, or too new to be listed yet.
+    Whether it changed."""
+    if record.status.lower() in ENDED_STATUSES or record.changing or record.pending_change:
+        return False
+    if record.created_at > now - LISTING_LAG:
+        return False
+    record.status = GONE_STATUS
+    record.note = f"{ENDED_HERE}{why} ({now:%Y-%m-%d})"
+    return True

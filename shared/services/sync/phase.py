@@ -66,6 +66,7 @@ def customer_phase(book: SyncBook, partner_center: PartnerCenter, message: SyncM
         return
     reseller = book.resellers.get(RESELLER_PARTITION, run.reseller)
     reseller.require_tenant_id()
+    reseller.require_mpn_id()  # the chunks keep only the subscriptions it is reseller of record of
     run = _begin(book, run)
     with book.meter() as meter:
         found = reconcile(book, partner_center, reseller, run)
@@ -130,12 +131,14 @@ def _targets(
         if c.status is CustomerStatus.ACTIVE and c.tenant_id and c.unassociated_since is None
     }
     added = {c for c in live if _added(live[c], run.id)}
+    # Listed as ours again in this run: what changed meanwhile left no audit record we read.
+    back = {c for c in live if SyncChange.REASSOCIATED in _marks(live[c], run.id)}
     if run.kind is SyncKind.FULL:
         full = set(live)
         licences: set[str] = set()
     else:
         assert run.audit_since is not None and run.audit_until is not None
-        full = added | _audited(partner_center, live, run.audit_since, run.audit_until)
+        full = added | back | _audited(partner_center, live, run.audit_since, run.audit_until)
         full |= _commitment_ended(book, reseller, live, run.audit_since, run.audit_until)
         licences = _licence_share(book, live, run.audit_since, run.audit_until) - full
     ordered = sorted(full) + sorted(licences)
@@ -151,7 +154,11 @@ def _targets(
 
 
 def _added(customer: Customer, run_id: str) -> bool:
-    return SyncChange.ADDED in sync_marks(customer.sync_run, customer.sync_change, run_id)
+    return SyncChange.ADDED in _marks(customer, run_id)
+
+
+def _marks(customer: Customer, run_id: str) -> set[SyncChange]:
+    return sync_marks(customer.sync_run, customer.sync_change, run_id)
 
 
 def _audited(

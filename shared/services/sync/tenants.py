@@ -161,6 +161,7 @@ def _take(customer: Customer, tenant: Tenant | None, run_id: str, now: datetime)
     changed = customer_service.take_company_data(customer, tenant)
     if customer.unassociated_since is not None:
         customer.unassociated_since = None
+        _mark(customer, run_id, SyncChange.REASSOCIATED, now)  # the chunks refresh it fully
         changed = True
     if changed:
         _mark(customer, run_id, SyncChange.UPDATED, now)
