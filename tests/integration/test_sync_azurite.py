@@ -100,7 +100,8 @@ def test_full_then_delta_sync_against_the_simulator_and_azurite(
     stack: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     c, sim, queues = stack
-    demo_tenant = reseller_ids("demo")[0]
+    demo_tenant, demo_mpn = reseller_ids("demo")
+    sim.add_reseller(demo_tenant, demo_mpn, "demo")  # its subscriptions then name its MPN id
     mine = sim.seed(3, reseller_id=demo_tenant, subscriptions_per_customer=2, seed=7)
     theirs = sim.seed(1, reseller_id=demo_tenant + "0", subscriptions_per_customer=1, seed=8)
 
