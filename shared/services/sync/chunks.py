@@ -235,9 +235,8 @@ def _apply(
         record = records.get(f.id.lower())
         if f.partner_id != ctx.mpn_id:
             # Another reseller's (the tenant moved, or has two): never added here; one we
-            # hold moved away and ends here.
-            moved = f"moved to another reseller (reseller of record {f.partner_id or 'none'})"
-            if record is not None and _end_here(record, moved, now):
+            # hold moved away and ends here (the note does not name the other reseller).
+            if record is not None and _end_here(record, "moved to another reseller", now):
                 touched[record.id.lower()] = {SyncChange.ENDED}
             continue
         if record is None:
