@@ -47,7 +47,7 @@ from shared.domain.subscriptions import (
 )
 from shared.domain.sync import AuditEvent
 from shared.services.orders import OrderBook, OrderPolicy
-from tests.fakes import InMemoryRepository
+from tests.fakes import KNOWN_RESELLERS, InMemoryRepository
 
 
 class FakeScheduler:
@@ -233,7 +233,7 @@ class FakeOrderPartnerCenter:
                     is_trial=False,
                     order_id=order_id,
                     parent_subscription_id=None,
-                    partner_id=line.reseller_mpn_id or None,
+                    partner_id=self._reseller_of_record(customer_tenant, line.reseller_mpn_id),
                 )
             )
             order_lines.append(PlacedOrderLine(n, line.catalog_item_id, line.quantity, sid))
@@ -287,6 +287,15 @@ class FakeOrderPartnerCenter:
         )
         self._audit(tenant.id, "customer", "add_customer", tenant.id)
         return tenant
+
+    def _reseller_of_record(self, customer_tenant: str, line_mpn_id: str) -> str | None:
+        """The line's transaction reseller; for an order placed in Partner Center's UI, the
+        MPN id of the reseller the tenant is associated with (None if none), as the simulator."""
+        if line_mpn_id:
+            return line_mpn_id
+        tenant = getattr(self.fallback, "tenants", {}).get(customer_tenant)
+        owner = (tenant.associated_partner_id or "").lower() if tenant is not None else ""
+        return next((r.mpn_id for r in KNOWN_RESELLERS if r.tenant_id.lower() == owner), None)
 
     def place_order_outside(
         self,

@@ -228,3 +228,16 @@ def test_an_unchanged_tenant_changes_nothing_however_many_runs(h: Harness):
     versions = h.versions()
     h.run(SyncTrigger.MANUAL)
     assert h.versions() == versions
+
+
+def test_an_order_placed_in_partner_centers_ui_for_the_tenant_appears_as_its_subscription(
+    h: Harness,
+):
+    customer, subs = _customer_with_subscriptions(h, n=1)
+    placed = h.pc.tenant(customer.tenant_id).place_order_outside(
+        customer.tenant_id, subs[0].catalog_item_id or "", 3
+    )
+    h.clock.advance(hours=2)
+    h.run(SyncTrigger.MANUAL)
+    sid = placed.lines[0].subscription_id
+    assert sid is not None and h.subs.get(customer.id, sid.lower()).quantity == 3
