@@ -12,7 +12,7 @@ from shared.domain.identity import Reseller, User
 from shared.domain.notifications import Notification
 from shared.domain.subscriptions import Subscription
 from shared.domain.sync import SyncChunk, SyncRun
-from shared.ports import CallCounter, CallMeter, Clock, Repository
+from shared.ports import CallCounter, CallMeter, Clock, Repository, StepScheduler
 from shared.services.orders.book import OrderBook
 
 
@@ -41,6 +41,9 @@ class SyncPolicy:
     workers: int = 8  # Partner Center reads of one chunk in parallel
     # A run with no progress for this long is re-sent once, then Failed (the watchdog).
     stuck_after: timedelta = timedelta(minutes=30)
+    # A chunk message works this long at most, then checkpoints and re-enqueues itself: well
+    # below host.json's functionTimeout (10 minutes), so no chunk is ever cut off mid-work.
+    chunk_time_budget: timedelta = timedelta(minutes=4)
 
 
 @dataclass
@@ -71,6 +74,11 @@ class SyncBook:
     def resellers(self) -> Repository[Reseller]:
         """Resellers."""
         return self.pricing.resellers
+
+    @property
+    def scheduler(self) -> StepScheduler:
+        """Where a chunk re-enqueues itself to go on later (its time is up, or the rate limit's)."""
+        return self.pricing.scheduler
 
     @property
     def clock(self) -> Clock:

@@ -214,7 +214,7 @@ class SyncCountsPublic(WireModel):
     partner_center_calls: int
     throttled_waits: int
     throttled_seconds: float
-    table_writes: int
+    records_written: int
 
 
 class SyncErrorPublic(WireModel):
