@@ -398,6 +398,9 @@ class Container:
             retention=timedelta(days=self.settings.retention_days),
             poison_depths=self.queues.poison_depths,
             resellers=self.resellers,
+            sync_runs=self.sync_runs,
+            sync_chunks=self.sync_chunks,
+            sync_retention=timedelta(days=self.settings.sync_run_retention_days),
         )
 
     @repository

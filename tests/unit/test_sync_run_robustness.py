@@ -249,3 +249,49 @@ def test_a_run_counts_the_data_records_it_wrote_as_records_written() -> None:
     )
     shown = runs.present(run).model_dump(by_alias=True)["counts"]
     assert shown["recordsWritten"] == 4 and "tableWrites" not in shown
+
+
+# --- retention (review item 8) ----------------------------------------------------------------
+
+
+def test_housekeeping_deletes_finished_runs_and_their_chunks_after_the_retention(
+    h: Harness,
+) -> None:
+    from shared.services import housekeeping
+
+    for i in range(3):
+        h.add_tenant(f"old{i}")
+    old = _run(h)
+    h.clock.advance(days=60)
+    recent = _run(h, SyncTrigger.MANUAL)
+    active = h.start(SyncTrigger.MANUAL)  # in flight: never deleted
+    h.clock.advance(days=31)
+    keeping = housekeeping.Housekeeping(
+        idempotency=h.c.idempotency,
+        invitations=h.c.invitations,
+        notifications=h.c.notifications,
+        transient=[],
+        clock=h.clock,
+        retention=timedelta(days=30),
+        poison_depths=dict,
+        resellers=h.c.resellers,
+        sync_runs=h.runs,
+        sync_chunks=h.chunks,
+        sync_retention=timedelta(days=90),
+    )
+    assert housekeeping.purge(keeping).sync_runs == 1
+    assert h.runs.find("demo", sync_row_key(old.id)) is None
+    assert list(h.chunks.iterate(old.id)) == []
+    assert h.runs.find("demo", sync_row_key(recent.id)) is not None
+    assert list(h.chunks.iterate(recent.id)) != []
+    assert h.runs.find("demo", sync_row_key(active.id)) is not None
+    assert housekeeping.purge(keeping).sync_runs == 0
+
+
+def test_the_container_deletes_sync_runs_after_the_retention_setting(h: Harness) -> None:
+    c = h.c
+    c.__dict__.update(sync_runs=h.runs, sync_chunks=h.chunks)
+    c.settings.sync_run_retention_days = 45
+    kept = c.housekeeping
+    assert kept.sync_runs is h.runs and kept.sync_chunks is h.chunks
+    assert kept.sync_retention == timedelta(days=45)
