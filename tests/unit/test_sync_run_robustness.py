@@ -16,6 +16,7 @@ from shared.domain.sync import (
     ChunkStatus,
     SyncCounts,
     SyncKind,
+    SyncMessage,
     SyncRun,
     SyncStatus,
     SyncTrigger,
@@ -295,3 +296,26 @@ def test_the_container_deletes_sync_runs_after_the_retention_setting(h: Harness)
     kept = c.housekeeping
     assert kept.sync_runs is h.runs and kept.sync_chunks is h.chunks
     assert kept.sync_retention == timedelta(days=45)
+
+
+def test_a_run_the_watchdog_fails_keeps_its_chunks_error_lines_and_failed_customers(
+    h: Harness,
+) -> None:
+    tenants = [h.add_tenant(f"gone{i}") for i in range(3)]  # two chunks
+    _run(h)
+    for t in tenants:
+        h.pc.fail_tenants[t.id] = UpstreamUnavailable("Partner Center is busy")
+    started = h.start(SyncTrigger.MANUAL)
+    phase = h.runs.sent.pop(0).body
+    sync.handle(h.book, h.pc, SyncMessage.model_validate(phase))
+    first = next(m.body for m in h.runs.sent if m.body.get("chunk") == 0)
+    h.runs.sent.clear()  # chunk 1's message is lost
+    sync.handle(h.book, h.pc, SyncMessage.model_validate(first))
+    source = sync.StaleRuns(h.book)
+    for _ in range(2):  # nudged once (lost again), then Failed
+        h.clock.advance(minutes=31)
+        watch([source], h.clock.now())
+        h.runs.sent.clear()
+    run = h.runs.get("demo", sync_row_key(started.id))
+    assert run.status is SyncStatus.FAILED
+    assert run.errors_total == 2 and len(run.failed_customers) == 2

@@ -12,13 +12,13 @@ from shared.domain.identity import Reseller, User
 from shared.domain.notifications import Notification
 from shared.domain.subscriptions import Subscription
 from shared.domain.sync import SyncChunk, SyncRun
-from shared.ports import CallCounter, CallMeter, Clock, Repository, StepScheduler
+from shared.ports import CallCounter, Clock, MeterFactory, Repository, StepScheduler
 from shared.services.orders.book import OrderBook
 
 
 @dataclass
 class NoCalls:
-    """A meter that counts nothing (until the request budget's meter is wired in)."""
+    """A meter that counts nothing (a book built without the transport's meter, in tests)."""
 
     calls: int = 0
     throttled: int = 0
@@ -27,7 +27,7 @@ class NoCalls:
 
 @contextmanager
 def no_meter() -> Iterator[CallCounter]:
-    """The default meter: nothing is counted."""
+    """The default meter: nothing is counted (the container wires `metering.metered`)."""
     yield NoCalls()
 
 
@@ -55,7 +55,7 @@ class SyncBook:
     chunks: Repository[SyncChunk]
     pricing: OrderBook
     policy: SyncPolicy = field(default_factory=SyncPolicy)
-    meter: CallMeter = no_meter
+    meter: MeterFactory = no_meter
     # Tests only: called after each step of a run is recorded ("customers", "checkpoint",
     # "chunk-writes"), where a test may stop the process as a SIGKILL would.
     after_step: Callable[[str], None] | None = None
