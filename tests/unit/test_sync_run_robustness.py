@@ -319,3 +319,20 @@ def test_a_run_the_watchdog_fails_keeps_its_chunks_error_lines_and_failed_custom
     run = h.runs.get("demo", sync_row_key(started.id))
     assert run.status is SyncStatus.FAILED
     assert run.errors_total == 2 and len(run.failed_customers) == 2
+
+
+def test_the_watchdog_resends_more_chunk_messages_than_one_write_holds(h: Harness) -> None:
+    h.book.policy.chunk_size = 1
+    for i in range(95):
+        h.add_tenant(f"lost{i:03d}")
+    started = h.start()
+    phase = h.runs.sent.pop(0).body
+    sync.handle(h.book, h.pc, SyncMessage.model_validate(phase))
+    h.runs.sent.clear()  # its chunk messages never arrive
+    h.clock.advance(minutes=31)
+    report = watch([sync.StaleRuns(h.book)], h.clock.now())
+    assert [i.id for i in report.nudged] == [started.id]
+    assert sorted(m.body["chunk"] for m in h.runs.sent) == list(range(95))
+    _pump_all(h)
+    run = h.runs.get("demo", sync_row_key(started.id))
+    assert run.status is SyncStatus.SUCCEEDED and run.counts.customers_refreshed == 95

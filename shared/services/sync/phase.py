@@ -9,7 +9,7 @@ licence counts only, each day's rotating share since the last complete run (`lic
 so that no customer's counts are older than SYNC_LICENCE_MAX_AGE_DAYS.
 
 The chunks are written before the run's update that carries their messages (one transaction
-with the run's checkpoint `chunks_total`, and the first MESSAGES_PER_WRITE messages; the rest
+with the run's checkpoint `chunks_total`, and the first `runs.MESSAGES_PER_WRITE` messages; the rest
 follow in further writes, each counting them in `chunks_sent`): a redelivery before that update
 writes the same chunks again; one after it finds `chunks_total` set and sends what is unsent.
 """
@@ -21,9 +21,8 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from shared.domain.customers import Customer, CustomerStatus
-from shared.domain.errors import ConcurrencyConflict, Conflict
+from shared.domain.errors import Conflict
 from shared.domain.identity import RESELLER_PARTITION, Reseller
-from shared.domain.outbox import OutboxMessage, Queue
 from shared.domain.sync import (
     ChunkCustomer,
     SyncChange,
@@ -45,9 +44,6 @@ from shared.services.sync.tenants import reconcile
 
 log = logging.getLogger(__name__)
 
-# Chunk messages per write of the run's row (a transaction holds 100 operations): a run with
-# more chunks sends them over several writes (`SyncRun.chunks_sent`).
-MESSAGES_PER_WRITE = 90
 _CHUNKS_PER_BATCH = 50
 # Partner Center keeps 90 days of audit records; a delta needs every one since its watermark.
 AUDIT_KEPT = timedelta(days=89)
@@ -83,9 +79,9 @@ def customer_phase(book: SyncBook, partner_center: PartnerCenter, message: SyncM
     for error in found.errors:
         run.add_error(error)
     run.chunks_total = len(chunks)
-    run.chunks_sent = min(len(chunks), MESSAGES_PER_WRITE)
+    run.chunks_sent = min(len(chunks), runs.MESSAGES_PER_WRITE)
     run.updated_at = book.clock.now()
-    messages = [_chunk_message(run, c.number) for c in chunks[: run.chunks_sent]]
+    messages = [runs.chunk_message(run, c.number) for c in chunks[: run.chunks_sent]]
     book.step_done("customers")
     if not chunks:
         finish(book, run)
@@ -93,26 +89,11 @@ def customer_phase(book: SyncBook, partner_center: PartnerCenter, message: SyncM
     _send_rest(book, book.runs.update(run, messages=messages))
 
 
-def _chunk_message(run: SyncRun, number: int) -> OutboxMessage:
-    body = SyncMessage(reseller=run.reseller, run_id=run.id, chunk=number).body()
-    return OutboxMessage(queue=Queue.SYNC_RESELLER, body=body)
-
-
 def _send_rest(book: SyncBook, run: SyncRun) -> None:
-    """The chunk messages not sent yet, MESSAGES_PER_WRITE per write of the run's row, each
-    write counting them sent (`chunks_sent`): a redelivery after a crash sends only the rest."""
-    while not run.status.finished and (run.chunks_sent or 0) < (run.chunks_total or 0):
-        start = run.chunks_sent or 0
-        end = min(start + MESSAGES_PER_WRITE, run.chunks_total or 0)
-        run.chunks_sent, run.updated_at = end, book.clock.now()
-        try:
-            messages = [_chunk_message(run, n) for n in range(start, end)]
-            run = book.runs.update(run, messages=messages)
-        except ConcurrencyConflict:  # a chunk wrote its progress meanwhile: read it again
-            found = book.runs.find(run.reseller, sync_row_key(run.id))
-            if found is None:
-                return
-            run = found
+    """The chunk messages not sent yet (none unsent on a run from before `chunks_sent`)."""
+    if run.chunks_sent is not None and run.chunks_total is not None:
+        unsent = list(range(run.chunks_sent, run.chunks_total))
+        runs.send_chunks(book.runs, book.clock, run, unsent, count=True)
 
 
 def _begin(book: SyncBook, run: SyncRun) -> SyncRun:
