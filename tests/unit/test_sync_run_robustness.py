@@ -323,7 +323,7 @@ def test_a_run_the_watchdog_fails_keeps_its_chunks_error_lines_and_failed_custom
 
 def test_the_watchdog_resends_more_chunk_messages_than_one_write_holds(h: Harness) -> None:
     h.book.policy.chunk_size = 1
-    for i in range(95):
+    for i in range(105):
         h.add_tenant(f"lost{i:03d}")
     started = h.start()
     phase = h.runs.sent.pop(0).body
@@ -332,7 +332,7 @@ def test_the_watchdog_resends_more_chunk_messages_than_one_write_holds(h: Harnes
     h.clock.advance(minutes=31)
     report = watch([sync.StaleRuns(h.book)], h.clock.now())
     assert [i.id for i in report.nudged] == [started.id]
-    assert sorted(m.body["chunk"] for m in h.runs.sent) == list(range(95))
+    assert sorted(m.body["chunk"] for m in h.runs.sent) == list(range(105))
     _pump_all(h)
     run = h.runs.get("demo", sync_row_key(started.id))
-    assert run.status is SyncStatus.SUCCEEDED and run.counts.customers_refreshed == 95
+    assert run.status is SyncStatus.SUCCEEDED and run.counts.customers_refreshed == 105
