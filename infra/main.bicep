@@ -238,6 +238,7 @@ var appSettings = {
   SYNC_SCHEDULE: '0 0 1 * * *'
   SYNC_CHUNK_SIZE: '250'
   SYNC_LICENCE_MAX_AGE_DAYS: '7'
+  SYNC_RUN_RETENTION_DAYS: '90'
 
   AUTH_ISSUERS: authIssuers
   AUTH_EASY_AUTH_ENABLED: string(authEasyAuthEnabled)

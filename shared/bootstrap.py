@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import TYPE_CHECKING, TypeVar
 
 from shared.domain.catalog import MARKET_STAMPS, MarketStamp, Product
 from shared.domain.customers import Customer
@@ -35,11 +35,11 @@ from shared.domain.ratelimit import RateWindow
 from shared.domain.subscriptions import Subscription
 from shared.domain.sync import SyncChunk, SyncRun, chunk_row_key, sync_row_key
 from shared.ports import (
-    CallMeter,
     CatalogStore,
     Clock,
     CustomerDirectory,
     Mailer,
+    MeterFactory,
     PartnerCenter,
     SystemClock,
     TokenVerifier,
@@ -351,11 +351,11 @@ class Container:
         )
 
     @cached_property
-    def sync_meter(self) -> CallMeter:
+    def sync_meter(self) -> MeterFactory:
         """Counts a unit of work's Partner Center calls (the request budget's meter)."""
         from shared.domain.metering import metered
 
-        return cast(CallMeter, metered)
+        return metered
 
     @cached_property
     def sync_book(self) -> SyncBook:
@@ -398,6 +398,9 @@ class Container:
             retention=timedelta(days=self.settings.retention_days),
             poison_depths=self.queues.poison_depths,
             resellers=self.resellers,
+            sync_runs=self.sync_runs,
+            sync_chunks=self.sync_chunks,
+            sync_retention=timedelta(days=self.settings.sync_run_retention_days),
         )
 
     @repository

@@ -173,6 +173,8 @@ class Settings(BaseSettings):
     sync_chunk_size: int = Field(250, alias="SYNC_CHUNK_SIZE", ge=1, le=400)
     # A delta run reads each customer's licence counts at least once in this many days.
     sync_licence_max_age_days: int = Field(7, alias="SYNC_LICENCE_MAX_AGE_DAYS", ge=1, le=90)
+    # Housekeeping deletes finished sync runs (and their chunks) this many days after they end.
+    sync_run_retention_days: int = Field(90, alias="SYNC_RUN_RETENTION_DAYS", ge=1)
     # Tests only: the process exits right after this step of a sync run is recorded
     # (customers, chunk-writes, checkpoint), as if killed there. Refused in production.
     sync_step_crash_after: str | None = Field(None, alias="SYNC_STEP_CRASH_AFTER")

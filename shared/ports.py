@@ -143,7 +143,8 @@ class CallCounter(Protocol):
 
 # `with meter() as counter:` counts the Partner Center calls made inside it (this thread and
 # the contexts copied from it).
-CallMeter = Callable[[], AbstractContextManager[CallCounter]]
+# (`shared.domain.metering.metered` is one; its `CallMeter` is the counter, not this.)
+MeterFactory = Callable[[], AbstractContextManager[CallCounter]]
 
 
 class Mailer(Protocol):

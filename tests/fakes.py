@@ -140,6 +140,8 @@ class InMemoryRepository(Generic[M]):
         for item in [*adds, *updates]:
             if self.keys(item)[0] != partition:
                 raise ValueError("every record of a transaction must share its partition")
+        if len(adds) + len(updates) + len(messages) + len(claims) + len(releases) > 100:
+            raise ValueError("a transaction holds at most 100 operations")
         with self._lock:
             self._check(adds, updates)
             for claim, owner in claims:

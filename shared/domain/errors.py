@@ -104,6 +104,13 @@ class UpstreamUnavailable(DomainError):
         self.code = code
 
 
+class Throttled(UpstreamUnavailable):
+    """Partner Center's rate limit (the shared request budget, or its 429s) asks for a longer
+    wait than a step may sleep: nothing failed; the work goes on after `retry_after` seconds."""
+
+    title = "Partner Center rate limit"
+
+
 class UpstreamRejected(DomainError):
     """A dependency refused the request for good (e.g. Partner Center error code)."""
 

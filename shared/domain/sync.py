@@ -22,6 +22,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import (
+    AliasChoices,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -36,6 +37,9 @@ from shared.domain.orders import order_row_key
 # Every run keeps at most this many error lines (the total is counted): a run over 10,000
 # customers that fails on each would otherwise outgrow its row.
 MAX_ERRORS_KEPT = 50
+# A finished run keeps at most this many ids of customers it could not refresh (the next delta
+# refreshes them); with more, the next nightly run is Full. 500 ids fit a property easily.
+MAX_FAILED_KEPT = 500
 
 
 class SyncKind(StrEnum):
@@ -107,12 +111,41 @@ class SyncCounts(BaseModel):
     partner_center_calls: int = 0
     throttled_waits: int = 0  # 429s answered (each waited out, as Retry-After asked)
     throttled_seconds: float = 0.0  # time spent waiting for the request budget or a 429
-    table_writes: int = 0  # data records written (customers, subscriptions); no bookkeeping
+    # Data records written (customers, subscriptions); the run's bookkeeping (its row, its
+    # chunks' checkpoints, messages) is not counted. Runs stored before the rename say
+    # `table_writes`.
+    records_written: int = Field(
+        0, validation_alias=AliasChoices("records_written", "table_writes")
+    )
 
     def __add__(self, other: SyncCounts) -> SyncCounts:
         return SyncCounts(
             **{name: getattr(self, name) + getattr(other, name) for name in SyncCounts.model_fields}
         )
+
+    def tally(self, marks: set[SyncChange], *, customer: bool) -> None:
+        """Count one record by what the run did to it (its marks; nothing when none): a
+        customer or a subscription added, else unassociated / ended, else updated; and a
+        subscription's licence count."""
+        if not marks:
+            return
+        self.records_written += 1
+        if customer:
+            if SyncChange.ADDED in marks:
+                self.customers_added += 1
+            elif SyncChange.UNASSOCIATED in marks:
+                self.customers_unassociated += 1
+            else:
+                self.customers_updated += 1
+            return
+        if SyncChange.ADDED in marks:
+            self.subscriptions_added += 1
+        elif SyncChange.ENDED in marks:
+            self.subscriptions_ended += 1
+        elif SyncChange.UPDATED in marks:
+            self.subscriptions_updated += 1
+        if SyncChange.LICENCES in marks:
+            self.licences_updated += 1
 
 
 class SyncError(BaseModel):
@@ -125,7 +158,20 @@ class SyncError(BaseModel):
     at: AwareDatetime
 
 
-class SyncRun(Timestamped):
+class _Errors(Timestamped):
+    """A run's or a chunk's error lines (the first MAX_ERRORS_KEPT) and their total."""
+
+    errors: list[SyncError] = Field(default_factory=list)
+    errors_total: int = 0
+
+    def add_error(self, error: SyncError) -> None:
+        """Count an error; keep it while fewer than MAX_ERRORS_KEPT are kept."""
+        self.errors_total += 1
+        if len(self.errors) < MAX_ERRORS_KEPT:
+            self.errors.append(error)
+
+
+class SyncRun(_Errors):
     """One sync of one reseller (table `SyncRuns`)."""
 
     reseller: str
@@ -145,18 +191,31 @@ class SyncRun(Timestamped):
     chunks_total: int | None = None
     chunks_done: int = 0
     chunks_failed: int = 0
+    # Chunk messages sent so far (None: all of them, as runs before this field): the customer
+    # phase sends them over several transactions, and a redelivery sends the rest.
+    chunks_sent: int | None = None
     counts: SyncCounts = Field(default_factory=SyncCounts)
-    errors: list[SyncError] = Field(default_factory=list)
-    errors_total: int = 0
     failure_reason: str | None = None
     # When the watchdog re-sent the run's pending messages (it does so once, then fails it).
     nudged_at: AwareDatetime | None = None
+    # Customers whose reads failed (the first MAX_FAILED_KEPT; the total is counted): the next
+    # delta refreshes them; with more than are kept, the next nightly run is Full.
+    failed_customers: list[str] = Field(default_factory=list)
+    failed_customers_total: int = 0
 
-    def add_error(self, error: SyncError) -> None:
-        """Count an error; keep it while fewer than MAX_ERRORS_KEPT are kept."""
-        self.errors_total += 1
-        if len(self.errors) < MAX_ERRORS_KEPT:
-            self.errors.append(error)
+    def add_failed(self, customer_ids: list[str]) -> None:
+        """Count customers not refreshed; keep their ids while fewer than MAX_FAILED_KEPT."""
+        for cid in customer_ids:
+            if cid in self.failed_customers:
+                continue
+            self.failed_customers_total += 1
+            if len(self.failed_customers) < MAX_FAILED_KEPT:
+                self.failed_customers.append(cid)
+
+    @property
+    def failed_customers_lost(self) -> bool:
+        """More customers failed than the run kept: the next run cannot name them all."""
+        return self.failed_customers_total > len(self.failed_customers)
 
 
 class ChunkStatus(StrEnum):
@@ -201,7 +260,7 @@ class ChunkCustomer(BaseModel):
         return data
 
 
-class SyncChunk(Timestamped):
+class SyncChunk(_Errors):
     """A page of customers of a run (table `SyncChunks`: run id, `chunk_row_key(number)`)."""
 
     run_id: str
@@ -211,15 +270,9 @@ class SyncChunk(Timestamped):
     position: int = 0  # the checkpoint: customers[:position] are done
     status: ChunkStatus = ChunkStatus.PENDING
     counts: SyncCounts = Field(default_factory=SyncCounts)
-    errors: list[SyncError] = Field(default_factory=list)
-    errors_total: int = 0
     failure_reason: str | None = None
-
-    def add_error(self, error: SyncError) -> None:
-        """Count an error; keep it while fewer than MAX_ERRORS_KEPT are kept."""
-        self.errors_total += 1
-        if len(self.errors) < MAX_ERRORS_KEPT:
-            self.errors.append(error)
+    # Every customer of the chunk whose reads failed (all of them, unlike the error lines).
+    failed_customers: list[str] = Field(default_factory=list)
 
 
 class SyncMessage(WireModel):

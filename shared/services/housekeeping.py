@@ -10,7 +10,10 @@
   are deleted `RETENTION_DAYS` after they stopped mattering; so are the reminders' claim rows
   (`~claim~reminder~…` in each reseller's Notifications partition) once their day has passed
   by as long: one range query of each reseller's reminder claims (no record is read), so the
-  cost follows the claims of the last weeks, not the subscriptions nor history.
+  cost follows the claims of the last weeks, not the subscriptions nor history. Finished sync
+  runs are deleted `SYNC_RUN_RETENTION_DAYS` after they finished, their chunks first (one
+  filtered query of `SyncRuns` on `finished_at`; a run whose chunks are gone but which is not
+  is found again by the next pass).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from shared.domain.idempotency import IdempotencyRecord
 from shared.domain.identity import RESELLER_PARTITION, Invitation, Reseller
 from shared.domain.model import Record, WireModel
 from shared.domain.notifications import Notification, NotificationStatus
+from shared.domain.sync import SyncChunk, SyncRun
 from shared.ports import Clock, Repository
 from shared.services import reminders, watchdog
 from shared.services.watchdog import TransientRecords
@@ -47,6 +51,10 @@ class Housekeeping:
     poison_depths: Callable[[], Mapping[str, int]]
     # The resellers, whose Notifications partitions hold the reminders' claim rows.
     resellers: Repository[Reseller]
+    # Sync runs and their chunks, deleted `sync_retention` after the run finished.
+    sync_runs: Repository[SyncRun] | None = None
+    sync_chunks: Repository[SyncChunk] | None = None
+    sync_retention: timedelta = timedelta(days=90)
 
 
 class Operations(WireModel):
@@ -64,6 +72,7 @@ class Purged(WireModel):
     invitations: int = 0
     notifications: int = 0
     reminder_claims: int = 0
+    sync_runs: int = 0
 
 
 def _pages(repo: Repository[Any], **query: Any) -> Iterator[Any]:
@@ -110,6 +119,7 @@ def purge(h: Housekeeping) -> Purged:
             ),
         ),
         reminder_claims=_purge_reminder_claims(h, cutoff),
+        sync_runs=_purge_sync_runs(h),
     )
     if any(purged.model_dump().values()):
         log.info("retention deleted %s", purged.model_dump())
@@ -129,6 +139,21 @@ def _purge_reminder_claims(h: Housekeeping, cutoff: datetime) -> int:
         ]
         if gone:
             deleted += h.notifications.drop_claims(reseller.slug, gone)
+    return deleted
+
+
+def _purge_sync_runs(h: Housekeeping) -> int:
+    """Delete the sync runs that finished more than `sync_retention` ago, each after its chunks
+    (only finished runs have `finished_at`; a run in flight is never touched)."""
+    if h.sync_runs is None or h.sync_chunks is None:
+        return 0
+    cutoff = h.clock.now() - h.sync_retention
+    deleted = 0
+    for run in list(_pages(h.sync_runs, before={"finished_at": cutoff})):
+        if not run.status.finished:
+            continue
+        _delete_all(h.sync_chunks, h.sync_chunks.iterate(run.id))
+        deleted += _delete_all(h.sync_runs, iter([run]))
     return deleted
 
 

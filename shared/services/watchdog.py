@@ -30,7 +30,7 @@ class InFlight:
     partition: str
     id: str
     status: str
-    since: datetime  # when it entered the state
+    since: datetime  # when it entered the state (or last made progress in it)
     nudged_at: datetime | None = None  # when the watchdog re-enqueued its step, if it did
 
 
@@ -85,7 +85,8 @@ def watch(sources: Iterable[TransientRecords], now: datetime, *, act: bool = Tru
         report.in_flight[source.kind] = report.stale[source.kind] = 0
         for item in source.in_flight():
             report.in_flight[source.kind] += 1
-            started = item.nudged_at or item.since
+            # Progress after a nudge counts: a record that moved since is not stale yet.
+            started = max(item.nudged_at, item.since) if item.nudged_at else item.since
             if now - started <= deadline:
                 continue
             report.stale[source.kind] += 1

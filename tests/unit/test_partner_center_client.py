@@ -38,6 +38,7 @@ from shared.config import Settings
 from shared.domain.errors import (
     ConcurrencyConflict,
     NotFound,
+    Throttled,
     UpstreamRejected,
     UpstreamUnavailable,
 )
@@ -396,6 +397,7 @@ def test_giving_up_after_max_attempts_is_upstream_unavailable() -> None:
     assert len(recorder.requests) == 3
     assert len(time.sleeps) == 2
     assert caught.value.retry_after is not None
+    assert not isinstance(caught.value, Throttled)  # a failure, not the rate limit
 
 
 def test_retry_after_beyond_the_time_budget_fails_fast_with_retry_after() -> None:
@@ -403,7 +405,7 @@ def test_retry_after_beyond_the_time_budget_fails_fast_with_retry_after() -> Non
     recorder = Recorder(throttled)
     client, time = make_client(recorder, retry=RetryPolicy(max_elapsed_seconds=30))
 
-    with pytest.raises(UpstreamUnavailable) as caught:
+    with pytest.raises(Throttled) as caught:
         client.get_customer("c-1")
 
     assert time.sleeps == []

@@ -10,7 +10,7 @@ from azure.core.exceptions import ServiceRequestError
 
 from shared.adapters.tables.budget import SharedRequestBudget
 from shared.domain.budget import BucketState, BudgetPolicy, Lease, take
-from shared.domain.errors import UpstreamUnavailable
+from shared.domain.errors import Throttled
 
 
 class FakeClock:
@@ -275,7 +275,7 @@ def test_acquire_that_would_wait_over_a_minute_asks_to_retry_later_instead() -> 
     a, b = worker(store, clock), worker(store, clock)
     b.throttled(300.0)
 
-    with pytest.raises(UpstreamUnavailable) as caught:
+    with pytest.raises(Throttled) as caught:  # an UpstreamUnavailable a chunk waits out
         a.acquire()
 
     assert caught.value.retry_after == pytest.approx(300.0)

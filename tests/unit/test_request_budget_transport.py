@@ -20,7 +20,7 @@ from shared.bootstrap import Container
 from shared.config import Settings
 from shared.domain import metering as domain_metering
 from shared.domain.budget import BudgetPolicy
-from shared.domain.errors import UpstreamUnavailable
+from shared.domain.errors import Throttled, UpstreamUnavailable
 from tests.unit.test_request_budget import FakeClock, MemoryBucketStore
 
 SCOPE = "https://api.partnercenter.microsoft.com/.default"
@@ -162,7 +162,7 @@ def test_a_budget_wait_over_a_minute_fails_the_call_as_try_later_without_sending
     sent: list[float] = []
     pc = transport([httpx.Response(200, json={})], clock, shared_budget(store, clock), sent_at=sent)
 
-    with pytest.raises(UpstreamUnavailable) as caught:
+    with pytest.raises(Throttled) as caught:
         pc.call("GET", "/v1/customers", scope=SCOPE)
 
     assert caught.value.retry_after == pytest.approx(120.0)

@@ -476,7 +476,7 @@ def test_known_subscriptions_take_partner_centers_facts_and_ended_ones_are_count
     assert h.subs.get(customer.id, subs[2].id.lower()).assigned_licences == 10
     c = run.counts
     assert (c.subscriptions_updated, c.subscriptions_ended, c.licences_updated) == (1, 1, 3)
-    assert c.table_writes == 3
+    assert c.records_written == 3
 
 
 def test_a_subscription_with_a_change_in_flight_keeps_it(h: Harness) -> None:
@@ -556,14 +556,14 @@ def test_a_delta_run_with_nothing_changed_writes_nothing_and_sends_no_email(h: H
     h.clock.advance(days=1)
     run = h.run()
     assert run.kind.value == "Delta" and run.status is SyncStatus.SUCCEEDED
-    assert run.counts.table_writes == 0
+    assert run.counts.records_written == 0
     assert h.versions() == before
     assert len(_emails(h)) == emails
     assert run.counts.customers_refreshed > 0  # the licence share was read, and matched
     h.clock.advance(hours=1)
     again = h.run(SyncTrigger.MANUAL)  # Sync now reads everything: still nothing to write
     assert again.kind.value == "Full" and again.counts.customers_refreshed == 5
-    assert again.counts.table_writes == 0
+    assert again.counts.records_written == 0
     assert h.versions() == before
 
 

@@ -33,6 +33,7 @@ from shared.domain.errors import (
     ConcurrencyConflict,
     DomainError,
     NotFound,
+    Throttled,
     UpstreamRejected,
     UpstreamUnavailable,
 )
@@ -213,7 +214,9 @@ class PartnerCenterTransport:
                 attempt >= self.retry.max_attempts
                 or elapsed + delay > self.retry.max_elapsed_seconds
             ):
-                raise UpstreamUnavailable(
+                # Throttled: Partner Center's rate limit, not a failure (the step waits it out).
+                error = Throttled if outcome.throttled else UpstreamUnavailable
+                raise error(
                     f"Partner Center {method} {_path(url)} failed after {attempt} attempt(s): "
                     f"{outcome.reason}",
                     retry_after=outcome.retry_after if outcome.retry_after is not None else delay,

@@ -16,10 +16,10 @@ a lease, that is within `lease_seconds` and at most `lease_size` requests later.
 
 Waiting is sleeping in steps of at most a second, re-asking in between: the sync handler is
 the main user and its waits are bounded by the minute. A wait that would pass
-`max_wait_seconds` raises `UpstreamUnavailable` with `retry_after`, so a queue step re-enqueues
-itself instead of holding its message. When the table cannot be reached the call goes ahead
-(logged): Partner Center's own 429s, honoured by the transport, still protect it, and an outage
-of storage should not also stop every Partner Center call.
+`max_wait_seconds` raises `Throttled` (an `UpstreamUnavailable`) with `retry_after`, so a queue
+step re-enqueues itself instead of holding its message. When the table cannot be reached the
+call goes ahead (logged): Partner Center's own 429s, honoured by the transport, still protect
+it, and an outage of storage should not also stop every Partner Center call.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from azure.data.tables import UpdateMode
 
 from shared.adapters.tables.store import TableStore
 from shared.domain.budget import BucketState, BudgetPolicy, Grant, Lease, take
-from shared.domain.errors import UpstreamUnavailable
+from shared.domain.errors import Throttled
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ class SharedRequestBudget:
         )
 
     def acquire(self) -> float:
-        """Wait for a request's token; the seconds waited (UpstreamUnavailable if too long)."""
+        """Wait for a request's token; the seconds waited (Throttled if too long)."""
         started = self.clock()
         while True:
             wait = self.try_acquire()
@@ -147,7 +147,7 @@ class SharedRequestBudget:
                 return self.clock() - started
             waited = self.clock() - started
             if waited + wait > self.policy.max_wait_seconds:
-                raise UpstreamUnavailable(
+                raise Throttled(
                     f"Partner Center request budget exhausted: next request possible in "
                     f"{wait:.0f}s (waited {waited:.0f}s)",
                     retry_after=wait,

@@ -12,13 +12,13 @@ from shared.domain.identity import Reseller, User
 from shared.domain.notifications import Notification
 from shared.domain.subscriptions import Subscription
 from shared.domain.sync import SyncChunk, SyncRun
-from shared.ports import CallCounter, CallMeter, Clock, Repository
+from shared.ports import CallCounter, Clock, MeterFactory, Repository, StepScheduler
 from shared.services.orders.book import OrderBook
 
 
 @dataclass
 class NoCalls:
-    """A meter that counts nothing (until the request budget's meter is wired in)."""
+    """A meter that counts nothing (a book built without the transport's meter, in tests)."""
 
     calls: int = 0
     throttled: int = 0
@@ -27,7 +27,7 @@ class NoCalls:
 
 @contextmanager
 def no_meter() -> Iterator[CallCounter]:
-    """The default meter: nothing is counted."""
+    """The default meter: nothing is counted (the container wires `metering.metered`)."""
     yield NoCalls()
 
 
@@ -41,6 +41,9 @@ class SyncPolicy:
     workers: int = 8  # Partner Center reads of one chunk in parallel
     # A run with no progress for this long is re-sent once, then Failed (the watchdog).
     stuck_after: timedelta = timedelta(minutes=30)
+    # A chunk message works this long at most, then checkpoints and re-enqueues itself: well
+    # below host.json's functionTimeout (10 minutes), so no chunk is ever cut off mid-work.
+    chunk_time_budget: timedelta = timedelta(minutes=4)
 
 
 @dataclass
@@ -52,7 +55,7 @@ class SyncBook:
     chunks: Repository[SyncChunk]
     pricing: OrderBook
     policy: SyncPolicy = field(default_factory=SyncPolicy)
-    meter: CallMeter = no_meter
+    meter: MeterFactory = no_meter
     # Tests only: called after each step of a run is recorded ("customers", "checkpoint",
     # "chunk-writes"), where a test may stop the process as a SIGKILL would.
     after_step: Callable[[str], None] | None = None
@@ -71,6 +74,11 @@ class SyncBook:
     def resellers(self) -> Repository[Reseller]:
         """Resellers."""
         return self.pricing.resellers
+
+    @property
+    def scheduler(self) -> StepScheduler:
+        """Where a chunk re-enqueues itself to go on later (its time is up, or the rate limit's)."""
+        return self.pricing.scheduler
 
     @property
     def clock(self) -> Clock:

@@ -6,9 +6,14 @@ read for a customer this run added: it has none). A subscription Partner Center 
 not is added (origin Synced, priced at today's catalog for the customer; one whose offer is not
 in the catalog has no price and a note); a known one takes Partner Center's facts through
 `Subscription.apply_facts` (the change in flight, if any, stays); one that moved to expired,
-cancelled, disabled or deleted is counted ended. Only what changed is written, one transaction
-per customer, each record If-Match: a concurrent change through the API makes the customer be
-read again and done once more. A customer whose reads fail is an error line; the chunk goes on.
+cancelled, disabled or deleted is counted ended. Only what changed is written, a transaction
+per customer (per 100 of its records), each record If-Match: a concurrent change through the
+API makes the customer be read again and done once more. A customer whose reads fail is an
+error line, and its id is kept on the chunk (every one) and on the run, for the next delta to
+read it again; the chunk goes on.
+When Partner Center's rate limit asks for a longer wait than a step may sleep (`Throttled`), or
+the chunk has worked for `SyncPolicy.chunk_time_budget`, the chunk checkpoints and re-enqueues
+its message with that delay (`StepScheduler.send_later`) instead.
 
 The chunk is checkpointed every few customers (position, counts, errors, Partner Center calls);
 a redelivered message continues from there. Records carry what this run did to them
@@ -28,11 +33,13 @@ from shared.domain.errors import (
     Conflict,
     DomainError,
     NotFound,
+    Throttled,
     UpstreamRejected,
     UpstreamUnavailable,
     ValidationFailed,
 )
 from shared.domain.identity import RESELLER_PARTITION, Reseller
+from shared.domain.outbox import Queue
 from shared.domain.subscriptions import (
     LicenceCount,
     Subscription,
@@ -76,6 +83,8 @@ ENDED_HERE = "Ended here: "
 # young is not ended for being missing.
 LISTING_LAG = timedelta(hours=1)
 _WRITES_PER_BATCH = 100
+# A chunk put off by the rate limit comes back within this long whatever Retry-After says.
+_LONGEST_WAIT_SECONDS = 3600.0
 
 
 class _ChunkCatalog(CatalogReader):
@@ -127,6 +136,7 @@ class _Context:
 class _Outcome:
     counts: SyncCounts = field(default_factory=SyncCounts)
     error: SyncError | None = None
+    wait: float | None = None  # not done: Partner Center's rate limit asks to wait this long
 
 
 def run_chunk(book: SyncBook, partner_center: PartnerCenter, message: SyncMessage) -> None:
@@ -152,31 +162,64 @@ def run_chunk(book: SyncBook, partner_center: PartnerCenter, message: SyncMessag
 def _work(ctx: _Context, chunk: SyncChunk) -> SyncChunk:
     book = ctx.book
     step = max(book.policy.checkpoint_every, 1)
+    started = book.clock.now()
     with book.meter() as meter:
         seen = (0, 0, 0.0)
         while chunk.position < len(chunk.customers):
             group = chunk.customers[chunk.position : chunk.position + step]
             outcomes = parallel(book, group, lambda cc: _refresh(ctx, cc))
             book.step_done("chunk-writes")
-            for _, outcome in outcomes:
+            outcomes, wait = _until_wait(outcomes)
+            for cc, outcome in outcomes:
                 chunk.counts += outcome.counts
                 if outcome.error is not None:
                     chunk.add_error(outcome.error)
+                    chunk.failed_customers.append(cc.customer_id)
             now_seen = (meter.calls, meter.throttled, meter.waited_seconds)
             chunk.counts.partner_center_calls += now_seen[0] - seen[0]
             chunk.counts.throttled_waits += now_seen[1] - seen[1]
             chunk.counts.throttled_seconds += now_seen[2] - seen[2]
             seen = now_seen
-            chunk.position += len(group)
+            chunk.position += len(outcomes)
             if chunk.position >= len(chunk.customers):
                 chunk.status = ChunkStatus.DONE
+            if wait is not None:
+                chunk.counts.throttled_waits += 1
+                chunk.counts.throttled_seconds += wait
             chunk.updated_at = book.clock.now()
             chunk = book.chunks.update(chunk)
             book.step_done("checkpoint")
+            if wait is None and chunk.status is ChunkStatus.PENDING:
+                # Its time is up: go on in a new message, before the host's timeout.
+                wait = 0.0 if chunk.updated_at - started >= book.policy.chunk_time_budget else None
+            if wait is not None:
+                _go_on_later(book, chunk, wait)
+                return chunk
     if chunk.status is ChunkStatus.PENDING:  # an empty chunk
         chunk.status = ChunkStatus.DONE
         chunk = book.chunks.update(chunk)
     return chunk
+
+
+def _until_wait(
+    outcomes: list[tuple[ChunkCustomer, _Outcome]],
+) -> tuple[list[tuple[ChunkCustomer, _Outcome]], float | None]:
+    """The outcomes before the first customer the rate limit put off, and how long it asks to
+    wait (None: none was). The customers after it are done again later (and counted then)."""
+    for i, (_, outcome) in enumerate(outcomes):
+        if outcome.wait is not None:
+            return outcomes[:i], outcome.wait
+    return outcomes, None
+
+
+def _go_on_later(book: SyncBook, chunk: SyncChunk, wait: float) -> None:
+    """Re-enqueue the chunk (checkpointed) to go on after `wait` seconds: this message ends
+    without holding a worker while Partner Center's rate limit runs out or past the host's
+    function timeout. A crash before the send leaves this message to be delivered again."""
+    body = SyncMessage(reseller=chunk.reseller, run_id=chunk.run_id, chunk=chunk.number).body()
+    delay = min(max(wait, 0.0), _LONGEST_WAIT_SECONDS)
+    log.info("sync chunk %s/%s goes on in %.0fs", chunk.run_id, chunk.number, delay)
+    book.scheduler.send_later(Queue.SYNC_RESELLER, body, delay)
 
 
 def _refresh(ctx: _Context, cc: ChunkCustomer) -> _Outcome:
@@ -188,6 +231,8 @@ def _refresh(ctx: _Context, cc: ChunkCustomer) -> _Outcome:
             return _apply(ctx, cc, facts, licences, known=None if cc.new else _known(ctx, cc))
         except (ConcurrencyConflict, Conflict):
             return _apply(ctx, cc, facts, licences, known=_known(ctx, cc))
+    except Throttled as exc:
+        return _Outcome(wait=exc.retry_after if exc.retry_after is not None else 60.0)
     except (UpstreamUnavailable, UpstreamRejected, NotFound, ConcurrencyConflict, Conflict) as exc:
         customer = ctx.book.customers.find(ctx.reseller.slug, cc.customer_id)
         return _Outcome(
@@ -295,18 +340,7 @@ def _apply(
     # wrote (the marks): a customer redone after a crash is counted once, as the first time.
     for record in records.values():
         marks = sync_marks(record.sync_run, record.sync_change, ctx.run_id)
-        if not marks:
-            continue
-        counts = outcome.counts
-        counts.table_writes += 1
-        if SyncChange.ADDED in marks:
-            counts.subscriptions_added += 1
-        elif SyncChange.ENDED in marks:
-            counts.subscriptions_ended += 1
-        elif SyncChange.UPDATED in marks:
-            counts.subscriptions_updated += 1
-        if SyncChange.LICENCES in marks:
-            counts.licences_updated += 1
+        outcome.counts.tally(marks, customer=False)
     return outcome
 
 

@@ -69,13 +69,7 @@ def settle(book: SyncBook, reseller: str, run_id: str) -> SyncRun | None:
 def finish(book: SyncBook, run: SyncRun, chunks: list[SyncChunk] | None = None) -> SyncRun:
     """Sum the chunks into the run, mark it Succeeded or Failed, release the claim, notify."""
     chunks = chunks or []
-    total = run.counts
-    for c in chunks:
-        total = total + c.counts
-        for error in c.errors:
-            run.add_error(error)
-        run.errors_total += max(c.errors_total - len(c.errors), 0)
-    run.counts = total
+    _sum_chunks(run, chunks)
     failed = [c for c in chunks if c.status is ChunkStatus.FAILED]
     now = book.clock.now()
     run.status = SyncStatus.FAILED if failed else SyncStatus.SUCCEEDED
@@ -88,6 +82,19 @@ def finish(book: SyncBook, run: SyncRun, chunks: list[SyncChunk] | None = None) 
     saved = runs.release(book.runs, run)
     notify(book, saved)
     return saved
+
+
+def _sum_chunks(run: SyncRun, chunks: list[SyncChunk]) -> None:
+    """Add the chunks' counts, error lines and failed customers to the run's own (its customer
+    phase's): done once, as the run is finished."""
+    total = run.counts
+    for c in chunks:
+        total = total + c.counts
+        for error in c.errors:
+            run.add_error(error)
+        run.errors_total += max(c.errors_total - len(c.errors), 0)
+        run.add_failed(c.failed_customers)
+    run.counts = total
 
 
 def notification_id(run: SyncRun) -> str:
@@ -163,10 +170,7 @@ def fail_run(book: SyncBook, run: SyncRun, reason: str) -> SyncRun:
         chunks = list(book.chunks.iterate(run.id)) if run.chunks_total else []
         run.chunks_done = sum(1 for c in chunks if c.status is ChunkStatus.DONE)
         run.chunks_failed = sum(1 for c in chunks if c.status is ChunkStatus.FAILED)
-        total = run.counts
-        for c in chunks:
-            total = total + c.counts
-        run.counts = total
+        _sum_chunks(run, chunks)
         now = book.clock.now()
         run.status, run.failure_reason = SyncStatus.FAILED, reason[:2000]
         run.finished_at = run.updated_at = now

@@ -3,27 +3,26 @@ write the chunks and send one message per chunk.
 
 Full (the first run, Sync now): every Active customer still associated. Delta: the customers
 Partner Center's audit records name since the last complete run's watermark, the ones this
-run added, the ones with a subscription whose commitment ended since then (renewed or expired
-without an audit record), and, for their licence counts only, each day's rotating share since
-the last complete run (`licence_slice`), so that no customer's counts are older than
-SYNC_LICENCE_MAX_AGE_DAYS.
+run added, the ones with a live subscription whose commitment has ended (renewed or expired
+without an audit record), the ones the last complete run could not refresh, and, for their
+licence counts only, each day's rotating share since the last complete run (`licence_slice`),
+so that no customer's counts are older than SYNC_LICENCE_MAX_AGE_DAYS.
 
 The chunks are written before the run's update that carries their messages (one transaction
-with the run's checkpoint `chunks_total`): a redelivery before that update writes the same
-chunks again; one after it finds `chunks_total` set and does nothing.
+with the run's checkpoint `chunks_total`, and the first `runs.MESSAGES_PER_WRITE` messages; the rest
+follow in further writes, each counting them in `chunks_sent`): a redelivery before that update
+writes the same chunks again; one after it finds `chunks_total` set and sends what is unsent.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from shared.domain.customers import Customer, CustomerStatus
 from shared.domain.errors import Conflict
 from shared.domain.identity import RESELLER_PARTITION, Reseller
-from shared.domain.outbox import OutboxMessage, Queue
 from shared.domain.sync import (
     ChunkCustomer,
     SyncChange,
@@ -39,14 +38,12 @@ from shared.domain.sync import (
 from shared.ports import PartnerCenter
 from shared.services.sync import runs
 from shared.services.sync.book import SyncBook
+from shared.services.sync.chunks import ENDED_STATUSES
 from shared.services.sync.finish import finish
 from shared.services.sync.tenants import reconcile
 
 log = logging.getLogger(__name__)
 
-# Messages of one transaction (with the run's own row): a reseller with more customers than
-# this many chunks of SYNC_CHUNK_SIZE gets bigger chunks instead.
-MAX_CHUNKS = 90
 _CHUNKS_PER_BATCH = 50
 # Partner Center keeps 90 days of audit records; a delta needs every one since its watermark.
 AUDIT_KEPT = timedelta(days=89)
@@ -62,7 +59,10 @@ def customer_phase(book: SyncBook, partner_center: PartnerCenter, message: SyncM
     if run is None:
         log.warning("sync run %s/%s no longer exists", message.reseller, message.run_id)
         return
-    if run.status.finished or run.chunks_total is not None:
+    if run.status.finished:
+        return
+    if run.chunks_total is not None:
+        _send_rest(book, run)  # a crash came between two writes of its messages
         return
     reseller = book.resellers.get(RESELLER_PARTITION, run.reseller)
     reseller.require_tenant_id()
@@ -80,19 +80,21 @@ def customer_phase(book: SyncBook, partner_center: PartnerCenter, message: SyncM
     for error in found.errors:
         run.add_error(error)
     run.chunks_total = len(chunks)
+    run.chunks_sent = min(len(chunks), runs.MESSAGES_PER_WRITE)
     run.updated_at = book.clock.now()
-    messages = [
-        OutboxMessage(
-            queue=Queue.SYNC_RESELLER,
-            body=SyncMessage(reseller=run.reseller, run_id=run.id, chunk=c.number).body(),
-        )
-        for c in chunks
-    ]
+    messages = [runs.chunk_message(run, c.number) for c in chunks[: run.chunks_sent]]
     book.step_done("customers")
     if not chunks:
         finish(book, run)
         return
-    book.runs.update(run, messages=messages)
+    _send_rest(book, book.runs.update(run, messages=messages))
+
+
+def _send_rest(book: SyncBook, run: SyncRun) -> None:
+    """The chunk messages not sent yet (none unsent on a run from before `chunks_sent`)."""
+    if run.chunks_sent is not None and run.chunks_total is not None:
+        unsent = list(range(run.chunks_sent, run.chunks_total))
+        runs.send_chunks(book.runs, book.clock, run, unsent, count=True)
 
 
 def _begin(book: SyncBook, run: SyncRun) -> SyncRun:
@@ -110,8 +112,10 @@ def _begin(book: SyncBook, run: SyncRun) -> SyncRun:
             if previous is not None and previous.audit_until is not None
             else None
         )
-        if run.audit_since is None or now - run.audit_since > AUDIT_KEPT:
-            # Nothing to start a delta from, or audit records older than Partner Center keeps.
+        lost = previous is not None and previous.failed_customers_lost
+        if run.audit_since is None or now - run.audit_since > AUDIT_KEPT or lost:
+            # Nothing to start a delta from, or audit records older than Partner Center keeps,
+            # or more customers the last run could not refresh than it could name.
             run.kind, run.audit_since = SyncKind.FULL, None
     run.updated_at = now
     return book.runs.update(run)
@@ -139,8 +143,10 @@ def _targets(
     else:
         assert run.audit_since is not None and run.audit_until is not None
         full = added | back | _audited(partner_center, live, run.audit_since, run.audit_until)
-        full |= _commitment_ended(book, reseller, live, run.audit_since, run.audit_until)
-        licences = _licence_share(book, live, run.audit_since, run.audit_until) - full
+        full |= _commitment_ended(book, reseller, live, run.audit_until)
+        full |= _failed_last_time(book, run.reseller, live)
+        watermark = run.audit_since + AUDIT_OVERLAP  # the last run's own, where its days ended
+        licences = _licence_share(book, live, watermark, run.audit_until) - full
     ordered = sorted(full) + sorted(licences)
     return [
         ChunkCustomer(
@@ -175,20 +181,29 @@ def _audited(
 
 
 def _commitment_ended(
-    book: SyncBook,
-    reseller: Reseller,
-    live: dict[str, Customer],
-    since: datetime,
-    until: datetime,
+    book: SyncBook, reseller: Reseller, live: dict[str, Customer], until: datetime
 ) -> set[str]:
-    """Customers with a subscription whose commitment ended in [since, until): renewed or
-    expired at Microsoft, which leaves no audit record (one filtered query)."""
+    """Customers with a live subscription whose commitment ended before `until`: renewed or
+    expired at Microsoft (at 00:00 after its end date), which leaves no audit record. Such a
+    record is stale by definition, whenever it ended: one read before the renewal, or a
+    missed run, is healed by the next run. One filtered query, but over the whole
+    Subscriptions table (no PartitionKey: partitions are customers); a per-reseller index of
+    commitment ends would make it a partition query."""
     found = book.subscriptions.iterate(
-        equals={"reseller": reseller.slug},
-        since={"commitment_end_date": since},
-        before={"commitment_end_date": until},
+        equals={"reseller": reseller.slug}, before={"commitment_end_date": until}
     )
-    return {s.customer_id for s in found if s.customer_id in live}
+    return {
+        s.customer_id
+        for s in found
+        if s.customer_id in live and s.status.lower() not in ENDED_STATUSES
+    }
+
+
+def _failed_last_time(book: SyncBook, reseller: str, live: dict[str, Customer]) -> set[str]:
+    """Customers the last complete run could not refresh (its audit records are behind the
+    watermark now, so only this brings them back)."""
+    previous = runs.last_complete(book.runs, reseller)
+    return set(previous.failed_customers) & set(live) if previous is not None else set()
 
 
 def _licence_share(
@@ -212,7 +227,7 @@ def _days(first: datetime, until: datetime) -> Iterable[datetime]:
 
 def _write_chunks(book: SyncBook, run: SyncRun, targets: list[ChunkCustomer]) -> list[SyncChunk]:
     """The run's chunks, written (again, after a crash: nothing has read them yet)."""
-    size = max(book.policy.chunk_size, math.ceil(len(targets) / MAX_CHUNKS), 1)
+    size = max(book.policy.chunk_size, 1)
     now = book.clock.now()
     chunks = [
         SyncChunk(

@@ -41,6 +41,8 @@ DEFAULT_COOLDOWN = timedelta(minutes=15)
 _RUN_ID = re.compile(r"[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}")
 # How many times start retries after meeting a claim whose holder finished in between.
 _ATTEMPTS = 5
+# Chunk messages per write of a run's row (a transaction holds 100 operations).
+MESSAGES_PER_WRITE = 90
 
 
 class SyncCoolingDown(Conflict):
@@ -189,6 +191,39 @@ def _phase_message(run: SyncRun) -> OutboxMessage:
     )
 
 
+def chunk_message(run: SyncRun, number: int) -> OutboxMessage:
+    """The message of one chunk of the run."""
+    body = SyncMessage(reseller=run.reseller, run_id=run.id, chunk=number).body()
+    return OutboxMessage(queue=Queue.SYNC_RESELLER, body=body)
+
+
+def send_chunks(
+    runs: Repository[SyncRun], clock: Clock, run: SyncRun, numbers: list[int], *, count: bool
+) -> None:
+    """Send the messages of chunks `numbers`, MESSAGES_PER_WRITE per write of the run's row
+    (If-Match: a run a chunk wrote meanwhile is read again). With `count`, each write records
+    the messages sent so far (`chunks_sent`, numbers in order), so a redelivery sends the rest
+    and a batch another delivery sent is not sent again. Nothing once the run has finished."""
+    for start in range(0, len(numbers), MESSAGES_PER_WRITE):
+        batch = numbers[start : start + MESSAGES_PER_WRITE]
+        for _ in range(_ATTEMPTS * 2):
+            if run.status.finished or (count and (run.chunks_sent or 0) > batch[-1]):
+                break
+            if count:
+                run.chunks_sent = batch[-1] + 1
+            run.updated_at = clock.now()
+            try:
+                run = runs.update(run, messages=[chunk_message(run, n) for n in batch])
+                break
+            except ConcurrencyConflict:
+                found = runs.find(run.reseller, sync_row_key(run.id))
+                if found is None:
+                    return
+                run = found
+        else:
+            raise ConcurrencyConflict(f"sync run {run.id} kept changing")
+
+
 def _stamp(moment: datetime) -> str:
     """An instant as `2026-11-30T04:15:00Z`, rounded up to the second (never too early)."""
     moment = moment.astimezone(UTC)
@@ -214,7 +249,7 @@ class SyncCountsPublic(WireModel):
     partner_center_calls: int
     throttled_waits: int
     throttled_seconds: float
-    table_writes: int
+    records_written: int
 
 
 class SyncErrorPublic(WireModel):

@@ -301,14 +301,5 @@ def _count(customers: Iterable[Customer], run_id: str) -> SyncCounts:
     """The phase's figures, from the marks the run left on the records (each written once)."""
     counts = SyncCounts()
     for c in customers:
-        marks = sync_marks(c.sync_run, c.sync_change, run_id)
-        if not marks:
-            continue
-        counts.table_writes += 1
-        if SyncChange.ADDED in marks:
-            counts.customers_added += 1
-        elif SyncChange.UNASSOCIATED in marks:
-            counts.customers_unassociated += 1
-        else:
-            counts.customers_updated += 1
+        counts.tally(sync_marks(c.sync_run, c.sync_change, run_id), customer=True)
     return counts

@@ -15,6 +15,7 @@ from shared.domain.errors import ConcurrencyConflict
 from shared.domain.failures import Failure
 from shared.domain.outbox import OutboxMessage, Queue
 from shared.domain.sync import ChunkStatus, SyncMessage, SyncRun, SyncStatus, sync_row_key
+from shared.services.sync import runs
 from shared.services.sync.book import SyncBook
 from shared.services.sync.finish import fail_run
 from shared.services.watchdog import InFlight
@@ -68,18 +69,23 @@ class StaleRuns:
                     if c.status is ChunkStatus.PENDING
                 ]
             run.nudged_at = run.updated_at = self.book.clock.now()
+            first = pending[: runs.MESSAGES_PER_WRITE]
             messages = [
                 OutboxMessage(
                     queue=Queue.SYNC_RESELLER,
                     body=SyncMessage(reseller=run.reseller, run_id=run.id, chunk=n).body(),
                 )
-                for n in pending
+                for n in first
             ]
             try:
-                self.book.runs.update(run, messages=messages)
-                return
+                run = self.book.runs.update(run, messages=messages)
             except ConcurrencyConflict:
                 continue  # it moved meanwhile: look again
+            # More chunks than one write holds: the rest in further writes (lost in a crash
+            # here, the run is failed a deadline later, as any run without progress).
+            rest = [n for n in pending[len(first) :] if n is not None]
+            runs.send_chunks(self.book.runs, self.book.clock, run, rest, count=False)
+            return
 
     def fail(self, item: InFlight, failure: Failure) -> None:
         """End the run Failed with the reason (if it is still in flight)."""
