@@ -19,6 +19,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from shared.domain.errors import UpstreamRejected
 from shared.domain.money import CURRENCY_PATTERN, Money
 
 AZURE_PLAN_PRODUCT_ID = "DZH318Z0BPS6"
@@ -64,9 +65,7 @@ class BilledUsageExport(BaseModel):
     full_attributes: bool = True
 
 
-UsageExportRequest = Annotated[
-    UnbilledUsageExport | BilledUsageExport, Field(discriminator="kind")
-]
+UsageExportRequest = Annotated[UnbilledUsageExport | BilledUsageExport, Field(discriminator="kind")]
 
 
 class UsageExportOperation(BaseModel):
@@ -177,28 +176,39 @@ class UsageLine(BaseModel):
     charge_start: UtcDateTime
     charge_end: UtcDateTime
     quantity: Decimal = Field(allow_inf_nan=False)
+    # Unit prices and the pricing total are in the pricing currency (Microsoft's price list);
+    # the billing total is what the partner pays, in its billing currency, converted at
+    # `exchange_rate` (pricing → billing).
     unit_price: Money
     effective_unit_price: Money
-    # quantity × effective unit price, before tax, in the billing currency.
+    pricing_pre_tax_total: Money
+    exchange_rate: Decimal = Field(Decimal(1), gt=0, allow_inf_nan=False)
     billing_pre_tax_total: Money
 
     @model_validator(mode="after")
-    def _one_currency(self) -> UsageLine:
+    def _pricing_in_one_currency(self) -> UsageLine:
         currencies = {
             self.unit_price.currency,
             self.effective_unit_price.currency,
-            self.billing_pre_tax_total.currency,
+            self.pricing_pre_tax_total.currency,
         }
         if len(currencies) != 1:
-            raise ValueError(f"a usage line mixes currencies {sorted(currencies)}")
+            raise ValueError(f"a usage line's prices mix currencies {sorted(currencies)}")
         return self
 
     @property
     def currency(self) -> str:
-        """The billing currency of every amount on the line."""
+        """The billing currency (of `billing_pre_tax_total`)."""
         return self.billing_pre_tax_total.currency
 
     @property
     def billing_month(self) -> str:
         """YYYY-MM of the usage day."""
         return f"{self.usage_date.year:04d}-{self.usage_date.month:02d}"
+
+
+class UsageExportExpired(UpstreamRejected):
+    """The export's blobs can no longer be read (SAS token expired or refused, blob gone):
+    start a new export for the period; its manifest's etag tells whether the data changed."""
+
+    title = "Usage export expired"
