@@ -229,12 +229,15 @@ class NoCredentials:
 
 def _spool_lines(response: httpx.Response) -> IO[bytes]:
     """Decompress a gzip blob into a spool (memory, then disk) while it downloads."""
-    if response.status_code == 404:
-        raise NotFound("usage blob: the blob does not exist (any more)")
-    if response.status_code == 403:
+    if response.status_code in (403, 404):
+        response.read()
+        # Azure Storage names the reason in a header (and an XML body).
+        reason = response.headers.get("x-ms-error-code") or error_details(response)[1][:200]
+        if response.status_code == 404:
+            raise NotFound(f"usage blob: the blob does not exist any more ({reason})")
         raise UsageExportExpired(
-            f"usage blob: access refused ({error_details(response)[1][:200]}): the export's "
-            "SAS token expired or is invalid"
+            f"usage blob: access refused ({reason}): the export's SAS token expired or is "
+            "invalid; start a new export"
         )
     spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)  # noqa: SIM115
     try:
