@@ -214,7 +214,8 @@ class AzureUsageExports(Protocol):
     Start an export, store the operation on a record, poll it later (never sleep in a step):
     running → succeeded with a manifest, or failed (e.g. "No data available": start anew later).
     Import each blob once: `manifest.import_key(blob)` (billing month, data etag, blob name) is
-    the same exactly when the same data comes again. Errors as for `PartnerCenter`; reading a
+    the same exactly when the same data comes again; a new etag for a month replaces the older
+    one's lines, it does not add to them. Errors as for `PartnerCenter`; reading a
     blob after the export's SAS token expired raises `UsageExportExpired` (start a new export).
     """
 

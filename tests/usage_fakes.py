@@ -155,7 +155,7 @@ class FakeAzureUsage:
         self._frozen[manifest_id] = lines
         size = max(1, self.lines_per_blob)
         blobs = tuple(
-            UsageBlobRef(name=f"part-{i:05d}-{manifest_id}.json.gz", partition_value="default")
+            UsageBlobRef(name=f"part-{i:05d}-{etag}.json.gz", partition_value="default")
             for i in range((len(lines) + size - 1) // size)
         )
         return UsageManifest(

@@ -372,17 +372,20 @@ class UsageExports:
         per_blob = max(1, state.config.usage_lines_per_blob)
         lines = period_lines(state, export.period, now.date(), export.currency)
         content = hashlib.sha256()
-        for index, chunk in enumerate(_chunks(lines, per_blob)):
+        parts: list[bytes] = []
+        for chunk in _chunks(lines, per_blob):
             buffer = io.BytesIO()
             # mtime=0: the same lines always give the same bytes (and the same eTag).
             with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz:
                 for line in chunk:
                     gz.write(json_line(line, export.full))
-            data = buffer.getvalue()
-            content.update(data)
-            export.blobs[f"part-{index:05d}-{export.id}.c000.json.gz"] = data
-        export.manifest_id = str(uuid.uuid4())
+            parts.append(buffer.getvalue())
+            content.update(parts[-1])
         export.etag = content.hexdigest()[:20]
+        # Names follow the data: an export of unchanged data lists the same blobs again.
+        for index, data in enumerate(parts):
+            export.blobs[f"part-{index:05d}-{export.etag}.c000.json.gz"] = data
+        export.manifest_id = str(uuid.uuid4())
         export.sas_expires = now + timedelta(minutes=state.config.usage_sas_minutes)
 
     def by_manifest(self, manifest_id: str) -> UsageExport | None:

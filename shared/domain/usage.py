@@ -6,8 +6,11 @@ Partner Center's asynchronous usage export (Microsoft Graph `…/reports/partner
 day. These are the domain's records of that; the wire shapes stay in the Partner Center adapter.
 
 Idempotent import: a manifest's `etag` changes whenever Microsoft's data for the period changes,
-and a blob's `name` is unique within its manifest, so `UsageBlobRef.import_key` (billing month,
-manifest etag, blob name) says whether a blob was already imported.
+and a blob's `name` is unique within its manifest, so `UsageManifest.import_key(blob)` (billing
+month, etag, blob name) says whether that blob of that data version was already imported. An
+unbilled period keeps growing until it is billed: a new etag for a month *replaces* what an
+older etag of the same month brought (write its rows under the etag and switch the month over
+once every blob of the new etag is in); never add the two.
 """
 
 from __future__ import annotations
