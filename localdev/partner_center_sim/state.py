@@ -87,6 +87,8 @@ class SimConfig:
     async_transition_polls: int = 1
     async_transition_failure: str = ""
     require_app_user: bool = True
+    rate_limit_per_minute: int = 0
+    rate_limit_scope: str = "partner"
     # Azure usage exports (Graph): an operation stays `running` for `usage_export_polls` reads
     # and at least `usage_export_seconds` of simulated time; a non-empty `usage_export_failure`
     # makes new exports fail with it. Blobs hold `usage_lines_per_blob` lines each; their SAS
@@ -98,8 +100,6 @@ class SimConfig:
     usage_lines_per_blob: int = 1000
     usage_sas_minutes: float = 60.0
     usage_manifest_inline: bool = True
-    rate_limit_per_minute: int = 0
-    rate_limit_scope: str = "partner"
 
     def to_json(self) -> dict[str, Any]:
         """camelCase view for the control API."""

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import gzip
 import json
+import pickle
+from dataclasses import fields
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from localdev.partner_center_sim.catalog import Catalog
 from localdev.partner_center_sim.clock import SimClock
-from localdev.partner_center_sim.state import AZURE_PLAN_PRODUCT_ID, SimState
+from localdev.partner_center_sim.state import AZURE_PLAN_PRODUCT_ID, SimConfig, SimState
 from localdev.partner_center_sim.usage import (
     FULL_ONLY,
     UsageExports,
@@ -95,3 +99,41 @@ def test_an_export_finishes_after_its_polls_and_its_sas_expires(state: SimState)
     assert exports.check_sas(export, expiry, sas["sig"], now) is None
     assert exports.check_sas(export, expiry, "forged", now) is not None
     assert exports.check_sas(export, expiry, sas["sig"], now + timedelta(minutes=11)) is not None
+
+
+def _config_as_older_code_pickled_it(values: dict[str, Any]) -> SimConfig:
+    config = SimConfig.__new__(SimConfig)
+    for name, value in values.items():
+        object.__setattr__(config, name, value)
+    return config
+
+
+class _OlderConfig:
+    """Pickles like a SimConfig of the code before the usage knobs (their slots unset)."""
+
+    def __init__(self, config: SimConfig) -> None:
+        self.values = {
+            f.name: getattr(config, f.name)
+            for f in fields(SimConfig)
+            if not f.name.startswith("usage_")
+        }
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_config_as_older_code_pickled_it, (self.values,))
+
+
+def test_a_snapshot_from_before_the_usage_knobs_loads_with_their_defaults(tmp_path: Path) -> None:
+    saved = SimState(Catalog(), SimClock(), SimConfig(rate_limit_per_minute=7), tmp_path)
+    saved.touch()
+    saved.save(force=True)
+    snapshot = next(tmp_path.iterdir())
+    data = pickle.loads(snapshot.read_bytes())
+    data["config"] = _OlderConfig(data["config"])
+    snapshot.write_bytes(pickle.dumps(data))
+
+    loaded = SimState(Catalog(), SimClock(), None, tmp_path)
+
+    assert loaded.load()
+    assert loaded.config.rate_limit_per_minute == 7
+    assert loaded.config.usage_export_polls == 1
+    assert loaded.config.usage_lines_per_blob == 1000
