@@ -85,7 +85,7 @@ class WireManifest(_Wire):
     partner_tenant_id: str = Field("", alias="partnerTenantId")
     root_directory: str = Field(alias="rootDirectory")
     sas_token: str = Field("", alias="sasToken")
-    blob_count: int = Field(0, alias="blobCount")
+    blob_count: int | None = Field(None, alias="blobCount")
     blobs: list[WireBlob] = []
 
 
@@ -101,7 +101,7 @@ def manifest_from_wire(wire: WireManifest) -> UsageManifest:
         billing_month=_billing_month(wire.root_directory),
         root_directory=wire.root_directory,
         sas_token=wire.sas_token,
-        blob_count=wire.blob_count,
+        blob_count=len(wire.blobs) if wire.blob_count is None else wire.blob_count,
         blobs=tuple(
             UsageBlobRef(name=b.name, partition_value=b.partition_value) for b in wire.blobs
         ),
