@@ -210,6 +210,8 @@ var appSettings = {
   PARTNER_CENTER_AUTHORITY: 'https://login.microsoftonline.com'
   PARTNER_CENTER_SCOPE: 'https://api.partnercenter.microsoft.com/.default'
   PARTNER_CENTER_PRICE_SHEET_SCOPE: 'https://api.partner.microsoft.com/.default'
+  PARTNER_CENTER_GRAPH_URL: 'https://graph.microsoft.com/v1.0'
+  PARTNER_CENTER_GRAPH_SCOPE: 'https://graph.microsoft.com/.default'
   PARTNER_CENTER_TENANT_ID: partnerCenterTenantId
   PARTNER_CENTER_CLIENT_ID: partnerCenterClientId
   // Both secrets are needed in production (app-only and app+user calls), so both are always

@@ -75,6 +75,7 @@ def partner_center_settings(connection_file: Path) -> dict[str, str]:
     return {
         "PARTNER_CENTER_API_BASE_URL": conn["apiBaseUrl"],
         "PARTNER_CENTER_PRICE_SHEET_BASE_URL": conn.get("priceSheetBaseUrl", conn["apiBaseUrl"]),
+        "PARTNER_CENTER_GRAPH_URL": conn.get("graphBaseUrl", f"{conn['apiBaseUrl']}/v1.0"),
         "PARTNER_CENTER_AUTHORITY": conn["authority"],
         "PARTNER_CENTER_TENANT_ID": conn["tenantId"],
         "PARTNER_CENTER_CLIENT_ID": conn["clientId"],

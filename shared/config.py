@@ -103,6 +103,15 @@ class Settings(BaseSettings):
     partner_center_price_sheet_scope: str = Field(
         "https://api.partner.microsoft.com/.default", alias="PARTNER_CENTER_PRICE_SHEET_SCOPE"
     )
+    # Microsoft Graph, where Partner Center's partner billing reports (the asynchronous Azure
+    # usage export) live; its own token audience (application permission
+    # PartnerBilling.Read.All on the same app registration).
+    partner_center_graph_url: str = Field(
+        "https://graph.microsoft.com/v1.0", alias="PARTNER_CENTER_GRAPH_URL"
+    )
+    partner_center_graph_scope: str = Field(
+        "https://graph.microsoft.com/.default", alias="PARTNER_CENTER_GRAPH_SCOPE"
+    )
     partner_center_locale: str = Field("en-US", alias="PARTNER_CENTER_LOCALE")
     partner_center_connect_timeout_seconds: float = Field(
         10.0, alias="PARTNER_CENTER_CONNECT_TIMEOUT_SECONDS", gt=0

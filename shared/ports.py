@@ -190,6 +190,15 @@ from shared.domain.subscriptions import (  # noqa: E402
     TransitionRequest,
 )
 from shared.domain.sync import AuditEvent  # noqa: E402
+from shared.domain.usage import (  # noqa: E402
+    BilledUsageExport,
+    UnbilledUsageExport,
+    UsageBlobRef,
+    UsageExportOperation,
+    UsageExportStatus,
+    UsageLine,
+    UsageManifest,
+)
 
 
 class IndirectResellers(Protocol):
@@ -200,7 +209,33 @@ class IndirectResellers(Protocol):
         ...
 
 
-class PartnerCenter(IndirectResellers, Protocol):
+class AzureUsageExports(Protocol):
+    """Partner Center's asynchronous Azure usage export (Microsoft Graph partner billing).
+
+    Start an export, store the operation on a record, poll it later (never sleep in a step):
+    running → succeeded with a manifest, or failed (e.g. "No data available": start anew later).
+    Import each blob once: `manifest.import_key(blob)` (billing month, data etag, blob name) is
+    the same exactly when the same data comes again; a new etag for a month replaces the older
+    one's lines, it does not add to them. Errors as for `PartnerCenter`; reading a
+    blob after the export's SAS token expired raises `UsageExportExpired` (start a new export).
+    """
+
+    def start_usage_export(
+        self, request: UnbilledUsageExport | BilledUsageExport
+    ) -> UsageExportOperation:
+        """POST an unbilled (current/last month) or billed (invoice) export; the operation."""
+        ...
+
+    def usage_export_status(self, operation: UsageExportOperation) -> UsageExportStatus:
+        """Read the operation once: running (with a suggested wait), succeeded, or failed."""
+        ...
+
+    def usage_lines(self, manifest: UsageManifest, blob: UsageBlobRef) -> Iterator[UsageLine]:
+        """One blob's usage lines, streamed (never the whole blob in memory)."""
+        ...
+
+
+class PartnerCenter(IndirectResellers, AzureUsageExports, Protocol):
     """Microsoft Partner Center as the services see it (REST client or a fake).
 
     Errors: `NotFound`; `UpstreamRejected` with Partner Center's `code` (4xx answers, including

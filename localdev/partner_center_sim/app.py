@@ -29,6 +29,7 @@ from . import render
 from .auth import Principal, TokenService, audience_for
 from .errors import ErrorCode, SimError, bad_request, not_found
 from .faults import FaultInjector, RateLimiter
+from .graph import GraphBilling
 from .resellers import IndirectReseller
 from .rules import as_whole_resource
 from .state import AZURE_PLAN_PRODUCT_ID, SimState, StoredResponse
@@ -134,6 +135,7 @@ class Simulator:
         self.faults = FaultInjector()
         self.limiter = RateLimiter()
         self.request_log: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_SIZE)
+        self.graph = GraphBilling(self)
         self.app = Starlette(
             routes=self._routes(), exception_handlers={HTTPException: self._http_error}
         )
@@ -414,6 +416,8 @@ class Simulator:
             ),
             Route("/_sim/tokens/refresh", self.sim_refresh_token, methods=["POST"]),
             Route("/_sim/snapshot", self.sim_snapshot, methods=["POST"]),
+            # Microsoft Graph's partner billing reports (Azure usage exports) and their blobs.
+            *self.graph.routes(),
         ]
 
     # ----------------------------------------------------------------- OAuth
@@ -911,6 +915,7 @@ class Simulator:
     async def sim_reset(self, request: Request) -> Response:
         """Forget all data, faults, throttling windows and the request log; the clock goes back."""
         self.state.reset()
+        self.graph.clear()
         self.faults.clear()
         self.limiter.clear()
         self.request_log.clear()

@@ -18,7 +18,11 @@ from .errors import ErrorCode, SimError
 
 PARTNER_CENTER_AUDIENCE = "https://api.partnercenter.microsoft.com"
 PRICE_SHEET_AUDIENCE = "https://api.partner.microsoft.com"
+# Microsoft Graph: the partner billing reports (Azure usage exports) live there, with tokens for
+# Graph's own audience; a Partner Center token is refused there, and the other way round.
+GRAPH_AUDIENCE = "https://graph.microsoft.com"
 AUDIENCES = (PARTNER_CENTER_AUDIENCE, PRICE_SHEET_AUDIENCE)
+ALL_AUDIENCES = (*AUDIENCES, GRAPH_AUDIENCE)
 TOKEN_LIFETIME_SECONDS = 3599
 
 
@@ -29,6 +33,7 @@ class Principal:
     tenant_id: str
     app_id: str
     user: str | None
+    audience: str = PARTNER_CENTER_AUDIENCE
 
     @property
     def is_app_user(self) -> bool:
@@ -76,13 +81,19 @@ class TokenService:
                 sub=user["oid"],
             )
         else:
-            claims.update(
-                idtyp="app", oid=self.client_id, sub=self.client_id, roles=["PartnerCenter.Access"]
+            # Graph's partner billing reports need the application permission
+            # PartnerBilling.Read.All; Partner Center's own APIs have their own role.
+            role = (
+                "PartnerBilling.Read.All" if audience == GRAPH_AUDIENCE else "PartnerCenter.Access"
             )
+            claims.update(idtyp="app", oid=self.client_id, sub=self.client_id, roles=[role])
         return jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": self.kid})
 
-    def verify(self, authorization: str | None) -> Principal:
-        """Check a Bearer token on an API call; 401 when missing, malformed, expired or foreign."""
+    def verify(
+        self, authorization: str | None, audiences: tuple[str, ...] = AUDIENCES
+    ) -> Principal:
+        """Check a Bearer token on an API call; 401 when missing, malformed, expired, foreign
+        or issued for another API than `audiences`."""
         if not authorization or not authorization.lower().startswith("bearer "):
             raise SimError(
                 401, ErrorCode.UNAUTHORIZED, "Authorization header with a Bearer token is required."
@@ -90,13 +101,13 @@ class TokenService:
         token = authorization[7:].strip()
         cached = self._verified.get(token)
         if cached and cached[0] > time.time():
-            return cached[1]
+            return _for(cached[1], audiences)
         try:
             claims = jwt.decode(
                 token,
                 self._public,
                 algorithms=["RS256"],
-                audience=list(AUDIENCES),
+                audience=list(ALL_AUDIENCES),
                 issuer=self.issuer,
                 leeway=30,
             )
@@ -108,11 +119,12 @@ class TokenService:
             tenant_id=str(claims["tid"]),
             app_id=str(claims["appid"]),
             user=claims.get("upn") if claims.get("idtyp") == "user" else None,
+            audience=str(claims["aud"]).lower(),
         )
         if len(self._verified) > 10_000:
             self._verified.clear()
         self._verified[token] = (float(claims["exp"]), principal)
-        return principal
+        return _for(principal, audiences)
 
     def jwks(self) -> dict[str, Any]:
         """The public key as a JWK set."""
@@ -146,11 +158,21 @@ class TokenService:
         }
 
 
+def _for(principal: Principal, audiences: tuple[str, ...]) -> Principal:
+    if principal.audience not in audiences:
+        raise SimError(
+            401,
+            ErrorCode.UNAUTHORIZED,
+            f"The access token is for {principal.audience}, not for this API.",
+        )
+    return principal
+
+
 def audience_for(scope: str) -> str | None:
-    """The audience a scope asks for, or None when it names neither Partner Center API."""
+    """The audience a scope asks for, or None when it names none of the simulated APIs."""
     for part in scope.split():
         resource = part.removesuffix("/.default").removesuffix("/user_impersonation").rstrip("/")
-        if resource.lower() in AUDIENCES:
+        if resource.lower() in ALL_AUDIENCES:
             return resource.lower()
     return None
 

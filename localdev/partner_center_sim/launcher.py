@@ -265,6 +265,22 @@ class SimulatorHandle:
             {"consumedUnits": consumed},
         )
 
+    def usage_totals(
+        self, period: str = "current", currency: str | None = None, through: str | None = None
+    ) -> dict[str, Any]:
+        """What the simulator holds for an Azure usage billing period (current|last), summed
+        from its generator without an export: lines, quantity, billingPreTaxTotal, and totals
+        bySubscription / byMeterCategory (decimal strings)."""
+        result: dict[str, Any] = self._call(
+            "GET", "/usage", period=period, currency=currency, through=through
+        )
+        return result
+
+    def graph_token(self) -> str:
+        """An app-only access token for Microsoft Graph (the usage export endpoints)."""
+        scope = self.connection.get("graphScope", "https://graph.microsoft.com/.default")
+        return self.token(scope=scope)
+
     def snapshot(self) -> bool:
         """Write the state snapshot now."""
         return bool(self._call("POST", "/snapshot")["saved"])

@@ -113,6 +113,9 @@ async def _serve(options: ServerOptions) -> None:
         "tokenEndpoint": f"{tokens.authority}/oauth2/v2.0/token",
         "scope": "https://api.partnercenter.microsoft.com/.default",
         "priceSheetScope": "https://api.partner.microsoft.com/.default",
+        # Microsoft Graph (partner billing reports: Azure usage exports) on the same host.
+        "graphBaseUrl": f"{base_url}/v1.0",
+        "graphScope": "https://graph.microsoft.com/.default",
         "tenantId": credentials["tenantId"],
         "clientId": credentials["clientId"],
         "clientSecret": credentials["clientSecret"],

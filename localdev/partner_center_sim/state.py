@@ -89,6 +89,17 @@ class SimConfig:
     require_app_user: bool = True
     rate_limit_per_minute: int = 0
     rate_limit_scope: str = "partner"
+    # Azure usage exports (Graph): an operation stays `running` for `usage_export_polls` reads
+    # and at least `usage_export_seconds` of simulated time; a non-empty `usage_export_failure`
+    # makes new exports fail with it. Blobs hold `usage_lines_per_blob` lines each; their SAS
+    # token lasts `usage_sas_minutes` of simulated time. `usage_manifest_inline`: the succeeded
+    # operation carries the manifest (`resourceLocation`), else only its link.
+    usage_export_polls: int = 1
+    usage_export_seconds: float = 0.0
+    usage_export_failure: str = ""
+    usage_lines_per_blob: int = 1000
+    usage_sas_minutes: float = 60.0
+    usage_manifest_inline: bool = True
 
     def to_json(self) -> dict[str, Any]:
         """camelCase view for the control API."""
@@ -267,7 +278,15 @@ class SimState:
             return False
         with self.lock:
             self.clock.set_offset(data["clock_offset"])
-            self.config = data["config"]
+            # Knobs added since the snapshot was written keep their defaults.
+            saved = data["config"]
+            self.config = SimConfig(
+                **{
+                    f.name: getattr(saved, f.name)
+                    for f in fields(SimConfig)
+                    if hasattr(saved, f.name)
+                }
+            )
             for name in (
                 "customers",
                 "domains",

@@ -10,6 +10,7 @@ import httpx
 from shared.adapters.partner_center.auth import MsalConfig, MsalTokenProvider, TokenProvider
 from shared.adapters.partner_center.client import PartnerCenterClient
 from shared.adapters.partner_center.transport import PartnerCenterTransport, RetryPolicy
+from shared.adapters.partner_center.usage import AzureUsageClient, NoCredentials, storage_http
 
 if TYPE_CHECKING:
     from shared.config import Settings
@@ -60,33 +61,44 @@ def build_partner_center(
                 timeout_seconds=settings.partner_center_timeout_seconds,
             )
         )
+    # An explicit SSLContext: httpx then ignores SSL_CERT_FILE and friends, so the simulator's
+    # CA is trusted exactly when configured, and the system store otherwise.
+    verify: ssl.SSLContext | bool = (
+        ssl.create_default_context(cafile=str(ca_path)) if ca_path else True
+    )
+    timeout = httpx.Timeout(
+        settings.partner_center_timeout_seconds,
+        connect=settings.partner_center_connect_timeout_seconds,
+    )
     if http is None:
-        # An explicit SSLContext: httpx then ignores SSL_CERT_FILE and friends, so the simulator's
-        # CA is trusted exactly when configured, and the system store otherwise.
-        verify: ssl.SSLContext | bool = (
-            ssl.create_default_context(cafile=str(ca_path)) if ca_path else True
-        )
         http = httpx.Client(
             base_url=settings.partner_center_api_base_url.rstrip("/"),
             verify=verify,
-            timeout=httpx.Timeout(
-                settings.partner_center_timeout_seconds,
-                connect=settings.partner_center_connect_timeout_seconds,
-            ),
+            timeout=timeout,
             limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
             follow_redirects=False,
         )
+    retry = RetryPolicy(
+        max_attempts=settings.partner_center_max_attempts,
+        max_elapsed_seconds=settings.partner_center_max_retry_seconds,
+        backoff_base_seconds=settings.partner_center_backoff_base_seconds,
+        backoff_cap_seconds=settings.partner_center_backoff_cap_seconds,
+    )
     transport = PartnerCenterTransport(
-        http,
-        tokens,
-        locale=settings.partner_center_locale,
-        retry=RetryPolicy(
-            max_attempts=settings.partner_center_max_attempts,
-            max_elapsed_seconds=settings.partner_center_max_retry_seconds,
-            backoff_base_seconds=settings.partner_center_backoff_base_seconds,
-            backoff_cap_seconds=settings.partner_center_backoff_cap_seconds,
-        ),
-        budget=budget,
+        http, tokens, locale=settings.partner_center_locale, retry=retry, budget=budget
+    )
+    # Usage export blobs: another host (Azure Storage), the SAS token as the only credential,
+    # the same retries, and no Partner Center budget spent on them.
+    blobs = PartnerCenterTransport(
+        storage_http(httpx.Client(verify=verify, timeout=timeout, follow_redirects=False)),
+        NoCredentials(),
+        retry=retry,
+    )
+    usage = AzureUsageClient(
+        transport,
+        blobs,
+        graph_base_url=settings.partner_center_graph_url,
+        scope=settings.partner_center_graph_scope,
     )
     return PartnerCenterClient(
         transport,
@@ -95,4 +107,5 @@ def build_partner_center(
         price_sheet_scope=settings.partner_center_price_sheet_scope,
         poll_interval_seconds=settings.partner_center_poll_interval_seconds,
         poll_timeout_seconds=settings.partner_center_poll_timeout_seconds,
+        usage=usage,
     )

@@ -30,6 +30,7 @@ from shared.adapters.partner_center.transport import (
     error_details,
     retry_after_seconds,
 )
+from shared.adapters.partner_center.usage import AzureUsageClient, NoCredentials, storage_http
 from shared.adapters.partner_center.wire import (
     AuditRecord,
     Availability,
@@ -80,6 +81,15 @@ from shared.domain.subscriptions import (
     TransitionRequest,
 )
 from shared.domain.sync import AuditEvent
+from shared.domain.usage import (
+    BilledUsageExport,
+    UnbilledUsageExport,
+    UsageBlobRef,
+    UsageExportOperation,
+    UsageExportStatus,
+    UsageLine,
+    UsageManifest,
+)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -167,8 +177,17 @@ class PartnerCenterClient:
         price_sheet_scope: str = PRICE_SHEET_SCOPE,
         poll_interval_seconds: float = 5.0,
         poll_timeout_seconds: float = 300.0,
+        usage: AzureUsageClient | None = None,
     ) -> None:
         self._transport = transport
+        self._usage = usage or AzureUsageClient(
+            transport,
+            PartnerCenterTransport(
+                storage_http(httpx.Client(timeout=transport.http.timeout)),
+                NoCredentials(),
+                retry=transport.retry,
+            ),
+        )
         self._price_sheet_base_url = price_sheet_base_url.rstrip("/")
         self._scope = scope
         self._price_sheet_scope = price_sheet_scope
@@ -178,6 +197,7 @@ class PartnerCenterClient:
     def close(self) -> None:
         """Close pooled connections."""
         self._transport.http.close()
+        self._usage.close()
 
     # --- plumbing --------------------------------------------------------------------------
 
@@ -628,6 +648,22 @@ class PartnerCenterClient:
             events.reverse()
             events.sort(key=lambda e: e.at)
             yield from events
+
+    # --- Azure usage: Graph's partner billing exports (adapters/partner_center/usage.py) ------
+
+    def start_usage_export(
+        self, request: UnbilledUsageExport | BilledUsageExport
+    ) -> UsageExportOperation:
+        """Start an export of daily rated usage; the operation to poll."""
+        return self._usage.start_usage_export(request)
+
+    def usage_export_status(self, operation: UsageExportOperation) -> UsageExportStatus:
+        """Poll an export once."""
+        return self._usage.usage_export_status(operation)
+
+    def usage_lines(self, manifest: UsageManifest, blob: UsageBlobRef) -> Iterator[UsageLine]:
+        """The usage lines of one blob of a finished export, streamed."""
+        return self._usage.usage_lines(manifest, blob)
 
     def customer_qualification(self, customer_tenant: str, segment: str) -> Qualification:
         """Microsoft's verification of the customer for `segment` (education, government,
