@@ -3,10 +3,10 @@ write the chunks and send one message per chunk.
 
 Full (the first run, Sync now): every Active customer still associated. Delta: the customers
 Partner Center's audit records name since the last complete run's watermark, the ones this
-run added, the ones with a subscription whose commitment ended since then (renewed or expired
-without an audit record), and, for their licence counts only, each day's rotating share since
-the last complete run (`licence_slice`), so that no customer's counts are older than
-SYNC_LICENCE_MAX_AGE_DAYS.
+run added, the ones with a subscription whose commitment ended since then or up to
+LIFECYCLE_LAG before (renewed or expired without an audit record, the day after the end
+date), and, for their licence counts only, each day's rotating share since the last complete
+run (`licence_slice`), so that no customer's counts are older than SYNC_LICENCE_MAX_AGE_DAYS.
 
 The chunks are written before the run's update that carries their messages (one transaction
 with the run's checkpoint `chunks_total`): a redelivery before that update writes the same
@@ -54,6 +54,10 @@ AUDIT_KEPT = timedelta(days=89)
 # stamps a little before our clock said "until" (clock skew, a record that shows up late) is
 # then read by the next run rather than never. Reading a customer twice changes nothing.
 AUDIT_OVERLAP = timedelta(minutes=15)
+# Microsoft renews or expires a subscription from 00:00 UTC the day after its (inclusive)
+# commitment end date, and may take up to 24 h: a commitment that ended up to this long before
+# a run's window may have been renewed or expired within it.
+LIFECYCLE_LAG = timedelta(days=2)
 
 
 def customer_phase(book: SyncBook, partner_center: PartnerCenter, message: SyncMessage) -> None:
@@ -174,11 +178,12 @@ def _commitment_ended(
     since: datetime,
     until: datetime,
 ) -> set[str]:
-    """Customers with a subscription whose commitment ended in [since, until): renewed or
-    expired at Microsoft, which leaves no audit record (one filtered query)."""
+    """Customers with a subscription Microsoft may have renewed or expired in [since, until),
+    which leaves no audit record: its commitment end date in [since - LIFECYCLE_LAG, until)
+    (one filtered query)."""
     found = book.subscriptions.iterate(
         equals={"reseller": reseller.slug},
-        since={"commitment_end_date": since},
+        since={"commitment_end_date": since - LIFECYCLE_LAG},
         before={"commitment_end_date": until},
     )
     return {s.customer_id for s in found if s.customer_id in live}
