@@ -1,0 +1,258 @@
+"""The sync through the local host, Azurite, the local issuer and the Partner Center simulator
+(issue 14's "Checked by"): tenants, orders and expiries made in the simulator alone reach the
+platform's API after Sync now or the nightly run; a host killed mid-run ends with what an
+uninterrupted run makes. Sync now's access rules are in test_sync_api_local_host.py."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from localdev.azurite import Azurite
+from localdev.partner_center_sim import SimulatorHandle
+from localdev.seed import PREFIX_PARTNER_ID, seed_catalog
+from shared.domain.identity import RESELLER_PARTITION
+from shared.domain.sync import SyncRun
+from shared.services import sync
+from tests.integration.test_customers_local_host import Stack, open_stack
+from tests.integration.test_subscriptions_local_host import CLOCK_FOLLOWS_WITHIN
+from tests.waiting import wait_until
+
+pytestmark = pytest.mark.integration
+OWNER = "owner@demo.example"
+FINISHED = ("Succeeded", "Failed")
+# Small chunks so a handful of tenants make several chunk messages; no cooldown, no budget.
+FAST = {
+    "SYNC_CHUNK_SIZE": "2",
+    "SYNC_NOW_COOLDOWN_MINUTES": "0",
+    "PARTNER_CENTER_REQUESTS_PER_MINUTE": "0",
+}
+E3, BASIC = "Microsoft 365 E3", "Microsoft 365 Business Basic"
+
+
+@pytest.fixture
+def stack(
+    azurite: Azurite, table_prefix: str, tmp_path: Path, fresh_partner_center_sim: SimulatorHandle
+) -> Iterator[Stack]:
+    with open_stack(azurite, table_prefix, tmp_path, fresh_partner_center_sim) as s:
+        seed_catalog(s.c)
+        yield s
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _line(stack: Stack, title: str, quantity: int, term: str = "P1Y") -> dict[str, Any]:
+    """An order line of the demo reseller's market: `title`'s paid commercial `term`."""
+    reseller = stack.c.resellers.get(RESELLER_PARTITION, "demo")
+    market = stack.c.products.list(reseller.country, page_size=1000).items
+    product = next(p for p in market if p.title == title and not p.withdrawn)
+    for sku in product.skus:
+        availability = sku.availability("commercial") if not sku.is_trial else None
+        for t in availability.terms if availability is not None else ():
+            if t.duration == term:
+                assert availability is not None
+                return {
+                    "catalogItemId": availability.catalog_item_id,
+                    "quantity": quantity,
+                    "termDuration": t.duration,
+                    "billingCycle": t.billing_cycle,
+                }
+    raise LookupError(f"{title} has no paid {term} offer")
+
+
+def _tenant(stack: Stack, partner_id: str, domain: str, *lines: dict[str, Any]) -> dict[str, Any]:
+    """A tenant that accepts `partner_id` as reseller in the simulator, with subscriptions."""
+    made = stack.sim.accept_reseller(partner_id, domain, subscriptions=list(lines))
+    customer: dict[str, Any] = made["customer"]
+    return customer
+
+
+def _pc_subscriptions(stack: Stack, tenant: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = stack.sim.customer_state(tenant)["subscriptions"]
+    return found
+
+
+def _sync_now(stack: Stack) -> dict[str, Any]:
+    """Sync now through the host; the run once finished."""
+    status, _, run = stack.call("POST", "resellers/demo/sync", OWNER)
+    assert status == 202, run
+    return _finished(stack, run["id"])
+
+
+def _nightly(stack: Stack) -> dict[str, Any]:
+    """Start the runs as the timer does (against the stack's tables); demo's, once finished."""
+    started: list[SyncRun] = sync.start_nightly(stack.c.sync_book)
+    [run] = [r for r in started if r.reseller == "demo"]
+    return _finished(stack, run.id)
+
+
+def _finished(stack: Stack, run_id: str, timeout: float = 60) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        status, _, run = stack.call("GET", f"resellers/demo/sync/runs/{run_id}", OWNER)
+        assert status == 200, run
+        return run if run["status"] in FINISHED else None
+
+    run: dict[str, Any] = wait_until(done, timeout=timeout, what=f"sync run {run_id} to finish")
+    return run
+
+
+def _customers(stack: Stack) -> dict[str, dict[str, Any]]:
+    """Demo's customers through the API, by tenant id."""
+    status, _, page = stack.call("GET", "resellers/demo/customers?pageSize=100", OWNER)
+    assert status == 200, page
+    return {c["tenantId"]: c for c in page["items"]}
+
+
+def _subscriptions(stack: Stack, customer_id: str) -> dict[str, dict[str, Any]]:
+    """A customer's subscriptions through the API, by id."""
+    path = f"resellers/demo/customers/{customer_id}/subscriptions?pageSize=100"
+    status, _, page = stack.call("GET", path, OWNER)
+    assert status == 200, page
+    return {s["id"].lower(): s for s in page["items"]}
+
+
+def _counts(run: dict[str, Any], *names: str) -> dict[str, int]:
+    return {n: run["counts"][n] for n in names}
+
+
+def _advance(stack: Stack, seconds: float) -> None:
+    """Move the simulator's clock; the platform's follows within about a second."""
+    stack.sim.advance_clock(seconds=seconds)
+    time.sleep(CLOCK_FOLLOWS_WITHIN)
+
+
+def _sim_now(stack: Stack) -> datetime:
+    return datetime.fromisoformat(stack.sim.now().replace("Z", "+00:00")).astimezone(UTC)
+
+
+# --- the checks ---------------------------------------------------------------------------
+
+
+def test_sync_now_adds_only_the_tenant_of_demo_not_the_one_whose_partner_id_shares_its_prefix(
+    stack: Stack,
+):
+    demo = stack.demo_partner_id()
+    assert PREFIX_PARTNER_ID.startswith(demo) and demo != PREFIX_PARTNER_ID
+    mine = _tenant(
+        stack, demo, "fresh-tenant.onmicrosoft.com", _line(stack, E3, 5), _line(stack, BASIC, 3)
+    )
+    theirs = _tenant(stack, PREFIX_PARTNER_ID, "not-demos.onmicrosoft.com", _line(stack, E3, 2))
+    subs = {s["id"].lower(): s for s in _pc_subscriptions(stack, mine["id"])}
+    e3 = next(sid for sid, s in subs.items() if s["quantity"] == 5)
+    stack.sim.set_consumed_units(mine["id"], e3, 4)
+    stack.start_host(**FAST)
+
+    run = _sync_now(stack)
+
+    assert run["status"] == "Succeeded", run
+    found = _customers(stack)
+    assert list(found) == [mine["id"]] and theirs["id"] not in found
+    customer = found[mine["id"]]
+    assert (customer["status"], customer["origin"]) == ("Active", "ExistingTenant")
+    assert customer["domain"] == "fresh-tenant.onmicrosoft.com"
+    listed = _subscriptions(stack, customer["id"])
+    assert set(listed) == set(subs)
+    for sid, sub in listed.items():
+        assert sub["origin"] == "Synced" and sub["priced"] is not None, sub
+        assert sub["quantity"] == subs[sid]["quantity"]
+        assert sub["status"].lower() == "active"
+    assert listed[e3]["assignedLicences"] == 4
+    assert _counts(
+        run, "customersAdded", "subscriptionsAdded", "customersUnassociated", "subscriptionsEnded"
+    ) == {
+        "customersAdded": 1,
+        "subscriptionsAdded": 2,
+        "customersUnassociated": 0,
+        "subscriptionsEnded": 0,
+    }
+    assert run["counts"]["partnerCenterCalls"] > 0 and run["errors"] == []
+
+
+def test_an_order_placed_in_partner_center_appears_after_the_nightly_run_and_after_sync_now(
+    stack: Stack,
+):
+    tenant = _tenant(
+        stack, stack.demo_partner_id(), "orders-there.onmicrosoft.com", _line(stack, E3, 2)
+    )
+    stack.start_host(**FAST)
+    first = _sync_now(stack)
+    assert first["status"] == "Succeeded" and first["counts"]["subscriptionsAdded"] == 1
+    customer_id = _customers(stack)[tenant["id"]]["id"]
+
+    # Placed in Partner Center's own UI: the nightly run (a delta) finds it by its audit record.
+    order = stack.sim.place_order(tenant["id"], _line(stack, BASIC, 7)["catalogItemId"], 7)
+    nightly = _nightly(stack)
+    assert (nightly["status"], nightly["kind"], nightly["trigger"]) == (
+        "Succeeded",
+        "Delta",
+        "Nightly",
+    ), nightly
+    assert nightly["counts"]["subscriptionsAdded"] == 1
+    listed = _subscriptions(stack, customer_id)
+    [added] = [s for s in listed.values() if s["quantity"] == 7]
+    assert added["origin"] == "Synced" and added["priced"] is not None
+    [pc_line] = order["lineItems"]
+    assert added["id"].lower() == pc_line["subscriptionId"].lower()
+
+    # Another one, then Sync now: it refreshes everything and finds it too.
+    stack.sim.place_order(tenant["id"], _line(stack, E3, 11)["catalogItemId"], 11)
+    again = _sync_now(stack)
+    assert (again["status"], again["kind"]) == ("Succeeded", "Full")
+    assert again["counts"]["subscriptionsAdded"] == 1
+    assert sorted(s["quantity"] for s in _subscriptions(stack, customer_id).values()) == [2, 7, 11]
+
+
+def test_a_subscription_that_expired_in_partner_center_shows_expired_after_the_next_run(
+    stack: Stack,
+):
+    tenant = _tenant(
+        stack,
+        stack.demo_partner_id(),
+        "lapsing.onmicrosoft.com",
+        _line(stack, BASIC, 4, term="P1M"),
+        _line(stack, E3, 2),
+    )
+    [monthly] = [s for s in _pc_subscriptions(stack, tenant["id"]) if s["quantity"] == 4]
+    reply = stack.sim_call(
+        "PATCH",
+        f"/v1/customers/{tenant['id']}/subscriptions/{monthly['id']}",
+        "auto-renew-off-1",
+        {"autoRenewEnabled": False},
+    )
+    assert reply.status_code in (200, 202), reply.text
+    stack.start_host(**FAST)
+    first = _sync_now(stack)
+    assert first["status"] == "Succeeded"
+    customer_id = _customers(stack)[tenant["id"]]["id"]
+    before = _subscriptions(stack, customer_id)[monthly["id"].lower()]
+    assert before["status"].lower() == "active" and before["autoRenew"] is False
+
+    # Microsoft lets it expire at 00:00 UTC the day after the (inclusive) commitment end
+    # date, with no audit record. The nightly runs come as they would: one on the last day of
+    # the commitment (still active), one the night after (expired).
+    end = datetime.fromisoformat(before["commitmentEndDate"]).astimezone(UTC)
+    _advance(stack, (end - _sim_now(stack)).total_seconds() + 3600)
+    last_day = _nightly(stack)
+    assert (last_day["status"], last_day["kind"]) == ("Succeeded", "Delta"), last_day
+    assert last_day["counts"]["subscriptionsEnded"] == 0
+    assert _subscriptions(stack, customer_id)[monthly["id"].lower()]["status"].lower() == "active"
+    _advance(stack, 86400)
+    in_pc = {s["id"]: s["status"] for s in _pc_subscriptions(stack, tenant["id"])}
+    assert in_pc[monthly["id"]] == "expired"
+
+    run = _nightly(stack)
+
+    assert (run["status"], run["kind"]) == ("Succeeded", "Delta"), run
+    assert run["counts"]["subscriptionsEnded"] == 1
+    record = stack.c.subscriptions.get(customer_id, monthly["id"].lower())
+    assert record.status.lower() == "expired"
+    after = _subscriptions(stack, customer_id)
+    assert after[monthly["id"].lower()]["status"].lower() == "expired"
+    others = [s["status"].lower() for k, s in after.items() if k != monthly["id"].lower()]
+    assert others == ["active"]
