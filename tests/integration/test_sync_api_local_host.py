@@ -45,6 +45,7 @@ def test_the_demo_seed_leaves_tenants_only_partner_center_knows_once(stack: Stac
 def test_sync_now_twice_through_the_host_is_one_run_and_another_reseller_sees_none(
     stack: Stack,
 ):
+    seed_customers(stack.c)  # and their user, it@customer.example
     stack.start_host()
 
     status, headers, run = stack.call("POST", "resellers/demo/sync", OWNER)
@@ -66,3 +67,12 @@ def test_sync_now_twice_through_the_host_is_one_run_and_another_reseller_sees_no
     assert stack.call("GET", f"resellers/demo/sync/runs/{run['id']}", outsider)[0] == 404
     status, _, theirs = stack.call("GET", "resellers/other/sync/runs", outsider)
     assert status == 200 and theirs["items"] == []
+
+    # A customer's own user does not learn the reseller's runs exist; Sales may not sync.
+    for email, refused in (("it@customer.example", 404), ("sales@demo.example", 403)):
+        assert stack.call("POST", "resellers/demo/sync", email)[0] == refused, email
+        assert stack.call("GET", "resellers/demo/sync/runs", email)[0] == refused, email
+        one = f"resellers/demo/sync/runs/{run['id']}"
+        assert stack.call("GET", one, email)[0] == refused, email
+    status, _, page = stack.call("GET", "resellers/demo/sync/runs", OWNER)
+    assert [r["id"] for r in page["items"]] == [run["id"]]  # still the one run

@@ -15,10 +15,12 @@ import pytest
 
 from localdev.azurite import Azurite
 from localdev.partner_center_sim import SimulatorHandle
-from localdev.seed import PREFIX_PARTNER_ID, seed_catalog
+from localdev.seed import PREFIX_PARTNER_ID
+from shared.bootstrap import Container
 from shared.domain.identity import RESELLER_PARTITION
 from shared.domain.sync import SyncRun
-from shared.services import sync
+from shared.services import catalog_import, sync
+from tests.azurite_fixtures import new_table_prefix
 from tests.integration.test_customers_local_host import Stack, open_stack
 from tests.integration.test_subscriptions_local_host import CLOCK_FOLLOWS_WITHIN
 from tests.waiting import wait_until
@@ -40,11 +42,17 @@ def stack(
     azurite: Azurite, table_prefix: str, tmp_path: Path, fresh_partner_center_sim: SimulatorHandle
 ) -> Iterator[Stack]:
     with open_stack(azurite, table_prefix, tmp_path, fresh_partner_center_sim) as s:
-        seed_catalog(s.c)
+        _import_catalog(s.c)
         yield s
 
 
 # --- helpers ------------------------------------------------------------------------------
+
+
+def _import_catalog(c: Container) -> None:
+    """Partner Center's CZ market, as the catalog timer imports it (the sync prices what it
+    finds at it; no reseller's catalog layout is needed)."""
+    catalog_import.import_market(c.partner_center, c.products, c.market_stamps, c.clock, "CZ")
 
 
 def _line(stack: Stack, title: str, quantity: int, term: str = "P1Y") -> dict[str, Any]:
@@ -256,3 +264,107 @@ def test_a_subscription_that_expired_in_partner_center_shows_expired_after_the_n
     assert after[monthly["id"].lower()]["status"].lower() == "expired"
     others = [s["status"].lower() for k, s in after.items() if k != monthly["id"].lower()]
     assert others == ["active"]
+
+
+# Every step the engine records (`SyncBook.step_done`): after the customer phase wrote its chunks
+# (before the run's update that sends their messages), after a group of a chunk's customers was
+# written (before its checkpoint), after a checkpoint (before the run's progress).
+STEPS = ["customers", "chunk-writes", "checkpoint"]
+# What differs between two runs of the same data in two sets of tables: our ids, ETags, times,
+# which run did it, the Partner Center calls a resumed run repeats.
+VOLATILE = {
+    "etag",
+    "id",
+    "customer_id",
+    "request_id",
+    "created_at",
+    "updated_at",
+    "refreshed_at",
+    "status_since",
+    "sync_run",
+}
+COSTS = {"partnerCenterCalls", "throttledWaits", "throttledSeconds"}
+
+
+def _data(stack: Stack) -> dict[str, Any]:
+    """Demo's customers (by tenant id) with their subscriptions (by id), without VOLATILE."""
+    found: dict[str, Any] = {}
+    for customer in stack.c.customers.iterate("demo"):
+        subs = {
+            s.id.lower(): s.model_dump(mode="json", exclude=VOLATILE)
+            for s in stack.c.subscriptions.iterate(customer.id)
+        }
+        found[customer.tenant_id or ""] = {
+            "customer": customer.model_dump(mode="json", exclude=VOLATILE),
+            "subscriptions": subs,
+        }
+    return found
+
+
+def _figures(run: dict[str, Any]) -> dict[str, Any]:
+    counts = {k: v for k, v in run["counts"].items() if k not in COSTS}
+    return {
+        "status": run["status"],
+        "kind": run["kind"],
+        "counts": counts,
+        "errors": run["errors"],
+        "chunks": (run["chunksTotal"], run["chunksDone"], run["chunksFailed"]),
+    }
+
+
+def _sync_emails(stack: Stack) -> list[str]:
+    return [n.id for n in stack.c.notifications.iterate("demo") if n.id.startswith("sync-")]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(
+    azurite: Azurite,
+    partner_center_sim: SimulatorHandle,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[SimulatorHandle, dict[str, Any], dict[str, Any]]]:
+    """Tenants of demo (one with an assigned licence) and one of the prefix-sharing partner in
+    the simulator, synced once without interruption into tables of their own: the simulator,
+    that run and the data it made. Its host is stopped before the tests start theirs (hosts
+    share the queues)."""
+    sim = partner_center_sim
+    sim.reset()
+    try:
+        tmp = tmp_path_factory.mktemp("sync-uninterrupted")
+        with open_stack(azurite, new_table_prefix(), tmp, sim) as ref:
+            made = sim.seed(5, reseller_id=ref.demo_partner_id(), subscriptions_per_customer=2)
+            sim.seed(1, reseller_id=PREFIX_PARTNER_ID, subscriptions_per_customer=1)
+            tenant = made["customerIds"][0]
+            sim.set_consumed_units(tenant, _pc_subscriptions(ref, tenant)[0]["id"], 1)
+            _import_catalog(ref.c)
+            ref.start_host(**FAST)
+            run = _sync_now(ref)
+            data = _data(ref)
+        assert run["status"] == "Succeeded" and run["counts"]["customersAdded"] == 5
+        assert run["chunksTotal"] == 3 and len(data) == 5
+        yield sim, run, data
+    finally:
+        sim.reset()
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_a_host_killed_after_a_step_of_a_run_ends_with_what_an_uninterrupted_run_makes(
+    uninterrupted: tuple[SimulatorHandle, dict[str, Any], dict[str, Any]],
+    azurite: Azurite,
+    table_prefix: str,
+    tmp_path: Path,
+    step: str,
+):
+    sim, expected, expected_data = uninterrupted
+    with open_stack(azurite, table_prefix, tmp_path, sim) as stack:
+        _import_catalog(stack.c)
+        crashing = stack.start_host(SYNC_STEP_CRASH_AFTER=step, **FAST)
+        status, _, started = stack.call("POST", "resellers/demo/sync", OWNER)
+        assert status == 202, started
+        wait_until(lambda: not crashing.is_running(), what=f"the host to die after {step}")
+        stack.start_host(**FAST)
+
+        run = _finished(stack, started["id"], timeout=90)
+
+        assert _figures(run) == _figures(expected)
+        assert _data(stack) == expected_data
+        assert _sync_emails(stack) == [f"sync-{run['id']}-customers"]
