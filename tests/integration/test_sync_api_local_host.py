@@ -10,6 +10,7 @@ import pytest
 from localdev.seed import PREFIX_PARTNER_ID, SYNC_ONLY_TENANTS, seed_customers, seed_sync_tenants
 from tests.integration.test_customers_local_host import Stack
 from tests.integration.test_customers_local_host import stack as stack_fixture
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 stack = stack_fixture  # the customers tests' Azurite + simulator + issuer + hosts
@@ -76,3 +77,13 @@ def test_sync_now_twice_through_the_host_is_one_run_and_another_reseller_sees_no
         assert stack.call("GET", one, email)[0] == refused, email
     status, _, page = stack.call("GET", "resellers/demo/sync/runs", OWNER)
     assert [r["id"] for r in page["items"]] == [run["id"]]  # still the one run
+
+    # One message for the two clicks: the host ran the customer phase once, and each chunk once.
+    def finished() -> dict[str, Any] | None:
+        found = stack.call("GET", f"resellers/demo/sync/runs/{run['id']}", OWNER)[2]
+        return found if found["status"] in ("Succeeded", "Failed") else None
+
+    done = wait_until(finished, what="the run to finish")
+    assert done["status"] == "Succeeded" and done["chunksTotal"] == 1, done
+    ran = stack.host.logs().count("Executing 'Functions.queue_sync_reseller'")
+    assert ran == 1 + done["chunksTotal"]

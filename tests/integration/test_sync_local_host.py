@@ -180,6 +180,10 @@ def test_sync_now_adds_only_the_tenant_of_demo_not_the_one_whose_partner_id_shar
         "subscriptionsEnded": 0,
     }
     assert run["counts"]["partnerCenterCalls"] > 0 and run["errors"] == []
+    # The reseller is told, naming the new customer.
+    [mail] = wait_until(stack.emails, what="the e-mail about the new customer")
+    assert mail["Subject"] == "1 new customer from Partner Center"
+    assert customer["name"] in mail.get_payload(decode=True).decode()
 
 
 def test_an_order_placed_in_partner_center_appears_after_the_nightly_run_and_after_sync_now(
