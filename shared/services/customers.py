@@ -44,6 +44,7 @@ from shared.domain.customers import (
     CustomerStatus,
     CustomerUpdate,
     ProvisionCustomerMessage,
+    Qualification,
     Tenant,
     TenantRequest,
     default_locale,
@@ -147,8 +148,20 @@ class CustomerPublic(WireModel):
 class CustomerView(CustomerPublic):
     """A customer as reseller staff and the distributor see it (no cost fields exist on one).
 
-    The same fields as `CustomerPublic`; `failureReason` holds the recorded reason verbatim.
+    The fields of `CustomerPublic` (`failureReason` holds the recorded reason verbatim), and
+    what the sync learnt from Partner Center about the relationship and the segment.
     """
+
+    unassociated_since: AwareDatetime | None = Field(
+        None,
+        description="Since when Partner Center no longer lists the customer as the reseller's "
+        "(the sync flags it, never deletes it); null while it does.",
+    )
+    qualification: Qualification = Field(
+        Qualification.NONE,
+        description="Microsoft's verification of an education, government or nonprofit "
+        "segment, as the sync last read it.",
+    )
 
 
 class CustomerListQuery(WireModel):

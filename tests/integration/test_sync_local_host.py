@@ -189,34 +189,49 @@ def test_sync_now_adds_only_the_tenant_of_demo_not_the_one_whose_partner_id_shar
 def test_an_order_placed_in_partner_center_appears_after_the_nightly_run_and_after_sync_now(
     stack: Stack,
 ):
-    tenant = _tenant(
-        stack, stack.demo_partner_id(), "orders-there.onmicrosoft.com", _line(stack, E3, 2)
-    )
+    demo = stack.demo_partner_id()
+    tenant = _tenant(stack, demo, "orders-there.onmicrosoft.com", _line(stack, E3, 2))
+    leaving = _tenant(stack, demo, "leaving.onmicrosoft.com", _line(stack, BASIC, 1))
     stack.start_host(**FAST)
     first = _sync_now(stack)
-    assert first["status"] == "Succeeded" and first["counts"]["subscriptionsAdded"] == 1
+    assert first["status"] == "Succeeded" and first["counts"]["subscriptionsAdded"] == 2
     customer_id = _customers(stack)[tenant["id"]]["id"]
 
     # Placed in Partner Center's own UI: the nightly run (a delta) finds it by its audit record.
+    # Meanwhile the company was renamed there, and the other customer ended the relationship.
     order = stack.sim.place_order(tenant["id"], _line(stack, BASIC, 7)["catalogItemId"], 7)
+    stack.sim.update_company(tenant["id"], companyName="Renamed There a.s.")
+    stack.sim.end_relationship(leaving["id"])
     nightly = _nightly(stack)
     assert (nightly["status"], nightly["kind"], nightly["trigger"]) == (
         "Succeeded",
         "Delta",
         "Nightly",
     ), nightly
-    assert nightly["counts"]["subscriptionsAdded"] == 1
+    assert _counts(nightly, "subscriptionsAdded", "customersUpdated", "customersUnassociated") == {
+        "subscriptionsAdded": 1,
+        "customersUpdated": 1,
+        "customersUnassociated": 1,
+    }
     listed = _subscriptions(stack, customer_id)
     [added] = [s for s in listed.values() if s["quantity"] == 7]
     assert added["origin"] == "Synced" and added["priced"] is not None
     [pc_line] = order["lineItems"]
     assert added["id"].lower() == pc_line["subscriptionId"].lower()
+    customers = _customers(stack)
+    assert customers[tenant["id"]]["name"] == "Renamed There a.s."
+    # Flagged, never deleted; the other one is not flagged.
+    assert customers[leaving["id"]]["unassociatedSince"] is not None
+    assert customers[tenant["id"]]["unassociatedSince"] is None
 
     # Another one, then Sync now: it refreshes everything and finds it too.
     stack.sim.place_order(tenant["id"], _line(stack, E3, 11)["catalogItemId"], 11)
     again = _sync_now(stack)
     assert (again["status"], again["kind"]) == ("Succeeded", "Full")
-    assert again["counts"]["subscriptionsAdded"] == 1
+    assert _counts(again, "subscriptionsAdded", "customersUnassociated") == {
+        "subscriptionsAdded": 1,
+        "customersUnassociated": 0,
+    }
     assert sorted(s["quantity"] for s in _subscriptions(stack, customer_id).values()) == [2, 7, 11]
 
 
