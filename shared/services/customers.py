@@ -44,6 +44,7 @@ from shared.domain.customers import (
     CustomerStatus,
     CustomerUpdate,
     ProvisionCustomerMessage,
+    Qualification,
     Tenant,
     TenantRequest,
     default_locale,
@@ -157,6 +158,11 @@ class CustomerView(CustomerPublic):
         None,
         description="Since when Partner Center no longer lists the tenant as this reseller's "
         "(flagged by the sync, never deleted): orders and subscription changes are refused.",
+    )
+    qualification: Qualification = Field(
+        Qualification.NONE,
+        description="Microsoft's verification of an education, government or nonprofit "
+        "segment, as the sync last read it.",
     )
 
 

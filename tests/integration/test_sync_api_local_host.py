@@ -10,6 +10,7 @@ import pytest
 from localdev.seed import PREFIX_PARTNER_ID, SYNC_ONLY_TENANTS, seed_customers, seed_sync_tenants
 from tests.integration.test_customers_local_host import Stack
 from tests.integration.test_customers_local_host import stack as stack_fixture
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 stack = stack_fixture  # the customers tests' Azurite + simulator + issuer + hosts
@@ -45,6 +46,7 @@ def test_the_demo_seed_leaves_tenants_only_partner_center_knows_once(stack: Stac
 def test_sync_now_twice_through_the_host_is_one_run_and_another_reseller_sees_none(
     stack: Stack,
 ):
+    seed_customers(stack.c)  # and their user, it@customer.example
     stack.start_host()
 
     status, headers, run = stack.call("POST", "resellers/demo/sync", OWNER)
@@ -66,3 +68,22 @@ def test_sync_now_twice_through_the_host_is_one_run_and_another_reseller_sees_no
     assert stack.call("GET", f"resellers/demo/sync/runs/{run['id']}", outsider)[0] == 404
     status, _, theirs = stack.call("GET", "resellers/other/sync/runs", outsider)
     assert status == 200 and theirs["items"] == []
+
+    # A customer's own user does not learn the reseller's runs exist; Sales may not sync.
+    for email, refused in (("it@customer.example", 404), ("sales@demo.example", 403)):
+        assert stack.call("POST", "resellers/demo/sync", email)[0] == refused, email
+        assert stack.call("GET", "resellers/demo/sync/runs", email)[0] == refused, email
+        one = f"resellers/demo/sync/runs/{run['id']}"
+        assert stack.call("GET", one, email)[0] == refused, email
+    status, _, page = stack.call("GET", "resellers/demo/sync/runs", OWNER)
+    assert [r["id"] for r in page["items"]] == [run["id"]]  # still the one run
+
+    # One message for the two clicks: the host ran the customer phase once, and each chunk once.
+    def finished() -> dict[str, Any] | None:
+        found = stack.call("GET", f"resellers/demo/sync/runs/{run['id']}", OWNER)[2]
+        return found if found["status"] in ("Succeeded", "Failed") else None
+
+    done = wait_until(finished, what="the run to finish")
+    assert done["status"] == "Succeeded" and done["chunksTotal"] == 1, done
+    ran = stack.host.logs().count("Executing 'Functions.queue_sync_reseller'")
+    assert ran == 1 + done["chunksTotal"]

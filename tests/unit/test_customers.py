@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
@@ -16,6 +17,7 @@ from shared.domain.customers import (
     CustomerStatus,
     CustomerUpdate,
     ProvisionCustomerMessage,
+    Qualification,
     ico_check_digit,
     is_tenant_name,
     is_valid_ico,
@@ -698,3 +700,15 @@ def test_a_customer_user_reads_a_failure_as_a_sentence_and_staff_read_the_record
         assert shown.failure_reason == raw
     active = w.create("fine")
     assert customers.present(user, active).failure_reason is None
+
+
+def test_staff_see_when_a_customer_stopped_being_the_resellers_and_its_qualification(w):
+    customer = w.repo.get("demo", w.create("leaving").id)
+    customer.unassociated_since = datetime(2026, 11, 30, 1, 0, tzinfo=UTC)
+    customer.qualification = Qualification.PENDING
+    shown = customers.present(OWNER, customer)
+    fields = {"unassociated_since", "qualification"}
+    assert shown.model_dump(mode="json", by_alias=True, include=fields) == {
+        "unassociatedSince": "2026-11-30T01:00:00Z",
+        "qualification": "Pending",
+    }

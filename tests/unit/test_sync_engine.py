@@ -616,6 +616,33 @@ def test_a_delta_run_refreshes_a_customer_whose_commitment_ended_since_the_last_
     assert after.commitment_end_date == h.clock.now() - timedelta(hours=12) + timedelta(days=365)
 
 
+def test_a_subscription_that_expires_the_night_after_its_commitment_end_date_is_read_then(
+    h: Harness,
+) -> None:
+    # commitmentEndDate is inclusive: Microsoft expires (or renews) it from 00:00 UTC the next
+    # day, taking up to 24 h, with no audit record. The night of the end date finds it still
+    # active; the run of the night after must read it again.
+    tenant = h.add_tenant("lapsing")
+    h.run()
+    customer = h.customer_of(tenant.id)
+    end = (h.clock.now() + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    s = _sub(h, customer.id, commitment_end_date=end, auto_renew=False)
+    h.give(tenant.id, s)
+    h.run(SyncTrigger.MANUAL)
+    h.clock.advance(seconds=(end - h.clock.now()).total_seconds() + 3600)
+    last_day = h.run()
+    assert last_day.kind.value == "Delta" and last_day.counts.subscriptions_ended == 0
+    fake = h.pc.tenant(tenant.id)
+    fake.subscriptions[s.id] = replace(fake.subscriptions[s.id], status="expired")
+    h.clock.advance(days=1)
+
+    run = h.run()
+
+    assert run.kind.value == "Delta"
+    assert h.subs.get(customer.id, s.id.lower()).status.lower() == "expired"
+    assert run.counts.subscriptions_ended == 1
+
+
 def test_a_nightly_run_after_more_days_than_partner_center_keeps_audit_records_is_full(
     h: Harness,
 ) -> None:

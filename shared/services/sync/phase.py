@@ -51,6 +51,9 @@ AUDIT_KEPT = timedelta(days=89)
 # stamps a little before our clock said "until" (clock skew, a record that shows up late) is
 # then read by the next run rather than never. Reading a customer twice changes nothing.
 AUDIT_OVERLAP = timedelta(minutes=15)
+# Microsoft renews or expires a subscription from 00:00 UTC the day after its (inclusive)
+# commitment end date, and may take up to 24 h: a commitment that ended up to this long before
+# a run's window may have been renewed or expired within it.
 
 
 def customer_phase(book: SyncBook, partner_center: PartnerCenter, message: SyncMessage) -> None:
