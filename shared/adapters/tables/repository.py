@@ -20,6 +20,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
+from shared.adapters.tables import batch
 from shared.adapters.tables.codec import EntityCodec
 from shared.adapters.tables.outbox_index import OUTBOX_PREFIX, OutboxIndex
 from shared.adapters.tables.paging import decode_token, encode_token
@@ -246,7 +247,7 @@ class TableRepository(Generic[M]):
                 ("delete", {"PartitionKey": partition, "RowKey": key}) for key in chunk
             ]
             try:
-                self.table.submit_transaction(ops)
+                batch.submit(self.table, ops)
                 dropped += len(chunk)
                 continue
             except TableTransactionError:
@@ -365,7 +366,7 @@ class TableRepository(Generic[M]):
             if rows:
                 # Before the commit: a committed outbox row is never without its marker.
                 OutboxIndex(self.store).mark(self.table_name, partition)
-            results = self.table.submit_transaction(ops)
+            results = batch.submit(self.table, ops)
         except TableTransactionError as exc:
             code = str(getattr(exc, "error_code", "") or "")
             if "AlreadyExists" in code:
