@@ -73,7 +73,8 @@ def build_partner_center(
                 settings.partner_center_timeout_seconds,
                 connect=settings.partner_center_connect_timeout_seconds,
             ),
-            limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+            # Every connection kept: one closed and opened again is a TLS handshake on both sides.
+            limits=httpx.Limits(max_connections=20, max_keepalive_connections=20),
             follow_redirects=False,
         )
     transport = PartnerCenterTransport(

@@ -35,7 +35,7 @@ _ETAG = re.compile(rb"(?im)^etag:\s*(\S+)\s*$")
 
 def submit(table: TableClient, ops: Sequence[Operation]) -> list[dict[str, Any]]:
     """Commit `ops` (one partition, at most 100) atomically; each part's metadata (`etag`)."""
-    base = f"{table.scheme}://{table._primary_hostname}"  # noqa: SLF001  (as the SDK builds it)
+    base = f"{table.scheme}://{table._primary_hostname}"
     batch, changeset = f"batch_{uuid.uuid4()}", f"changeset_{uuid.uuid4()}"
     parts = [_part(base, table.table_name, op, n) for n, op in enumerate(ops)]
     body = (
@@ -56,7 +56,7 @@ def submit(table: TableClient, ops: Sequence[Operation]) -> list[dict[str, Any]]
         content=body,
     )
     # stream=True: the pipeline would otherwise try to decode the multipart answer itself.
-    response = table._client.send_request(request, stream=True)  # noqa: SLF001
+    response = table._client.send_request(request, stream=True)
     content = response.read()
     if response.status_code != 202:
         raise HttpResponseError(response=response)
@@ -69,7 +69,7 @@ def submit(table: TableClient, ops: Sequence[Operation]) -> list[dict[str, Any]]
 
 def _part(base: str, table: str, op: Operation, n: int) -> str:
     kind, entity = op[0], op[1]
-    options: Mapping[str, Any] = op[2] if len(op) == 3 else {}  # type: ignore[misc]
+    options: Mapping[str, Any] = op[2] if len(op) == 3 else {}
     headers = ["DataServiceVersion: 3.0", "Accept: application/json;odata=minimalmetadata"]
     if kind == "create":
         method, url = "POST", f"{base}/{table}"
@@ -131,5 +131,6 @@ def _refused(content: bytes, status: int) -> TableTransactionError:
         except (ValueError, KeyError, AttributeError):
             pass
     refused = TableTransactionError(message=message)
-    refused.error_code, refused.status_code = code or None, status
+    refused.status_code = status
+    refused.error_code = code or None  # type: ignore[attr-defined]  # set by HttpResponseError
     return refused

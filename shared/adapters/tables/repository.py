@@ -393,12 +393,17 @@ class TableRepository(Generic[M]):
         continuation_token: str | None = None,
         before: Mapping[str, datetime] | None = None,
         since: Mapping[str, datetime] | None = None,
+        rows: tuple[str, str] | None = None,
     ) -> Page[M]:
         """One page of records, optionally of one partition, with fields equal to values,
         (`before`) datetime fields earlier than the given moments and (`since`) datetime fields
-        at or after them (server-side filters: only matching rows travel)."""
+        at or after them, (`rows`) row keys from low to high included (server-side filters:
+        only matching rows travel)."""
         clauses = ["RowKey lt @dataEnd"]
         params: dict[str, Any] = {"dataEnd": DATA_END}
+        if rows is not None:
+            clauses += ["RowKey ge @rowLow", "RowKey le @rowHigh"]
+            params["rowLow"], params["rowHigh"] = rows
         if partition is not None:
             clauses.append("PartitionKey eq @pk")
             params["pk"] = partition

@@ -18,6 +18,7 @@ a redelivered message continues from there. Records carry what this run did to t
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -100,7 +101,8 @@ class _ChunkCatalog(CatalogReader):
 
 @dataclass
 class _Context:
-    """What every customer of the chunk shares: the run, the reseller, the catalog."""
+    """What every customer of the chunk shares: the run, the reseller, the catalog, and the
+    customers that pricing needs."""
 
     book: SyncBook
     partner_center: PartnerCenter
@@ -108,11 +110,33 @@ class _Context:
     reseller: Reseller
     products: dict[str, Product]
     pricing: OrderBook  # the order book, with the catalog read once for the chunk
+    chunk: list[ChunkCustomer] = field(default_factory=list)
+    _customers: dict[str, Customer] | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def product(self, catalog_item_id: str | None) -> Product | None:
         if not catalog_item_id:
             return None
         return self.products.get(catalog_item_id.split(":")[0].upper())
+
+    def customer(self, customer_id: str) -> Customer:
+        """The customer a subscription is priced for. A chunk of mostly new customers (a first
+        sync: every subscription is priced) reads its customers once, in one query of their
+        key range (its ids are in key order); otherwise the few that need it are read one by
+        one. Like the catalog, the customer is taken as it was when the chunk read it."""
+        with self._lock:
+            if self._customers is None:
+                self._customers = {}
+                new = sum(1 for cc in self.chunk if cc.new)
+                if self.chunk and new * 2 >= len(self.chunk):
+                    ids = sorted(cc.customer_id for cc in self.chunk)
+                    wanted = set(ids)
+                    read = self.book.customers.iterate(self.reseller.slug, rows=(ids[0], ids[-1]))
+                    self._customers = {c.id: c for c in read if c.id in wanted}
+            known = self._customers.get(customer_id)
+        if known is not None:
+            return known.model_copy()
+        return self.book.customers.get(self.reseller.slug, customer_id)
 
 
 @dataclass
@@ -135,7 +159,7 @@ def run_chunk(book: SyncBook, partner_center: PartnerCenter, message: SyncMessag
         market = catalog.market_products(reseller.country, catalog.import_id(reseller.country))
         products = {pid.upper(): p for pid, p in market.items()}
         pricing = replace(book.pricing, catalog=catalog)
-        ctx = _Context(book, partner_center, run.id, reseller, products, pricing)
+        ctx = _Context(book, partner_center, run.id, reseller, products, pricing, chunk.customers)
         chunk = _work(ctx, chunk)
     settle(book, run.reseller, run.id)
 
@@ -226,7 +250,7 @@ def _apply(
         record = records.get(f.id.lower())
         if record is None:
             if customer is None:
-                customer = book.customers.get(ctx.reseller.slug, cc.customer_id)
+                customer = ctx.customer(cc.customer_id)
             record = _new_record(ctx, customer, f, now)
             records[f.id.lower()] = record
             adds.append(record)
@@ -235,7 +259,7 @@ def _apply(
         was_live = record.status.lower() not in ENDED_STATUSES
         if record.apply_facts(f, now):
             if customer is None:
-                customer = book.customers.get(ctx.reseller.slug, cc.customer_id)
+                customer = ctx.customer(cc.customer_id)
             reprice(ctx.pricing, customer, record)
             ended = was_live and record.status.lower() in ENDED_STATUSES
             touched[record.id.lower()] = {SyncChange.ENDED if ended else SyncChange.UPDATED}
