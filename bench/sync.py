@@ -34,6 +34,7 @@ from bench.common import ROOT, simulator_env, table
 from localdev import azurite
 from localdev.funchost.process import HostProcess
 from localdev.partner_center_sim import SimulatorHandle, start_simulator
+from localdev.partner_center_sim.throughput import cpu_seconds
 from localdev.seed import seed, seed_catalog
 from localdev.tokens import issuers_json, serve_in_thread, token_for
 from shared.bootstrap import Container
@@ -47,12 +48,31 @@ TIMEOUT_SECONDS = 30 * 60
 
 
 @dataclass
+class World:
+    """The running parts of one bench."""
+
+    c: Container
+    sim: SimulatorHandle
+    host: HostProcess
+    token: str  # an Account Manager's of the demo reseller
+    azurite_pid: int
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds so far of the host, the simulator and Azurite."""
+        assert self.host.process is not None
+        pids = {"host": self.host.process.pid, "simulator": self.sim.process.pid}
+        return {k: cpu_seconds(p) for k, p in {**pids, "Azurite": self.azurite_pid}.items()}
+
+
+@dataclass
 class Figures:
-    """One run: wall seconds, peak RSS (MB) of the host's tree, and the run's counts."""
+    """One run: wall seconds, peak RSS (MB) of the host's tree, the run's counts and the CPU
+    seconds each process spent on it (the machine may be shared: CPU is the steadier figure)."""
 
     seconds: float
     rss_mb: float
     run: dict[str, Any]
+    cpu: dict[str, float]
 
     @property
     def counts(self) -> dict[str, Any]:
@@ -66,11 +86,9 @@ class Figures:
 
 
 @contextmanager
-def _stack(
-    customers: int, *, throttled: bool
-) -> Iterator[tuple[Container, SimulatorHandle, HostProcess, str, int]]:
+def _stack(customers: int, *, throttled: bool) -> Iterator[World]:
     """Azurite, the simulator seeded with `customers` × 3 for the demo reseller, the issuer and
-    the local host: (container, simulator, host, Account Manager's token, Azurite's pid)."""
+    the local host."""
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         storage = azurite.start_npm(tmp / "az")
@@ -115,7 +133,7 @@ def _stack(
                 OWNER, SignInKind.PLATFORM, state_dir=tmp / "issuer", settings=c.settings
             )
             assert storage.process is not None
-            yield c, sim, host, token, storage.process.pid
+            yield World(c, sim, host, token, storage.process.pid)
         finally:
             if host is not None:
                 host.stop()
@@ -162,30 +180,35 @@ def _wait_run(host: HostProcess, token: str, location: str, started: float) -> d
                 return run
         if time.perf_counter() - started > TIMEOUT_SECONDS:
             raise TimeoutError(f"the run {location} did not finish in {TIMEOUT_SECONDS} s")
-        time.sleep(0.25)
+        time.sleep(0.5)
 
 
-def sync_now(host: HostProcess, token: str) -> Figures:
+def sync_now(w: World) -> Figures:
     """POST Sync now, wait for the run's end."""
-    assert host.process is not None
-    started = time.perf_counter()
-    status, headers, raw = host.request(
-        "POST", "/api/resellers/demo/sync", headers={"Authorization": f"Bearer {token}"}
+    cpu, started = w.cpu(), time.perf_counter()
+    status, headers, raw = w.host.request(
+        "POST", "/api/resellers/demo/sync", headers={"Authorization": f"Bearer {w.token}"}
     )
     if status != 202:
         raise RuntimeError(f"Sync now answered {status}: {raw[:500]!r}")
-    run = _wait_run(host, token, headers["location"], started)
-    return Figures(time.perf_counter() - started, peak_rss_mb(host.process.pid), run)
+    run = _wait_run(w.host, w.token, headers["location"], started)
+    return _figures(w, started, cpu, run)
 
 
-def nightly(c: Container, host: HostProcess, token: str) -> Figures:
+def nightly(w: World) -> Figures:
     """Start the nightly run as the timer does; wait for its end."""
-    assert host.process is not None
-    started = time.perf_counter()
-    (run,) = [r for r in start_nightly(c.sync_book) if r.reseller == "demo"]
+    cpu, started = w.cpu(), time.perf_counter()
+    (run,) = [r for r in start_nightly(w.c.sync_book) if r.reseller == "demo"]
     location = f"/api/resellers/{run.reseller}/sync/runs/{run.id}"
-    done = _wait_run(host, token, location, started)
-    return Figures(time.perf_counter() - started, peak_rss_mb(host.process.pid), done)
+    done = _wait_run(w.host, w.token, location, started)
+    return _figures(w, started, cpu, done)
+
+
+def _figures(w: World, started: float, cpu: dict[str, float], run: dict[str, Any]) -> Figures:
+    seconds = time.perf_counter() - started
+    assert w.host.process is not None
+    spent = {k: v - cpu[k] for k, v in w.cpu().items()}
+    return Figures(seconds, peak_rss_mb(w.host.process.pid), run, spent)
 
 
 def _row(what: str, f: Figures, floor: str, ratio: str = "") -> tuple[str, ...]:
@@ -193,7 +216,8 @@ def _row(what: str, f: Figures, floor: str, ratio: str = "") -> tuple[str, ...]:
     return (
         f"{what}: {f.seconds:.1f} s, peak RSS {f.rss_mb:.0f} MB; Partner Center calls "
         f"{counts.get('partnerCenterCalls', 0)}, table writes {counts.get('tableWrites', 0)}, "
-        f"errors {f.errors}, status {f.run['status']}",
+        f"errors {f.errors}, status {f.run['status']}; CPU s "
+        + ", ".join(f"{k} {v:.1f}" for k, v in f.cpu.items()),
         f"{f.seconds:.1f}",
         floor,
         ratio,
@@ -205,24 +229,24 @@ def unthrottled(sizes: list[int]) -> list[tuple[str, ...]]:
     rows: list[tuple[str, ...]] = []
     first: Figures | None = None
     for n in sizes:
-        with _stack(n, throttled=False) as (c, _sim, host, token, _az):
-            full = sync_now(host, token)
+        with _stack(n, throttled=False) as w:
+            full = sync_now(w)
             ratio = f"{full.seconds / first.seconds:.2f} × the {sizes[0]:,}" if first else ""
             floor = "≤ 60 s, ≤ 250 MB" if first is None else f"≤ {2.2 * first.seconds:.0f} s"
             rows.append(_row(f"first full sync, {n:,} customers × 3", full, floor, ratio))
             print(rows[-1][0], file=sys.stderr, flush=True)
             if first is None:
                 first = full
-                again = nightly(c, host, token)
+                again = nightly(w)
                 audit = 1  # the audit pages of an unchanged day: one page
-                share = math.ceil(n / c.settings.sync_licence_max_age_days)
+                share = math.ceil(n / w.c.settings.sync_licence_max_age_days)
                 bound = math.ceil(n / 500) + audit + share
                 rows.append(
                     _row(
                         f"second run, nothing changed (nightly delta), {n:,} customers",
                         again,
                         f"calls ≤ {bound} (⌈N/500⌉ + audit + licence share ≈ N/"
-                        f"{c.settings.sync_licence_max_age_days}), writes 0",
+                        f"{w.c.settings.sync_licence_max_age_days}), writes 0",
                         f"calls {again.counts.get('partnerCenterCalls', 0)}, "
                         f"writes {again.counts.get('tableWrites', 0)}",
                     )
@@ -233,8 +257,8 @@ def unthrottled(sizes: list[int]) -> list[tuple[str, ...]]:
 
 def throttled() -> list[tuple[str, ...]]:
     """A full sync of 2,000 customers under 500 requests/minute on both sides."""
-    with _stack(THROTTLED_CUSTOMERS, throttled=True) as (_c, _sim, host, token, _az):
-        full = sync_now(host, token)
+    with _stack(THROTTLED_CUSTOMERS, throttled=True) as w:
+        full = sync_now(w)
     calls = int(full.counts.get("partnerCenterCalls", 0))
     expected = calls / 500
     minutes = full.seconds / 60

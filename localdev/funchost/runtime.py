@@ -193,6 +193,7 @@ class LocalHost:
             # and only when they arrive in more than one read: below it, a long URL always
             # reaches the app, which answers with a problem naming the parameter.
             h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
+            http="h11",  # (uvicorn would pick httptools, installed for the simulator, instead)
         )
         self._server = uvicorn.Server(config)
         server = self._server
