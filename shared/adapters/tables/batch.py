@@ -13,6 +13,7 @@ service's error code, as `submit_transaction` does: callers cannot tell the two 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -20,10 +21,12 @@ from typing import Any
 from urllib.parse import quote
 
 from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError
+from azure.core.exceptions import HttpResponseError, ServiceResponseError
 from azure.core.rest import HttpRequest
 from azure.data.tables import TableClient, TableTransactionError
 from azure.data.tables._serialize import _add_entity_properties
+
+log = logging.getLogger(__name__)
 
 # (kind, entity) or (kind, entity, options) as `submit_transaction` takes them; kinds:
 # create, update (mode REPLACE), delete; options: etag + match_condition IfNotModified.
@@ -55,9 +58,7 @@ def submit(table: TableClient, ops: Sequence[Operation]) -> list[dict[str, Any]]
         },
         content=body,
     )
-    # stream=True: the pipeline would otherwise try to decode the multipart answer itself.
-    response = table._client.send_request(request, stream=True)
-    content = response.read()
+    response, content = _send(table, request)
     if response.status_code != 202:
         raise HttpResponseError(response=response)
     answers = _STATUS.findall(content)
@@ -65,6 +66,26 @@ def submit(table: TableClient, ops: Sequence[Operation]) -> list[dict[str, Any]]
     if failed or len(answers) != len(ops):
         raise _refused(content, failed[0][0] if failed else response.status_code)
     return [{"etag": _etag(headers)} for _, headers in answers]
+
+
+def _send(table: TableClient, request: HttpRequest) -> tuple[Any, bytes]:
+    """POST the transaction; once more if the connection broke before an answer came (the
+    pipeline retries no POST). Sending it twice is safe: every operation here is conditional
+    (an insert fails on a row that exists, a replace or delete on another ETag), so a
+    transaction the first attempt did commit is refused on the second, which the caller
+    already takes as a lost race and reads again."""
+    for attempt in range(2):
+        try:
+            # stream=True: the pipeline would otherwise try to decode the multipart answer.
+            response = table._client.send_request(request, stream=True)
+            return response, response.read()
+        except ServiceResponseError:
+            if attempt:
+                raise
+            log.info(
+                "transaction on %s: connection lost before the answer; sent again", table.table_name
+            )
+    raise AssertionError("unreachable")
 
 
 def _part(base: str, table: str, op: Operation, n: int) -> str:

@@ -19,7 +19,7 @@ from shared.config import Settings
 
 # Connections kept per storage host: the queue worker's threads (PYTHON_THREADPOOL_THREAD_COUNT,
 # at most 32) times the few threads one sync chunk reads with, and the HTTP threads.
-POOL_CONNECTIONS = 64
+POOL_CONNECTIONS = 32
 
 
 def storage_credential(settings: Settings) -> TokenCredential:
