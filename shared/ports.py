@@ -103,10 +103,12 @@ class Repository(Protocol[M]):
         continuation_token: str | None = None,
         before: Mapping[str, datetime] | None = None,
         since: Mapping[str, datetime] | None = None,
+        rows: tuple[str, str] | None = None,
     ) -> Page[M]:
         """One page of records, optionally of one partition, with fields equal to values,
         (`before`) datetime fields earlier than the given moments and (`since`) datetime fields
-        at or after them; a record without the field matches neither."""
+        at or after them; a record without the field matches neither. `rows` (low, high): only
+        row keys from low to high, both included."""
         ...
 
     def iterate(self, partition: str | None = None, **query: Any) -> Iterator[M]:

@@ -166,10 +166,16 @@ class InMemoryRepository(Generic[M]):
         continuation_token: str | None = None,
         before: Mapping[str, datetime] | None = None,
         since: Mapping[str, datetime] | None = None,
+        rows: tuple[str, str] | None = None,
     ) -> Page[M]:
         """One page, in key order (a field missing on a record never matches `before` nor
         `since`)."""
-        keys = sorted(k for k in self.rows if partition is None or k[0] == partition)
+        keys = sorted(
+            k
+            for k in self.rows
+            if (partition is None or k[0] == partition)
+            and (rows is None or rows[0] <= k[1] <= rows[1])
+        )
         items = [
             self.rows[k]
             for k in keys

@@ -205,8 +205,14 @@ def encode_message(body: str | bytes, encoding: str) -> str:
 class Invoker:
     """Calls user functions with the host's logging and output-binding rules."""
 
-    def __init__(self, send_output: OutputSender | None = None) -> None:
+    def __init__(
+        self, send_output: OutputSender | None = None, *, worker_threads: int | None = None
+    ) -> None:
         self._send_output = send_output
+        # The Python worker runs sync functions on a pool of PYTHON_THREADPOOL_THREAD_COUNT
+        # threads: however many messages the host hands over (batchSize + newBatchThreshold per
+        # queue), at most that many queue and timer functions run at once; the rest wait.
+        self._slots = threading.BoundedSemaphore(worker_threads) if worker_threads else None
 
     def _prepare(
         self, spec: FunctionSpec, trigger_value: Any, invocation_id: str
@@ -279,8 +285,11 @@ class Invoker:
         try:
             if spec.is_async:
                 outcome.value = asyncio.run(spec.user_function(**kwargs))
-            else:
+            elif self._slots is None:
                 outcome.value = spec.user_function(**kwargs)
+            else:
+                with self._slots:
+                    outcome.value = spec.user_function(**kwargs)
         except Exception as error:
             outcome.succeeded, outcome.error = False, error
         return self._finish(spec, outcome, started)

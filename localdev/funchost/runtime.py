@@ -73,7 +73,7 @@ class LocalHost:
         self._message_lease = message_lease
         self._grace = shutdown_grace
         self._sender = QueueSender(self.options.queues, self._output_target)
-        self._invoker = Invoker(self._sender)
+        self._invoker = Invoker(self._sender, worker_threads=_thread_pool_size())
         self._http_pool = ThreadPoolExecutor(_thread_pool_size(), thread_name_prefix="http")
         self._admin_pool = ThreadPoolExecutor(4, thread_name_prefix="admin")
         # Built once here: per-request work is a scan of precompiled patterns.
@@ -193,6 +193,7 @@ class LocalHost:
             # and only when they arrive in more than one read: below it, a long URL always
             # reaches the app, which answers with a problem naming the parameter.
             h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES,
+            http="h11",  # (uvicorn would pick httptools, installed for the simulator, instead)
         )
         self._server = uvicorn.Server(config)
         server = self._server

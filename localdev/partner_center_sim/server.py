@@ -104,6 +104,8 @@ async def _serve(options: ServerOptions) -> None:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=2,
+            # httptools (C) rather than h11 (pure Python): about a quarter less CPU per request.
+            http="httptools",
         )
     )
     connection = {

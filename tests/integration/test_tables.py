@@ -254,3 +254,14 @@ def test_a_write_at_no_read_version_fails_alike_in_storage_and_in_the_fake(conta
         with pytest.raises(ConcurrencyConflict):
             items.save_all("demo", updates=[stale])
     assert items.get("demo", "1").name == "first"
+
+
+def test_a_row_key_range_reads_the_rows_from_low_to_high_alike_in_storage_and_in_the_fake(
+    container,
+):
+    fake: InMemoryRepository[Item] = InMemoryRepository(lambda i: (i.owner, i.id))
+    for items in (repo(container), fake):
+        for key in ("a", "b", "c", "d"):
+            items.add(Item(owner="range", id=key, name=key))
+        items.add(Item(owner="other", id="b", name="elsewhere"))
+        assert [i.id for i in items.iterate("range", rows=("b", "c"))] == ["b", "c"]

@@ -946,3 +946,25 @@ def test_a_running_run_whose_chunk_messages_were_lost_is_resumed_by_the_watchdog
     h.pump()
     run = h.runs.get("demo", sync_row_key(started.id))
     assert run.status is SyncStatus.SUCCEEDED and run.counts.customers_refreshed == 3
+
+
+def test_a_chunk_of_new_customers_prices_their_subscriptions_without_a_read_per_customer(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    holder, _ = _customer_with_subscriptions(h, "holder", n=0)
+    tenants = [h.add_tenant(f"new{n}") for n in range(6)]
+    for t in tenants:  # Partner Center holds a subscription of each new tenant
+        sub = _sub(h, holder.id)
+        h.give(t.id, sub, assigned=1)
+        h.subs.delete(h.subs.get(holder.id, sub.id.lower()))
+    h.clock.advance(hours=1)
+    reads: list[str] = []
+    customers = h.c.customers
+    point_read = customers.find
+    monkeypatch.setattr(customers, "find", lambda p, r: reads.append(r) or point_read(p, r))
+    run = h.run(SyncTrigger.MANUAL)
+    assert run.counts.subscriptions_added == 6
+    for t in tenants:
+        (sub,) = h.subs.iterate(h.customer_of(t.id).id)
+        assert sub.priced is not None  # priced for its customer, read with the chunk's others
+    assert reads == []

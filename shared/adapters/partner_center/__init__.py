@@ -75,7 +75,8 @@ def build_partner_center(
             base_url=settings.partner_center_api_base_url.rstrip("/"),
             verify=verify,
             timeout=timeout,
-            limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+            # Every connection kept: one closed and opened again is a TLS handshake on both sides.
+            limits=httpx.Limits(max_connections=20, max_keepalive_connections=20),
             follow_redirects=False,
         )
     retry = RetryPolicy(

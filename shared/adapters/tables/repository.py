@@ -20,6 +20,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
+from shared.adapters.tables import batch
 from shared.adapters.tables.codec import EntityCodec
 from shared.adapters.tables.outbox_index import OUTBOX_PREFIX, OutboxIndex
 from shared.adapters.tables.paging import decode_token, encode_token
@@ -246,7 +247,7 @@ class TableRepository(Generic[M]):
                 ("delete", {"PartitionKey": partition, "RowKey": key}) for key in chunk
             ]
             try:
-                self.table.submit_transaction(ops)
+                batch.submit(self.table, ops)
                 dropped += len(chunk)
                 continue
             except TableTransactionError:
@@ -365,7 +366,7 @@ class TableRepository(Generic[M]):
             if rows:
                 # Before the commit: a committed outbox row is never without its marker.
                 OutboxIndex(self.store).mark(self.table_name, partition)
-            results = self.table.submit_transaction(ops)
+            results = batch.submit(self.table, ops)
         except TableTransactionError as exc:
             code = str(getattr(exc, "error_code", "") or "")
             if "AlreadyExists" in code:
@@ -392,12 +393,17 @@ class TableRepository(Generic[M]):
         continuation_token: str | None = None,
         before: Mapping[str, datetime] | None = None,
         since: Mapping[str, datetime] | None = None,
+        rows: tuple[str, str] | None = None,
     ) -> Page[M]:
         """One page of records, optionally of one partition, with fields equal to values,
         (`before`) datetime fields earlier than the given moments and (`since`) datetime fields
-        at or after them (server-side filters: only matching rows travel)."""
+        at or after them, (`rows`) row keys from low to high included (server-side filters:
+        only matching rows travel)."""
         clauses = ["RowKey lt @dataEnd"]
         params: dict[str, Any] = {"dataEnd": DATA_END}
+        if rows is not None:
+            clauses += ["RowKey ge @rowLow", "RowKey le @rowHigh"]
+            params["rowLow"], params["rowHigh"] = rows
         if partition is not None:
             clauses.append("PartitionKey eq @pk")
             params["pk"] = partition

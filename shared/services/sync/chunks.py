@@ -23,6 +23,7 @@ a redelivered message continues from there. Records carry what this run did to t
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -116,7 +117,8 @@ class _ChunkCatalog(CatalogReader):
 
 @dataclass
 class _Context:
-    """What every customer of the chunk shares: the run, the reseller, the catalog."""
+    """What every customer of the chunk shares: the run, the reseller, the catalog, and the
+    customers that pricing needs."""
 
     book: SyncBook
     partner_center: PartnerCenter
@@ -125,11 +127,33 @@ class _Context:
     products: dict[str, Product]
     pricing: OrderBook  # the order book, with the catalog read once for the chunk
     mpn_id: str  # the reseller's: only subscriptions whose reseller of record it is are its
+    chunk: list[ChunkCustomer] = field(default_factory=list)
+    _customers: dict[str, Customer] | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def product(self, catalog_item_id: str | None) -> Product | None:
         if not catalog_item_id:
             return None
         return self.products.get(catalog_item_id.split(":")[0].upper())
+
+    def customer(self, customer_id: str) -> Customer:
+        """The customer a subscription is priced for. A chunk of mostly new customers (a first
+        sync: every subscription is priced) reads its customers once, in one query of their
+        key range (its ids are in key order); otherwise the few that need it are read one by
+        one. Like the catalog, the customer is taken as it was when the chunk read it."""
+        with self._lock:
+            if self._customers is None:
+                self._customers = {}
+                new = sum(1 for cc in self.chunk if cc.new)
+                if self.chunk and new * 2 >= len(self.chunk):
+                    ids = sorted(cc.customer_id for cc in self.chunk)
+                    wanted = set(ids)
+                    read = self.book.customers.iterate(self.reseller.slug, rows=(ids[0], ids[-1]))
+                    self._customers = {c.id: c for c in read if c.id in wanted}
+            known = self._customers.get(customer_id)
+        if known is not None:
+            return known.model_copy()
+        return self.book.customers.get(self.reseller.slug, customer_id)
 
 
 @dataclass
@@ -154,7 +178,9 @@ def run_chunk(book: SyncBook, partner_center: PartnerCenter, message: SyncMessag
         products = {pid.upper(): p for pid, p in market.items()}
         pricing = replace(book.pricing, catalog=catalog)
         mpn_id = reseller.require_mpn_id()
-        ctx = _Context(book, partner_center, run.id, reseller, products, pricing, mpn_id)
+        ctx = _Context(
+            book, partner_center, run.id, reseller, products, pricing, mpn_id, chunk.customers
+        )
         chunk = _work(ctx, chunk)
     settle(book, run.reseller, run.id)
 
@@ -286,7 +312,7 @@ def _apply(
             continue
         if record is None:
             if customer is None:
-                customer = book.customers.get(ctx.reseller.slug, cc.customer_id)
+                customer = ctx.customer(cc.customer_id)
             record = _new_record(ctx, customer, f, now)
             records[f.id.lower()] = record
             adds.append(record)
@@ -299,7 +325,7 @@ def _apply(
         unpriced = record.priced is None and record.live
         if changed or unpriced:
             if customer is None:
-                customer = book.customers.get(ctx.reseller.slug, cc.customer_id)
+                customer = ctx.customer(cc.customer_id)
             if unpriced:
                 changed = _price(ctx, customer, record) or changed
             else:
