@@ -247,6 +247,35 @@ class Subscription(Timestamped):
     sync_run: str | None = None
     sync_change: str | None = None
 
+    @classmethod
+    def from_facts(
+        cls,
+        reseller: str,
+        customer_id: str,
+        facts: SubscriptionFacts,
+        at: datetime,
+        *,
+        origin: SubscriptionOrigin,
+        order_id: str | None = None,
+    ) -> Subscription:
+        """A new record of a subscription Partner Center holds (found by the sync, or made by a
+        change here), its facts applied; no price yet."""
+        record = cls(
+            reseller=reseller,
+            customer_id=customer_id,
+            id=facts.id,
+            name=facts.name,
+            quantity=facts.quantity,
+            status=facts.status,
+            origin=origin,
+            order_id=order_id,
+            partner_center_order_id=facts.order_id,
+            created_at=at,
+            updated_at=at,
+        )
+        record.apply_facts(facts, at)
+        return record
+
     @property
     def product_id(self) -> str | None:
         """The product part of the catalog item id."""

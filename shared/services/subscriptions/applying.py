@@ -454,17 +454,13 @@ def _record(
 
 def _new_record(order: Order, facts: SubscriptionFacts, now: datetime) -> Subscription:
     """A record for a subscription this change made (an upgrade's or conversion's seats)."""
-    return Subscription(
-        reseller=order.reseller,
-        customer_id=order.customer_id,
-        id=facts.id,
-        name=facts.name,
-        quantity=facts.quantity,
-        status=facts.status,
+    return Subscription.from_facts(
+        order.reseller,
+        order.customer_id,
+        facts,
+        now,
         origin=SubscriptionOrigin.ORDERED_HERE,
         order_id=order.id,
-        created_at=now,
-        updated_at=now,
     )
 
 

@@ -375,19 +375,9 @@ def _new_record(
 ) -> Subscription:
     """A subscription found in Partner Center: origin Synced, priced at today's catalog (no
     price and a note when its offer cannot be priced here)."""
-    record = Subscription(
-        reseller=ctx.reseller.slug,
-        customer_id=customer.id,
-        id=facts.id,
-        name=facts.name,
-        quantity=facts.quantity,
-        status=facts.status,
-        origin=SubscriptionOrigin.SYNCED,
-        partner_center_order_id=facts.order_id,
-        created_at=now,
-        updated_at=now,
+    record = Subscription.from_facts(
+        ctx.reseller.slug, customer.id, facts, now, origin=SubscriptionOrigin.SYNCED
     )
-    record.apply_facts(facts, now)
     _price(ctx, customer, record)
     return record
 
