@@ -91,7 +91,7 @@ def _stack(customers: int, *, throttled: bool) -> Iterator[World]:
     the local host."""
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        storage = azurite.start_npm(tmp / "az")
+        storage = azurite.start_npm(tmp / "az", in_memory=os.environ.get("BENCH_AZURITE_DISK") != "1")
         sim = start_simulator(tmp / "sim")
         srv, base = serve_in_thread(0, tmp / "issuer")
         host: HostProcess | None = None
@@ -215,7 +215,7 @@ def _row(what: str, f: Figures, floor: str, ratio: str = "") -> tuple[str, ...]:
     counts = f.counts
     return (
         f"{what}: {f.seconds:.1f} s, peak RSS {f.rss_mb:.0f} MB; Partner Center calls "
-        f"{counts.get('partnerCenterCalls', 0)}, table writes {counts.get('tableWrites', 0)}, "
+        f"{counts.get('partnerCenterCalls', 0)}, records written {counts.get('recordsWritten', 0)}, "
         f"errors {f.errors}, status {f.run['status']}; CPU s "
         + ", ".join(f"{k} {v:.1f}" for k, v in f.cpu.items()),
         f"{f.seconds:.1f}",
@@ -248,7 +248,7 @@ def unthrottled(sizes: list[int]) -> list[tuple[str, ...]]:
                         f"calls ≤ {bound} (⌈N/500⌉ + audit + licence share ≈ N/"
                         f"{w.c.settings.sync_licence_max_age_days}), writes 0",
                         f"calls {again.counts.get('partnerCenterCalls', 0)}, "
-                        f"writes {again.counts.get('tableWrites', 0)}",
+                        f"writes {again.counts.get('recordsWritten', 0)}",
                     )
                 )
                 print(rows[-1][0], file=sys.stderr, flush=True)

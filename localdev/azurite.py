@@ -107,16 +107,20 @@ def start_npm(
     ports: tuple[int, int, int] | None = None,
     log: Path | None = None,
     timeout: float = 30.0,
+    in_memory: bool = False,
 ) -> Azurite:
-    """Start Azurite from node_modules with data in `location` (free ports unless given)."""
+    """Start Azurite from node_modules with data in `location` (free ports unless given).
+
+    `in_memory` keeps the data in memory only (`--inMemoryPersistence`): nothing is written to
+    disk, and the table store is not re-serialised to disk every five seconds, whose cost grows
+    with the data held. Tests and benches use it; `make run` keeps its data on disk."""
     blob, queue, table = ports or (free_port(), free_port(), free_port())
     location.mkdir(parents=True, exist_ok=True)
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - owned by the child
     proc = subprocess.Popen(
         [
             str(azurite_binary()),
-            "--location",
-            str(location),
+            *(["--inMemoryPersistence"] if in_memory else ["--location", str(location)]),
             "--skipApiVersionCheck",
             "--loose",
             "--silent",
@@ -174,7 +178,7 @@ def for_tests(tmp: Path) -> Azurite:
         return Azurite(given, endpoints=_endpoints(given))
     if os.environ.get("AZURITE_USE_DOCKER", "auto") != "never" and _docker_available():
         return start_container()
-    return start_npm(tmp / "azurite", log=tmp / "azurite.log")
+    return start_npm(tmp / "azurite", log=tmp / "azurite.log", in_memory=True)
 
 
 @contextlib.contextmanager
