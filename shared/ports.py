@@ -9,6 +9,7 @@ from typing import Any, Protocol, TypeVar
 
 from shared.domain.claims import Claim
 from shared.domain.identity import IndirectReseller, VerifiedToken
+from shared.domain.ledger import CustomerMonth, MonthTotals, SubscriptionMonth
 from shared.domain.model import Page, Record
 from shared.domain.notifications import Email
 from shared.domain.outbox import OutboxMessage, Queue
@@ -431,4 +432,44 @@ class RequestBudget(Protocol):
 
     def throttled(self, retry_after: float) -> None:
         """Partner Center answered 429: every instance pauses for `retry_after` seconds."""
+        ...
+
+
+class LedgerReader(Protocol):
+    """The ledger's month aggregates, as the reports read them (shared/domain/ledger.py).
+
+    Pages are in key order: subscriptions by (customer id, subscription id), customers by id.
+    A month nothing was projected into reads as empty pages and zero totals."""
+
+    def subscription_months(
+        self,
+        reseller: str,
+        month: str,
+        *,
+        customer_id: str | None = None,
+        product_id: str | None = None,
+        page_size: int = 100,
+        continuation_token: str | None = None,
+    ) -> Page[SubscriptionMonth]:
+        """A page of the month's subscription rows, optionally of one customer and/or of one
+        product (the closing state's product)."""
+        ...
+
+    def customer_months(
+        self,
+        reseller: str,
+        month: str,
+        *,
+        page_size: int = 100,
+        continuation_token: str | None = None,
+    ) -> Page[CustomerMonth]:
+        """A page of the month's customer rows."""
+        ...
+
+    def customer_month(self, reseller: str, month: str, customer_id: str) -> CustomerMonth | None:
+        """One customer's row for the month, or None."""
+        ...
+
+    def totals(self, reseller: str, month: str) -> MonthTotals:
+        """The reseller's figures for the month (zero when nothing was projected)."""
         ...
