@@ -75,6 +75,8 @@ class Action(StrEnum):
     MANAGE_ORDERS = "orders.manage"  # retry a Failed order
     READ_SUBSCRIPTIONS = "subscriptions.read"  # a customer user: its own customer's
     READ_QUOTES = "quotes.read"  # a customer user: its own customer's, at its prices
+    # Licence, usage and revenue reports; a customer user: its own customer's, at its prices.
+    READ_REPORTS = "reports.read"
     MANAGE_QUOTES = "quotes.manage"  # create, edit, send, withdraw (reseller staff)
     ANSWER_QUOTES = "quotes.answer"  # accept, decline, ask for changes (customer admins)
     # Request a change (a Change order); customer admins where the reseller allows it.
@@ -93,6 +95,7 @@ _EVERYONE = frozenset(
         Action.READ_ORDERS,
         Action.READ_SUBSCRIPTIONS,
         Action.READ_QUOTES,
+        Action.READ_REPORTS,
     }
 )
 _ORDER_STAFF = frozenset(
