@@ -91,7 +91,8 @@ def _stack(customers: int, *, throttled: bool) -> Iterator[World]:
     the local host."""
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        storage = azurite.start_npm(tmp / "az", in_memory=os.environ.get("BENCH_AZURITE_DISK") != "1")
+        on_disk = os.environ.get("BENCH_AZURITE_DISK") == "1"  # compare with the store on disk
+        storage = azurite.start_npm(tmp / "az", in_memory=not on_disk)
         sim = start_simulator(tmp / "sim")
         srv, base = serve_in_thread(0, tmp / "issuer")
         host: HostProcess | None = None
@@ -215,7 +216,8 @@ def _row(what: str, f: Figures, floor: str, ratio: str = "") -> tuple[str, ...]:
     counts = f.counts
     return (
         f"{what}: {f.seconds:.1f} s, peak RSS {f.rss_mb:.0f} MB; Partner Center calls "
-        f"{counts.get('partnerCenterCalls', 0)}, records written {counts.get('recordsWritten', 0)}, "
+        f"{counts.get('partnerCenterCalls', 0)}, "
+        f"records written {counts.get('recordsWritten', 0)}, "
         f"errors {f.errors}, status {f.run['status']}; CPU s "
         + ", ".join(f"{k} {v:.1f}" for k, v in f.cpu.items()),
         f"{f.seconds:.1f}",
