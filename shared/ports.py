@@ -432,3 +432,27 @@ class RequestBudget(Protocol):
     def throttled(self, retry_after: float) -> None:
         """Partner Center answered 429: every instance pauses for `retry_after` seconds."""
         ...
+
+
+# --- Report exports ---------------------------------------------------------------------------
+from collections.abc import Iterable  # noqa: E402
+from typing import IO  # noqa: E402
+
+from pydantic import BaseModel  # noqa: E402
+
+
+class ReportWriter(Protocol):
+    """Writes a report's rows into one file format (CSV, XLSX), incrementally."""
+
+    def write(
+        self,
+        model: type[BaseModel],
+        rows: Iterable[BaseModel],
+        out: IO[bytes],
+        *,
+        decimal_comma: bool,
+        title: str,
+    ) -> None:
+        """Write the columns of `model` and one line per row to `out`; `decimal_comma` when
+        the reader's country writes 12,50; `title` names the sheet where the format has one."""
+        ...
