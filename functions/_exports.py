@@ -6,9 +6,9 @@ A report route gets its rows from its service and hands them over:
                       rows=rows, country=reseller.country)
     return exported or LicenceReport(...)          # None: the caller wants JSON
 
-The format is `?format=json|csv|xlsx` (the route's query model declares `format:
-ExportFormat | None`), else the best of `Accept` (`text/csv`, the XLSX media type,
-`application/json`), else JSON. The file is attachment-only, never cached, named
+The format is `?format=json|csv|xlsx` (the route's query model extends
+`shared.domain.exports.ExportQuery`, so OpenAPI shows the parameter), else the best of `Accept`
+(`text/csv`, the XLSX media type, `application/json`), else JSON. The file is attachment-only, never cached, named
 `<report>_<reseller>_<filters>.<ext>` (`shared.domain.exports.export_filename`).
 
 Streaming. The body is produced incrementally (CSV in chunks of rows, XLSX by openpyxl's

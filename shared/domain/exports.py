@@ -13,6 +13,10 @@ from datetime import date, datetime
 from decimal import Decimal
 from enum import Enum, StrEnum
 
+from pydantic import ConfigDict, Field
+
+from shared.domain.model import WireModel
+
 
 class ExportFormat(StrEnum):
     """What a report answers in: JSON (the default), or a file to download."""
@@ -25,6 +29,17 @@ class ExportFormat(StrEnum):
     def media_type(self) -> str:
         """The Content-Type of this format."""
         return _MEDIA_TYPES[self]
+
+
+class ExportQuery(WireModel):
+    """The query parameter every report route takes; a route's query model extends it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: ExportFormat | None = Field(
+        None,
+        description="json (the default), csv or xlsx; without it, the Accept header decides.",
+    )
 
 
 _MEDIA_TYPES = {

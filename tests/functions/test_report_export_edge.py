@@ -13,7 +13,7 @@ import pytest
 from functions._exports import export, requested_format
 from functions._http import PROBLEM_JSON, Call, RouteSpec, problem_for, render
 from shared.domain.errors import ValidationFailed
-from shared.domain.exports import ExportFormat
+from shared.domain.exports import ExportFormat, ExportQuery
 from tests.export_rows import LinePublic, LineStaff, public_line, scan_for_cost, staff_line
 
 SPEC = RouteSpec("t", "resellers/{r}/reports/licences", ("GET",), "test")
@@ -141,3 +141,15 @@ def test_a_customer_users_download_has_no_cost_column(fmt):
         header = [c.value for c in sheet[1]]
     assert "Unit price" in header
     assert scan_for_cost(header) == []
+
+
+def test_a_route_query_model_built_on_export_query_names_a_bad_format():
+    class LicenceQuery(ExportQuery):
+        month: str | None = None
+
+    with pytest.raises(ValidationFailed) as caught:
+        call_with({"format": "pdf", "month": "2026-11"}).query(LicenceQuery)
+
+    assert [e.field for e in caught.value.errors] == ["format"]
+    good = call_with({"format": "xlsx"}).query(LicenceQuery)
+    assert good.format is ExportFormat.XLSX
