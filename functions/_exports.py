@@ -8,8 +8,8 @@ A report route gets its rows from its service and hands them over:
 
 The format is `?format=json|csv|xlsx` (the route's query model extends
 `shared.domain.exports.ExportQuery`, so OpenAPI shows the parameter), else the best of `Accept`
-(`text/csv`, the XLSX media type, `application/json`), else JSON. The file is attachment-only, never cached, named
-`<report>_<reseller>_<filters>.<ext>` (`shared.domain.exports.export_filename`).
+(`text/csv`, the XLSX media type, `application/json`), else JSON. The file is an attachment,
+never cached, named `<report>_<reseller>_<filters>.<ext>` (`shared.domain.exports.export_filename`).
 
 Streaming. The body is produced incrementally (CSV in chunks of rows, XLSX by openpyxl's
 write-only workbook) into a spooled temporary file: in memory up to `SPOOL_BYTES`, on disk
