@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from shared.domain.catalog import MARKET_STAMPS, MarketStamp, Product
 from shared.domain.customers import Customer
+from shared.domain.exports import ExportFormat
 from shared.domain.idempotency import IdempotencyRecord
 from shared.domain.identity import (
     DISTRIBUTOR,
@@ -41,6 +42,7 @@ from shared.ports import (
     Mailer,
     MeterFactory,
     PartnerCenter,
+    ReportWriter,
     SystemClock,
     TokenVerifier,
 )
@@ -192,6 +194,13 @@ class Container:
             clock=self.clock,
             customers=self.customers,
         )
+
+    @cached_property
+    def report_writers(self) -> dict[ExportFormat, ReportWriter]:
+        """The file formats a report can be downloaded in (CSV, XLSX)."""
+        from shared.adapters.exports import WRITERS
+
+        return dict(WRITERS)
 
     @cached_property
     def token_verifier(self) -> TokenVerifier:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import IO, Any, Protocol, TypeVar
+
+from pydantic import BaseModel
 
 from shared.domain.claims import Claim
 from shared.domain.identity import IndirectReseller, VerifiedToken
@@ -472,4 +474,21 @@ class LedgerReader(Protocol):
 
     def totals(self, reseller: str, month: str) -> MonthTotals:
         """The reseller's figures for the month (zero when nothing was projected)."""
+        ...
+
+
+class ReportWriter(Protocol):
+    """Writes a report's rows into one file format (CSV, XLSX), incrementally."""
+
+    def write(
+        self,
+        model: type[BaseModel],
+        rows: Iterable[BaseModel],
+        out: IO[bytes],
+        *,
+        decimal_comma: bool,
+        title: str,
+    ) -> None:
+        """Write the columns of `model` and one line per row to `out`; `decimal_comma` when
+        the reader's country writes 12,50; `title` names the sheet where the format has one."""
         ...
