@@ -35,9 +35,11 @@ class MemoryBucketStore:
         self.row: BucketState | None = None
         self.version = 0
         self.writes = 0
+        self.reads = 0
         self.before_write: Callable[[], None] | None = None
 
     def read(self) -> tuple[BucketState, str] | None:
+        self.reads += 1
         if self.row is None:
             return None
         return self.row, str(self.version)
@@ -209,6 +211,20 @@ def test_several_workers_never_pass_the_limit_in_any_sliding_minute() -> None:
     assert most_in_any_minute(sent) <= limit * 0.95
     assert len(sent) >= limit * 0.85 * 10  # close to the limit, not starved
     assert store.writes / 600 <= 2.0  # a few table writes per second, not one per call
+
+
+def test_threads_of_one_process_waiting_for_tokens_read_the_row_about_once_per_block() -> None:
+    clock, store = FakeClock(), MemoryBucketStore()
+    budget = worker(store, clock)
+    # Thirty threads of one instance share its budget (as a sync chunk's readers do).
+    threads = [(budget, 0.05) for _ in range(30)]
+
+    sent = simulate(threads, clock, seconds=600)
+
+    assert most_in_any_minute(sent) <= 500 * 0.95
+    assert len(sent) >= 500 * 0.85 * 10
+    blocks = len(sent) / budget.policy.lease_size
+    assert store.reads <= blocks * 1.1  # not one read per waiting thread per second
 
 
 def test_a_small_limit_holds_over_any_sliding_minute_too() -> None:

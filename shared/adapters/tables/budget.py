@@ -127,6 +127,10 @@ class SharedRequestBudget:
         self.sleep = sleep
         self._lease = Lease()
         self._paused_until = 0.0
+        # Before this moment no block is to be had (the row said so): the process's other
+        # threads wait without reading the row again, so a process reads it about once per
+        # block, however many of its threads are waiting.
+        self._next_block_at = 0.0
         self._lock = threading.Lock()
 
     @classmethod
@@ -162,6 +166,8 @@ class SharedRequestBudget:
                 return self._paused_until - now
             if self._lease.spend(now):
                 return 0.0
+            if now < self._next_block_at:
+                return self._next_block_at - now
             try:
                 grant = self._take_block(now)
             except AzureError as exc:
@@ -169,8 +175,13 @@ class SharedRequestBudget:
                 return 0.0
             if grant.tokens:
                 self._lease = Lease(grant.tokens - 1, now + self.policy.lease_seconds)
+                # The row as written holds no next block before this (other instances only
+                # take from it): no need to read it again until then.
+                after = take(grant.state, self.policy, now, self.policy.lease_size)
+                self._next_block_at = now + after.wait_seconds
                 return 0.0
             self._paused_until = max(self._paused_until, grant.state.paused_until)
+            self._next_block_at = now + grant.wait_seconds
             return grant.wait_seconds
 
     def throttled(self, retry_after: float) -> None:
