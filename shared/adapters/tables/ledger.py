@@ -279,7 +279,7 @@ class LedgerTable:
             found = {
                 str(e["RowKey"]): e
                 for e in self.table.query_entities(
-                    "PartitionKey eq @pk and (RowKey eq @c or RowKey eq @t or RowKey eq @m)",
+                    "PartitionKey eq @pk and ( RowKey eq @c or RowKey eq @t or RowKey eq @m )",
                     parameters={"pk": pk, **keys},
                 )
             }
