@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from shared.domain.subscriptions import Subscription
 
 MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
-TOTAL_SHARDS = 8
+TOTAL_SHARDS = 32
 ZERO = Decimal(0)
 # Monthly figures are held to this many places: fixed point, so addition is associative.
 EXACT = Decimal("1e-12")

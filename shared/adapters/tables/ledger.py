@@ -249,9 +249,22 @@ class LedgerTable:
             raise storage_errors(exc) from exc
 
     def present_facts(self, reseller: str, month: str, keys: Collection[str]) -> set[str]:
-        """Which of the fact keys are already in the month (a point read each)."""
-        pk = partition(reseller, month)
-        return {k for k in keys if self._get(pk, check_key(k, "RowKey")) is not None}
+        """Which of the fact keys are already in the month: one range query over the keys'
+        span (a message's facts are one customer's, so the span is that customer's facts)."""
+        if not keys:
+            return set()
+        wanted = {check_key(k, "RowKey") for k in keys}
+        low, high = min(wanted), max(wanted)
+        try:
+            rows = self.table.query_entities(
+                "PartitionKey eq @pk and RowKey ge @low and RowKey le @high",
+                parameters={"pk": partition(reseller, month), "low": low, "high": high},
+                select=["RowKey"],
+                results_per_page=MAX_PAGE_SIZE,
+            )
+            return {str(r["RowKey"]) for r in rows} & wanted
+        except Exception as exc:
+            raise storage_errors(exc) from exc
 
     def facts(self, reseller: str, month: str) -> Iterator[LedgerFact]:
         """Every fact of the month, in key order."""

@@ -72,17 +72,21 @@ def _project(store: LedgerStore, clock: Clock, month: str, facts: list[LedgerFac
             return 0
         base = store.month_slice(reseller, month, customer_id)
         rows = dict(base.rows)
+        last_month: dict[str, SubscriptionMonth] | None = None
         for fact in new:
             current = rows.get(fact.subscription_id)
             if current is None:
-                opening = _closing_before(store, reseller, month, customer_id, fact)
+                if last_month is None:
+                    last_month = _rows_before(store, reseller, month, customer_id)
+                last = last_month.get(fact.subscription_id)
+                opening = _live(last) if last is not None else None
                 rows[fact.subscription_id] = SubscriptionMonth.started(fact, opening)
             else:
                 rows[fact.subscription_id] = current.apply(fact)
         touched = sorted({f.subscription_id for f in new})
         put = [rows[s] for s in touched]
-        before = [base.rows[s] for s in touched if s in base.rows]
-        write = MonthWrite(base=base, facts=tuple(new), put=tuple(put), delta=_delta(before, put))
+        was = [base.rows[s] for s in touched if s in base.rows]
+        write = MonthWrite(base=base, facts=tuple(new), put=tuple(put), delta=_delta(was, put))
         try:
             store.write(write)
         except (ConcurrencyConflict, Conflict):
@@ -98,13 +102,25 @@ def _project(store: LedgerStore, clock: Clock, month: str, facts: list[LedgerFac
     raise ConcurrencyConflict(f"ledger {month} {customer_id}: lost the race {MAX_TRIES} times")
 
 
-def _closing_before(
-    store: LedgerStore, reseller: str, month: str, customer_id: str, fact: LedgerFact
-) -> PricedState | None:
-    """The subscription's closing state in the month before, if it was live there."""
-    before = store.month_slice(reseller, previous_month(month), customer_id)
-    row = before.rows.get(fact.subscription_id)
-    return _live(row) if row is not None else None
+def _rows_before(
+    store: LedgerStore, reseller: str, month: str, customer_id: str
+) -> dict[str, SubscriptionMonth]:
+    """The customer's subscription rows of the month before (their closing states open the
+    month for subscriptions new to it, when live)."""
+    rows: dict[str, SubscriptionMonth] = {}
+    token: str | None = None
+    while True:
+        page = store.subscription_months(
+            reseller,
+            previous_month(month),
+            customer_id=customer_id,
+            page_size=1000,
+            continuation_token=token,
+        )
+        rows.update((r.subscription_id, r) for r in page.items)
+        token = page.continuation_token
+        if token is None:
+            return rows
 
 
 def _live(row: SubscriptionMonth) -> PricedState | None:
