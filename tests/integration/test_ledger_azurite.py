@@ -20,6 +20,7 @@ from shared.adapters.queues import QueueSender
 from shared.adapters.tables.ledger import LedgerTable, partition
 from shared.bootstrap import Container
 from shared.config import Settings
+from shared.domain.errors import ValidationFailed
 from shared.domain.ledger import Figures, MonthWrite
 from shared.domain.subscriptions import Subscription
 from shared.services.ledger import open_months, rebuild
@@ -88,7 +89,9 @@ def test_writes_through_the_outbox_and_the_queue_function_equal_a_replay(ledger_
     c, queue, clock = ledger_world
     subs = c.subscriptions
     # Order completion: two customers' subscriptions added in one transaction each.
-    a1, a2 = subs.save_all("cA", adds=[record("cA", 10), record("cA", 3, billing_cycle="annual")])
+    a1, _annual = subs.save_all(
+        "cA", adds=[record("cA", 10), record("cA", 3, billing_cycle="annual")]
+    )
     [b1] = subs.save_all("cB", adds=[record("cB", 7)])
     # A change applied (seats), a sync-like refresh that changes nothing priced, and a licences
     # update found by the sync.
@@ -115,7 +118,7 @@ def test_writes_through_the_outbox_and_the_queue_function_equal_a_replay(ledger_
 
 
 def test_two_concurrent_projections_for_one_customer_count_each_fact_once(ledger_world) -> None:
-    c, queue, clock = ledger_world
+    c, queue, _ = ledger_world
     subs = c.subscriptions
     subs.add(record("cA", 4))
     subs.add(record("cA", 6))
@@ -210,5 +213,5 @@ def test_the_adapter_pages_filters_by_product_and_stores_decimals_as_strings(led
     raw = table.table.get_entity(partition("demo", NOV), "c~cA")
     assert isinstance(raw["mrr"], str) and Decimal(raw["mrr"]) > 0
     assert table.totals("demo", "2020-01").figures == Figures()
-    with pytest.raises(Exception, match="continuationToken|token"):
+    with pytest.raises(ValidationFailed):
         table.subscription_months("demo", NOV, continuation_token="garbage!")
