@@ -91,9 +91,7 @@ def _stack(customers: int, *, throttled: bool) -> Iterator[World]:
     the local host."""
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        storage = azurite.start_npm(
-            tmp / "az", in_memory=os.environ.get("BENCH_AZURITE_DISK") != "1"
-        )
+        storage = azurite.start_npm(tmp / "az", in_memory=os.environ.get("BENCH_AZURITE_DISK") != "1")
         sim = start_simulator(tmp / "sim")
         srv, base = serve_in_thread(0, tmp / "issuer")
         host: HostProcess | None = None
