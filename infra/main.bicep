@@ -119,6 +119,7 @@ var queueNames = [
   'change-subscription'
   'sync-reseller'
   'notifications'
+  'ledger'
 ]
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
@@ -238,6 +239,8 @@ var appSettings = {
 
   // Sync: the nightly mirror of each reseller's customers, subscriptions and licences.
   SYNC_SCHEDULE: '0 0 1 * * *'
+  // Ledger: the daily opening of the current month (live subscriptions carried into it).
+  LEDGER_SCHEDULE: '0 10 0 * * *'
   SYNC_CHUNK_SIZE: '250'
   SYNC_LICENCE_MAX_AGE_DAYS: '7'
   SYNC_RUN_RETENTION_DAYS: '90'

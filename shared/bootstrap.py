@@ -28,6 +28,7 @@ from shared.domain.identity import (
     Reseller,
     User,
 )
+from shared.domain.ledger import LedgerMessage
 from shared.domain.model import Record
 from shared.domain.notifications import Notification
 from shared.domain.orders import Order, order_row_key
@@ -39,6 +40,7 @@ from shared.ports import (
     CatalogStore,
     Clock,
     CustomerDirectory,
+    LedgerStore,
     Mailer,
     MeterFactory,
     PartnerCenter,
@@ -46,11 +48,12 @@ from shared.ports import (
     SystemClock,
     TokenVerifier,
 )
-from shared.services import claims, migrations
+from shared.services import claims, ledger, migrations
 from shared.services.catalog import CatalogReader
 from shared.services.customers import CustomerBook, ProvisioningCustomers
 from shared.services.housekeeping import Housekeeping
 from shared.services.identity import Directory
+from shared.services.ledger import LedgeredSubscriptions
 from shared.services.migrations import Migration, MigrationRecord
 from shared.services.orders import InFlightOrders, OrderBook, OrderPolicy
 from shared.services.quotes import QuoteBook
@@ -296,11 +299,31 @@ class Container:
         )
 
     @repository
-    def subscriptions(self) -> TableRepository[Subscription]:
-        """Subscriptions, by customer id and Partner Center's subscription id."""
-        return self.table_repository(
-            "Subscriptions", Subscription, lambda s: (s.customer_id, s.id.lower())
+    def subscriptions(self) -> LedgeredSubscriptions:
+        """Subscriptions, by customer id and Partner Center's subscription id; every write
+        whose priced state changed carries the ledger's facts (an outbox row, same transaction)."""
+        return LedgeredSubscriptions(
+            self.table_repository(
+                "Subscriptions", Subscription, lambda s: (s.customer_id, s.id.lower()), outbox=True
+            ),
+            self.clock,
         )
+
+    @cached_property
+    def ledger(self) -> LedgerStore:
+        """The ledger's month partitions (facts and aggregates)."""
+        from shared.adapters.tables.ledger import LedgerTable
+
+        return LedgerTable(self.store)
+
+    def project_ledger(self, message: LedgerMessage) -> int:
+        """Project one `ledger` message (queue_ledger)."""
+        return ledger.project(self.ledger, self.clock, message)
+
+    def open_ledger_months(self) -> dict[str, int]:
+        """Open the current month (and any not yet opened before it) for every reseller."""
+        slugs = [r.slug for r in self.resellers.iterate(RESELLER_PARTITION)]
+        return ledger.open_months(self.ledger, self.clock, slugs)
 
     @cached_property
     def order_book(self) -> OrderBook:
@@ -430,6 +453,8 @@ class Container:
                 ),
             ),
             Migration("outbox-partition-markers", self._mark_pending_outbox_partitions),
+            # Subscriptions written before the ledger existed get their facts, once.
+            Migration("ledger-facts", lambda: ledger.backfill(self.subscriptions)),
         ]
 
     def _mark_pending_outbox_partitions(self) -> int:

@@ -184,6 +184,8 @@ class Settings(BaseSettings):
     sync_licence_max_age_days: int = Field(7, alias="SYNC_LICENCE_MAX_AGE_DAYS", ge=1, le=90)
     # Housekeeping deletes finished sync runs (and their chunks) this many days after they end.
     sync_run_retention_days: int = Field(90, alias="SYNC_RUN_RETENTION_DAYS", ge=1)
+    # Ledger: the daily opening of the current month (live subscriptions carried into it).
+    ledger_schedule: str = Field("0 10 0 * * *", alias="LEDGER_SCHEDULE")
     # Tests only: the process exits right after this step of a sync run is recorded
     # (customers, chunk-writes, checkpoint), as if killed there. Refused in production.
     sync_step_crash_after: str | None = Field(None, alias="SYNC_STEP_CRASH_AFTER")

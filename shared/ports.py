@@ -11,7 +11,15 @@ from pydantic import BaseModel
 
 from shared.domain.claims import Claim
 from shared.domain.identity import IndirectReseller, VerifiedToken
-from shared.domain.ledger import CustomerMonth, MonthTotals, SubscriptionMonth
+from shared.domain.ledger import (
+    CustomerMonth,
+    LedgerFact,
+    MonthSlice,
+    MonthTotals,
+    MonthWrite,
+    SubscriptionMonth,
+    TotalShard,
+)
 from shared.domain.model import Page, Record
 from shared.domain.notifications import Email
 from shared.domain.outbox import OutboxMessage, Queue
@@ -491,4 +499,39 @@ class ReportWriter(Protocol):
     ) -> None:
         """Write the columns of `model` and one line per row to `out`; `decimal_comma` when
         the reader's country writes 12,50; `title` names the sheet where the format has one."""
+        ...
+
+
+class LedgerStore(LedgerReader, Protocol):
+    """The ledger's month partitions as the projector, the month opening and the rebuild write
+    and read them (one partition per reseller and month; see shared/domain/ledger.py)."""
+
+    def present_facts(self, reseller: str, month: str, keys: Collection[str]) -> set[str]:
+        """Which of the fact keys are already in the month."""
+        ...
+
+    def month_slice(self, reseller: str, month: str, customer_id: str) -> MonthSlice:
+        """The customer's subscription rows, customer row and totals shard of the month (each
+        with its ETag) and whether the month is opened."""
+        ...
+
+    def write(self, write: MonthWrite) -> None:
+        """Commit one customer's month change in one partition transaction; ConcurrencyConflict
+        when any row changed (or appeared) since the slice was read, and nothing is written."""
+        ...
+
+    def opened(self, reseller: str, month: str) -> bool:
+        """Whether the month's opening finished (every live row of the month before carried)."""
+        ...
+
+    def mark_opened(self, reseller: str, month: str) -> None:
+        """Record that the month's opening finished (idempotent)."""
+        ...
+
+    def facts(self, reseller: str, month: str) -> Iterator[LedgerFact]:
+        """Every fact of the month, in key order."""
+        ...
+
+    def shards(self, reseller: str, month: str) -> list[TotalShard]:
+        """The month's totals shards that exist."""
         ...

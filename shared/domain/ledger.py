@@ -20,7 +20,9 @@ as the stored aggregates (a test compares them).
 
 Amounts: a `PricedState` keeps the unit amounts of its price snapshot (rounded, per billing
 period, in the reseller's currency); figures are monthly-normalised recurring amounts (an
-annual subscription's yearly price ÷ 12), summed exactly and rounded only where shown.
+annual subscription's yearly price ÷ 12) held to `EXACT` (12 decimal places), so that sums
+are exact in any order — the projector adds deltas as facts arrive, a rebuild adds rows, and the
+two must agree to the last digit — and rounded only where shown.
 """
 
 from __future__ import annotations
@@ -39,8 +41,10 @@ if TYPE_CHECKING:
     from shared.domain.subscriptions import Subscription
 
 MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
-TOTAL_SHARDS = 8
+TOTAL_SHARDS = 32
 ZERO = Decimal(0)
+# Monthly figures are held to this many places: fixed point, so addition is associative.
+EXACT = Decimal("1e-12")
 
 # Months in one billing period: the unit price is per period, the figures per month. A cycle
 # not listed (one-time, "none") is not recurring revenue.
@@ -142,14 +146,15 @@ class PricedState(_Frozen):
 
     def monthly(self) -> tuple[Decimal, Decimal]:
         """(customer price, reseller cost) per month for all seats: 0 when not live, not
-        priced, a trial, or not a recurring billing cycle. Exact (not rounded)."""
+        priced, a trial, or not a recurring billing cycle. To `EXACT` places (not rounded to
+        the currency)."""
         months = _MONTHS_PER_PERIOD.get((self.billing_cycle or "").lower())
         if not self.live or self.is_trial or months is None or not self.priced:
             return ZERO, ZERO
         assert self.unit_customer_price is not None and self.unit_reseller_cost is not None
         return (
-            self.unit_customer_price * self.seats / months,
-            self.unit_reseller_cost * self.seats / months,
+            (self.unit_customer_price * self.seats / months).quantize(EXACT),
+            (self.unit_reseller_cost * self.seats / months).quantize(EXACT),
         )
 
 
@@ -355,3 +360,109 @@ def totals_of(rows: Iterable[SubscriptionMonth]) -> Figures:
     for row in rows:
         total = total.plus(row.figures)
     return total
+
+
+class TotalShard(_Frozen):
+    """One of a month's `TOTAL_SHARDS` partial totals (the customers of `total_shard`)."""
+
+    reseller: str
+    month: str = Field(pattern=MONTH_PATTERN)
+    shard: int
+    figures: Figures = Field(default_factory=Figures)
+    etag: str | None = None
+
+
+class MonthSlice(_Frozen):
+    """What the projector reads of one customer's month before writing it: the rows of some of
+    its subscriptions (absent: not in the month), its customer row and its totals shard, each
+    with the ETag it was read at, and whether the month is opened."""
+
+    reseller: str
+    month: str = Field(pattern=MONTH_PATTERN)
+    customer_id: str
+    rows: dict[str, SubscriptionMonth] = Field(default_factory=dict)  # by subscription id
+    customer: CustomerMonth | None = None
+    shard: TotalShard | None = None
+    opened: bool = False
+
+
+class MonthWrite(_Frozen):
+    """One partition transaction of a customer's month: facts inserted, subscription rows put
+    (inserted when they carry no ETag, replaced If-Match otherwise) or removed (If-Match), and
+    the customer row and its shard moved by `delta` (If-Match what the slice read). A lost race
+    on any of it fails all of it."""
+
+    base: MonthSlice
+    facts: tuple[LedgerFact, ...] = ()
+    put: tuple[SubscriptionMonth, ...] = ()
+    remove: tuple[SubscriptionMonth, ...] = ()
+    delta: Figures = Field(default_factory=Figures)
+
+    @property
+    def operations(self) -> int:
+        """How many table operations it takes (at most 100 in one transaction)."""
+        return len(self.facts) + len(self.put) + len(self.remove) + 2
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to write."""
+        return not (self.facts or self.put or self.remove)
+
+
+class LedgerEntry(_Frozen):
+    """One fact as a `ledger` message carries it (the reseller and customer are the
+    message's: a subscription write is one customer's partition)."""
+
+    s: str  # subscription id
+    at: AwareDatetime
+    state: PricedState
+
+
+class LedgerMessage(_Frozen):
+    """A `ledger` queue message: the facts of one subscription transaction."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    reseller: str
+    customer_id: str = Field(alias="customerId")
+    facts: tuple[LedgerEntry, ...]
+    message_id: str | None = Field(default=None, alias="messageId")
+
+    @classmethod
+    def of(cls, facts: Iterable[LedgerFact]) -> LedgerMessage:
+        """The message for facts of one reseller's customer."""
+        listed = list(facts)
+        first = listed[0]
+        if any(f.customer_id != first.customer_id or f.reseller != first.reseller for f in listed):
+            raise ValueError("a ledger message carries one customer's facts")
+        return cls(
+            reseller=first.reseller,
+            customer_id=first.customer_id,
+            facts=tuple(LedgerEntry(s=f.subscription_id, at=f.at, state=f.state) for f in listed),
+        )
+
+    def body(self) -> dict[str, object]:
+        """The queue body: compact (no None, no defaults), Decimals as strings."""
+        out: dict[str, object] = self.model_dump(
+            mode="json", by_alias=True, exclude_none=True, exclude={"message_id"}
+        )
+        for entry in out["facts"]:  # type: ignore[attr-defined]
+            entry["state"] = {
+                k: v
+                for k, v in entry["state"].items()
+                if v is not None and not (k == "is_trial" and v is False)
+            }
+        return out
+
+    def ledger_facts(self) -> list[LedgerFact]:
+        """The facts it carries."""
+        return [
+            LedgerFact(
+                reseller=self.reseller,
+                customer_id=self.customer_id,
+                subscription_id=e.s,
+                at=e.at,
+                state=e.state,
+            )
+            for e in self.facts
+        ]

@@ -18,6 +18,7 @@ class Queue(StrEnum):
     CHANGE_SUBSCRIPTION = "change-subscription"
     SYNC_RESELLER = "sync-reseller"
     NOTIFICATIONS = "notifications"
+    LEDGER = "ledger"
 
 
 class OutboxMessage(BaseModel):

@@ -246,6 +246,9 @@ class Subscription(Timestamped):
     # it did (Added, Updated, Ended).
     sync_run: str | None = None
     sync_change: str | None = None
+    # The digest of the last priced state sent to the ledger (shared/domain/ledger.py): a write
+    # whose priced state has another digest owes the ledger a fact.
+    ledgered: str | None = None
 
     @classmethod
     def from_facts(

@@ -1,0 +1,20 @@
+"""Timer: the ledger's months open (every live subscription carried into the new month)."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from shared.bootstrap import container
+
+bp = func.Blueprint()
+log = logging.getLogger(__name__)
+
+
+@bp.function_name("timer_open_ledger_months")
+@bp.timer_trigger(arg_name="timer", schedule="%LEDGER_SCHEDULE%", run_on_startup=False)
+def timer_open_ledger_months(timer: func.TimerRequest) -> None:
+    """Open the current month of every reseller's ledger (idempotent, resumable)."""
+    carried = container().open_ledger_months()
+    log.info("ledger months opened: %d row(s) carried", sum(carried.values()))
