@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from shared.domain.catalog import MARKET_STAMPS, MarketStamp, Product
 from shared.domain.customers import Customer
+from shared.domain.errors import UpstreamUnavailable
 from shared.domain.idempotency import IdempotencyRecord
 from shared.domain.identity import (
     DISTRIBUTOR,
@@ -38,6 +39,7 @@ from shared.ports import (
     CatalogStore,
     Clock,
     CustomerDirectory,
+    LedgerReader,
     Mailer,
     MeterFactory,
     PartnerCenter,
@@ -52,6 +54,7 @@ from shared.services.identity import Directory
 from shared.services.migrations import Migration, MigrationRecord
 from shared.services.orders import InFlightOrders, OrderBook, OrderPolicy
 from shared.services.quotes import QuoteBook
+from shared.services.reports.book import ReportsBook
 from shared.services.subscriptions.requests import PendingChanges
 from shared.services.sync import StaleRuns, SyncBook, SyncPolicy
 from shared.services.watchdog import TransientRecords
@@ -372,6 +375,25 @@ class Container:
             ),
             meter=self.sync_meter,
             after_step=_crash_after(s.sync_step_crash_after),
+        )
+
+    @cached_property
+    def ledger_reader(self) -> LedgerReader:
+        """The ledger's month aggregates, as the reports read them.
+
+        The Ledger table's adapter (issue 15, the ledger's write side) is wired here when it
+        lands; until then a report answers 503 rather than empty figures.
+        """
+        raise UpstreamUnavailable("the reports' ledger is not set up yet")
+
+    @cached_property
+    def reports_book(self) -> ReportsBook:
+        """The records the licence and revenue reports read."""
+        return ReportsBook(
+            ledger=self.ledger_reader,
+            customers=self.customers,
+            resellers=self.resellers,
+            clock=self.clock,
         )
 
     def transient_records(self) -> list[TransientRecords]:
