@@ -145,7 +145,7 @@ def _timed(fn: Callable[[], object]) -> float:
 def report_rows(n: int = 10) -> list[tuple[str, ...]]:
     """p50 of a month's page (JSON), the 14-month series, and walking all 30,000 rows."""
     with tempfile.TemporaryDirectory() as tmp:
-        storage = azurite.start_npm(Path(tmp) / "az")
+        storage = azurite.start_npm(Path(tmp) / "az", in_memory=True)
         try:
             settings = Settings(
                 APP_ENVIRONMENT="test",
