@@ -40,6 +40,7 @@ from shared.ports import (
     CatalogStore,
     Clock,
     CustomerDirectory,
+    LedgerReader,
     LedgerStore,
     Mailer,
     MeterFactory,
@@ -57,6 +58,7 @@ from shared.services.ledger import LedgeredSubscriptions
 from shared.services.migrations import Migration, MigrationRecord
 from shared.services.orders import InFlightOrders, OrderBook, OrderPolicy
 from shared.services.quotes import QuoteBook
+from shared.services.reports.book import ReportsBook
 from shared.services.subscriptions.requests import PendingChanges
 from shared.services.sync import StaleRuns, SyncBook, SyncPolicy
 from shared.services.watchdog import TransientRecords
@@ -404,6 +406,21 @@ class Container:
             ),
             meter=self.sync_meter,
             after_step=_crash_after(s.sync_step_crash_after),
+        )
+
+    @cached_property
+    def ledger_reader(self) -> LedgerReader:
+        """The ledger's month aggregates, as the reports read them."""
+        return self.ledger
+
+    @cached_property
+    def reports_book(self) -> ReportsBook:
+        """The records the licence and revenue reports read."""
+        return ReportsBook(
+            ledger=self.ledger_reader,
+            customers=self.customers,
+            resellers=self.resellers,
+            clock=self.clock,
         )
 
     def transient_records(self) -> list[TransientRecords]:

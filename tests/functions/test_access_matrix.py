@@ -28,6 +28,7 @@ from tests.functions.helpers import call
 from tests.functions.world import CALLERS, CUST_A, CUST_B, World, add_customers, build_world
 from tests.order_fakes import install_orders, offer_line
 from tests.quote_fakes import install_quotes
+from tests.report_fakes import install_ledger
 from tests.subscription_fakes import seed_subscription
 from tests.sync_run_fakes import install_sync_runs
 
@@ -235,6 +236,9 @@ EXPECT.update(
 )
 # Renewals: every role of the reseller reads them (a customer user: its own customer's rows).
 EXPECT["http_list_renewals"] = by_reseller((401, 200, 200, 200, 200, 200, 200), OUTSIDE)
+# Reports: every role of the reseller reads them (a customer user: its own customer's rows).
+EXPECT["http_licence_report"] = by_reseller((401, 200, 200, 200, 200, 200, 200), OUTSIDE)
+EXPECT["http_revenue_report"] = EXPECT["http_licence_report"]
 # Sync: the reseller's Account Manager and distributor admins; the reseller's other staff 403;
 # its customers' users do not learn the sync exists (404), as another reseller's staff.
 SYNC_READ = by_reseller((401, 200, 200, 403, 403, 404, 404), OUTSIDE)
@@ -294,6 +298,7 @@ def world() -> Iterator[World]:
     install_quotes(w.container)
     install_sync_runs(w.container)
     c = w.container
+    install_ledger(c, [], [])
     for reseller, cid in (("demo", CUST_A), ("demo", CUST_B), ("other", CUST_OTHER)):
         customer = c.customers.get(reseller, cid)
         customer.tenant_id, customer.qualification = str(uuid.uuid4()), Qualification.APPROVED

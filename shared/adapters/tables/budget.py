@@ -8,8 +8,9 @@ simulated clock of local runs (Partner Center and its simulator throttle in real
 Writes are few: a worker takes a block of tokens (a lease) with one optimistic-concurrency
 replace (If-Match the ETag it read) and spends it locally; a lost race reads the row again. A
 worker that must wait does not write, and a process reads the row about once per block: it
-knows from the row when the next block can be had, and its threads wait until then. So the table sees about `rate / lease_size` writes per
-second in all (about one per second at 500/min), whatever the number of workers.
+knows from the row when the next block can be had, and its threads wait until then. So the
+table sees about `rate / lease_size` writes per second in all (about one per second at
+500/min), whatever the number of workers.
 
 Within a process one `SharedRequestBudget` serves every thread (the transport is shared), and
 it knows at once of a 429 any of them got. Other instances learn of a pause when they next take

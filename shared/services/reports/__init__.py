@@ -1,0 +1,1 @@
+"""Reports: licences, usage and revenue, read from aggregates (never from history)."""

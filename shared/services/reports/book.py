@@ -1,0 +1,168 @@
+"""What the licence and revenue reports read, and whose rows a caller may see.
+
+Both reports read the ledger's month aggregates through `LedgerReader` (shared/domain/ledger.py):
+a month's totals, a customer's month, or the subscription rows. Only a `product` filter makes a
+total be summed from rows (the aggregates are per reseller and per customer, not per product).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from shared.domain.customers import Customer
+from shared.domain.errors import FieldError, NotFound, ValidationFailed
+from shared.domain.identity import Principal, Reseller
+from shared.domain.ledger import MONTH_PATTERN, Figures, SubscriptionMonth, month_of
+from shared.ports import Clock, LedgerReader, Repository
+from shared.services import access, resellers
+
+# The page size the reports read the ledger with when they need every row (exports, totals).
+READ_PAGE = 1000
+_MONTH = re.compile(MONTH_PATTERN)
+
+
+@dataclass(frozen=True)
+class ReportsBook:
+    """The records the reports read."""
+
+    ledger: LedgerReader
+    customers: Repository[Customer]
+    resellers: Repository[Reseller]
+    clock: Clock
+
+
+@dataclass(frozen=True)
+class ReportScope:
+    """Whose figures a report shows: the reseller, and one customer or all of them."""
+
+    reseller: Reseller
+    customer_id: str | None
+    customer_name: str | None  # of `customer_id`, when there is one
+
+
+def scope(
+    book: ReportsBook, principal: Principal, reseller: str, customer_id: str | None
+) -> ReportScope:
+    """The report's scope for the caller: a customer user's is its own customer (another
+    customer named is a 404, as is another reseller's); staff may name any of theirs."""
+    if principal.is_customer_user:
+        customer_id = customer_id or principal.customer_id
+        access.ensure_visible(principal, reseller, customer_id)
+    else:
+        access.ensure_visible(principal, reseller, None)
+    found = resellers.get(book.resellers, reseller)
+    name = None
+    if customer_id is not None:
+        customer = book.customers.find(reseller, customer_id)
+        if customer is None:
+            raise NotFound("customer not found")
+        name = customer.name
+    return ReportScope(found, customer_id, name)
+
+
+def check_month(month: str | None, clock: Clock) -> str:
+    """`month` (YYYY-MM), or the current one; a malformed one is a 400 naming `month`."""
+    if month is None:
+        return month_of(clock.now())
+    if not _MONTH.match(month):
+        raise ValidationFailed([FieldError("month", "must be a month as YYYY-MM")])
+    return month
+
+
+def check_months(months: int, maximum: int) -> int:
+    """A series length from 1 to `maximum`, else a 400 naming `months`."""
+    if not 1 <= months <= maximum:
+        raise ValidationFailed([FieldError("months", f"must be 1 to {maximum}")])
+    return months
+
+
+def subscription_pages(
+    ledger: LedgerReader,
+    reseller: str,
+    month: str,
+    customer_id: str | None,
+    product_id: str | None,
+    page_size: int = READ_PAGE,
+) -> Iterator[list[SubscriptionMonth]]:
+    """Every page of the month's subscription rows, one at a time."""
+    token: str | None = None
+    while True:
+        page = ledger.subscription_months(
+            reseller,
+            month,
+            customer_id=customer_id,
+            product_id=product_id,
+            page_size=page_size,
+            continuation_token=token,
+        )
+        yield page.items
+        token = page.continuation_token
+        if token is None:
+            return
+
+
+def subscription_rows(
+    ledger: LedgerReader,
+    reseller: str,
+    month: str,
+    customer_id: str | None,
+    product_id: str | None,
+) -> Iterator[SubscriptionMonth]:
+    """Every subscription row of the month (one page in memory at a time)."""
+    for page in subscription_pages(ledger, reseller, month, customer_id, product_id):
+        yield from page
+
+
+def sum_figures(rows: Iterable[SubscriptionMonth]) -> Figures:
+    """The sum of the rows' figures."""
+    total = Figures()
+    for row in rows:
+        total = total.plus(row.figures)
+    return total
+
+
+def month_figures(
+    ledger: LedgerReader,
+    reseller: str,
+    month: str,
+    customer_id: str | None,
+    product_id: str | None,
+) -> Figures:
+    """The month's figures of the reseller or one customer (an aggregate: one read), or, for
+    one product, the sum of its rows (the ledger keeps no per-product aggregate)."""
+    if product_id is not None:
+        return sum_figures(subscription_rows(ledger, reseller, month, customer_id, product_id))
+    if customer_id is None:
+        return ledger.totals(reseller, month).figures
+    row = ledger.customer_month(reseller, month, customer_id)
+    return row.figures if row is not None else Figures()
+
+
+def customer_names(
+    customers: Repository[Customer], reseller: str, ids: Iterable[str]
+) -> dict[str, str]:
+    """The names of customers, by id: one range query over the reseller's partition from the
+    lowest id to the highest (a page of report rows is in customer id order), not a read per
+    row nor per customer."""
+    wanted = set(ids)
+    if not wanted:
+        return {}
+    names = {}
+    for customer in customers.iterate(reseller, rows=(min(wanted), max(wanted))):
+        if customer.id in wanted:
+            names[customer.id] = customer.name
+    return names
+
+
+def series_figures(
+    ledger: LedgerReader,
+    reseller: str,
+    months: list[str],
+    customer_id: str | None,
+    product_id: str | None = None,
+) -> Iterator[tuple[str, Figures]]:
+    """Each month's figures (see `month_figures`), in the order given."""
+    for month in months:
+        yield month, month_figures(ledger, reseller, month, customer_id, product_id)

@@ -1,0 +1,92 @@
+"""The revenue report: monthly recurring revenue and how it moved (new, expansion,
+contraction, churn), per month, from the ledger's month aggregates (one read a month)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.domain.identity import Principal
+from shared.domain.ledger import Figures, month_of, months_ending
+from shared.domain.model import WireModel
+from shared.domain.pricing import percent
+from shared.services.access import Audience, audience
+from shared.services.reports.book import ReportsBook, check_months, scope, series_figures
+from shared.services.reports.views import RevenueMonthPublic, RevenueMonthStaff, money
+
+DEFAULT_MONTHS = 14
+MAX_MONTHS = 24
+
+
+class _RevenueFields(WireModel):
+    currency: str
+    customer_id: str | None = Field(description="The customer filter, if any.")
+    customer_name: str | None
+
+
+class RevenueReportPublic(_RevenueFields):
+    """Recurring revenue per month, oldest first, at the customer's prices."""
+
+    months: list[RevenueMonthPublic]
+
+
+class RevenueReportStaff(_RevenueFields):
+    """Recurring revenue per month, oldest first, with the reseller's cost and margin."""
+
+    months: list[RevenueMonthStaff]
+
+
+def revenue_month(
+    month: str, f: Figures, currency: str, viewer: Audience
+) -> RevenueMonthPublic | RevenueMonthStaff:
+    """One month's revenue row as `viewer` may see it (amounts rounded where shown)."""
+    values = {
+        "month": month,
+        "currency": currency,
+        "opening_mrr": money(f.opening_mrr, currency),
+        "new": money(f.new, currency),
+        "expansion": money(f.expansion, currency),
+        "contraction": money(f.contraction, currency),
+        "churn": money(f.churn, currency),
+        "net_change": money(f.mrr - f.opening_mrr, currency),
+        "mrr": money(f.mrr, currency),
+        "seats": f.seats,
+        "subscriptions": f.subscriptions,
+    }
+    if viewer is Audience.CUSTOMER:
+        return RevenueMonthPublic.model_validate(values)
+    return RevenueMonthStaff.model_validate(
+        values
+        | {
+            "reseller_cost": money(f.mrr_cost, currency),
+            "margin": money(f.margin, currency),
+            "margin_percent": percent(f.margin, f.mrr),
+        }
+    )
+
+
+def revenue_report(
+    book: ReportsBook,
+    principal: Principal,
+    reseller: str,
+    *,
+    months: int = DEFAULT_MONTHS,
+    customer_id: str | None = None,
+) -> RevenueReportPublic | RevenueReportStaff:
+    """Recurring revenue of the last `months` months (this one included), of the reseller or
+    one customer (a customer user: its own, at its prices, without cost or margin). Its rows
+    are few (≤ 24): an export takes them from `months`."""
+    check_months(months, MAX_MONTHS)
+    sc = scope(book, principal, reseller, customer_id)
+    viewer = audience(principal)
+    currency = sc.reseller.currency
+    last = month_of(book.clock.now())
+    series = series_figures(book.ledger, reseller, months_ending(last, months), sc.customer_id)
+    model = RevenueReportPublic if viewer is Audience.CUSTOMER else RevenueReportStaff
+    return model.model_validate(
+        {
+            "currency": currency,
+            "customer_id": sc.customer_id,
+            "customer_name": sc.customer_name,
+            "months": [revenue_month(m, f, currency, viewer) for m, f in series],
+        }
+    )

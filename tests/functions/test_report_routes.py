@@ -1,0 +1,187 @@
+"""GET /resellers/{r}/reports/licences and …/revenue, over the app's real triggers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from shared import bootstrap
+from shared.domain.ledger import months_ending
+from tests.functions.helpers import call, json_of
+from tests.functions.world import CUST_A, CUST_B, CUST_OTHER, World, add_customers, build_world
+from tests.report_fakes import fact, install_ledger, state
+
+DEC, JAN = datetime(2025, 12, 3, tzinfo=UTC), datetime(2026, 1, 10, 8, tzinfo=UTC)  # now: 15 Jan
+COST_WORDS = ("cost", "margin", "markup")
+
+
+@pytest.fixture
+def world() -> Iterator[World]:
+    w = build_world()
+    add_customers(w)
+    facts = [
+        fact(DEC, CUST_A, "a1", state(10)),
+        fact(JAN, CUST_A, "a1", state(12)),  # grown mid-January
+        fact(DEC, CUST_A, "a2", state(5, billing_cycle="annual")),
+        fact(JAN, CUST_B, "b1", state(3)),  # new in January
+        fact(DEC, CUST_OTHER, "o1", state(7, currency="EUR"), reseller="other"),
+    ]
+    install_ledger(w.container, facts, months_ending("2026-01", 14))
+    bootstrap.use(w.container)
+    yield w
+    bootstrap.use(None)
+
+
+def _get(world: World, report: str, role: str, reseller: str = "demo", **params: str) -> Any:
+    return call(
+        f"http_{report}_report",
+        "GET",
+        f"resellers/{reseller}/reports/{'licences' if report == 'licence' else report}",
+        route={"r": reseller},
+        token=world.token(role),
+        params=params,
+    )
+
+
+def _keys(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield k
+            yield from _keys(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _keys(v)
+
+
+def _cost_keys(body: Any) -> list[str]:
+    return [k for k in _keys(body) if any(w in k.lower() for w in COST_WORDS)]
+
+
+def test_staff_read_this_months_licences_with_names_cost_and_totals(world):
+    resp = _get(world, "licence", "Sales")
+    assert resp.status_code == 200, resp.get_body()
+    body = json_of(resp)
+    assert body["month"] == "2026-01" and body["currency"] == "CZK"
+    rows = {r["subscriptionId"]: r for r in body["items"]}
+    assert set(rows) == {"a1", "a2", "b1"}
+    a1 = rows["a1"]
+    assert (a1["customerName"], a1["seatsAtStart"], a1["seatsAtEnd"], a1["seatsAssigned"]) == (
+        "Alfa s.r.o.",
+        10,
+        12,
+        11,
+    )
+    assert (a1["unitPrice"], a1["totalPrice"], a1["unitCost"], a1["margin"]) == (
+        "121.00",
+        "1452.00",
+        "110.00",
+        "132.00",
+    )
+    assert "unitMicrosoftCost" not in a1
+    # The annual subscription's monthly price: 5 × 121 / 12 = 50.4166… shown 50.42.
+    assert rows["a2"]["monthlyPrice"] == "50.42"
+    totals = {t["customerId"]: t for t in body["customerTotals"]}
+    assert totals[CUST_B]["seats"] == 3 and totals[CUST_B]["customerName"] == "Beta a.s."
+    assert body["totals"]["seats"] == 12 + 5 + 3
+    assert body["totals"]["subscriptions"] == 3
+    assert body["continuationToken"] is None
+
+
+def test_a_page_at_a_time_with_a_continuation_token(world):
+    first = json_of(_get(world, "licence", "AccountManager", pageSize="2"))
+    assert len(first["items"]) == 2 and first["continuationToken"]
+    rest = json_of(
+        _get(
+            world,
+            "licence",
+            "AccountManager",
+            pageSize="2",
+            continuationToken=first["continuationToken"],
+        )
+    )
+    assert [r["subscriptionId"] for r in first["items"] + rest["items"]] == ["a1", "a2", "b1"]
+    assert rest["continuationToken"] is None
+
+
+@pytest.mark.parametrize("role", ["CustomerAdmin", "CustomerReader"])
+def test_a_customer_user_reads_its_own_rows_without_any_cost_key(world, role):
+    licences = json_of(_get(world, "licence", role))
+    assert {r["customerId"] for r in licences["items"]} == {CUST_A}
+    assert licences["totals"]["seats"] == 12 + 5  # its customer's, not the reseller's
+    series = json_of(_get(world, "licence", role, months="14"))
+    revenue = json_of(_get(world, "revenue", role))
+    for body in (licences, series, revenue):
+        assert not _cost_keys(body), _cost_keys(body)
+    assert revenue["customerId"] == CUST_A and len(revenue["months"]) == 14
+    staff = json_of(_get(world, "licence", "ReadOnly"))
+    assert _cost_keys(staff)  # the scan finds them where they are
+
+
+@pytest.mark.parametrize("report", ["licence", "revenue"])
+def test_a_customer_user_asking_for_another_customer_gets_404(world, report):
+    resp = _get(world, report, "CustomerReader", customer=CUST_B)
+    assert resp.status_code == 404, resp.get_body()
+    assert resp.mimetype == "application/problem+json"
+
+
+@pytest.mark.parametrize("report", ["licence", "revenue"])
+def test_another_resellers_staff_get_404_and_distributor_admins_any_reseller(world, report):
+    assert _get(world, report, "AccountManager", reseller="other").status_code == 404
+    resp = _get(world, report, "DistributorAdmin", reseller="other")
+    assert resp.status_code == 200, resp.get_body()
+    assert json_of(resp)["currency"] == "EUR"
+
+
+def test_distributor_admins_see_microsofts_cost_on_licence_rows(world):
+    body = json_of(_get(world, "licence", "DistributorAdmin", customer=CUST_B))
+    assert [(r["unitMicrosoftCost"], r["totalMicrosoftCost"]) for r in body["items"]] == [
+        ("100.00", "300.00")
+    ]
+
+
+def test_the_licence_series_and_the_revenue_months(world):
+    series = json_of(_get(world, "licence", "Sales", months="2"))
+    assert [(m["month"], m["seats"]) for m in series["months"]] == [
+        ("2025-12", 15),
+        ("2026-01", 20),
+    ]
+    revenue = json_of(_get(world, "revenue", "Sales", months="2"))
+    jan = revenue["months"][1]
+    assert (jan["month"], jan["openingMrr"], jan["new"], jan["expansion"]) == (
+        "2026-01",
+        "1260.42",  # 10 × 121 + 5 × 121 / 12
+        "363.00",
+        "242.00",
+    )
+    assert (jan["netChange"], jan["mrr"], jan["resellerCost"], jan["marginPercent"]) == (
+        "605.00",
+        "1865.42",
+        "1695.83",
+        "9.09",
+    )
+    one = json_of(_get(world, "revenue", "Sales", months="1", customer=CUST_B))
+    assert [m["new"] for m in one["months"]] == ["363.00"]
+
+
+@pytest.mark.parametrize(
+    ("report", "params", "field"),
+    [
+        ("licence", {"month": "2026-13"}, "month"),
+        ("licence", {"month": "January"}, "month"),
+        ("licence", {"months": "15"}, "months"),
+        ("licence", {"months": "x"}, "months"),
+        ("licence", {"pageSize": "0"}, "pageSize"),
+        ("licence", {"pageSize": "1001"}, "pageSize"),
+        ("revenue", {"months": "25"}, "months"),
+        ("revenue", {"months": "0"}, "months"),
+        ("revenue", {"month": "2026-01"}, "month"),
+    ],
+)
+def test_bad_report_parameters_are_a_400_naming_the_field(world, report, params, field):
+    resp = _get(world, report, "Sales", **params)
+    assert resp.status_code == 400, resp.get_body()
+    assert resp.mimetype == "application/problem+json"
+    assert [e["field"] for e in json_of(resp)["errors"]] == [field]
