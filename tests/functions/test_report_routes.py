@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
+import openpyxl
 import pytest
 
 from shared import bootstrap
 from shared.domain.ledger import months_ending
+from tests.export_rows import scan_for_cost
 from tests.functions.helpers import call, json_of
 from tests.functions.world import CUST_A, CUST_B, CUST_OTHER, World, add_customers, build_world
 from tests.report_fakes import fact, install_ledger, state
@@ -185,3 +191,73 @@ def test_bad_report_parameters_are_a_400_naming_the_field(world, report, params,
     assert resp.status_code == 400, resp.get_body()
     assert resp.mimetype == "application/problem+json"
     assert [e["field"] for e in json_of(resp)["errors"]] == [field]
+
+
+# --- downloads ------------------------------------------------------------------------------
+
+
+def _csv_rows(resp: Any) -> list[dict[str, str]]:
+    text = resp.get_body().decode("utf-8")
+    assert text.startswith("\ufeff")  # a BOM, for spreadsheet programs
+    return list(csv.DictReader(io.StringIO(text[1:]), delimiter=";"))  # demo is Czech
+
+
+def test_staff_download_the_licence_report_as_csv_with_czech_decimals_and_the_filters_named(
+    world,
+):
+    resp = _get(world, "licence", "Sales", format="csv", month="2026-01")
+
+    assert resp.status_code == 200, resp.get_body()
+    assert resp.mimetype == "text/csv"
+    assert 'filename="licences_demo_' in resp.headers["Content-Disposition"]
+    assert "2026-01" in resp.headers["Content-Disposition"]
+    rows = _csv_rows(resp)
+    assert len(rows) == 3  # a1, a2, b1: every row, not a page
+    json_rows = {r["subscriptionId"]: r for r in json_of(_get(world, "licence", "Sales"))["items"]}
+    a1 = next(r for r in rows if "a1" in r.values())
+    assert Decimal(json_rows["a1"]["totalPrice"]) == Decimal(
+        next(v for k, v in a1.items() if k.lower().startswith("total")).replace(",", ".")
+    )
+    assert scan_for_cost(list(rows[0]))  # staff do get the cost columns
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+@pytest.mark.parametrize("report", ["licence", "revenue"])
+def test_a_customer_users_downloads_hold_its_own_rows_and_no_cost_column(world, report, fmt):
+    params = {"format": fmt} if report == "revenue" else {"format": fmt, "month": "2026-01"}
+    resp = _get(world, report, "CustomerAdmin", **params)
+
+    assert resp.status_code == 200, resp.get_body()
+    if fmt == "csv":
+        rows = _csv_rows(resp)
+        header = list(rows[0]) if rows else []
+        cells = [v for r in rows for v in r.values()]
+    else:
+        sheet = openpyxl.load_workbook(io.BytesIO(resp.get_body()), read_only=True).active
+        assert sheet is not None
+        values = [list(r) for r in sheet.iter_rows(values_only=True)]
+        header, cells = [str(v) for v in values[0]], [v for r in values[1:] for v in r]
+        assert any(isinstance(v, int | float) for v in cells)  # numbers are numbers
+    assert header and not scan_for_cost(header)
+    if report == "licence":
+        assert "a1" in cells and "b1" not in cells  # its own customer's rows only
+
+
+def test_the_revenue_series_downloads_as_xlsx_with_numeric_months(world):
+    resp = _get(world, "revenue", "AccountManager", format="xlsx", months="3")
+
+    assert resp.status_code == 200, resp.get_body()
+    sheet = openpyxl.load_workbook(io.BytesIO(resp.get_body()), read_only=True).active
+    assert sheet is not None
+    values = [list(r) for r in sheet.iter_rows(values_only=True)]
+    assert len(values) == 1 + 3
+    header = [str(v) for v in values[0]]
+    mrr = header.index("MRR")
+    assert all(isinstance(r[mrr], int | float) for r in values[1:])
+
+
+def test_a_bad_format_is_a_400_naming_format(world):
+    resp = _get(world, "licence", "Sales", format="pdf")
+
+    assert resp.status_code == 400
+    assert "format" in json.dumps(json_of(resp))

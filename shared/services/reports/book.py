@@ -11,6 +11,8 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from pydantic import BaseModel
+
 from shared.domain.customers import Customer
 from shared.domain.errors import FieldError, NotFound, ValidationFailed
 from shared.domain.identity import Principal, Reseller
@@ -34,12 +36,28 @@ class ReportsBook:
 
 
 @dataclass(frozen=True)
+class ReportRows:
+    """Every row of a report as the caller may see it, for a download: the row model of the
+    caller's view (a customer user's has no cost, margin or mark-up field), the rows (read a
+    page at a time as they are iterated) and the reseller's country (its decimal separator)."""
+
+    model: type[BaseModel]
+    rows: Iterable[BaseModel]
+    country: str
+
+
+@dataclass(frozen=True)
 class ReportScope:
     """Whose figures a report shows: the reseller, and one customer or all of them."""
 
     reseller: Reseller
     customer_id: str | None
     customer_name: str | None  # of `customer_id`, when there is one
+
+
+def country_of(book: ReportsBook, reseller: str) -> str:
+    """The reseller's country (after access was checked): how its files write decimals."""
+    return resellers.get(book.resellers, reseller).country
 
 
 def scope(

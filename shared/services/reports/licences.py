@@ -22,10 +22,12 @@ from shared.domain.model import WireModel
 from shared.domain.pricing import percent
 from shared.services.access import Audience, audience
 from shared.services.reports.book import (
+    ReportRows,
     ReportsBook,
     ReportScope,
     check_month,
     check_months,
+    country_of,
     customer_names,
     month_figures,
     scope,
@@ -300,13 +302,44 @@ def licence_rows(
     month: str | None = None,
     customer_id: str | None = None,
     product_id: str | None = None,
-) -> Iterator[LicenceRowPublic]:
+) -> ReportRows:
     """Every row of the month's licence report as the caller may see it (for exports): access
     and filters are checked now; rows are then read a ledger page at a time, with the names of
     that page's customers, so memory stays bounded whatever the report's size."""
     month = check_month(month, book.clock)
     sc = scope(book, principal, reseller, customer_id)
-    return _every_row(book, sc, month, product_id, audience(principal))
+    viewer = audience(principal)
+    model = {
+        Audience.DISTRIBUTOR: LicenceRowDistributor,
+        Audience.RESELLER: LicenceRowStaff,
+        Audience.CUSTOMER: LicenceRowPublic,
+    }[viewer]
+    rows = _every_row(book, sc, month, product_id, viewer)
+    return ReportRows(model, rows, sc.reseller.country)
+
+
+def licence_series_rows(
+    book: ReportsBook,
+    principal: Principal,
+    reseller: str,
+    *,
+    months: int,
+    month: str | None = None,
+    customer_id: str | None = None,
+    product_id: str | None = None,
+) -> ReportRows:
+    """The monthly series as download rows (one per month)."""
+    series = licence_series(
+        book,
+        principal,
+        reseller,
+        months=months,
+        month=month,
+        customer_id=customer_id,
+        product_id=product_id,
+    )
+    model = LicenceMonthStaff if isinstance(series, LicenceSeriesStaff) else LicenceMonthPublic
+    return ReportRows(model, series.months, country_of(book, reseller))
 
 
 def _every_row(

@@ -10,7 +10,14 @@ from shared.domain.ledger import Figures, month_of, months_ending
 from shared.domain.model import WireModel
 from shared.domain.pricing import percent
 from shared.services.access import Audience, audience
-from shared.services.reports.book import ReportsBook, check_months, scope, series_figures
+from shared.services.reports.book import (
+    ReportRows,
+    ReportsBook,
+    check_months,
+    country_of,
+    scope,
+    series_figures,
+)
 from shared.services.reports.views import RevenueMonthPublic, RevenueMonthStaff, money
 
 DEFAULT_MONTHS = 14
@@ -90,3 +97,17 @@ def revenue_report(
             "months": [revenue_month(m, f, currency, viewer) for m, f in series],
         }
     )
+
+
+def revenue_rows(
+    book: ReportsBook,
+    principal: Principal,
+    reseller: str,
+    *,
+    months: int = DEFAULT_MONTHS,
+    customer_id: str | None = None,
+) -> ReportRows:
+    """The report's months as download rows."""
+    report = revenue_report(book, principal, reseller, months=months, customer_id=customer_id)
+    model = RevenueMonthStaff if isinstance(report, RevenueReportStaff) else RevenueMonthPublic
+    return ReportRows(model, report.months, country_of(book, reseller))
