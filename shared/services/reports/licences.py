@@ -309,13 +309,8 @@ def licence_rows(
     month = check_month(month, book.clock)
     sc = scope(book, principal, reseller, customer_id)
     viewer = audience(principal)
-    model = {
-        Audience.DISTRIBUTOR: LicenceRowDistributor,
-        Audience.RESELLER: LicenceRowStaff,
-        Audience.CUSTOMER: LicenceRowPublic,
-    }[viewer]
     rows = _every_row(book, sc, month, product_id, viewer)
-    return ReportRows(model, rows, sc.reseller.country)
+    return ReportRows(LICENCE_ROW[viewer], rows, sc.reseller.country)
 
 
 def licence_series_rows(
