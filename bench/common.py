@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 
 from localdev import azurite
+from localdev.funchost.config import quiet_timers
 from localdev.funchost.process import HostProcess
 from localdev.partner_center_sim import SimulatorHandle
 from shared.config import Settings
@@ -74,6 +75,7 @@ def running_app(seed: Callable[[str], None] | None = None) -> Iterator[tuple[str
             if seed is not None:
                 seed(storage.connection_string)
             env = {
+                **quiet_timers(),
                 **os.environ,
                 "AzureWebJobsStorage": storage.connection_string,
                 "APP_ENVIRONMENT": "test",

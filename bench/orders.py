@@ -29,6 +29,7 @@ import httpx
 
 from bench.common import ROOT, simulator_env
 from localdev import azurite
+from localdev.funchost.config import quiet_timers
 from localdev.funchost.process import HostProcess
 from localdev.partner_center_sim import SimulatorHandle, start_simulator
 from localdev.seed import demo_line, provision_now, seed, seed_catalog, seed_customers
@@ -75,6 +76,7 @@ def _world() -> Iterator[tuple[dict[str, str], Container, SimulatorHandle, Path]
         srv, base = serve_in_thread(0, Path(tmp) / "issuer")
         try:
             env = {
+                **quiet_timers(),
                 **simulator_env(sim),
                 "APP_ENVIRONMENT": "test",
                 "AzureWebJobsStorage": storage.connection_string,

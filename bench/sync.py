@@ -32,6 +32,7 @@ from typing import Any
 
 from bench.common import ROOT, simulator_env, table
 from localdev import azurite
+from localdev.funchost.config import quiet_timers
 from localdev.funchost.process import HostProcess
 from localdev.partner_center_sim import SimulatorHandle, start_simulator
 from localdev.partner_center_sim.throughput import cpu_seconds
@@ -98,6 +99,7 @@ def _stack(customers: int, *, throttled: bool) -> Iterator[World]:
         host: HostProcess | None = None
         try:
             env = {
+                **quiet_timers(),
                 **simulator_env(sim),
                 "APP_ENVIRONMENT": "test",
                 "AzureWebJobsStorage": storage.connection_string,

@@ -58,6 +58,7 @@ from ulid import ULID
 
 from functions._http import encode_etag
 from localdev.azurite import Azurite
+from localdev.funchost.config import quiet_timers
 from localdev.funchost.process import HostProcess
 from localdev.partner_center_sim import SimulatorHandle
 from localdev.seed import seed, seed_catalog, seed_customers
@@ -144,6 +145,7 @@ def api(
     }
     env.update(
         {
+            **quiet_timers(),
             "APP_ENVIRONMENT": "test",
             "AzureWebJobsStorage": azurite.connection_string,
             "TABLE_PREFIX": _prefix(),

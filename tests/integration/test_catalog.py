@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from localdev.azurite import Azurite
+from localdev.funchost.config import quiet_timers
 from localdev.funchost.process import HostProcess
 from localdev.partner_center_sim import SimulatorHandle
 from localdev.partner_center_sim.catalog import Catalog
@@ -187,6 +188,7 @@ def test_an_edit_by_demo_is_in_demos_catalog_and_not_in_others(seeded):
 def test_anonymous_public_catalog_through_the_local_host(seeded, azurite, table_prefix, tmp_path):
     _, ids = seeded
     env = {
+        **quiet_timers(),
         **os.environ,
         **storage_settings(azurite, table_prefix),
         "OUTBOX_SWEEP_SCHEDULE": "0 0 0 * * *",

@@ -24,6 +24,7 @@ from azure.data.tables import TableServiceClient
 
 from functions._http import decode_etag, encode_etag
 from localdev.azurite import Azurite
+from localdev.funchost.config import quiet_timers
 from localdev.funchost.process import HostProcess
 from localdev.partner_center_sim import SimulatorHandle
 from localdev.seed import seed, seed_customers
@@ -140,6 +141,7 @@ def open_stack(
     }
     env.update(
         {
+            **quiet_timers(),
             "APP_ENVIRONMENT": "test",
             "AzureWebJobsStorage": azurite.connection_string,
             "TABLE_PREFIX": table_prefix,

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from localdev.azurite import Azurite
+from localdev.funchost.config import quiet_timers
 from localdev.funchost.process import HostProcess
 from localdev.seed import seed
 from localdev.tokens import issuers_json, serve_in_thread, token_for
@@ -33,6 +34,7 @@ def stack(azurite: Azurite, table_prefix: str, tmp_path: Path) -> Iterator[dict[
     issuer_dir = tmp_path / "issuer"
     srv, base = serve_in_thread(0, issuer_dir)
     env = {
+        **quiet_timers(),
         "APP_ENVIRONMENT": "test",
         "AzureWebJobsStorage": azurite.connection_string,
         "TABLE_PREFIX": table_prefix,

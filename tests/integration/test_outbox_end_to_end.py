@@ -20,6 +20,7 @@ from aiosmtpd.controller import Controller
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
 from localdev.azurite import Azurite, free_port
+from localdev.funchost.config import quiet_timers
 from localdev.funchost.process import HostProcess
 from shared.adapters.tables.repository import OUTBOX_PREFIX
 from shared.bootstrap import Container
@@ -81,6 +82,7 @@ def test_killed_writer_message_is_swept_delivered_once_even_when_sent_twice(
 ):
     inbox, smtp_port = smtp
     env = {
+        **quiet_timers(),
         **os.environ,
         # The test's SMTP server speaks plain text, which only a local environment may use.
         "APP_ENVIRONMENT": "local",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -372,3 +373,85 @@ def test_an_upgrade_partner_center_answers_started_ends_completed_with_one_trans
     assert sub.record().pending_change is None
     posts = [r for r in sub.pc_requests("POST") if r["path"].lower().endswith("/transitions")]
     assert len({r["requestId"] for r in posts}) == 1, posts
+
+
+# --- reports (issue 15's "Checked by"; last: it moves the clock into the next month) ---------
+
+
+def _licence_rows(stack: Stack, customer_id: str, month: str) -> dict[str, dict[str, Any]]:
+    status, _, body = stack.call(
+        "GET", f"resellers/demo/reports/licences?month={month}&customer={customer_id}", OWNER
+    )
+    assert status == 200, body
+    return {r["subscriptionId"].lower(): r for r in body["items"]}
+
+
+def _reported(stack: Stack, sub: Bought, month: str, seats: int) -> dict[str, Any]:
+    """The subscription's licence row once the ledger shows `seats` at month end."""
+    found: dict[str, Any] = {}
+
+    def shows() -> bool:
+        found.update(_licence_rows(stack, sub.customer_id, month).get(sub.id.lower(), {}))
+        return found.get("seatsAtEnd") == seats
+
+    wait_until(shows, what=f"the licence report to show {seats} seats")
+    return found
+
+
+def _synced(stack: Stack) -> None:
+    status, headers, run = stack.call("POST", "resellers/demo/sync", OWNER)
+    assert status == 202, run
+
+    def ended() -> bool:
+        return stack.call("GET", headers["location"].removeprefix("/api/"), OWNER)[2]["status"] in (
+            "Succeeded",
+            "Failed",
+        )
+
+    wait_until(ended, what="the sync to end", timeout=120)
+    final = stack.call("GET", headers["location"].removeprefix("/api/"), OWNER)[2]
+    assert final["status"] == "Succeeded", final
+
+
+def test_reports_follow_orders_changes_and_a_sync_and_a_mid_month_change_shows_in_its_month(
+    stack,
+):
+    sub = _buy(stack, BASIC, quantity=3)
+    _finished(stack, sub.patch({"quantity": 5}))
+    _synced(stack)
+    month = _sim_now(stack).strftime("%Y-%m")
+
+    # The report equals the subscription records, for every live subscription of the customer.
+    record = sub.record()
+    row = _reported(stack, sub, month, record.quantity)
+    unit = record.priced.unit.customer_price.amount
+    assert Decimal(row["unitPrice"]) == unit
+    assert Decimal(row["totalPrice"]) == unit * record.quantity
+    assert Decimal(row["unitCost"]) == record.priced.unit.reseller_cost.amount
+    records = [s for s in stack.c.subscriptions.iterate(sub.customer_id) if s.live]
+    wait_until(
+        lambda: (
+            {k: r["seatsAtEnd"] for k, r in _licence_rows(stack, sub.customer_id, month).items()}
+            == {s.id.lower(): s.quantity for s in records}
+        ),
+        what="every live subscription in the report with its seats",
+    )
+
+    # Into the next month: the subscription is carried in, then grows mid-month.
+    now = _sim_now(stack)
+    first_of_next = (now.replace(day=1) + timedelta(days=32)).replace(day=1)
+    _advance(stack, seconds=(first_of_next - now).total_seconds() + 3 * 86400)
+    next_month = _sim_now(stack).strftime("%Y-%m")
+    assert next_month != month
+    _finished(stack, sub.patch({"quantity": 7}))
+    grown = _reported(stack, sub, next_month, 7)
+    assert (grown["seatsAtStart"], grown["seatsAtEnd"]) == (5, 7)
+    assert _licence_rows(stack, sub.customer_id, month)[sub.id.lower()]["seatsAtEnd"] == 5
+
+    status, _, revenue = stack.call(
+        "GET", f"resellers/demo/reports/revenue?months=2&customer={sub.customer_id}", OWNER
+    )
+    assert status == 200, revenue
+    this = revenue["months"][-1]
+    assert this["month"] == next_month
+    assert Decimal(this["expansion"]) == (unit * 2).quantize(Decimal("0.01"))
