@@ -76,7 +76,7 @@ from shared.domain.customers import CustomerStatus
 from shared.domain.identity import RESELLER_PARTITION, SignInKind
 from shared.services.customers import CustomerView
 from tests.customer_bodies import new_customer_body
-from tests.integration.test_partner_center_contract import pc_settings
+from tests.integration.test_partner_center_contract import UNPACED, pc_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -170,7 +170,8 @@ def api(
             "PARTNER_CENTER_BACKOFF_CAP_SECONDS": "0.2",
         }
     )
-    c = Container(Settings.model_validate(env))
+    # Seeding and the catalog import are set-up: unpaced (the host gets `env`, with the budget).
+    c = Container(Settings.model_validate({**env, **UNPACED}))
     seed(c)
     seed_catalog(c)
     first, second = seed_customers(c)
