@@ -41,8 +41,9 @@ lint: $(PIP_STAMP)
 typecheck: $(PIP_STAMP)
 	$(VENV)/bin/mypy
 
-# One worker per core, each test file whole on one worker (a file's stack is started once).
-PYTEST_PARALLEL ?= -n auto --dist loadfile
+# One worker per core, each test file whole on one worker (a file's stack is started once),
+# files handed out in collection order (tests/conftest.py puts the slow ones first).
+PYTEST_PARALLEL ?= -n auto --dist loadfile --no-loadscope-reorder
 pytest: install
 	$(VENV)/bin/pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 

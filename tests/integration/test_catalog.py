@@ -32,7 +32,7 @@ from tests.catalog_fakes import (
     cost_fields,
 )
 from tests.fakes import onboard
-from tests.integration.test_partner_center_contract import pc_settings
+from tests.integration.test_partner_center_contract import UNPACED, pc_settings
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,7 +56,8 @@ def seeded(
     azurite: Azurite, table_prefix: str, fresh_partner_center_sim: SimulatorHandle
 ) -> Iterator[tuple[Container, dict[str, str]]]:
     """demo (CZK) and other (EUR) onboarded, CZ imported from the simulator, demo curated."""
-    base = pc_settings(fresh_partner_center_sim).model_dump(by_alias=True, exclude_none=True)
+    settings = pc_settings(fresh_partner_center_sim, **UNPACED)
+    base = settings.model_dump(by_alias=True, exclude_none=True)
     values = {k: v for k, v in base.items() if k.startswith("PARTNER_CENTER_")}
     values = {
         k: v.get_secret_value() if hasattr(v, "get_secret_value") else str(v)

@@ -34,7 +34,7 @@ from shared.config import Settings
 from shared.domain.customers import FAILED_FOR_CUSTOMER_USERS, CustomerStatus
 from shared.domain.identity import SignInKind
 from tests.customer_bodies import new_customer_body
-from tests.integration.test_partner_center_contract import pc_settings
+from tests.integration.test_partner_center_contract import UNPACED, pc_settings
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -156,7 +156,8 @@ def open_stack(
             "CATALOG_IMPORT_SCHEDULE": "0 0 0 1 1 *",
         }
     )
-    c = Container(Settings.model_validate(env))
+    # The test's own hand (seeding, set-up imports, reading records) is unpaced; hosts get `env`.
+    c = Container(Settings.model_validate({**env, **UNPACED}))
     seed(c)
     s = Stack(env, c, sim, tmp_path)
     try:
