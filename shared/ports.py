@@ -432,3 +432,23 @@ class RequestBudget(Protocol):
     def throttled(self, retry_after: float) -> None:
         """Partner Center answered 429: every instance pauses for `retry_after` seconds."""
         ...
+
+
+# --- Azure usage report -----------------------------------------------------------------------
+from shared.domain.usage_report import UsageAggregate  # noqa: E402
+
+
+class UsageRows(Protocol):
+    """The usage report's aggregated rows, one partition per reseller, month and import."""
+
+    def upsert(self, partition: str, rows: Sequence[tuple[str, UsageAggregate]]) -> None:
+        """Insert or replace each (row key, row): writing the same rows again changes nothing."""
+        ...
+
+    def read(self, partition: str, customer_id: str | None = None) -> Iterator[UsageAggregate]:
+        """Every row of the partition (of one customer only, when given)."""
+        ...
+
+    def drop(self, partition: str) -> int:
+        """Delete every row of the partition; how many."""
+        ...

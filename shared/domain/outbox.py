@@ -18,6 +18,7 @@ class Queue(StrEnum):
     CHANGE_SUBSCRIPTION = "change-subscription"
     SYNC_RESELLER = "sync-reseller"
     NOTIFICATIONS = "notifications"
+    USAGE_IMPORT = "usage-import"
 
 
 class OutboxMessage(BaseModel):

@@ -82,6 +82,9 @@ class Action(StrEnum):
     READ_OPERATIONS = "operations.read"  # poison queues, stuck records (distributor only)
     # Start a sync of the reseller with Partner Center (Sync now) and read its runs.
     SYNC = "sync.manage"
+    # Reports; a customer user: its own customer's rows at its prices.
+    READ_REPORTS = "reports.read"
+    IMPORT_USAGE = "usage.import"  # start the Azure usage import now (distributor only)
 
 
 _EVERYONE = frozenset(
@@ -93,6 +96,7 @@ _EVERYONE = frozenset(
         Action.READ_ORDERS,
         Action.READ_SUBSCRIPTIONS,
         Action.READ_QUOTES,
+        Action.READ_REPORTS,
     }
 )
 _ORDER_STAFF = frozenset(
