@@ -124,6 +124,7 @@ var queueNames = [
   'change-subscription'
   'sync-reseller'
   'notifications'
+  'usage-import'
 ]
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
