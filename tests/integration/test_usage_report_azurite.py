@@ -17,12 +17,14 @@ import pytest
 
 from localdev.azurite import Azurite
 from localdev.partner_center_sim import SimulatorHandle
+from localdev.seed import seed, seed_azure_plan, seed_catalog, seed_customers
+from localdev.tokens import issuers_json
 from shared import bootstrap
 from shared.adapters.partner_center.simulated_clock import SimulatedPartnerCenterClock
 from shared.bootstrap import Container
 from shared.config import Settings
 from shared.domain.customers import Customer, CustomerStatus
-from shared.domain.identity import Role
+from shared.domain.identity import Principal, Role, SignInKind
 from shared.domain.outbox import Queue
 from shared.domain.usage import AZURE_PLAN_PRODUCT_ID, BillingPeriod
 from shared.domain.usage_report import (
@@ -30,7 +32,8 @@ from shared.domain.usage_report import (
     UsageImportMessage,
     UsageImportStatus,
 )
-from shared.services import usage_import, users
+from shared.services import usage_import, usage_report, users
+from shared.services.usage_report import UsageQuery
 from tests.fakes import TestIssuer, onboard, reseller_ids
 from tests.functions.helpers import call, json_of
 from tests.integration.test_partner_center_contract import pc_settings
@@ -281,3 +284,44 @@ def test_a_customer_users_report_has_no_cost_keys_and_another_reseller_is_not_fo
     leaked = [k for k in keys(body) if any(w in k.lower() for w in ("cost", "margin", "markup"))]
     assert leaked == []
     assert report(stack, other_staff).status_code == 404
+
+
+def test_the_demo_seed_leaves_azure_usage_that_the_import_brings_into_the_report(
+    azurite: Azurite, table_prefix: str, tmp_path: Path, fresh_partner_center_sim: SimulatorHandle
+) -> None:
+    sim = fresh_partner_center_sim
+    settings = pc_settings(sim, PARTNER_CENTER_GRAPH_URL=sim.connection["graphBaseUrl"])
+    values = {
+        **{
+            k: v.get_secret_value() if hasattr(v, "get_secret_value") else v
+            for k, v in settings.model_dump(by_alias=True, exclude_none=True).items()
+        },
+        "AzureWebJobsStorage": azurite.connection_string,
+        "TABLE_PREFIX": table_prefix,
+        "MAIL_DROP_DIR": str(tmp_path / "mail"),
+        "AUTH_ISSUERS": issuers_json("http://127.0.0.1:9"),
+    }
+    c = Container(Settings(**values))
+    queues = RecordingQueues()
+    c.__dict__["queues"] = queues
+    seed(c)
+    seed_catalog(c)
+    first = seed_customers(c)[0]
+    assert seed_azure_plan(c, first) is not None
+    assert seed_azure_plan(c, first) is None  # seeding again adds none
+    usage_import.begin(c.usage_book)
+    queue = queues.take()
+    while queue:
+        usage_import.handle(
+            c.usage_book, c.partner_center, UsageImportMessage.model_validate_json(queue.pop(0))
+        )
+        queue.extend(queues.take())
+    month = sim.usage_totals("current")["billingMonth"]
+    record = c.usage_imports.get(IMPORTS_PARTITION, month)
+    assert record.status is UsageImportStatus.SUCCEEDED, record.failure_reason
+    owner = Principal("seed", "demo", None, Role.ACCOUNT_MANAGER, "o@d.example", SignInKind.WORK)
+
+    answer = usage_report.build(c.usage_book, owner, "demo", UsageQuery(), Decimal(0))
+
+    assert answer.rows and {r.customer_id for r in answer.rows} == {first.id}
+    c.partner_center.close()  # type: ignore[attr-defined]
