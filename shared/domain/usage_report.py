@@ -22,7 +22,7 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from shared.domain.model import Record, new_id
-from shared.domain.money import Money
+from shared.domain.money import Money, round_money
 from shared.domain.pricing import factor, percent
 from shared.domain.usage import BILLING_MONTH_PATTERN, BillingPeriod, UsageLine
 
@@ -234,29 +234,42 @@ GROUP_FIELDS: dict[str, str] = {
 
 @dataclass(frozen=True)
 class UsageAmounts:
-    """One group's amounts in every layer, each rounded once from the unrounded sum."""
+    """One group's amounts in every layer (of `currency`), each rounded once from the
+    unrounded sum."""
 
-    microsoft_cost: Money
-    reseller_cost: Money
-    customer_price: Money
-    margin: Money
+    currency: str
+    microsoft_cost: Decimal
+    reseller_cost: Decimal
+    customer_price: Decimal
+    margin: Decimal
     margin_percent: Decimal | None
+
+    def money(self, layer: str) -> Money:
+        """One layer's amount as Money (`reseller_cost`, `customer_price`, …)."""
+        amount: Decimal = getattr(self, layer)
+        return Money(amount=amount, currency=self.currency)
 
 
 def usage_amounts(
-    pre_tax: Money, distributor_markup_percent: Decimal, usage_markup_percent: Decimal
+    pre_tax: Decimal,
+    currency: str,
+    distributor_markup_percent: Decimal,
+    usage_markup_percent: Decimal,
 ) -> UsageAmounts:
     """Partner Center's pre-tax amount (the distributor's Microsoft cost) priced up:
     reseller cost = it × (1 + distributor mark-up), customer price = reseller cost × (1 + usage
-    mark-up), computed unrounded and rounded half-up once at the end; margin = price − cost."""
+    mark-up), computed unrounded and rounded half-up once at the end; margin = price − cost.
+    (Decimals, not Money: a report prices thousands of groups, and Money validates each step.)
+    """
     reseller = pre_tax * factor(distributor_markup_percent)
-    customer = reseller * factor(usage_markup_percent)
-    reseller_cost, customer_price = reseller.rounded(), customer.rounded()
+    reseller_cost = round_money(reseller, currency)
+    customer_price = round_money(reseller * factor(usage_markup_percent), currency)
     margin = customer_price - reseller_cost
     return UsageAmounts(
-        microsoft_cost=pre_tax.rounded(),
+        currency=currency,
+        microsoft_cost=round_money(pre_tax, currency),
         reseller_cost=reseller_cost,
         customer_price=customer_price,
         margin=margin,
-        margin_percent=percent(margin.amount, customer_price.amount),
+        margin_percent=percent(margin, customer_price),
     )

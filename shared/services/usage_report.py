@@ -25,7 +25,6 @@ from pydantic import AwareDatetime, ConfigDict, Field
 from shared.domain.errors import NotFound
 from shared.domain.identity import RESELLER_PARTITION, Principal, Reseller
 from shared.domain.model import WireModel
-from shared.domain.money import Money
 from shared.domain.usage import BILLING_MONTH_PATTERN
 from shared.domain.usage_report import (
     GROUP_FIELDS,
@@ -192,10 +191,10 @@ def group_rows(rows: Iterable[UsageAggregate], q: UsageQuery) -> list[_Group]:
 
 def _amount_fields(amounts: UsageAmounts) -> dict[str, object]:
     return {
-        "microsoft_cost": amounts.microsoft_cost.amount,
-        "reseller_cost": amounts.reseller_cost.amount,
-        "customer_price": amounts.customer_price.amount,
-        "margin": amounts.margin.amount,
+        "microsoft_cost": amounts.microsoft_cost,
+        "reseller_cost": amounts.reseller_cost,
+        "customer_price": amounts.customer_price,
+        "margin": amounts.margin,
         "margin_percent": amounts.margin_percent,
     }
 
@@ -228,8 +227,7 @@ def build(
     markup = usage_markup(reseller)
 
     def price(pre_tax: Decimal, currency: str) -> dict[str, object]:
-        return _amount_fields(usage_amounts(Money(amount=pre_tax, currency=currency),
-                                            distributor_markup, markup))  # fmt: skip
+        return _amount_fields(usage_amounts(pre_tax, currency, distributor_markup, markup))
 
     row_dicts = [
         {

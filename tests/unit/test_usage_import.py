@@ -103,13 +103,13 @@ def test_aggregate_sums_a_blobs_lines_per_customer_and_grain_and_counts_unknown_
 
 
 def test_usage_amounts_apply_the_distributor_then_the_usage_markup_rounding_once() -> None:
-    amounts = usage_amounts(Money.of("10.004", "EUR"), Decimal(5), Decimal("12.5"))
+    amounts = usage_amounts(Decimal("10.004"), "EUR", Decimal(5), Decimal("12.5"))
 
     # 10.004 × 1.05 = 10.5042 → 10.50; × 1.125 = 11.817225 → 11.82 (not 10.50 × 1.125 = 11.8125)
-    assert amounts.microsoft_cost == Money.of("10.00", "EUR")
-    assert amounts.reseller_cost == Money.of("10.50", "EUR")
-    assert amounts.customer_price == Money.of("11.82", "EUR")
-    assert amounts.margin == Money.of("1.32", "EUR")
+    assert amounts.money("microsoft_cost") == Money.of("10.00", "EUR")
+    assert amounts.money("reseller_cost") == Money.of("10.50", "EUR")
+    assert amounts.money("customer_price") == Money.of("11.82", "EUR")
+    assert amounts.money("margin") == Money.of("1.32", "EUR")
     assert amounts.margin_percent == Decimal("11.17")
 
 

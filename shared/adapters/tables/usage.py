@@ -8,11 +8,16 @@ Amounts are decimal strings, never doubles.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import json
+from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote, urlencode
 
-from azure.data.tables import UpdateMode
+from azure.core.exceptions import HttpResponseError
+from azure.core.rest import HttpRequest
+from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables._serialize import _parameter_filter_substitution
 
 from shared.adapters.tables.repository import MAX_PAGE_SIZE, check_key, storage_errors
 from shared.adapters.tables.store import TableStore
@@ -70,6 +75,42 @@ def _row(entity: dict[str, Any]) -> UsageAggregate:
     )
 
 
+def query_rows(
+    table: TableClient, query: str, parameters: Mapping[str, str], select: Sequence[str]
+) -> Iterator[dict[str, Any]]:
+    """Entities of a query as plain JSON (`odata=nometadata`), page by page.
+
+    The SDK's `query_entities` deserialises each property through its generic model machinery
+    (about 0.3 ms an entity: most of a report's time over tens of thousands of rows); the rows
+    here are strings and small ints, which JSON gives as they are. The request goes through the
+    client's own pipeline (authentication, retries, API version); the filter is built by the
+    SDK's own parameter substitution, never from raw input.
+    """
+    base = f"{table.scheme}://{table._primary_hostname}/{table.table_name}()"
+    args = {
+        "$filter": _parameter_filter_substitution(dict(parameters), query),
+        "$select": ",".join(select),
+        "$top": str(MAX_PAGE_SIZE),
+    }
+    headers = {
+        "x-ms-version": table.api_version,
+        "DataServiceVersion": "3.0",
+        "MaxDataServiceVersion": "3.0;NetFx",
+        "Accept": "application/json;odata=nometadata",
+    }
+    while True:
+        request = HttpRequest("GET", f"{base}?{urlencode(args, quote_via=quote)}", headers=headers)
+        response = table._client.send_request(request)
+        if response.status_code != 200:
+            raise HttpResponseError(response=response)
+        yield from json.loads(response.read())["value"]
+        next_pk = response.headers.get("x-ms-continuation-NextPartitionKey")
+        if not next_pk:
+            return
+        args["NextPartitionKey"] = next_pk
+        args["NextRowKey"] = response.headers.get("x-ms-continuation-NextRowKey") or ""
+
+
 class TableUsageRows:
     """The UsageRows port on one table."""
 
@@ -96,9 +137,7 @@ class TableUsageRows:
             query += " and RowKey ge @low and RowKey lt @high"
             params |= {"low": f"{customer_id}~", "high": f"{customer_id}~\uffff"}
         try:
-            for entity in table.query_entities(
-                query, parameters=params, select=list(_FIELDS), results_per_page=MAX_PAGE_SIZE
-            ):
+            for entity in query_rows(table, query, params, _FIELDS):
                 yield _row(entity)
         except Exception as exc:
             raise storage_errors(exc) from exc
