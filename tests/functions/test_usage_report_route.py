@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from functions._http import encode_etag
 from shared import bootstrap
 from shared.services import usage_import
 from tests.functions.helpers import call, json_of
@@ -144,3 +145,38 @@ def test_grouping_by_subscription_for_one_customer(world: World) -> None:
     body = json_of(get(world, "Sales", customer=CUST_A, groupBy="subscription"))
 
     assert [(r["group"], r["quantity"], r["unit"]) for r in body["rows"]] == [("sub-a", "5", "")]
+
+
+def test_the_usage_markup_set_in_the_settings_prices_the_report(world: World) -> None:
+    etag = world.container.resellers.get("reseller", "demo").etag or ""
+    put = call(
+        "http_put_settings",
+        "PUT",
+        "resellers/demo/settings",
+        route={"r": "demo"},
+        token=world.token("AccountManager"),
+        body={"appearance": {"displayName": "Demo"}, "usageMarkupPercent": "20"},
+        headers={"If-Match": encode_etag(etag)},
+    )
+    assert put.status_code == 200, json_of(put)
+
+    body = json_of(get(world, "AccountManager"))
+
+    assert body["usageMarkupPercent"] == "20"
+    assert body["totals"][0]["customerPrice"] == "7.80"  # 6.50 × 1.20
+
+
+def test_a_negative_usage_markup_is_refused_naming_it(world: World) -> None:
+    etag = world.container.resellers.get("reseller", "demo").etag or ""
+    put = call(
+        "http_put_settings",
+        "PUT",
+        "resellers/demo/settings",
+        route={"r": "demo"},
+        token=world.token("AccountManager"),
+        body={"appearance": {"displayName": "Demo"}, "usageMarkupPercent": "-5"},
+        headers={"If-Match": encode_etag(etag)},
+    )
+
+    assert put.status_code == 400
+    assert [e["field"] for e in json_of(put)["errors"]] == ["usageMarkupPercent"]
