@@ -169,8 +169,14 @@ def handle(book: UsageBook, usage: AzureUsageExports, msg: UsageImportMessage) -
         _finish(book, record)
 
 
-def _send(book: UsageBook, record: UsageImport, step: UsageStep, *, blob: int | None = None,
-          delay: float = 0) -> None:  # fmt: skip
+def _send(
+    book: UsageBook,
+    record: UsageImport,
+    step: UsageStep,
+    *,
+    blob: int | None = None,
+    delay: float = 0,
+) -> None:
     book.scheduler.send_later(Queue.USAGE_IMPORT, _message(record, step, blob), delay)
 
 
