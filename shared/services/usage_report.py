@@ -23,7 +23,7 @@ from decimal import Decimal
 from pydantic import AwareDatetime, ConfigDict, Field
 
 from shared.domain.errors import NotFound
-from shared.domain.identity import RESELLER_PARTITION, Principal, Reseller
+from shared.domain.identity import CUSTOMER_ID_PATTERN, RESELLER_PARTITION, Principal, Reseller
 from shared.domain.model import WireModel
 from shared.domain.usage import BILLING_MONTH_PATTERN
 from shared.domain.usage_report import (
@@ -48,11 +48,18 @@ class UsageQuery(WireModel):
     month: str | None = Field(
         None, pattern=BILLING_MONTH_PATTERN, description="YYYY-MM; default: this month."
     )
-    customer: str | None = Field(None, min_length=1, max_length=64, description="A customer id.")
+    customer: str | None = Field(None, pattern=CUSTOMER_ID_PATTERN, description="A customer id.")
     group_by: GroupBy = Field("meterCategory", description="What the rows are grouped by.")
-    meter_category: str | None = Field(None, max_length=200, description="Only this category.")
-    resource_group: str | None = Field(None, max_length=200, description="Only this group.")
-    subscription: str | None = Field(None, max_length=64, description="Only this subscription.")
+    # No commas: a repeated parameter arrives joined with them, and no name holds one.
+    meter_category: str | None = Field(
+        None, pattern=r"^[^,]{1,200}$", description="Only this meter category."
+    )
+    resource_group: str | None = Field(
+        None, pattern=r"^[^,]{1,90}$", description="Only this resource group."
+    )
+    subscription: str | None = Field(
+        None, pattern=r"^[0-9A-Za-z-]{1,64}$", description="Only this subscription (its id)."
+    )
 
 
 # --- rows: flat, one model per audience (the export helper renders them as they are) ---------

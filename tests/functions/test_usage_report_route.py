@@ -180,3 +180,11 @@ def test_a_negative_usage_markup_is_refused_naming_it(world: World) -> None:
 
     assert put.status_code == 400
     assert [e["field"] for e in json_of(put)["errors"]] == ["usageMarkupPercent"]
+
+
+def test_a_repeated_customer_parameter_is_a_400(world: World) -> None:
+    # The host joins a repeated query parameter's values with commas.
+    resp = get(world, "AccountManager", customer=f"{CUST_A},{CUST_B}")
+
+    assert resp.status_code == 400
+    assert [e["field"] for e in json_of(resp)["errors"]] == ["customer"]
