@@ -83,6 +83,7 @@ def running_app(seed: Callable[[str], None] | None = None) -> Iterator[tuple[str
                 "CATALOG_IMPORT_SCHEDULE": "0 0 0 1 1 *",
                 "HOUSEKEEPING_SCHEDULE": "0 0 0 1 1 *",
                 "REMINDER_SCHEDULE": "0 0 0 1 1 *",
+                "USAGE_IMPORT_SCHEDULE": "0 0 0 1 1 *",
                 "SYNC_SCHEDULE": "0 0 0 1 1 *",
                 "LOCALHOST_LOG_LEVEL": "WARNING",
             }

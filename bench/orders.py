@@ -87,6 +87,7 @@ def _world() -> Iterator[tuple[dict[str, str], Container, SimulatorHandle, Path]
                 "CATALOG_IMPORT_SCHEDULE": "0 0 0 1 1 *",
                 "HOUSEKEEPING_SCHEDULE": "0 0 0 1 1 *",
                 "REMINDER_SCHEDULE": "0 0 0 1 1 *",
+                "USAGE_IMPORT_SCHEDULE": "0 0 0 1 1 *",
                 "SYNC_SCHEDULE": "0 0 0 1 1 *",
                 "OUTBOX_SWEEP_SCHEDULE": "*/5 * * * * *",
                 "ORDER_POLL_SECONDS": "1",

@@ -110,6 +110,7 @@ def _stack(customers: int, *, throttled: bool) -> Iterator[World]:
                 "CATALOG_IMPORT_SCHEDULE": "0 0 0 1 1 *",
                 "HOUSEKEEPING_SCHEDULE": "0 0 0 1 1 *",
                 "REMINDER_SCHEDULE": "0 0 0 1 1 *",
+                "USAGE_IMPORT_SCHEDULE": "0 0 0 1 1 *",
                 "SYNC_SCHEDULE": "0 0 0 1 1 *",
                 "OUTBOX_SWEEP_SCHEDULE": "*/5 * * * * *",
                 "SYNC_NOW_COOLDOWN_MINUTES": "0",

@@ -1,4 +1,5 @@
-"""Reports: licences (a month's page, or the monthly series) and recurring revenue."""
+"""Reports of a reseller: licences (a month's page, or the monthly series), recurring revenue and
+Azure usage; each as JSON, CSV or XLSX."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from functions._http import Call, PageQuery, Reply, http
 from shared.bootstrap import container
 from shared.domain.exports import ExportFormat, ExportQuery
 from shared.domain.ledger import MONTH_PATTERN
+from shared.services import usage_report
 from shared.services.access import Action, allow
 from shared.services.reports import licences, revenue
 from shared.services.reports.book import ReportRows
@@ -23,6 +25,13 @@ from shared.services.reports.licences import (
     LicenceSeriesStaff,
 )
 from shared.services.reports.revenue import RevenueReportPublic, RevenueReportStaff
+from shared.services.usage_report import (
+    UsageQuery,
+    UsageReport,
+    UsageReportDistributor,
+    UsageReportPublic,
+    UsageReportStaff,
+)
 
 bp = func.Blueprint()
 
@@ -163,3 +172,40 @@ def revenue_report(call: Call) -> RevenueReportStaff | RevenueReportPublic | Rep
         months=q.months,
         customer_id=q.customer,
     )
+
+
+@http(
+    bp,
+    "resellers/{r}/reports/usage",
+    ["GET"],
+    name="http_usage_report",
+    summary="A month of Azure usage grouped by meterCategory, resourceGroup or subscription per "
+    "customer (drill down with customer= and meterCategory=/resourceGroup=/subscription=), "
+    "at the reseller's cost and the customer's price (the usage mark-up), with totals. A "
+    "customer user gets its own customer's rows at its price only; Microsoft's cost is for "
+    "distributor admins.",
+    query=UsageQuery,
+    response=UsageReportDistributor | UsageReportStaff | UsageReportPublic,
+    tags=("reports",),
+    errors=(400,),
+    access=allow(Action.READ_REPORTS),
+)
+def usage_report_route(call: Call) -> UsageReport | Reply:
+    """The report the caller may see; as JSON, CSV or XLSX (its rows)."""
+    q = call.query(UsageQuery)
+    c = container()
+    report = usage_report.build(
+        c.usage_book, call.principal, call.route["r"], q, c.settings.distributor_markup_percent
+    )
+    if requested_format(call) is ExportFormat.JSON:
+        return report
+    filters = {
+        "month": report.month,
+        "customer": q.customer,
+        "groupBy": q.group_by,
+        "meterCategory": q.meter_category,
+        "resourceGroup": q.resource_group,
+        "subscription": q.subscription,
+    }
+    rows = usage_report.report_rows(c.usage_book, call.route["r"], report)
+    return _download(call, "usage", filters, rows)

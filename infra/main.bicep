@@ -80,6 +80,11 @@ param publicBaseUrl string
 @description('Trust the App Service Authentication (Easy Auth) header X-MS-CLIENT-PRINCIPAL. Only when Easy Auth is on for the app.')
 param authEasyAuthEnabled bool = false
 
+@description('The partner\'s Partner Center billing currency: the Azure usage export is asked in it (USAGE_BILLING_CURRENCY).')
+@minLength(3)
+@maxLength(3)
+param usageBillingCurrency string = 'EUR'
+
 // --- sizing and safety -----------------------------------------------------------------------
 
 @description('Prefix for table names (TABLE_PREFIX), letters only.')
@@ -120,6 +125,7 @@ var queueNames = [
   'sync-reseller'
   'notifications'
   'ledger'
+  'usage-import'
 ]
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
@@ -244,6 +250,11 @@ var appSettings = {
   SYNC_CHUNK_SIZE: '250'
   SYNC_LICENCE_MAX_AGE_DAYS: '7'
   SYNC_RUN_RETENTION_DAYS: '90'
+
+  // Azure usage: the nightly import of Partner Center's usage export (after the catalog's).
+  USAGE_IMPORT_SCHEDULE: '0 30 2 * * *'
+  USAGE_BILLING_CURRENCY: usageBillingCurrency
+  USAGE_POLL_SECONDS: '60'
 
   AUTH_ISSUERS: authIssuers
   AUTH_EASY_AUTH_ENABLED: string(authEasyAuthEnabled)

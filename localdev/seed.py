@@ -51,7 +51,16 @@ from shared.domain.orders import (
 )
 from shared.domain.outbox import Queue
 from shared.domain.quotes import Quote, QuoteCreate
-from shared.services import catalog_editing, catalog_import, orders, quotes, resellers, users
+from shared.domain.usage import AZURE_PLAN_PRODUCT_ID
+from shared.services import (
+    catalog_editing,
+    catalog_import,
+    orders,
+    quotes,
+    resellers,
+    usage_import,
+    users,
+)
 from shared.services import customers as customer_service
 from shared.services.catalog_editing import CatalogEntryPut, CategoriesPut
 from shared.services.resellers import ResellerCreate, ResellerUpdate
@@ -462,6 +471,31 @@ def seed_sync_tenants(c: Container, reseller_slug: str = "demo") -> dict[str, li
     return made
 
 
+# The demo's Azure consumption: an Azure plan on the first customer's tenant, placed in Partner
+# Center itself (the simulator generates its daily usage from the day it starts).
+AZURE_PLAN = f"{AZURE_PLAN_PRODUCT_ID}:0001:CFQ7TTC0PB6M"
+
+
+def seed_azure_plan(c: Container, customer: Customer) -> str | None:
+    """An Azure plan subscription on `customer`'s tenant, unless it has one; the new order's id."""
+    tenant = customer.tenant_id or customer.id
+    held = c.partner_center.subscription_facts(tenant)
+    if any((f.catalog_item_id or "").upper().startswith(AZURE_PLAN_PRODUCT_ID) for f in held):
+        return None
+    with _simulator(c.settings) as sim:
+        placed = sim.post(
+            f"/_sim/customers/{tenant}/orders",
+            json={
+                "catalogItemId": AZURE_PLAN,
+                "quantity": 1,
+                "termDuration": "",
+                "billingCycle": "monthly",
+            },
+        )
+        placed.raise_for_status()
+    return str(placed.json()["id"])
+
+
 def _demo_tenant(partner_id: str, domain: str, name: str, ico: str) -> TenantRequest:
     return TenantRequest(
         domain=domain,
@@ -509,6 +543,11 @@ def main() -> int:
         print(f"seeded {what} of {first.name}: {order.status.value}")
     for quote in seed_quotes(c, first):
         print(f"seeded quote {quote.id} of {first.name}: {quote.status.value}")
+    if (azure := seed_azure_plan(c, first)) is not None:
+        print(f"seeded an Azure plan of {first.name} in Partner Center (order {azure})")
+    # Queued now, run by the host once it is up: the usage report has rows from the start.
+    for record in usage_import.begin(c.usage_book):
+        print(f"queued the Azure usage import of {record.month} ({record.status.value})")
     for owner, tenants in seed_sync_tenants(c).items():
         whose = "demo" if owner != PREFIX_PARTNER_ID else f"partner {owner} (prefix of demo's)"
         print(f"seeded {len(tenants)} tenant(s) only Partner Center knows, of {whose}")

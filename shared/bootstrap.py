@@ -36,6 +36,7 @@ from shared.domain.quotes import Quote, quote_row_key
 from shared.domain.ratelimit import RateWindow
 from shared.domain.subscriptions import Subscription
 from shared.domain.sync import SyncChunk, SyncRun, chunk_row_key, sync_row_key
+from shared.domain.usage_report import IMPORTS_PARTITION, UsageImport
 from shared.ports import (
     CatalogStore,
     Clock,
@@ -48,6 +49,7 @@ from shared.ports import (
     ReportWriter,
     SystemClock,
     TokenVerifier,
+    UsageRows,
 )
 from shared.services import claims, ledger, migrations
 from shared.services.catalog import CatalogReader
@@ -61,6 +63,7 @@ from shared.services.quotes import QuoteBook
 from shared.services.reports.book import ReportsBook
 from shared.services.subscriptions.requests import PendingChanges
 from shared.services.sync import StaleRuns, SyncBook, SyncPolicy
+from shared.services.usage_import import UsageBook, UsagePolicy
 from shared.services.watchdog import TransientRecords
 
 if TYPE_CHECKING:
@@ -421,6 +424,36 @@ class Container:
             customers=self.customers,
             resellers=self.resellers,
             clock=self.clock,
+        )
+
+    @repository
+    def usage_imports(self) -> TableRepository[UsageImport]:
+        """Azure usage imports, one per billing month."""
+        return self.table_repository(
+            "UsageImports", UsageImport, lambda i: (IMPORTS_PARTITION, i.month), outbox=True
+        )
+
+    @cached_property
+    def usage_rows(self) -> UsageRows:
+        """The usage report's aggregated rows."""
+        from shared.adapters.tables.usage import TableUsageRows
+
+        return TableUsageRows(self.store)
+
+    @cached_property
+    def usage_book(self) -> UsageBook:
+        """The records the usage import and report work on."""
+        s = self.settings
+        return UsageBook(
+            imports=self.usage_imports,
+            rows=self.usage_rows,
+            customers=self.customers,
+            resellers=self.resellers,
+            clock=self.clock,
+            scheduler=self.queues,
+            policy=UsagePolicy(
+                currency=s.usage_billing_currency, poll_seconds=s.usage_poll_seconds
+            ),
         )
 
     def transient_records(self) -> list[TransientRecords]:

@@ -189,6 +189,13 @@ class Settings(BaseSettings):
     # Tests only: the process exits right after this step of a sync run is recorded
     # (customers, chunk-writes, checkpoint), as if killed there. Refused in production.
     sync_step_crash_after: str | None = Field(None, alias="SYNC_STEP_CRASH_AFTER")
+    # Azure usage: the daily import of Partner Center's usage export (NCRONTAB, UTC), the
+    # partner's billing currency the export is asked in, and the wait between two polls of it.
+    usage_import_schedule: str = Field("0 30 2 * * *", alias="USAGE_IMPORT_SCHEDULE")
+    usage_billing_currency: str = Field(
+        "EUR", alias="USAGE_BILLING_CURRENCY", pattern=r"^[A-Z]{3}$"
+    )
+    usage_poll_seconds: float = Field(60.0, alias="USAGE_POLL_SECONDS", ge=1)
     # Pricing: the distributor's mark-up over Microsoft's cost for resellers that have no own.
     distributor_markup_percent: Decimal = Field(
         Decimal(0), alias="DISTRIBUTOR_MARKUP_PERCENT", ge=0, le=1000, decimal_places=2

@@ -23,6 +23,7 @@ from shared.domain.ledger import (
 from shared.domain.model import Page, Record
 from shared.domain.notifications import Email
 from shared.domain.outbox import OutboxMessage, Queue
+from shared.domain.usage_report import UsageAggregate
 
 M = TypeVar("M", bound=Record)
 
@@ -534,4 +535,20 @@ class LedgerStore(LedgerReader, Protocol):
 
     def shards(self, reseller: str, month: str) -> list[TotalShard]:
         """The month's totals shards that exist."""
+        ...
+
+
+class UsageRows(Protocol):
+    """The usage report's aggregated rows, one partition per reseller, month and import."""
+
+    def upsert(self, partition: str, rows: Sequence[tuple[str, UsageAggregate]]) -> None:
+        """Insert or replace each (row key, row): writing the same rows again changes nothing."""
+        ...
+
+    def read(self, partition: str, customer_id: str | None = None) -> Iterator[UsageAggregate]:
+        """Every row of the partition (of one customer only, when given)."""
+        ...
+
+    def drop(self, partition: str) -> int:
+        """Delete every row of the partition; how many."""
         ...

@@ -240,6 +240,14 @@ class ResellerSettings(WireModel):
         description="Customer admins may change their subscriptions (each change is a Change "
         "order approved first).",
     )
+    usage_markup_percent: Decimal | None = Field(
+        None,
+        ge=0,
+        le=1000,
+        decimal_places=2,
+        description="Mark-up over the reseller cost of Azure usage (percent); default: the "
+        "reseller's default mark-up.",
+    )
 
 
 def same_partner_id(a: str | None, b: str | None) -> bool:

@@ -19,6 +19,7 @@ class Queue(StrEnum):
     SYNC_RESELLER = "sync-reseller"
     NOTIFICATIONS = "notifications"
     LEDGER = "ledger"
+    USAGE_IMPORT = "usage-import"
 
 
 class OutboxMessage(BaseModel):

@@ -84,6 +84,7 @@ class Action(StrEnum):
     READ_OPERATIONS = "operations.read"  # poison queues, stuck records (distributor only)
     # Start a sync of the reseller with Partner Center (Sync now) and read its runs.
     SYNC = "sync.manage"
+    IMPORT_USAGE = "usage.import"  # start the Azure usage import now (distributor only)
 
 
 _EVERYONE = frozenset(

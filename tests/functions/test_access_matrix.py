@@ -31,6 +31,7 @@ from tests.quote_fakes import install_quotes
 from tests.report_fakes import install_ledger
 from tests.subscription_fakes import seed_subscription
 from tests.sync_run_fakes import install_sync_runs
+from tests.usage_report_fakes import install_usage
 
 FRESH_TENANT, FRESH_MPN = reseller_ids("fresh")
 
@@ -252,6 +253,16 @@ EXPECT.update(
     }
 )
 
+# Reports: every role of the reseller reads them (a customer user: its own customer's rows);
+# the usage import is the distributor's.
+EXPECT.update(
+    {
+        "http_usage_report": by_reseller((401, 200, 200, 200, 200, 200, 200), OUTSIDE),
+        "http_start_usage_import": same((401, 202, 403, 403, 403, 403, 403)),
+        "http_list_usage_imports": same((401, 200, 403, 403, 403, 403, 403)),
+    }
+)
+
 # Routes the Functions host guards with a function key (authLevel "function"); every other route
 # is anonymous at the host and decides access in the app.
 KEYED = {"http_health_deep"}
@@ -297,6 +308,7 @@ def world() -> Iterator[World]:
     install_orders(w.container)
     install_quotes(w.container)
     install_sync_runs(w.container)
+    install_usage(w.container)
     c = w.container
     install_ledger(c, [], [])
     for reseller, cid in (("demo", CUST_A), ("demo", CUST_B), ("other", CUST_OTHER)):

@@ -163,6 +163,7 @@ def api(
             "OUTBOX_SWEEP_SCHEDULE": "*/2 * * * * *",
             "HOUSEKEEPING_SCHEDULE": "0 0 0 1 1 *",
             "REMINDER_SCHEDULE": "0 0 0 1 1 *",
+            "USAGE_IMPORT_SCHEDULE": "0 0 0 1 1 *",
             "SYNC_SCHEDULE": "0 0 0 1 1 *",
             "OUTBOX_MIN_AGE_SECONDS": "2",
             "CATALOG_IMPORT_SCHEDULE": "0 0 0 1 1 *",

@@ -195,6 +195,7 @@ def test_anonymous_public_catalog_through_the_local_host(seeded, azurite, table_
         "OUTBOX_SWEEP_SCHEDULE": "0 0 0 * * *",
         "HOUSEKEEPING_SCHEDULE": "0 0 0 1 1 *",
         "REMINDER_SCHEDULE": "0 0 0 1 1 *",
+        "USAGE_IMPORT_SCHEDULE": "0 0 0 1 1 *",
         "SYNC_SCHEDULE": "0 0 0 1 1 *",
         "CATALOG_IMPORT_SCHEDULE": "0 0 0 1 1 *",
     }

@@ -44,6 +44,7 @@ def stack(azurite: Azurite, table_prefix: str, tmp_path: Path) -> Iterator[dict[
         "OUTBOX_SWEEP_SCHEDULE": "*/5 * * * * *",
         "HOUSEKEEPING_SCHEDULE": "0 0 0 1 1 *",
         "REMINDER_SCHEDULE": "0 0 0 1 1 *",
+        "USAGE_IMPORT_SCHEDULE": "0 0 0 1 1 *",
         "SYNC_SCHEDULE": "0 0 0 1 1 *",
         "CATALOG_IMPORT_SCHEDULE": "0 0 0 1 1 *",
     }

@@ -93,6 +93,7 @@ def test_killed_writer_message_is_swept_delivered_once_even_when_sent_twice(
         "OUTBOX_SWEEP_SCHEDULE": "*/1 * * * * *",
         "HOUSEKEEPING_SCHEDULE": "0 0 0 1 1 *",
         "REMINDER_SCHEDULE": "0 0 0 1 1 *",
+        "USAGE_IMPORT_SCHEDULE": "0 0 0 1 1 *",
         "SYNC_SCHEDULE": "0 0 0 1 1 *",
         "CATALOG_IMPORT_SCHEDULE": "0 0 0 1 1 *",
         "OUTBOX_MIN_AGE_SECONDS": "1",

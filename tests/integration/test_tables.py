@@ -145,7 +145,13 @@ def test_a_table_without_an_outbox_refuses_messages_so_none_go_unswept(container
 
 
 def test_only_tables_whose_repositories_carry_an_outbox_are_swept(container):
-    assert sorted(container.outbox_tables()) == ["Customers", "Notifications", "Orders", "SyncRuns"]
+    assert sorted(container.outbox_tables()) == [
+        "Customers",
+        "Notifications",
+        "Orders",
+        "SyncRuns",
+        "UsageImports",
+    ]
 
 
 # --- the sweeper reads the partitions its index names, never whole tables ---------------------
