@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
+import openpyxl
 import pytest
 
 from functions._http import encode_etag
 from shared import bootstrap
 from shared.services import usage_import
+from tests.export_rows import scan_for_cost
 from tests.functions.helpers import call, json_of
 from tests.functions.world import CUST_A, CUST_B, World, add_customers, build_world
 from tests.usage_fakes import FakeAzureUsage, usage_line
@@ -188,3 +192,29 @@ def test_a_repeated_customer_parameter_is_a_400(world: World) -> None:
 
     assert resp.status_code == 400
     assert [e["field"] for e in json_of(resp)["errors"]] == ["customer"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_the_usage_report_downloads_and_a_customer_users_file_has_no_cost_column(
+    world: World, fmt: str
+) -> None:
+    staff = get(world, "ReadOnly", format=fmt, customer=CUST_A)
+    mine = get(world, "CustomerAdmin", format=fmt)
+
+    assert staff.status_code == mine.status_code == 200, (staff.get_body(), mine.get_body())
+    assert 'filename="usage_demo_month-2026-01_' in staff.headers["Content-Disposition"]
+    staff_rows, mine_rows = _table(staff, fmt), _table(mine, fmt)
+    assert scan_for_cost(staff_rows[0])  # staff do get the cost columns
+    assert not scan_for_cost(mine_rows[0])
+    assert len(staff_rows) == 1 + 2  # the header and customer A's two groups
+    customer_ids = {row[0] for row in mine_rows[1:]}
+    assert customer_ids == {CUST_A}  # the customer user's own rows only
+
+
+def _table(resp: Any, fmt: str) -> list[list[Any]]:
+    if fmt == "csv":
+        text = resp.get_body().decode("utf-8").removeprefix("\ufeff")
+        return list(csv.reader(io.StringIO(text), delimiter=";"))
+    sheet = openpyxl.load_workbook(io.BytesIO(resp.get_body()), read_only=True).active
+    assert sheet is not None
+    return [list(r) for r in sheet.iter_rows(values_only=True)]
