@@ -5,8 +5,10 @@ through its HTTP trigger. Its totals are checked against what the simulator says
 
 from __future__ import annotations
 
+import gzip
 import json
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
@@ -325,3 +327,52 @@ def test_the_demo_seed_leaves_azure_usage_that_the_import_brings_into_the_report
 
     assert answer.rows and {r.customer_id for r in answer.rows} == {first.id}
     c.partner_center.close()  # type: ignore[attr-defined]
+
+
+def _blob_sums(stack: Stack) -> dict[str, Decimal]:
+    """Pre-tax usage per Azure plan subscription, summed from the export's own files: the
+    manifest asked for through Graph, each blob downloaded with its SAS token, un-gzipped and
+    read line by line here, independently of the importer."""
+    graph = stack.sim.connection["graphBaseUrl"].rstrip("/")
+    token = stack.sim.token(scope=stack.c.settings.partner_center_graph_scope)
+    auth = {"Authorization": f"Bearer {token}"}
+    with stack.sim.client() as http:
+        started = http.post(
+            f"{graph}/reports/partners/billing/usage/unbilled/export",
+            json={"currencyCode": "EUR", "billingPeriod": "last", "attributeSet": "full"},
+            headers=auth,
+        )
+        assert started.status_code == 202, started.text
+        for _ in range(50):
+            operation = http.get(started.headers["location"], headers=auth).json()
+            if operation["status"].lower() in ("succeeded", "completed", "failed"):
+                break
+            time.sleep(0.1)
+        assert operation["status"].lower() in ("succeeded", "completed"), operation
+        manifest = (
+            operation.get("resourceLocation")
+            or http.get(operation["resourceLocation@odata.navigationLink"], headers=auth).json()
+        )
+        sums: dict[str, Decimal] = {}
+        root = manifest["rootDirectory"].rstrip("/")
+        for blob in manifest["blobs"]:
+            raw = http.get(f"{root}/{blob['name']}?{manifest['sasToken'].lstrip('?')}")
+            assert raw.status_code == 200, raw.text
+            for text in gzip.decompress(raw.content).decode().splitlines():
+                line = {k.lower(): v for k, v in json.loads(text, parse_float=Decimal).items()}
+                sub = line["subscriptionid"]
+                sums[sub] = sums.get(sub, Decimal(0)) + Decimal(str(line["billingpretaxtotal"]))
+    return sums
+
+
+def test_each_subscriptions_usage_equals_the_sum_of_the_export_blobs_lines(stack: Stack) -> None:
+    run_import(stack)
+    stack.month = stack.sim.usage_totals("last")["billingMonth"]
+    admin = user(stack, "*", "admin@distributor.example", Role.DISTRIBUTOR_ADMIN)
+
+    rows = json_of(report(stack, admin, groupBy="subscription"))["rows"]
+
+    sums = _blob_sums(stack)
+    mine = {s: sums[s] for s in stack.subscriptions["demo"] if s in sums}
+    assert mine and all(v > 0 for v in mine.values())
+    assert {r["group"]: r["microsoftCost"] for r in rows} == {s: money(v) for s, v in mine.items()}
