@@ -319,8 +319,11 @@ class Container:
         return LedgerTable(self.store)
 
     def project_ledger(self, message: LedgerMessage) -> int:
-        """Project one `ledger` message (queue_ledger)."""
-        return ledger.project(self.ledger, self.clock, message)
+        """Project one `ledger` message (queue_ledger): facts in a currency other than the
+        reseller's are refused."""
+        reseller = self.resellers.find(RESELLER_PARTITION, message.reseller)
+        currency = None if reseller is None else reseller.currency
+        return ledger.project(self.ledger, self.clock, message, currency)
 
     def open_ledger_months(self) -> dict[str, int]:
         """Open the current month (and any not yet opened before it) for every reseller."""
