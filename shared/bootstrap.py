@@ -330,6 +330,12 @@ class Container:
         slugs = [r.slug for r in self.resellers.iterate(RESELLER_PARTITION)]
         return ledger.open_months(self.ledger, self.clock, slugs)
 
+    def reconcile_ledger(self) -> dict[str, int]:
+        """Re-send the facts of subscriptions the ledger's current month disagrees with (a
+        lost message), for every reseller."""
+        slugs = [r.slug for r in self.resellers.iterate(RESELLER_PARTITION)]
+        return ledger.reconcile(self.ledger, self.clock, self.customers, self.subscriptions, slugs)
+
     @cached_property
     def order_book(self) -> OrderBook:
         """The records the order services work on."""
