@@ -17,9 +17,18 @@ log = logging.getLogger(__name__)
 
 
 def _give_up(message: LedgerMessage, failure: Failure) -> None:
-    # No record waits on a ledger message: it goes to `ledger-poison` (reported by
-    # /api/health?deep=1) and the month's rebuild shows what it would have changed.
-    log.error("ledger facts of customer %s not projected: %s", message.customer_id, failure.reason)
+    # No record waits on a ledger message, and a rebuild cannot see a lost one (it replays the
+    # facts that arrived). A transient failure's message goes on to `ledger-poison` (reported
+    # by /api/health?deep=1), a refused one is dropped; either way the daily reconciliation
+    # (timer_reconcile_ledger) sends the facts of records the ledger disagrees with again. The
+    # keys say which facts to look at, or to replay from the poison queue.
+    log.error(
+        "ledger facts of reseller %s customer %s not projected: %s; facts: %s",
+        message.reseller,
+        message.customer_id,
+        failure.reason,
+        ", ".join(f.key for f in message.ledger_facts()),
+    )
 
 
 @bp.function_name("queue_project_ledger")

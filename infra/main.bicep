@@ -245,8 +245,10 @@ var appSettings = {
 
   // Sync: the nightly mirror of each reseller's customers, subscriptions and licences.
   SYNC_SCHEDULE: '0 0 1 * * *'
-  // Ledger: the daily opening of the current month (live subscriptions carried into it).
-  LEDGER_SCHEDULE: '0 10 0 * * *'
+  // Ledger: the hourly opening of the current month (live subscriptions carried into it) and
+  // the daily reconciliation of the subscription records with it.
+  LEDGER_SCHEDULE: '0 10 * * * *'
+  LEDGER_RECONCILE_SCHEDULE: '0 40 1 * * *'
   SYNC_CHUNK_SIZE: '250'
   SYNC_LICENCE_MAX_AGE_DAYS: '7'
   SYNC_RUN_RETENTION_DAYS: '90'

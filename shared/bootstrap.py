@@ -322,13 +322,22 @@ class Container:
         return LedgerTable(self.store)
 
     def project_ledger(self, message: LedgerMessage) -> int:
-        """Project one `ledger` message (queue_ledger)."""
-        return ledger.project(self.ledger, self.clock, message)
+        """Project one `ledger` message (queue_ledger): facts in a currency other than the
+        reseller's are refused."""
+        reseller = self.resellers.find(RESELLER_PARTITION, message.reseller)
+        currency = None if reseller is None else reseller.currency
+        return ledger.project(self.ledger, self.clock, message, currency)
 
     def open_ledger_months(self) -> dict[str, int]:
         """Open the current month (and any not yet opened before it) for every reseller."""
         slugs = [r.slug for r in self.resellers.iterate(RESELLER_PARTITION)]
         return ledger.open_months(self.ledger, self.clock, slugs)
+
+    def reconcile_ledger(self) -> dict[str, int]:
+        """Re-send the facts of subscriptions the ledger's current month disagrees with (a
+        lost message), for every reseller."""
+        slugs = [r.slug for r in self.resellers.iterate(RESELLER_PARTITION)]
+        return ledger.reconcile(self.ledger, self.clock, self.customers, self.subscriptions, slugs)
 
     @cached_property
     def order_book(self) -> OrderBook:

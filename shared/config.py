@@ -184,8 +184,11 @@ class Settings(BaseSettings):
     sync_licence_max_age_days: int = Field(7, alias="SYNC_LICENCE_MAX_AGE_DAYS", ge=1, le=90)
     # Housekeeping deletes finished sync runs (and their chunks) this many days after they end.
     sync_run_retention_days: int = Field(90, alias="SYNC_RUN_RETENTION_DAYS", ge=1)
-    # Ledger: the daily opening of the current month (live subscriptions carried into it).
-    ledger_schedule: str = Field("0 10 0 * * *", alias="LEDGER_SCHEDULE")
+    # Ledger: the opening of the current month (live subscriptions carried into it), hourly so
+    # an opening cut short is finished within the hour (an opened month costs one point read).
+    ledger_schedule: str = Field("0 10 * * * *", alias="LEDGER_SCHEDULE")
+    # Ledger: the daily reconciliation of the subscription records with the current month.
+    ledger_reconcile_schedule: str = Field("0 40 1 * * *", alias="LEDGER_RECONCILE_SCHEDULE")
     # Tests only: the process exits right after this step of a sync run is recorded
     # (customers, chunk-writes, checkpoint), as if killed there. Refused in production.
     sync_step_crash_after: str | None = Field(None, alias="SYNC_STEP_CRASH_AFTER")

@@ -513,7 +513,7 @@ class LedgerStore(LedgerReader, Protocol):
 
     def month_slice(self, reseller: str, month: str, customer_id: str) -> MonthSlice:
         """The customer's subscription rows, customer row and totals shard of the month (each
-        with its ETag) and whether the month is opened."""
+        with its ETag) and whether the month's opening began and finished."""
         ...
 
     def write(self, write: MonthWrite) -> None:
@@ -527,6 +527,11 @@ class LedgerStore(LedgerReader, Protocol):
 
     def mark_opened(self, reseller: str, month: str) -> None:
         """Record that the month's opening finished (idempotent)."""
+        ...
+
+    def mark_opening(self, reseller: str, month: str) -> None:
+        """Record that the month's opening began: from then on a carry into the month inserts
+        the live rows it misses (idempotent)."""
         ...
 
     def facts(self, reseller: str, month: str) -> Iterator[LedgerFact]:

@@ -62,6 +62,7 @@ class InMemoryLedger:
         self.totals_shards: dict[Month, dict[int, TotalShard]] = {}
         self.fact_rows: dict[Month, dict[str, LedgerFact]] = {}
         self.opened_months: set[Month] = set()
+        self.opening_months: set[Month] = set()
         self.loaded: list[LedgerFact] = []
         self.writes = 0
         # Tests: called at the start of each `write`, before it checks its base (to let a
@@ -159,6 +160,9 @@ class InMemoryLedger:
     def mark_opened(self, reseller: str, month: str) -> None:
         self.opened_months.add((reseller, month))
 
+    def mark_opening(self, reseller: str, month: str) -> None:
+        self.opening_months.add((reseller, month))
+
     def present_facts(self, reseller: str, month: str, keys: Collection[str]) -> set[str]:
         return set(keys) & set(self.fact_rows.get((reseller, month), {}))
 
@@ -176,6 +180,7 @@ class InMemoryLedger:
             customer=self.customers.get(key, {}).get(customer_id),
             shard=self.totals_shards.get(key, {}).get(total_shard(customer_id)),
             opened=key in self.opened_months,
+            opening=key in self.opening_months,
         )
 
     def write(self, write: MonthWrite) -> None:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
 
     from shared.domain.subscriptions import Subscription
 
@@ -49,7 +49,12 @@ EXACT = Decimal("1e-12")
 # Months in one billing period: the unit price is per period, the figures per month. A cycle
 # not listed (one-time, "none") is not recurring revenue.
 _MONTHS_PER_PERIOD = {"monthly": 1, "annual": 12, "triennial": 36}
-_LIVE = frozenset({"active", "pending", "suspended"})
+# Statuses billed for the month, so counted in recurring revenue and carried into the next:
+# Active, and Suspended — Microsoft bills a suspended NCE subscription until it is cancelled
+# (shared/domain/nce.py SUSPEND_WARNING). Pending is not: Partner Center has not finished
+# provisioning it and billing starts when it turns Active (a fact then brings it in). Cancelled,
+# Expired, Deleted and Disabled are not billed.
+_LIVE = frozenset({"active", "suspended"})
 
 
 def month_of(at: datetime) -> str:
@@ -130,7 +135,7 @@ class PricedState(_Frozen):
 
     @property
     def live(self) -> bool:
-        """Billed and counted (not cancelled, expired or deleted)."""
+        """Billed and counted: Active or Suspended (see `_LIVE`)."""
         return self.status.lower() in _LIVE
 
     @property
@@ -338,20 +343,28 @@ def replay(
     out: dict[str, dict[tuple[str, str], SubscriptionMonth]] = {}
     before: dict[tuple[str, str], SubscriptionMonth] = {}
     for month in months:
-        rows: dict[tuple[str, str], SubscriptionMonth] = {}
-        for key, row in before.items():
-            carried = row.carried()
-            if carried is not None:
-                rows[key] = carried
-        for fact in sorted(by_month[month], key=lambda f: (f.at, f.key)):
-            key = (fact.customer_id, fact.subscription_id)
-            current = rows.get(key)
-            rows[key] = (
-                SubscriptionMonth.started(fact, None) if current is None else current.apply(fact)
-            )
-        out[month] = rows
-        before = rows
+        before = out[month] = replay_month(before, by_month[month])
     return out
+
+
+def replay_month(
+    before: Mapping[tuple[str, str], SubscriptionMonth], facts: Iterable[LedgerFact]
+) -> dict[tuple[str, str], SubscriptionMonth]:
+    """One month's subscription rows from the month before's (`before`, by (customer,
+    subscription)) and the month's own facts: the live rows carried in, then the facts applied
+    in `at` order."""
+    rows: dict[tuple[str, str], SubscriptionMonth] = {}
+    for key, row in before.items():
+        carried = row.carried()
+        if carried is not None:
+            rows[key] = carried
+    for fact in sorted(facts, key=lambda f: (f.at, f.key)):
+        key = (fact.customer_id, fact.subscription_id)
+        current = rows.get(key)
+        rows[key] = (
+            SubscriptionMonth.started(fact, None) if current is None else current.apply(fact)
+        )
+    return rows
 
 
 def totals_of(rows: Iterable[SubscriptionMonth]) -> Figures:
@@ -375,7 +388,9 @@ class TotalShard(_Frozen):
 class MonthSlice(_Frozen):
     """What the projector reads of one customer's month before writing it: the rows of some of
     its subscriptions (absent: not in the month), its customer row and its totals shard, each
-    with the ETag it was read at, and whether the month is opened."""
+    with the ETag it was read at, whether the month is opened, and whether its opening has
+    begun (`opening`: from then on a carry into it inserts the rows missing, see
+    services/ledger/opening.py)."""
 
     reseller: str
     month: str = Field(pattern=MONTH_PATTERN)
@@ -384,6 +399,12 @@ class MonthSlice(_Frozen):
     customer: CustomerMonth | None = None
     shard: TotalShard | None = None
     opened: bool = False
+    opening: bool = False
+
+    @property
+    def carried_into(self) -> bool:
+        """Whether the live rows of the month before belong in it (its opening began)."""
+        return self.opened or self.opening
 
 
 class MonthWrite(_Frozen):

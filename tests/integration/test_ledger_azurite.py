@@ -20,10 +20,11 @@ from shared.adapters.queues import QueueSender
 from shared.adapters.tables.ledger import LedgerTable, partition
 from shared.bootstrap import Container
 from shared.config import Settings
+from shared.domain.customers import Customer
 from shared.domain.errors import ValidationFailed
 from shared.domain.ledger import Figures, MonthWrite
 from shared.domain.subscriptions import Subscription
-from shared.services.ledger import open_months, rebuild
+from shared.services.ledger import open_months, rebuild, reconcile
 from tests.fakes import FakeClock
 from tests.unit.test_codec import subscription_priced_without_retail_price
 
@@ -215,3 +216,31 @@ def test_the_adapter_pages_filters_by_product_and_stores_decimals_as_strings(led
     assert table.totals("demo", "2020-01").figures == Figures()
     with pytest.raises(ValidationFailed):
         table.subscription_months("demo", NOV, continuation_token="garbage!")
+
+
+def test_the_opening_marker_makes_a_month_carried_into_before_it_is_opened(ledger_world) -> None:
+    c, _, _ = ledger_world
+    c.subscriptions.add(record("cA", 4))  # (creates the test's queue, which it deletes)
+    assert not c.ledger.month_slice("demo", DEC, "cA").carried_into
+    c.ledger.mark_opening("demo", DEC)
+    marked = c.ledger.month_slice("demo", DEC, "cA")
+    assert marked.opening and marked.carried_into and not marked.opened
+
+
+def test_a_message_lost_to_poison_is_sent_again_by_the_reconciliation(ledger_world) -> None:
+    c, queue, clock = ledger_world
+    for cid in ("cA", "cB"):
+        c.customers.add(Customer(reseller="demo", id=cid, name=cid, domain=f"{cid}.example.com"))
+    subs = c.subscriptions
+    a = subs.add(record("cA", 4))
+    open_months(c.ledger, clock, ["demo"])
+    b = subs.add(record("cB", 2))
+    [first, _lost] = drain(queue)  # cB's message ends in ledger-poison
+    queue_project_ledger(first)
+    assert reconcile(c.ledger, clock, c.customers, subs, ["demo"]) == {"demo": 1}
+    for msg in drain(queue):
+        queue_project_ledger(msg)
+    rows = {r.subscription_id: r for r in c.ledger.subscription_months("demo", NOV).items}
+    assert rows[b.id].closing.seats == 2 and rows[a.id].closing.seats == 4
+    assert reconcile(c.ledger, clock, c.customers, subs, ["demo"]) == {"demo": 0}
+    assert rebuild(c.ledger, "demo", [NOV]) == []

@@ -109,3 +109,12 @@ def test_a_fact_key_is_stable_and_names_its_state() -> None:
     assert f.key == fact(f.at, state()).key
     assert f.key != fact(f.at, state(seats=11)).key
     assert f.key.startswith("f~c1~s1~20261103T100000123456~")
+
+
+def test_suspended_subscriptions_are_billed_and_pending_ones_not_yet() -> None:
+    # Microsoft bills a suspended NCE subscription until it is cancelled; a pending one is
+    # billed once provisioning finishes and it turns Active.
+    assert state(status="Suspended").live and state(status="Suspended").monthly()[0] > 0
+    assert not state(status="Pending").live
+    assert state(status="Pending").monthly() == (Decimal(0), Decimal(0))
+    assert figures(None, state(status="Pending")).subscriptions == 0

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
+from unittest import mock
 
 import pytest
 
-from shared.domain.errors import ConcurrencyConflict
-from shared.domain.ledger import Figures, LedgerFact, LedgerMessage, MonthWrite, PricedState
-from shared.services.ledger import open_months, project, rebuild
+from shared.domain.errors import ConcurrencyConflict, UpstreamUnavailable, ValidationFailed
+from shared.domain.ledger import (
+    Figures,
+    LedgerFact,
+    LedgerMessage,
+    MonthWrite,
+    PricedState,
+    SubscriptionMonth,
+)
+from shared.domain.model import Page
+from shared.services.ledger import open_months, project, projection, rebuild
 from shared.services.ledger.opening import open_month
 from tests.fakes import FakeClock
 from tests.ledger_fakes import InMemoryLedger
@@ -227,3 +238,155 @@ def test_annual_figures_sum_exactly_whatever_else_the_customer_has() -> None:
     project(ledger, c, message(fact(at(11, 4), state(seats=100_000), sub="big")))
     project(ledger, c, message(fact(at(11, 5), state(status="Cancelled"), sub="big")))
     no_difference(ledger, [NOV])
+
+
+def test_a_redelivery_after_a_crash_before_carrying_on_repairs_the_later_months() -> None:
+    ledger = InMemoryLedger()
+    c = clock(12, 15)
+    project(ledger, c, message(fact(at(11, 3), state(seats=10))))
+    open_months(ledger, c, ["demo"])  # December opened: s1 carried with 10 seats
+    late = message(fact(at(11, 30, 23), state(seats=20)))
+    with (
+        mock.patch.object(projection, "carry_on", side_effect=RuntimeError("host killed")),
+        pytest.raises(RuntimeError),
+    ):
+        project(ledger, c, late)  # November written, December not carried on
+    assert project(ledger, c, late) == 0  # the redelivery: nothing new, yet it carries on
+    [dec] = ledger.subscription_months("demo", DEC).items
+    assert dec.opening.seats == 20 and dec.closing.seats == 20  # type: ignore[union-attr]
+    no_difference(ledger, [NOV, DEC])
+
+
+def test_carrying_on_that_loses_every_race_is_finished_by_the_redelivery() -> None:
+    ledger = InMemoryLedger()
+    c = clock(12, 15)
+    project(ledger, c, message(fact(at(11, 3), state(seats=10))))
+    open_months(ledger, c, ["demo"])
+    late = message(fact(at(11, 30, 23), state(seats=20)))
+
+    def december_always_lost(write: MonthWrite) -> None:
+        if write.base.month == DEC:
+            raise ConcurrencyConflict("someone else")
+
+    ledger.before_write = december_always_lost
+    with pytest.raises(ConcurrencyConflict):
+        project(ledger, c, late)
+    ledger.before_write = None
+    project(ledger, c, late)
+    no_difference(ledger, [NOV, DEC])
+
+
+def _while_reading_november(ledger: InMemoryLedger, meanwhile: Callable[[], None]) -> None:
+    """Run `meanwhile` once, right after the first read of November's rows returns."""
+    real = ledger.subscription_months
+    done: list[int] = []
+
+    def read(reseller: str, month: str, **kw: Any) -> Page[SubscriptionMonth]:
+        page = real(reseller, month, **kw)
+        if month == NOV and not done:
+            done.append(1)
+            meanwhile()
+        return page
+
+    ledger.subscription_months = read  # type: ignore[method-assign]
+
+
+def test_a_late_fact_projected_while_the_month_opens_is_carried_not_the_stale_row() -> None:
+    ledger = InMemoryLedger()
+    c = FakeClock(at(12, 1, 0))
+    project(ledger, c, message(fact(at(11, 3), state(seats=10))))
+    _while_reading_november(
+        ledger, lambda: project(ledger, c, message(fact(at(11, 30, 23), state(seats=20))))
+    )
+    open_month(ledger, c, "demo", DEC)
+    [dec] = ledger.subscription_months("demo", DEC).items
+    assert dec.closing.seats == 20
+    no_difference(ledger, [NOV, DEC])
+
+
+def test_a_late_cancellation_while_the_month_opens_leaves_nothing_carried() -> None:
+    ledger = InMemoryLedger()
+    c = FakeClock(at(12, 1, 0))
+    project(ledger, c, message(fact(at(11, 3), state(seats=10))))
+    _while_reading_november(
+        ledger,
+        lambda: project(ledger, c, message(fact(at(11, 30, 23), state(status="Cancelled")))),
+    )
+    open_month(ledger, c, "demo", DEC)
+    assert ledger.subscription_months("demo", DEC).items == []
+    no_difference(ledger, [NOV, DEC])
+
+
+def test_a_late_fact_of_a_customer_the_opening_has_passed_is_carried() -> None:
+    ledger = InMemoryLedger()
+    c = FakeClock(at(12, 1, 0))
+    project(ledger, c, message(fact(at(11, 3), state(seats=10), customer="c5")))
+    # c1 sorts before c5: the opening's scan has passed it when its late fact arrives
+    _while_reading_november(
+        ledger, lambda: project(ledger, c, message(fact(at(11, 30, 23), state(seats=3))))
+    )
+    open_month(ledger, c, "demo", DEC)
+    assert {r.customer_id for r in ledger.subscription_months("demo", DEC).items} == {"c1", "c5"}
+    no_difference(ledger, [NOV, DEC])
+
+
+def test_one_resellers_failing_opening_does_not_stop_the_others(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ledger = InMemoryLedger()
+    c = clock(11, 1)
+    for reseller in ("aaa", "demo"):
+        project(
+            ledger,
+            c,
+            message(fact(at(10, 3), state()).model_copy(update={"reseller": reseller})),
+        )
+    real = ledger.opened
+
+    def broken(reseller: str, month: str) -> bool:
+        if reseller == "aaa":
+            raise UpstreamUnavailable("storage timed out")
+        return real(reseller, month)
+
+    ledger.opened = broken  # type: ignore[method-assign]
+    assert open_months(ledger, c, ["aaa", "demo"]) == {"demo": 1}
+    assert ledger.totals("demo", NOV).opened
+    assert any("aaa" in r.getMessage() and r.levelname == "ERROR" for r in caplog.records)
+
+
+def test_rebuild_reads_one_month_at_a_time() -> None:
+    ledger = InMemoryLedger()
+    c = clock(12, 15)
+    project(ledger, c, message(fact(at(11, 3), state(seats=10))))
+    open_month(ledger, c, "demo", DEC)
+    project(ledger, c, message(fact(at(12, 3), state(seats=12))))
+    reads: list[tuple[str, str]] = []
+    real_facts, real_rows = ledger.facts, ledger.subscription_months
+
+    def facts(reseller: str, month: str) -> Iterator[LedgerFact]:
+        reads.append(("facts", month))
+        return real_facts(reseller, month)
+
+    def rows(reseller: str, month: str, **kw: Any) -> Page[SubscriptionMonth]:
+        reads.append(("rows", month))
+        return real_rows(reseller, month, **kw)
+
+    ledger.facts = facts  # type: ignore[method-assign]
+    ledger.subscription_months = rows  # type: ignore[method-assign]
+    assert rebuild(ledger, "demo", [NOV, DEC]) == []
+    assert reads == [("facts", NOV), ("rows", NOV), ("facts", DEC), ("rows", DEC)]
+
+
+def test_a_fact_in_another_currency_is_refused_and_the_others_projected() -> None:
+    ledger = InMemoryLedger()
+    eur = state(seats=7).model_copy(update={"currency": "EUR"})
+    msg = message(fact(at(11, 3), state(seats=10)), fact(at(11, 3), eur, sub="s2"))
+    with pytest.raises(ValidationFailed) as refused:
+        project(ledger, clock(), msg, currency="CZK")
+    assert "s2" in str(refused.value) and ledger_currencies(ledger, NOV) == {"CZK"}
+    assert ledger.totals("demo", NOV).figures.seats == 10
+    no_difference(ledger, [NOV])
+
+
+def ledger_currencies(ledger: InMemoryLedger, month: str) -> set[str | None]:
+    return {r.closing.currency for r in ledger.subscription_months("demo", month).items}

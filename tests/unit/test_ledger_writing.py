@@ -11,8 +11,9 @@ import pytest
 from shared.domain.ledger import LedgerMessage, PricedState
 from shared.domain.outbox import Queue
 from shared.domain.subscriptions import Subscription
-from shared.services.ledger import LedgeredSubscriptions, backfill
+from shared.services.ledger import LedgeredSubscriptions, backfill, open_months, project, rebuild
 from tests.fakes import FakeClock, InMemoryRepository
+from tests.ledger_fakes import InMemoryLedger
 
 
 def repo() -> tuple[LedgeredSubscriptions, InMemoryRepository[Subscription]]:
@@ -127,3 +128,29 @@ def test_message_body_is_compact_json_with_decimal_strings(trial: bool) -> None:
     body = json.dumps(inner.sent[-1].payload(), separators=(",", ":"))
     assert "null" not in body and ": " not in body
     assert ('"is_trial":true' in body) is trial
+
+
+def test_backfilled_subscriptions_open_the_migration_month_instead_of_showing_as_new() -> None:
+    inner = InMemoryRepository[Subscription](lambda s: (s.customer_id, s.id.lower()))
+    clock = FakeClock(datetime(2026, 12, 15, tzinfo=UTC))
+    subs = LedgeredSubscriptions(inner, clock)
+    inner.add(sub(seats=4))  # from before the ledger
+    assert backfill(subs) == 1
+    ledger = InMemoryLedger()
+    for message in ledger_messages(inner):
+        project(ledger, clock, message)
+    open_months(ledger, clock, ["demo"])
+    [december] = ledger.subscription_months("demo", "2026-12").items
+    # it opens the month (no "new" revenue), carried from the month before
+    assert december.opening is not None and december.opening == december.closing
+    assert december.facts == 0 and december.closing.seats == 4
+    assert rebuild(ledger, "demo", ["2026-11", "2026-12"]) == []
+
+
+def test_resending_a_ledgered_record_sends_its_fact_again_unless_it_changed_meanwhile() -> None:
+    subs, inner = repo()
+    a, b = subs.add(sub()), subs.add(sub())
+    inner.sent.clear()
+    subs.update(b.model_copy(update={"quantity": 8}))  # b changed after it was read
+    assert subs.resend("c1", [a, b]) == 1
+    assert [m.facts[0].s for m in ledger_messages(inner)] == [b.id, a.id]

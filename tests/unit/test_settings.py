@@ -52,3 +52,12 @@ def test_example_local_settings_name_every_setting_the_app_reads():
     missing = sorted(a for a in aliases if a not in values)
     assert not missing, f"local.settings.example.json lacks {missing}"
     assert values["FUNCTIONS_WORKER_RUNTIME"] == "python"
+
+
+def test_the_ledger_months_open_hourly_so_a_partial_opening_is_finished_within_the_hour():
+    values = json.loads((ROOT / "local.settings.example.json").read_text())["Values"]
+    bicep = (ROOT / "infra" / "main.bicep").read_text()
+    hourly = "0 10 * * * *"
+    assert Settings(AzureWebJobsStorage__accountName="x").ledger_schedule == hourly
+    assert values["LEDGER_SCHEDULE"] == hourly
+    assert f"LEDGER_SCHEDULE: '{hourly}'" in bicep

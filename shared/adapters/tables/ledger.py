@@ -5,6 +5,7 @@ Rows (RowKey):
 - `s~<customer>~<subscription>`: the subscription's month (opening and closing states, as JSON;
   `ProductId` of the closing state as a column the reports filter on);
 - `c~<customer>`: the customer's figures; `t~<n>`: the month's totals shards;
+- `m~opening`: the month's opening began (a carry into the month inserts missing rows);
 - `m~opened`: the month's opening finished.
 
 Decimals are stored as strings (`Figures` columns, and inside the states' JSON), never floats.
@@ -45,6 +46,7 @@ from shared.domain.model import Page
 
 TABLE = "Ledger"
 OPENED_ROW = "m~opened"
+OPENING_ROW = "m~opening"
 _FIGURE_INTS = ("seats", "subscriptions")
 
 
@@ -240,9 +242,16 @@ class LedgerTable:
 
     def mark_opened(self, reseller: str, month: str) -> None:
         """Record that the month's opening finished (an idempotent upsert)."""
+        self._mark(reseller, month, OPENED_ROW)
+
+    def mark_opening(self, reseller: str, month: str) -> None:
+        """Record that the month's opening began (an idempotent upsert)."""
+        self._mark(reseller, month, OPENING_ROW)
+
+    def _mark(self, reseller: str, month: str, row: str) -> None:
         try:
             self.table.upsert_entity(
-                {"PartitionKey": partition(reseller, month), "RowKey": OPENED_ROW},
+                {"PartitionKey": partition(reseller, month), "RowKey": row},
                 mode=UpdateMode.REPLACE,
             )
         except Exception as exc:
@@ -279,7 +288,7 @@ class LedgerTable:
 
     def month_slice(self, reseller: str, month: str, customer_id: str) -> MonthSlice:
         """The customer's rows of the month: its subscription rows (one range query), its
-        customer row, its shard and the opened marker (one query of three keys)."""
+        customer row, its shard and the opening markers (one query of four keys)."""
         pk = partition(reseller, month)
         low = f"s~{customer_id}~"
         rows = {
@@ -287,12 +296,18 @@ class LedgerTable:
             for e in self._query(pk, low, low + "\uffff")
         }
         shard = total_shard(customer_id)
-        keys = {"c": customer_row(customer_id), "t": shard_row(shard), "m": OPENED_ROW}
+        keys = {
+            "c": customer_row(customer_id),
+            "t": shard_row(shard),
+            "m": OPENED_ROW,
+            "o": OPENING_ROW,
+        }
         try:
             found = {
                 str(e["RowKey"]): e
                 for e in self.table.query_entities(
-                    "PartitionKey eq @pk and ( RowKey eq @c or RowKey eq @t or RowKey eq @m )",
+                    "PartitionKey eq @pk and"
+                    " ( RowKey eq @c or RowKey eq @t or RowKey eq @m or RowKey eq @o )",
                     parameters={"pk": pk, **keys},
                 )
             }
@@ -311,6 +326,7 @@ class LedgerTable:
                 reseller=reseller, month=month, shard=shard, figures=_figures_of(t), etag=_etag(t)
             ),
             opened=keys["m"] in found,
+            opening=keys["o"] in found,
         )
 
     # --- writing -------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from shared.services.ledger.opening import open_months
 from shared.services.ledger.projection import project
 from shared.services.ledger.rebuild import Difference, rebuild
+from shared.services.ledger.reconcile import reconcile
 from shared.services.ledger.writing import LedgeredSubscriptions, backfill
 
 __all__ = [
@@ -12,4 +13,5 @@ __all__ = [
     "open_months",
     "project",
     "rebuild",
+    "reconcile",
 ]

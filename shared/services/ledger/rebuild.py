@@ -6,6 +6,7 @@ a defect (or a tampered row): the report names the month, the row and both value
 
 `months` must start at the ledger's first month (nothing carried into it) and be consecutive;
 the current month compares equal once it is opened (until then its carried rows are missing).
+It goes month by month (`replay_month`): one month's facts and rows are held at a time.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ from typing import Any
 from shared.domain.ledger import (
     CustomerMonth,
     Figures,
-    LedgerFact,
     SubscriptionMonth,
-    replay,
+    replay_month,
     totals_of,
 )
 from shared.ports import LedgerStore
+from shared.services.ledger.paging import PAGE_SIZE, every
 
 
 @dataclass(frozen=True)
@@ -37,11 +38,10 @@ class Difference:
 
 def rebuild(store: LedgerStore, reseller: str, months: list[str]) -> list[Difference]:
     """Replay every fact of `months` and list where the stored aggregates differ."""
-    facts: list[LedgerFact] = [f for m in months for f in store.facts(reseller, m)]
-    expected = replay(facts, months)
     out: list[Difference] = []
+    want: dict[tuple[str, str], SubscriptionMonth] = {}
     for month in months:
-        want = expected[month]
+        want = replay_month(want, store.facts(reseller, month))
         have = {
             (r.customer_id, r.subscription_id): r
             for r in _subscription_rows(store, reseller, month)
@@ -80,20 +80,16 @@ def _figs(figures: Figures) -> str:
 def _subscription_rows(
     store: LedgerStore, reseller: str, month: str
 ) -> Iterator[SubscriptionMonth]:
-    token: str | None = None
-    while True:
-        page = store.subscription_months(reseller, month, page_size=1000, continuation_token=token)
-        yield from page.items
-        token = page.continuation_token
-        if token is None:
-            return
+    return every(
+        lambda token: store.subscription_months(
+            reseller, month, page_size=PAGE_SIZE, continuation_token=token
+        )
+    )
 
 
 def _customer_rows(store: LedgerStore, reseller: str, month: str) -> Iterator[CustomerMonth]:
-    token: str | None = None
-    while True:
-        page = store.customer_months(reseller, month, page_size=1000, continuation_token=token)
-        yield from page.items
-        token = page.continuation_token
-        if token is None:
-            return
+    return every(
+        lambda token: store.customer_months(
+            reseller, month, page_size=PAGE_SIZE, continuation_token=token
+        )
+    )

@@ -21,12 +21,12 @@ import builtins
 import json
 import logging
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from shared.domain.claims import Claim
 from shared.domain.errors import ConcurrencyConflict
-from shared.domain.ledger import LedgerFact, LedgerMessage, PricedState
+from shared.domain.ledger import LedgerFact, LedgerMessage, PricedState, month_of, month_start
 from shared.domain.model import Page
 from shared.domain.outbox import OutboxMessage, Queue
 from shared.domain.subscriptions import Subscription
@@ -147,10 +147,31 @@ class LedgeredSubscriptions:
     ) -> builtins.list[Subscription]:
         """Insert and replace records of one partition with the facts they owe (in one
         transaction when the message fits in it; see the module's docstring)."""
-        now = self.clock.now()
+        return self._save_all(
+            partition,
+            adds=adds,
+            updates=updates,
+            messages=messages,
+            claims=claims,
+            releases=releases,
+            at=self.clock.now(),
+        )
+
+    def _save_all(
+        self,
+        partition: str,
+        *,
+        adds: Sequence[Subscription] = (),
+        updates: Sequence[Subscription] = (),
+        messages: Sequence[OutboxMessage] = (),
+        claims: Sequence[tuple[Claim, str]] = (),
+        releases: Sequence[tuple[Claim, str]] = (),
+        at: datetime,
+        force: bool = False,
+    ) -> builtins.list[Subscription]:
         writes: builtins.list[tuple[bool, Subscription, LedgerFact | None]] = []
         for is_add, item in [*((True, a) for a in adds), *((False, u) for u in updates)]:
-            owed, fact = self._owed(item, now)
+            owed, fact = self._owed(item, at, force=force)
             writes.append((is_add, owed, fact))
         extra = len(messages) + len(claims) + len(releases)
         saved: builtins.list[Subscription] = []
@@ -171,13 +192,38 @@ class LedgeredSubscriptions:
             first = False
         return saved
 
+    def resend(
+        self, partition: str, records: Sequence[Subscription], *, at: datetime | None = None
+    ) -> int:
+        """Rewrite records of one partition unchanged (If-Match) with a fact of each, dated
+        `at` (default now) even when their digest says they were ledgered (the reconciliation,
+        the backfill); how many were sent. A record changed since it was read is skipped: the
+        write that changed it sent its fact."""
+        when = at or self.clock.now()
+        done = 0
+        for start in range(0, len(records), MAX_OPERATIONS - 1):
+            chunk = records[start : start + MAX_OPERATIONS - 1]
+            try:
+                done += len(self._save_all(partition, updates=chunk, at=when, force=True))
+            except ConcurrencyConflict:
+                for sub in chunk:  # one changed meanwhile: the others one by one
+                    try:
+                        self._save_all(partition, updates=[sub], at=when, force=True)
+                        done += 1
+                    except ConcurrencyConflict:
+                        log.info(
+                            "subscription %s changed meanwhile: ledgered by that write", sub.id
+                        )
+        return done
+
     def _owed(
-        self, item: Subscription, now: datetime | None = None
+        self, item: Subscription, now: datetime | None = None, *, force: bool = False
     ) -> tuple[Subscription, LedgerFact | None]:
-        """The record as it is written (the digest set) and the fact it owes, if any."""
+        """The record as it is written (the digest set) and the fact it owes, if any (with
+        `force`, a fact whatever the digest says)."""
         state = PricedState.of(item)
         digest = state.digest()
-        if digest == item.ledgered:
+        if digest == item.ledgered and not force:
             return item, None
         owed = item.model_copy()
         owed.ledgered = digest
@@ -232,24 +278,15 @@ def _transactions(
 def backfill(subscriptions: LedgeredSubscriptions) -> int:
     """Send the facts of every record never ledgered (`ledgered` None: written before the
     ledger existed); how many. One scan of the table, run once (a migration); a record
-    changed meanwhile was ledgered by that write."""
+    changed meanwhile was ledgered by that write.
+
+    The facts are dated the last moment of the month before the migration's: these
+    subscriptions existed before the ledger, so the migration's month opens with them
+    (opening = closing, no "new" revenue); the month before shows them as its new revenue,
+    being the ledger's first."""
+    at = month_start(month_of(subscriptions.clock.now())) - timedelta(microseconds=1)
     pending: dict[str, list[Subscription]] = {}
     for sub in subscriptions.iterate():
         if sub.ledgered is None:
             pending.setdefault(sub.customer_id, []).append(sub)
-    done = 0
-    for customer_id, subs in pending.items():
-        for start in range(0, len(subs), MAX_OPERATIONS - 1):
-            chunk = subs[start : start + MAX_OPERATIONS - 1]
-            try:
-                done += len(subscriptions.save_all(customer_id, updates=chunk))
-            except ConcurrencyConflict:
-                for sub in chunk:  # one changed meanwhile: the others one by one
-                    try:
-                        subscriptions.update(sub)
-                        done += 1
-                    except ConcurrencyConflict:
-                        log.info(
-                            "subscription %s changed meanwhile: ledgered by that write", sub.id
-                        )
-    return done
+    return sum(subscriptions.resend(c, subs, at=at) for c, subs in pending.items())
