@@ -12,7 +12,7 @@ from functions._exports import export, requested_format
 from functions._http import Call, PageQuery, Reply, http
 from shared.bootstrap import container
 from shared.domain.exports import ExportFormat, ExportQuery
-from shared.domain.ledger import MONTH_PATTERN
+from shared.domain.ledger import MONTH_PATTERN, month_of
 from shared.services import usage_report
 from shared.services.access import Action, allow
 from shared.services.reports import licences, revenue
@@ -90,7 +90,8 @@ def licence_report(call: Call) -> LicenceAnswer | Reply:
     """The licence report, or its monthly series; as JSON, CSV or XLSX."""
     q = call.query(LicenceQuery)
     book = container().reports_book
-    filters = {"month": q.month, "months": q.months, "customer": q.customer, "product": q.product}
+    month = q.month or month_of(book.clock.now())  # the file names the month it holds
+    filters = {"month": month, "months": q.months, "customer": q.customer, "product": q.product}
     if requested_format(call) is not ExportFormat.JSON:
         if q.months is not None:
             rows = licences.licence_series_rows(

@@ -382,6 +382,16 @@ def _banner(
             '  curl -i -X POST -H "Authorization: Bearer $TOKEN" $API/resellers/demo/sync',
             '  curl -H "Authorization: Bearer $TOKEN" $API/resellers/demo/sync/runs',
             '  curl -i -H "Authorization: Bearer $TOKEN" $API/resellers/demo/sync/runs/$RUN',
+            "",
+            "Reports (the licence and revenue reports follow the ledger of subscription changes;",
+            "the usage report the Azure usage import queued at start): JSON, or ?format=csv|xlsx",
+            '  curl -H "Authorization: Bearer $TOKEN" $API/resellers/demo/reports/licences',
+            '  curl -H "Authorization: Bearer $TOKEN" "$API/resellers/demo/reports/revenue?'
+            'months=6"',
+            '  curl -H "Authorization: Bearer $TOKEN" "$API/resellers/demo/reports/usage?'
+            'groupBy=meterCategory"',
+            '  curl -OJ -H "Authorization: Bearer $TOKEN" "$API/resellers/demo/reports/licences?'
+            'format=xlsx"',
         ]
     lines.append("")
     print("\n".join(lines), flush=True)
