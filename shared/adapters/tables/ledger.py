@@ -242,8 +242,7 @@ class LedgerTable:
         """Record that the month's opening finished (an idempotent upsert)."""
         try:
             self.table.upsert_entity(
-                {"PartitionKey": partition(reseller, month), "RowKey": OPENED_ROW},
-                mode=UpdateMode.REPLACE,
+                self.opened_entity(partition(reseller, month)), mode=UpdateMode.REPLACE
             )
         except Exception as exc:
             raise storage_errors(exc) from exc
@@ -337,7 +336,7 @@ class LedgerTable:
                 )
             )
         for row in write.put:
-            ops.append(self._put(pk, self._subscription_entity(pk, row), row.etag))
+            ops.append(self._put(pk, self.subscription_entity(pk, row), row.etag))
         for row in write.remove:
             ops.append(
                 (
@@ -353,12 +352,7 @@ class LedgerTable:
         ops.append(
             self._put(
                 pk,
-                {
-                    "PartitionKey": pk,
-                    "RowKey": customer_row(base.customer_id),
-                    "CustomerId": base.customer_id,
-                    **_figures_props(customer.plus(write.delta)),
-                },
+                self.customer_entity(pk, base.customer_id, customer.plus(write.delta)),
                 base.customer.etag if base.customer else None,
             )
         )
@@ -366,11 +360,7 @@ class LedgerTable:
         ops.append(
             self._put(
                 pk,
-                {
-                    "PartitionKey": pk,
-                    "RowKey": shard_row(total_shard(base.customer_id)),
-                    **_figures_props(shard.plus(write.delta)),
-                },
+                self.shard_entity(pk, total_shard(base.customer_id), shard.plus(write.delta)),
                 base.shard.etag if base.shard else None,
             )
         )
@@ -402,8 +392,31 @@ class LedgerTable:
             },
         )
 
+    # The entities of each kind of row (the bench seeds a ledger with these too).
+
     @staticmethod
-    def _subscription_entity(pk: str, row: SubscriptionMonth) -> dict[str, Any]:
+    def customer_entity(pk: str, customer_id: str, figures: Figures) -> dict[str, Any]:
+        """The entity of a customer's month row."""
+        return {
+            "PartitionKey": pk,
+            "RowKey": customer_row(customer_id),
+            "CustomerId": customer_id,
+            **_figures_props(figures),
+        }
+
+    @staticmethod
+    def shard_entity(pk: str, shard: int, figures: Figures) -> dict[str, Any]:
+        """The entity of one of the month's totals shards."""
+        return {"PartitionKey": pk, "RowKey": shard_row(shard), **_figures_props(figures)}
+
+    @staticmethod
+    def opened_entity(pk: str) -> dict[str, Any]:
+        """The entity marking the month's opening finished."""
+        return {"PartitionKey": pk, "RowKey": OPENED_ROW}
+
+    @staticmethod
+    def subscription_entity(pk: str, row: SubscriptionMonth) -> dict[str, Any]:
+        """The entity of a subscription's month row."""
         body = row.model_dump_json(exclude={"etag", "reseller", "month"}, exclude_none=True)
         return {
             "PartitionKey": pk,
