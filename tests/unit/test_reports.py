@@ -13,13 +13,16 @@ from shared.domain.customers import Customer
 from shared.domain.errors import NotFound, ValidationFailed
 from shared.domain.identity import DISTRIBUTOR, Principal, Role, SignInKind
 from shared.domain.ledger import months_ending
+from shared.services.access import Audience
 from shared.services.reports.book import ReportsBook
 from shared.services.reports.licences import (
     licence_report,
+    licence_row,
     licence_rows,
     licence_series,
 )
 from shared.services.reports.revenue import revenue_report
+from shared.services.reports.views import LICENCE_ROW
 from tests.fakes import FakeClock, InMemoryRepository, fake_directory, onboard
 from tests.ledger_fakes import InMemoryLedger
 from tests.report_fakes import OTHER_PRODUCT, PRODUCT, fact, state
@@ -60,6 +63,10 @@ class CountingCustomers(InMemoryRepository[Customer]):
     def list(self, partition: str | None = None, **kw: Any) -> Any:
         self.reads.append("list")
         return super().list(partition, **kw)
+
+    def column(self, partition: str, field: str, **kw: Any) -> Any:
+        self.reads.append(f"column {field}")
+        return super().column(partition, field, **kw)
 
 
 class CountingLedger(InMemoryLedger):
@@ -208,11 +215,25 @@ def test_a_product_filter_totals_that_products_rows_only():
     assert series.months[0].seats == 6
 
 
-def test_customer_names_are_read_with_one_range_query_per_page_not_a_read_per_row():
+def test_customer_names_are_read_with_one_range_query_of_names_per_page_not_a_read_per_row():
     book = book_with(many(customers=3, per=3))
     report = licence_report(book, STAFF, "demo", page_size=9)
     assert {r.customer_name for r in report.items} == {"Customer 0", "Customer 1", "Customer 2"}
-    assert book.customers.reads == ["list"]  # type: ignore[attr-defined]
+    assert book.customers.reads == ["column name"]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("viewer", list(Audience))
+def test_a_licence_row_built_without_validation_equals_the_validated_one_field_for_field(
+    viewer: Audience,
+):
+    book = book_with(grown_mid_february())
+    (row,) = book.ledger.subscription_months("demo", "2026-02").items
+    built = licence_row(row, "Customer 0", "CZK", viewer)
+    validated = LICENCE_ROW[viewer].model_validate(built.model_dump())
+    assert type(built) is LICENCE_ROW[viewer]
+    assert built.model_fields_set == set(LICENCE_ROW[viewer].model_fields)
+    assert built == validated
+    assert built.model_dump_json(by_alias=True) == validated.model_dump_json(by_alias=True)
 
 
 def test_licence_rows_walk_every_page_one_at_a_time():
