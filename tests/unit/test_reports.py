@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -10,19 +11,16 @@ from typing import Any
 import pytest
 
 from shared.domain.customers import Customer
-from shared.domain.errors import NotFound, ValidationFailed
+from shared.domain.errors import FieldError, NotFound, ValidationFailed
 from shared.domain.identity import DISTRIBUTOR, Principal, Role, SignInKind
 from shared.domain.ledger import months_ending
-from shared.services.access import Audience
-from shared.services.reports.book import ReportsBook
+from shared.services.reports.book import ReportsBook, read_ahead
 from shared.services.reports.licences import (
     licence_report,
-    licence_row,
     licence_rows,
     licence_series,
 )
 from shared.services.reports.revenue import revenue_report
-from shared.services.reports.views import LICENCE_ROW
 from tests.fakes import FakeClock, InMemoryRepository, fake_directory, onboard
 from tests.ledger_fakes import InMemoryLedger
 from tests.report_fakes import OTHER_PRODUCT, PRODUCT, fact, state
@@ -222,20 +220,6 @@ def test_customer_names_are_read_with_one_range_query_of_names_per_page_not_a_re
     assert book.customers.reads == ["column name"]  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("viewer", list(Audience))
-def test_a_licence_row_built_without_validation_equals_the_validated_one_field_for_field(
-    viewer: Audience,
-):
-    book = book_with(grown_mid_february())
-    (row,) = book.ledger.subscription_months("demo", "2026-02").items
-    built = licence_row(row, "Customer 0", "CZK", viewer)
-    validated = LICENCE_ROW[viewer].model_validate(built.model_dump())
-    assert type(built) is LICENCE_ROW[viewer]
-    assert built.model_fields_set == set(LICENCE_ROW[viewer].model_fields)
-    assert built == validated
-    assert built.model_dump_json(by_alias=True) == validated.model_dump_json(by_alias=True)
-
-
 def test_licence_rows_walk_every_page_one_at_a_time():
     book = book_with(many(customers=3, per=3))
     ledger: Any = book.ledger
@@ -338,3 +322,28 @@ def test_bad_report_parameters_are_refused_naming_the_field(call: Any, field: st
     with pytest.raises(ValidationFailed) as refused:
         call(book_with(many()))
     assert [e.field for e in refused.value.errors] == [field]
+
+
+def test_read_ahead_reads_the_next_page_while_the_caller_works_on_this_one():
+    asked = threading.Event()
+
+    def pages() -> Iterator[int]:
+        yield 1
+        asked.set()  # the second page is being read
+        yield 2
+
+    ahead = read_ahead(pages())
+    assert next(ahead) == 1
+    assert asked.wait(5), "the next page was not read ahead"
+    assert list(ahead) == [2]
+
+
+def test_read_ahead_raises_a_failed_read_where_that_page_would_have_come():
+    def pages() -> Iterator[int]:
+        yield 1
+        raise ValidationFailed([FieldError("continuationToken", "is not a valid token")])
+
+    ahead = read_ahead(pages())
+    assert next(ahead) == 1
+    with pytest.raises(ValidationFailed):
+        next(ahead)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Iterator
 from decimal import Decimal
+from json.encoder import encode_basestring
 from typing import Any
 
 from azure.core import MatchConditions
@@ -141,16 +142,23 @@ class LedgerTable:
         return entities, encode_token(next_token)
 
     def _subscription_month(self, reseller: str, month: str, entity: Any) -> SubscriptionMonth:
-        # The stored JSON object with the keys the row leaves out put in front, validated as
+        return self._subscription_months(reseller, month, [entity])[0]
+
+    @staticmethod
+    def _subscription_months(
+        reseller: str, month: str, entities: list[Any]
+    ) -> list[SubscriptionMonth]:
+        # Each stored JSON object with the keys the row leaves out put in front, validated as
         # JSON in one go: parsing it to a dict first took twice as long (30,000 rows: 0.6 s).
-        row = str(entity["Row"])
-        if not row.startswith("{"):
-            raise ValueError(f"ledger row {entity.get('RowKey')} is not a JSON object")
-        head = json.dumps({"reseller": reseller, "month": month, "etag": _etag(entity)})
-        body = row[1:].lstrip()
-        return SubscriptionMonth.model_validate_json(
-            head[:-1] + ("}" if body == "}" else "," + body)
-        )
+        head = '{"reseller":' + json.dumps(reseller) + ',"month":' + json.dumps(month)
+        out = []
+        for entity in entities:
+            row = str(entity["Row"]).lstrip()
+            if not row.startswith("{") or row[1:].lstrip().startswith("}"):
+                raise ValueError(f"ledger row {entity.get('RowKey')} is not a JSON object")
+            etag = encode_basestring(_etag(entity))
+            out.append(SubscriptionMonth.model_validate_json(f'{head},"etag":{etag},{row[1:]}'))
+        return out
 
     def subscription_months(
         self,
@@ -180,7 +188,7 @@ class LedgerTable:
             **params,
         )
         return Page(
-            items=[self._subscription_month(reseller, month, e) for e in entities],
+            items=self._subscription_months(reseller, month, entities),
             continuation_token=token,
         )
 
