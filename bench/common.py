@@ -148,13 +148,14 @@ def process_tree(pid: int) -> list[int]:
     return found
 
 
-def peak_rss_mb(pid: int) -> float:
-    """Peak resident memory (VmHWM) of the process tree, MB."""
+def peak_rss_mb(pid: int, field: str = "VmHWM") -> float:
+    """Peak resident memory (VmHWM) of the process tree, MB (`field="VmRSS"`: what it holds
+    now)."""
     total = 0
     for p in process_tree(pid):
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
+                if line.startswith(f"{field}:"):
                     total += int(line.split()[1])
         except OSError:
             continue
