@@ -261,7 +261,8 @@ class LedgerTable:
         """Record that the month's opening finished (an idempotent upsert)."""
         try:
             self.table.upsert_entity(
-                self.opened_entity(partition(reseller, month)), mode=UpdateMode.REPLACE
+                {"PartitionKey": partition(reseller, month), "RowKey": OPENED_ROW},
+                mode=UpdateMode.REPLACE,
             )
         except Exception as exc:
             raise storage_errors(exc) from exc
