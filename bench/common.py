@@ -133,3 +133,39 @@ def simulator_settings(sim: SimulatorHandle) -> Settings:
     return Settings.model_validate(
         {"AzureWebJobsStorage": "UseDevelopmentStorage=true", **simulator_env(sim)}
     )
+
+
+def process_tree(pid: int) -> list[int]:
+    """The process and its descendants (Linux /proc)."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            children = (
+                (task / "children").read_text().split() if (task / "children").exists() else []
+            )
+            todo += [int(c) for c in children]
+    return found
+
+
+def peak_rss_mb(pid: int, field: str = "VmHWM") -> float:
+    """Peak resident memory (VmHWM) of the process tree, MB (`field="VmRSS"`: what it holds
+    now)."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith(f"{field}:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
+def reset_peak_rss(pid: int) -> None:
+    """Start the tree's peak resident memory (VmHWM) afresh from what it holds now (Linux:
+    `clear_refs` 5), so a later `peak_rss_mb` is the peak of what ran in between."""
+    for p in process_tree(pid):
+        with contextlib.suppress(OSError):
+            Path(f"/proc/{p}/clear_refs").write_text("5")

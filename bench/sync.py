@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import ROOT, simulator_env, table
+from bench.common import ROOT, peak_rss_mb, simulator_env, table
 from localdev import azurite
 from localdev.funchost.config import quiet_timers
 from localdev.funchost.process import HostProcess
@@ -144,33 +144,6 @@ def _stack(customers: int, *, throttled: bool) -> Iterator[World]:
             srv.shutdown()
             sim.stop()
             storage.stop()
-
-
-def _tree(pid: int) -> list[int]:
-    """The process and its descendants (Linux /proc)."""
-    found, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        found.append(p)
-        for task in Path(f"/proc/{p}/task").glob("*"):
-            children = (
-                (task / "children").read_text().split() if (task / "children").exists() else []
-            )
-            todo += [int(c) for c in children]
-    return found
-
-
-def peak_rss_mb(pid: int) -> float:
-    """Peak resident memory (VmHWM) of the process tree, MB."""
-    total = 0
-    for p in _tree(pid):
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    total += int(line.split()[1])
-        except OSError:
-            continue
-    return total / 1024
 
 
 def _wait_run(host: HostProcess, token: str, location: str, started: float) -> dict[str, Any]:

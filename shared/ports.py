@@ -127,6 +127,12 @@ class Repository(Protocol[M]):
         """Every record (all pages) of a partition or the table, filtered as `list` is."""
         ...
 
+    def column(self, partition: str, field: str, *, rows: tuple[str, str]) -> dict[str, Any]:
+        """One scalar field of the partition's records with row keys from low to high (both
+        included), by row key; a record without it is left out. Only that field is read, not
+        whole records (the reports' customer names)."""
+        ...
+
 
 class StepScheduler(Protocol):
     """Puts a queue message that becomes visible later (a step waiting without sleeping)."""

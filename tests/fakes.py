@@ -5,10 +5,12 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import threading
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 from urllib.parse import unquote
+
+from pydantic import BaseModel
 
 from shared.adapters.tables.repository import read_version
 from shared.domain.claims import Claim
@@ -206,6 +208,29 @@ class InMemoryRepository(Generic[M]):
             token = page.continuation_token
             if token is None:
                 return
+
+    def column(self, partition: str, field: str, *, rows: tuple[str, str]) -> dict[str, Any]:
+        """One field of the partition's records with row keys from low to high, by row key
+        (a field that is not a scalar is a ValueError, as in the table adapter)."""
+        if not _scalar(self.rows.values(), field):
+            raise ValueError(f"no scalar field {field}")
+        out = {}
+        for (pk, rk), item in sorted(self.rows.items()):
+            if pk == partition and rows[0] <= rk <= rows[1]:
+                value = getattr(item, field)
+                if value is not None:
+                    out[rk] = value
+        return out
+
+
+def _scalar(items: Iterable[BaseModel], field: str) -> bool:
+    """Whether `field` holds a scalar (not a nested model, list or dict) in the records."""
+    for item in items:
+        if field not in type(item).model_fields:
+            return False
+        value = getattr(item, field)
+        return not isinstance(value, (BaseModel, list, dict, tuple, set))
+    return True
 
 
 class Crash(BaseException):

@@ -12,6 +12,7 @@ carried their currency; the service that reads it adopts the reseller's currency
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
+from functools import cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, model_validator
@@ -37,6 +38,7 @@ _MINOR_UNITS = {
 MAX_AMOUNT = Decimal("1e12")
 
 
+@cache
 def minor_unit(currency: str) -> Decimal:
     """The smallest amount of a currency (0.01 for CZK, EUR and USD; 1 for JPY)."""
     return Decimal(1).scaleb(-_MINOR_UNITS.get(currency.upper(), 2))

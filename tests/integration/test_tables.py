@@ -271,3 +271,14 @@ def test_a_row_key_range_reads_the_rows_from_low_to_high_alike_in_storage_and_in
             items.add(Item(owner="range", id=key, name=key))
         items.add(Item(owner="other", id="b", name="elsewhere"))
         assert [i.id for i in items.iterate("range", rows=("b", "c"))] == ["b", "c"]
+
+
+def test_one_column_of_a_row_key_range_reads_alike_in_storage_and_in_the_fake(container):
+    fake: InMemoryRepository[Item] = InMemoryRepository(lambda i: (i.owner, i.id))
+    for items in (repo(container), fake):
+        for key in ("a", "b", "c", "d"):
+            items.add(Item(owner="column", id=key, name=f"name {key}"))
+        items.add(Item(owner="other", id="b", name="elsewhere"))
+        assert items.column("column", "name", rows=("b", "c")) == {"b": "name b", "c": "name c"}
+        with pytest.raises(ValueError):
+            items.column("column", "nothing", rows=("a", "z"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -10,10 +11,10 @@ from typing import Any
 import pytest
 
 from shared.domain.customers import Customer
-from shared.domain.errors import NotFound, ValidationFailed
+from shared.domain.errors import FieldError, NotFound, ValidationFailed
 from shared.domain.identity import DISTRIBUTOR, Principal, Role, SignInKind
 from shared.domain.ledger import months_ending
-from shared.services.reports.book import ReportsBook
+from shared.services.reports.book import ReportsBook, read_ahead
 from shared.services.reports.licences import (
     licence_report,
     licence_rows,
@@ -60,6 +61,10 @@ class CountingCustomers(InMemoryRepository[Customer]):
     def list(self, partition: str | None = None, **kw: Any) -> Any:
         self.reads.append("list")
         return super().list(partition, **kw)
+
+    def column(self, partition: str, field: str, **kw: Any) -> Any:
+        self.reads.append(f"column {field}")
+        return super().column(partition, field, **kw)
 
 
 class CountingLedger(InMemoryLedger):
@@ -208,11 +213,11 @@ def test_a_product_filter_totals_that_products_rows_only():
     assert series.months[0].seats == 6
 
 
-def test_customer_names_are_read_with_one_range_query_per_page_not_a_read_per_row():
+def test_customer_names_are_read_with_one_range_query_of_names_per_page_not_a_read_per_row():
     book = book_with(many(customers=3, per=3))
     report = licence_report(book, STAFF, "demo", page_size=9)
     assert {r.customer_name for r in report.items} == {"Customer 0", "Customer 1", "Customer 2"}
-    assert book.customers.reads == ["list"]  # type: ignore[attr-defined]
+    assert book.customers.reads == ["column name"]  # type: ignore[attr-defined]
 
 
 def test_licence_rows_walk_every_page_one_at_a_time():
@@ -317,3 +322,28 @@ def test_bad_report_parameters_are_refused_naming_the_field(call: Any, field: st
     with pytest.raises(ValidationFailed) as refused:
         call(book_with(many()))
     assert [e.field for e in refused.value.errors] == [field]
+
+
+def test_read_ahead_reads_the_next_page_while_the_caller_works_on_this_one():
+    asked = threading.Event()
+
+    def pages() -> Iterator[int]:
+        yield 1
+        asked.set()  # the second page is being read
+        yield 2
+
+    ahead = read_ahead(pages())
+    assert next(ahead) == 1
+    assert asked.wait(5), "the next page was not read ahead"
+    assert list(ahead) == [2]
+
+
+def test_read_ahead_raises_a_failed_read_where_that_page_would_have_come():
+    def pages() -> Iterator[int]:
+        yield 1
+        raise ValidationFailed([FieldError("continuationToken", "is not a valid token")])
+
+    ahead = read_ahead(pages())
+    assert next(ahead) == 1
+    with pytest.raises(ValidationFailed):
+        next(ahead)

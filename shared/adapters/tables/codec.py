@@ -106,7 +106,8 @@ def _encode_scalar(value: Any) -> Any:
     return value
 
 
-def _decode_scalar(value: Any) -> Any:
+def decode_scalar(value: Any) -> Any:
+    """A scalar property as read back (an aware datetime; a typed property's value)."""
     if isinstance(value, EntityProperty):
         return value.value
     if isinstance(value, datetime):
@@ -167,6 +168,13 @@ class EntityCodec(Generic[M]):
                 out[f.prop] = f.adapter.dump_json(value).decode()
         return out
 
+    def scalar_prop(self, name: str) -> str:
+        """The storage property of a scalar field (ValueError for any other field)."""
+        for f in self.fields:
+            if f.name == name and f.kind == "scalar":
+                return f.prop
+        raise ValueError(f"{self.model.__name__} has no scalar field {name}")
+
     def values(self, entity: typing.Mapping[str, Any]) -> dict[str, Any]:
         """Field values (not yet validated) read from an entity's properties."""
         data: dict[str, Any] = {}
@@ -190,14 +198,14 @@ class EntityCodec(Generic[M]):
                 # Rows written before AwareDatetime was stored as a DateTime hold JSON text.
                 data[f.name] = json.loads(raw) if raw.startswith('"') else raw
             elif f.kind in ("scalar", "datetime"):
-                data[f.name] = _decode_scalar(raw)
+                data[f.name] = decode_scalar(raw)
             else:
                 data[f.name] = json.loads(raw)
         # Properties an older version of the record stored; the model migrates them on load.
         legacy: typing.Mapping[str, str] = getattr(self.model, "legacy_properties", {})
         for prop, name in legacy.items():
             if entity.get(prop) is not None and data.get(name) is None:
-                data[name] = _decode_scalar(entity[prop])
+                data[name] = decode_scalar(entity[prop])
         return data
 
     def from_entity(self, entity: typing.Mapping[str, Any]) -> M:

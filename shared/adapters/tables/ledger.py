@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Iterator
 from decimal import Decimal
+from json.encoder import encode_basestring
 from typing import Any
 
 from azure.core import MatchConditions
@@ -122,6 +123,7 @@ class LedgerTable:
         page_size: int,
         token: str | None,
         extra: str = "",
+        select: list[str] | None = None,
         **params: Any,
     ) -> tuple[list[Any], str | None]:
         if page_size < 1:
@@ -131,6 +133,7 @@ class LedgerTable:
                 "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high" + extra,
                 parameters={"pk": pk, "low": low, "high": high, **params},
                 results_per_page=min(page_size, MAX_PAGE_SIZE),
+                select=select,
             ).by_page(continuation_token=decode_token(token))  # type: ignore[arg-type]
             entities = list(next(pager, []))
             next_token = pager.continuation_token  # type: ignore[attr-defined]
@@ -141,10 +144,23 @@ class LedgerTable:
         return entities, encode_token(next_token)
 
     def _subscription_month(self, reseller: str, month: str, entity: Any) -> SubscriptionMonth:
-        row = json.loads(entity["Row"])
-        return SubscriptionMonth.model_validate(
-            {**row, "reseller": reseller, "month": month, "etag": _etag(entity)}
-        )
+        return self._subscription_months(reseller, month, [entity])[0]
+
+    @staticmethod
+    def _subscription_months(
+        reseller: str, month: str, entities: list[Any]
+    ) -> list[SubscriptionMonth]:
+        # Each stored JSON object with the keys the row leaves out put in front, validated as
+        # JSON in one go: parsing it to a dict first took twice as long (30,000 rows: 0.6 s).
+        head = '{"reseller":' + json.dumps(reseller) + ',"month":' + json.dumps(month)
+        out = []
+        for entity in entities:
+            row = str(entity["Row"]).lstrip()
+            if not row.startswith("{") or row[1:].lstrip().startswith("}"):
+                raise ValueError(f"ledger row {entity.get('RowKey')} is not a JSON object")
+            etag = encode_basestring(_etag(entity))
+            out.append(SubscriptionMonth.model_validate_json(f'{head},"etag":{etag},{row[1:]}'))
+        return out
 
     def subscription_months(
         self,
@@ -168,10 +184,13 @@ class LedgerTable:
             page_size,
             continuation_token,
             extra,
+            # The row's JSON is all it needs (the ETag comes along): decoding the other
+            # columns and the Timestamp was most of the time a 30,000-row export took.
+            select=["Row"],
             **params,
         )
         return Page(
-            items=[self._subscription_month(reseller, month, e) for e in entities],
+            items=self._subscription_months(reseller, month, entities),
             continuation_token=token,
         )
 
@@ -353,7 +372,7 @@ class LedgerTable:
                 )
             )
         for row in write.put:
-            ops.append(self._put(pk, self._subscription_entity(pk, row), row.etag))
+            ops.append(self._put(pk, self.subscription_entity(pk, row), row.etag))
         for row in write.remove:
             ops.append(
                 (
@@ -369,12 +388,7 @@ class LedgerTable:
         ops.append(
             self._put(
                 pk,
-                {
-                    "PartitionKey": pk,
-                    "RowKey": customer_row(base.customer_id),
-                    "CustomerId": base.customer_id,
-                    **_figures_props(customer.plus(write.delta)),
-                },
+                self.customer_entity(pk, base.customer_id, customer.plus(write.delta)),
                 base.customer.etag if base.customer else None,
             )
         )
@@ -382,11 +396,7 @@ class LedgerTable:
         ops.append(
             self._put(
                 pk,
-                {
-                    "PartitionKey": pk,
-                    "RowKey": shard_row(total_shard(base.customer_id)),
-                    **_figures_props(shard.plus(write.delta)),
-                },
+                self.shard_entity(pk, total_shard(base.customer_id), shard.plus(write.delta)),
                 base.shard.etag if base.shard else None,
             )
         )
@@ -418,8 +428,31 @@ class LedgerTable:
             },
         )
 
+    # The entities of each kind of row (the bench seeds a ledger with these too).
+
     @staticmethod
-    def _subscription_entity(pk: str, row: SubscriptionMonth) -> dict[str, Any]:
+    def customer_entity(pk: str, customer_id: str, figures: Figures) -> dict[str, Any]:
+        """The entity of a customer's month row."""
+        return {
+            "PartitionKey": pk,
+            "RowKey": customer_row(customer_id),
+            "CustomerId": customer_id,
+            **_figures_props(figures),
+        }
+
+    @staticmethod
+    def shard_entity(pk: str, shard: int, figures: Figures) -> dict[str, Any]:
+        """The entity of one of the month's totals shards."""
+        return {"PartitionKey": pk, "RowKey": shard_row(shard), **_figures_props(figures)}
+
+    @staticmethod
+    def opened_entity(pk: str) -> dict[str, Any]:
+        """The entity marking the month's opening finished."""
+        return {"PartitionKey": pk, "RowKey": OPENED_ROW}
+
+    @staticmethod
+    def subscription_entity(pk: str, row: SubscriptionMonth) -> dict[str, Any]:
+        """The entity of a subscription's month row."""
         body = row.model_dump_json(exclude={"etag", "reseller", "month"}, exclude_none=True)
         return {
             "PartitionKey": pk,

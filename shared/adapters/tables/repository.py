@@ -21,7 +21,7 @@ from azure.core.exceptions import (
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared.adapters.tables import batch
-from shared.adapters.tables.codec import EntityCodec
+from shared.adapters.tables.codec import EntityCodec, decode_scalar
 from shared.adapters.tables.outbox_index import OUTBOX_PREFIX, OutboxIndex
 from shared.adapters.tables.paging import decode_token, encode_token
 from shared.adapters.tables.store import TableStore
@@ -443,6 +443,31 @@ class TableRepository(Generic[M]):
             token = page.continuation_token
             if token is None:
                 return
+
+    def column(self, partition: str, field: str, *, rows: tuple[str, str]) -> dict[str, Any]:
+        """One scalar field of the partition's records with row keys from low to high, by row
+        key (a projection: only RowKey and that property travel)."""
+        prop = self.codec.scalar_prop(field)
+        try:
+            entities = self.table.query_entities(
+                "PartitionKey eq @pk and RowKey ge @rowLow and RowKey le @rowHigh"
+                " and RowKey lt @dataEnd",
+                parameters={
+                    "pk": partition,
+                    "rowLow": rows[0],
+                    "rowHigh": rows[1],
+                    "dataEnd": DATA_END,
+                },
+                select=["RowKey", prop],
+                results_per_page=MAX_PAGE_SIZE,
+            )
+            return {
+                str(e["RowKey"]): decode_scalar(e[prop])
+                for e in entities
+                if e.get(prop) is not None
+            }
+        except Exception as exc:
+            raise storage_errors(exc) from exc
 
     def _in_partition(self, item: M, partition: str) -> dict[str, Any]:
         entity = self.entity(item)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pydantic import BaseModel
 
@@ -23,6 +25,7 @@ from shared.services import access, resellers
 # The page size the reports read the ledger with when they need every row (exports, totals).
 READ_PAGE = 1000
 _MONTH = re.compile(MONTH_PATTERN)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,24 @@ def subscription_pages(
             return
 
 
+def read_ahead(items: Iterator[T]) -> Iterator[T]:
+    """`items`, the next one read in another thread while the caller works on this one (the
+    storage round trip of an export's next page overlaps the rows of this one). At most two are
+    in memory; an error reading one is raised where it would have been."""
+    end = object()
+    with ThreadPoolExecutor(1, thread_name_prefix="read-ahead") as pool:
+        pending = pool.submit(next, items, end)
+        try:
+            while True:
+                item = pending.result()
+                if item is end:
+                    return
+                pending = pool.submit(next, items, end)
+                yield item  # type: ignore[misc]
+        finally:
+            pending.cancel()
+
+
 def subscription_rows(
     ledger: LedgerReader,
     reseller: str,
@@ -163,15 +184,12 @@ def customer_names(
 ) -> dict[str, str]:
     """The names of customers, by id: one range query over the reseller's partition from the
     lowest id to the highest (a page of report rows is in customer id order), not a read per
-    row nor per customer."""
+    row nor per customer, reading the names only."""
     wanted = set(ids)
     if not wanted:
         return {}
-    names = {}
-    for customer in customers.iterate(reseller, rows=(min(wanted), max(wanted))):
-        if customer.id in wanted:
-            names[customer.id] = customer.name
-    return names
+    found = customers.column(reseller, "name", rows=(min(wanted), max(wanted)))
+    return {cid: str(name) for cid, name in found.items() if cid in wanted}
 
 
 def series_figures(

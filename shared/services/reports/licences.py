@@ -4,8 +4,8 @@ A page reads one page of the ledger's subscription rows for the month, the names
 customers on it (one range query: rows come in customer id order) and the totals: the month's
 (one read), and per customer on the page, the sum of its rows there, except for a customer
 whose rows may run on from the page before or into the next one, whose total is its month
-aggregate (at most two point reads a page). `licence_rows` walks every page for exports, one
-page in memory at a time.
+aggregate (at most two point reads a page). `licence_rows` walks every page for exports, the
+next page (and its names) read while this one's rows are made: at most two pages in memory.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from shared.services.reports.book import (
     country_of,
     customer_names,
     month_figures,
+    read_ahead,
     scope,
     series_figures,
     subscription_pages,
@@ -305,7 +306,8 @@ def licence_rows(
 ) -> ReportRows:
     """Every row of the month's licence report as the caller may see it (for exports): access
     and filters are checked now; rows are then read a ledger page at a time, with the names of
-    that page's customers, so memory stays bounded whatever the report's size."""
+    that page's customers, the next page read ahead, so memory stays bounded whatever the
+    report's size."""
     month = check_month(month, book.clock)
     sc = scope(book, principal, reseller, customer_id)
     viewer = audience(principal)
@@ -341,7 +343,7 @@ def _every_row(
     book: ReportsBook, sc: ReportScope, month: str, product_id: str | None, viewer: Audience
 ) -> Iterator[LicenceRowPublic]:
     pages = subscription_pages(book.ledger, sc.reseller.slug, month, sc.customer_id, product_id)
-    for rows in pages:
-        names = _names(book, sc, rows)
+    named = ((rows, _names(book, sc, rows)) for rows in pages)
+    for rows, names in read_ahead(named):
         for row in rows:
             yield licence_row(row, names.get(row.customer_id), sc.reseller.currency, viewer)
