@@ -329,6 +329,11 @@ def test_the_licence_report_says_whether_the_months_opening_finished(world):
     assert json_of(_get(world, "licence", "Sales", month="2026-01"))["opened"] is True
     assert json_of(_get(world, "licence", "Sales", month="2025-12"))["opened"] is False
     assert json_of(_get(world, "licence", "CustomerReader", month="2025-12"))["opened"] is False
+    series = json_of(_get(world, "licence", "Sales", months="2", month="2026-01"))
+    assert [(m["month"], m["opened"]) for m in series["months"]] == [
+        ("2025-12", False),
+        ("2026-01", True),
+    ]
 
 
 @pytest.fixture

@@ -300,7 +300,14 @@ def licence_series(
             "customer_id": sc.customer_id,
             "customer_name": sc.customer_name,
             "product_id": product_id,
-            "months": [{"month": m, **figures_values(f, currency, viewer)} for m, f in series],
+            "months": [
+                {
+                    "month": m,
+                    "opened": book.ledger.opened(reseller, m),
+                    **figures_values(f, currency, viewer),
+                }
+                for m, f in series
+            ],
         }
     )
 

@@ -113,6 +113,11 @@ class _CustomerKey(WireModel):
 
 class _MonthKey(WireModel):
     month: str = Field(title="Month")
+    opened: bool = Field(
+        title="Month complete",
+        description="The month's opening finished: every subscription live when it began is "
+        "counted (until then its figures may be incomplete).",
+    )
 
 
 # The key's fields come first (pydantic orders fields from the last base to the first).
