@@ -34,7 +34,7 @@ def _child(fmt: str) -> dict[str, float]:
 
     import azure.functions as func
 
-    from functions._exports import export
+    from functions._exports import export, requested_format
     from functions._http import Call, RouteSpec, render
     from tests.export_rows import LineStaff, staff_line
 
@@ -58,8 +58,10 @@ def _child(fmt: str) -> dict[str, float]:
             route_params={"r": "demo"},
             body=b"",
         )
+        call = Call(req, spec, "bench")
         reply = export(
-            Call(req, spec, "bench"),
+            call,
+            requested_format(call),
             report="licences",
             filters={"month": "2026-11"},
             model=LineStaff,

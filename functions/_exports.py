@@ -1,10 +1,14 @@
 """Report downloads: JSON, or the same rows as a CSV or XLSX file.
 
-A report route gets its rows from its service and hands them over:
+A report route asks once which format the caller wants; for a file it gets every row from its
+service and hands them over:
 
-    exported = export(call, report="licences", filters={"month": q.month}, model=RowModel,
-                      rows=rows, country=reseller.country)
-    return exported or LicenceReport(...)          # None: the caller wants JSON
+    fmt = requested_format(call)
+    if fmt is not ExportFormat.JSON:
+        rows = licences.licence_rows(book, call.principal, call.route["r"], month=q.month)
+        return export(call, fmt, report="licences", filters={"month": q.month},
+                      model=rows.model, rows=rows.rows, country=rows.country)
+    return licences.licence_report(...)             # JSON: a page
 
 The format is `?format=json|csv|xlsx` (the route's query model extends
 `shared.domain.exports.ExportQuery`, so OpenAPI shows the parameter), else the best of `Accept`
@@ -90,22 +94,22 @@ def requested_format(call: Call) -> ExportFormat:
 
 def export(
     call: Call,
+    fmt: ExportFormat,
     *,
     report: str,
     filters: Mapping[str, object],
     model: type[BaseModel],
     rows: Iterable[BaseModel],
     country: str,
-) -> Reply | None:
-    """The report as the file the caller asked for, or None when it wants JSON.
+) -> Reply:
+    """The report as a file of format `fmt` (CSV or XLSX: what `requested_format` chose).
 
     `model` is the row model of the caller's view (a customer user's has no cost, margin or
     mark-up field; its columns are all the file can hold); `country` is the reseller's, for
     the decimal separator of the CSV.
     """
-    fmt = requested_format(call)
     if fmt is ExportFormat.JSON:
-        return None
+        raise ValueError("JSON is the route's own answer, not an export")
     reseller = call.route.get("r") or call.principal.reseller
     named = {k: v for k, v in filters.items() if k != FORMAT_FIELD}
     filename = export_filename(report, reseller, named, fmt)

@@ -12,7 +12,7 @@ from functions._exports import export, requested_format
 from functions._http import Call, PageQuery, Reply, http
 from shared.bootstrap import container
 from shared.domain.exports import ExportFormat, ExportQuery
-from shared.domain.ledger import MONTH_PATTERN, month_of
+from shared.domain.ledger import month_of
 from shared.services import usage_report
 from shared.services.access import Action, allow
 from shared.services.reports import licences, revenue
@@ -23,6 +23,15 @@ from shared.services.reports.licences import (
     LicenceReportStaff,
     LicenceSeriesPublic,
     LicenceSeriesStaff,
+)
+from shared.services.reports.query import (
+    DEFAULT_REVENUE_MONTHS,
+    CustomerId,
+    Month,
+    PageSize,
+    ProductId,
+    RevenueMonths,
+    SeriesMonths,
 )
 from shared.services.reports.revenue import RevenueReportPublic, RevenueReportStaff
 from shared.services.usage_report import (
@@ -41,18 +50,16 @@ class LicenceQuery(PageQuery, ExportQuery):
 
     model_config = ConfigDict(extra="forbid")
 
-    page_size: int = Field(100, ge=1, le=licences.MAX_PAGE_SIZE, description="Rows per page.")
-    month: str | None = Field(
-        None, pattern=MONTH_PATTERN, description="YYYY-MM (default: this month)."
-    )
-    months: int | None = Field(
+    page_size: PageSize = Field(100, description="Rows per page.")
+    month: Month | None = Field(None, description="YYYY-MM (default: this month).")
+    months: SeriesMonths | None = Field(
         None,
-        ge=1,
-        le=licences.MAX_SERIES_MONTHS,
         description="The monthly series of this many months up to `month` instead of its rows.",
     )
-    customer: str | None = Field(None, max_length=64, description="One customer's rows only.")
-    product: str | None = Field(None, max_length=64, description="One product's rows only.")
+    customer: CustomerId | None = Field(None, description="One customer's rows only (its id).")
+    product: ProductId | None = Field(
+        None, description="One product's rows only (its id, e.g. CFQ7TTC0LH18)."
+    )
 
 
 class RevenueQuery(ExportQuery):
@@ -60,8 +67,8 @@ class RevenueQuery(ExportQuery):
 
     model_config = ConfigDict(extra="forbid")
 
-    months: int = Field(revenue.DEFAULT_MONTHS, ge=1, le=revenue.MAX_MONTHS)
-    customer: str | None = Field(None, max_length=64, description="One customer's revenue.")
+    months: RevenueMonths = Field(DEFAULT_REVENUE_MONTHS, description="How many months.")
+    customer: CustomerId | None = Field(None, description="One customer's revenue (its id).")
 
 
 LicenceAnswer = (
@@ -92,7 +99,8 @@ def licence_report(call: Call) -> LicenceAnswer | Reply:
     book = container().reports_book
     month = q.month or month_of(book.clock.now())  # the file names the month it holds
     filters = {"month": month, "months": q.months, "customer": q.customer, "product": q.product}
-    if requested_format(call) is not ExportFormat.JSON:
+    fmt = requested_format(call)
+    if fmt is not ExportFormat.JSON:
         if q.months is not None:
             rows = licences.licence_series_rows(
                 book,
@@ -112,7 +120,7 @@ def licence_report(call: Call) -> LicenceAnswer | Reply:
                 customer_id=q.customer,
                 product_id=q.product,
             )
-        return _download(call, "licences", filters, rows)
+        return _download(call, fmt, "licences", filters, rows)
     if q.months is not None:
         return licences.licence_series(
             book,
@@ -135,13 +143,19 @@ def licence_report(call: Call) -> LicenceAnswer | Reply:
     )
 
 
-def _download(call: Call, report: str, filters: Mapping[str, object], rows: ReportRows) -> Reply:
-    """The rows as the file the caller asked for (not JSON: the caller checked)."""
-    reply = export(
-        call, report=report, filters=filters, model=rows.model, rows=rows.rows, country=rows.country
+def _download(
+    call: Call, fmt: ExportFormat, report: str, filters: Mapping[str, object], rows: ReportRows
+) -> Reply:
+    """The rows as the file the caller asked for."""
+    return export(
+        call,
+        fmt,
+        report=report,
+        filters=filters,
+        model=rows.model,
+        rows=rows.rows,
+        country=rows.country,
     )
-    assert reply is not None
-    return reply
 
 
 @http(
@@ -161,11 +175,12 @@ def revenue_report(call: Call) -> RevenueReportStaff | RevenueReportPublic | Rep
     """The revenue report; as JSON, CSV or XLSX."""
     q = call.query(RevenueQuery)
     book = container().reports_book
-    if requested_format(call) is not ExportFormat.JSON:
+    fmt = requested_format(call)
+    if fmt is not ExportFormat.JSON:
         rows = revenue.revenue_rows(
             book, call.principal, call.route["r"], months=q.months, customer_id=q.customer
         )
-        return _download(call, "revenue", {"months": q.months, "customer": q.customer}, rows)
+        return _download(call, fmt, "revenue", {"months": q.months, "customer": q.customer}, rows)
     return revenue.revenue_report(
         book,
         call.principal,
@@ -198,7 +213,8 @@ def usage_report_route(call: Call) -> UsageReport | Reply:
     report = usage_report.build(
         c.usage_book, call.principal, call.route["r"], q, c.settings.distributor_markup_percent
     )
-    if requested_format(call) is ExportFormat.JSON:
+    fmt = requested_format(call)
+    if fmt is ExportFormat.JSON:
         return report
     filters = {
         "month": report.month,
@@ -209,4 +225,4 @@ def usage_report_route(call: Call) -> UsageReport | Reply:
         "subscription": q.subscription,
     }
     rows = usage_report.report_rows(c.usage_book, call.route["r"], report)
-    return _download(call, "usage", filters, rows)
+    return _download(call, fmt, "usage", filters, rows)

@@ -491,6 +491,10 @@ class LedgerReader(Protocol):
         """The reseller's figures for the month (zero when nothing was projected)."""
         ...
 
+    def opened(self, reseller: str, month: str) -> bool:
+        """Whether the month's opening finished (every live row of the month before carried)."""
+        ...
+
 
 class ReportWriter(Protocol):
     """Writes a report's rows into one file format (CSV, XLSX), incrementally."""
@@ -525,10 +529,6 @@ class LedgerStore(LedgerReader, Protocol):
     def write(self, write: MonthWrite) -> None:
         """Commit one customer's month change in one partition transaction; ConcurrencyConflict
         when any row changed (or appeared) since the slice was read, and nothing is written."""
-        ...
-
-    def opened(self, reseller: str, month: str) -> bool:
-        """Whether the month's opening finished (every live row of the month before carried)."""
         ...
 
     def mark_opened(self, reseller: str, month: str) -> None:

@@ -25,15 +25,18 @@ thousands separators; text that a spreadsheet would run as a formula (`=`, `+`, 
 gets a leading `'` (OWASP's CSV-injection advice). `csv_chunks` yields byte chunks of a few
 hundred rows, so 30,000 rows never sit in memory at once.
 
-XLSX: numbers as numeric cells (Decimals written to 16 significant digits, exact for any amount
-below `Money`'s bound; amounts shown with two decimals), dates and datetimes as date cells with
-a date format, booleans as booleans, text as inline strings (never formulas); a bold header
-row, frozen; column widths from the column's type and title; the sheet named after the report.
+XLSX: numbers as numeric cells (openpyxl writes a Decimal as the nearest double, in the shortest
+text that reads back as it: exact up to 15 significant digits, so exact for every amount shown
+with two decimals below `Money`'s bound of 10^12; amounts formatted with two decimals), dates
+and datetimes as date cells with a date format, booleans as booleans, text as inline strings
+(never formulas); a bold header row, frozen; column widths from the column's type and title;
+the sheet named after the report.
 openpyxl's write-only workbook keeps rows in its own temporary file, not in memory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import re
@@ -270,8 +273,9 @@ def columns_of(model: type[BaseModel]) -> tuple[Column, ...]:
 
 def _rows(model: type[BaseModel], rows: Iterable[BaseModel]) -> Iterator[BaseModel]:
     for row in rows:
-        if not isinstance(row, model):
-            # A staff row exported through a customer's model is still a bug worth a stop.
+        # Exactly the model, not a subclass: a staff row (a subclass of the customer's row
+        # model) must never be written under a customer's columns.
+        if type(row) is not model:
             raise TypeError(f"a {type(row).__name__} row in an export of {model.__name__}")
         yield row
 
@@ -409,8 +413,14 @@ def write_xlsx(
 
     cells = [(c.value, converter(c.kind)) for c in columns]
     sheet.append([header(c.title) for c in columns])
-    for row in _rows(model, rows):
-        sheet.append([convert(value(row)) for value, convert in cells])
+    try:
+        for row in _rows(model, rows):
+            sheet.append([convert(value(row)) for value, convert in cells])
+    except BaseException:
+        # Close the sheet's temporary file now, not when its row writer is collected.
+        with contextlib.suppress(Exception):
+            sheet.close()
+        raise
     workbook.save(out)
 
 

@@ -25,7 +25,10 @@ from shared.domain.model import Timestamped, WireModel, new_id
 from shared.domain.money import Money
 from shared.domain.pricing import LayerAmounts, PricedLine
 
-CATALOG_ITEM_PATTERN = r"^[A-Za-z0-9]{1,40}:[A-Za-z0-9]{1,20}:[A-Za-z0-9]{1,20}$"
+_PRODUCT = r"[A-Za-z0-9]{1,40}"
+# A Partner Center product id (`CFQ7TTC0LH18`): the first part of a catalog item id.
+PRODUCT_ID_PATTERN = rf"^{_PRODUCT}$"
+CATALOG_ITEM_PATTERN = rf"^{_PRODUCT}:[A-Za-z0-9]{{1,20}}:[A-Za-z0-9]{{1,20}}$"
 TERM_PATTERN = r"^P\d+[MY]$"
 MAX_LINES = 50
 # Small-business SKUs (Business Basic/Standard/Premium, Apps for business) share a cap of 300

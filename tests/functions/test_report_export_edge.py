@@ -34,15 +34,16 @@ def call_with(params: dict[str, str] | None = None, accept: str | None = None) -
 
 
 def download(call: Call, *, model=LineStaff, rows=None, country: str = "CZ") -> func.HttpResponse:
+    """What a report route does: choose the format once, then export in it."""
     reply = export(
         call,
+        requested_format(call),
         report="licences",
         filters=FILTERS,
         model=model,
         rows=rows if rows is not None else [staff_line(i) for i in range(3)],
         country=country,
     )
-    assert reply is not None
     return render(reply, SPEC)
 
 
@@ -70,9 +71,11 @@ def test_the_format_parameter_wins_over_accept():
     assert requested_format(call_with({"format": "json"}, accept="text/csv")) is ExportFormat.JSON
 
 
-def test_json_wanted_leaves_the_route_to_render_its_json():
+def test_an_export_is_written_in_the_format_the_route_chose_without_asking_the_request_again():
+    # The route read `?format=`/Accept once; the request (asking for CSV) is not read again.
     reply = export(
-        call_with(),
+        call_with(accept="text/csv"),
+        ExportFormat.XLSX,
         report="licences",
         filters=FILTERS,
         model=LineStaff,
@@ -80,7 +83,22 @@ def test_json_wanted_leaves_the_route_to_render_its_json():
         country="CZ",
     )
 
-    assert reply is None
+    resp = render(reply, SPEC)
+    assert resp.mimetype == XLSX
+    assert openpyxl.load_workbook(io.BytesIO(resp.get_body())).worksheets[0].max_row == 2
+
+
+def test_json_is_the_routes_own_answer_not_an_export():
+    with pytest.raises(ValueError):
+        export(
+            call_with(),
+            ExportFormat.JSON,
+            report="licences",
+            filters=FILTERS,
+            model=LineStaff,
+            rows=[staff_line(1)],
+            country="CZ",
+        )
 
 
 def test_an_unknown_format_is_a_400_problem_naming_format():

@@ -261,3 +261,131 @@ def test_a_bad_format_is_a_400_naming_format(world):
 
     assert resp.status_code == 400
     assert "format" in json.dumps(json_of(resp))
+
+
+# --- filters, paging, money as shown, completeness ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("report", "params", "field"),
+    [
+        ("licence", {"customer": "a/b"}, "customer"),
+        ("licence", {"customer": "#"}, "customer"),
+        ("licence", {"customer": "?"}, "customer"),
+        ("licence", {"product": "a/b"}, "product"),
+        ("licence", {"product": "CFQ7#"}, "product"),
+        ("licence", {"product": "?", "format": "csv"}, "product"),
+        ("licence", {"customer": "a\\b", "months": "3"}, "customer"),
+        ("revenue", {"customer": "a/b"}, "customer"),
+    ],
+)
+def test_a_filter_a_table_key_cannot_hold_is_a_400_naming_it(world, report, params, field):
+    resp = _get(world, report, "Sales", **params)
+
+    assert resp.status_code == 400, resp.get_body()
+    assert resp.mimetype == "application/problem+json"
+    assert [e["field"] for e in json_of(resp)["errors"]] == [field]
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"month": "2025-12"},
+        {"month": "2026-01", "customer": CUST_A},
+        {"month": "2026-01", "product": "CFQ7TTC0LH18"},
+    ],
+)
+def test_a_continuation_token_used_with_another_month_or_filter_is_a_400_naming_it(world, changed):
+    first = json_of(_get(world, "licence", "Sales", pageSize="1", month="2026-01"))
+    assert first["continuationToken"]
+
+    resp = _get(
+        world,
+        "licence",
+        "Sales",
+        pageSize="1",
+        continuationToken=first["continuationToken"],
+        **changed,
+    )
+
+    assert resp.status_code == 400, resp.get_body()
+    assert [e["field"] for e in json_of(resp)["errors"]] == ["continuationToken"]
+
+
+def test_a_made_up_continuation_token_is_a_400_naming_it(world):
+    first = json_of(_get(world, "licence", "Sales", pageSize="1"))
+    _, _, ledgers_own = first["continuationToken"].partition(".")
+    for forged in (ledgers_own, "0" * 16 + "." + ledgers_own, "1"):
+        resp = _get(world, "licence", "Sales", pageSize="1", continuationToken=forged)
+
+        assert resp.status_code == 400, (forged, resp.get_body())
+        assert [e["field"] for e in json_of(resp)["errors"]] == ["continuationToken"]
+
+
+def test_the_licence_report_says_whether_the_months_opening_finished(world):
+    ledger = world.container.ledger_reader
+    ledger.opened_months.discard(("demo", "2025-12"))
+
+    assert json_of(_get(world, "licence", "Sales", month="2026-01"))["opened"] is True
+    assert json_of(_get(world, "licence", "Sales", month="2025-12"))["opened"] is False
+    assert json_of(_get(world, "licence", "CustomerReader", month="2025-12"))["opened"] is False
+    series = json_of(_get(world, "licence", "Sales", months="2", month="2026-01"))
+    assert [(m["month"], m["opened"]) for m in series["months"]] == [
+        ("2025-12", False),
+        ("2026-01", True),
+    ]
+
+
+@pytest.fixture
+def odd_prices() -> Iterator[World]:
+    """Two annual subscriptions of one seat whose monthly amounts do not round evenly: the
+    customer pays 120.06 a year (10.005 a month), the reseller 60.05 (5.00416… a month)."""
+    w = build_world()
+    add_customers(w)
+    annual = state(
+        1,
+        billing_cycle="annual",
+        unit_customer_price=Decimal("120.06"),
+        unit_reseller_cost=Decimal("60.05"),
+    )
+    facts = [fact(JAN, CUST_A, "a1", annual), fact(JAN, CUST_B, "b1", annual)]
+    install_ledger(w.container, facts, months_ending("2026-01", 2))
+    bootstrap.use(w.container)
+    yield w
+    bootstrap.use(None)
+
+
+def _adds_up(row: dict[str, Any], price: str, cost: str) -> None:
+    assert Decimal(row["margin"]) == Decimal(row[price]) - Decimal(row[cost]), row
+
+
+def test_each_shown_margin_is_the_shown_price_less_the_shown_cost(odd_prices):
+    body = json_of(_get(odd_prices, "licence", "Sales"))
+    rows = body["items"]
+    assert [(r["monthlyPrice"], r["monthlyCost"], r["margin"]) for r in rows] == [
+        ("10.01", "5.00", "5.01"),
+        ("10.01", "5.00", "5.01"),
+    ]
+    for figures in (*rows, *body["customerTotals"], body["totals"]):
+        _adds_up(figures, "monthlyPrice", "monthlyCost")
+    assert body["customerTotals"][0]["margin"] == "5.01"
+    series = json_of(_get(odd_prices, "licence", "Sales", months="1", customer=CUST_B))
+    assert series["months"][0]["margin"] == "5.01"
+    revenue = json_of(_get(odd_prices, "revenue", "Sales", months="1", customer=CUST_B))
+    month = revenue["months"][0]
+    assert (month["mrr"], month["resellerCost"], month["margin"]) == ("10.01", "5.00", "5.01")
+    assert Decimal(month["netChange"]) == Decimal(month["mrr"]) - Decimal(month["openingMrr"])
+
+
+def test_a_total_is_rounded_from_the_exact_sum_not_summed_from_the_rows_shown(odd_prices):
+    body = json_of(_get(odd_prices, "licence", "Sales"))
+
+    # 2 × 10.005 = 20.01 exactly (the rows show 10.01 each); 2 × 5.00416… = 10.0083… → 10.01.
+    totals = body["totals"]
+    assert (totals["monthlyPrice"], totals["monthlyCost"], totals["margin"]) == (
+        "20.01",
+        "10.01",
+        "10.00",
+    )
+    month = json_of(_get(odd_prices, "revenue", "Sales", months="1"))["months"][0]
+    assert (month["mrr"], month["resellerCost"], month["margin"]) == ("20.01", "10.01", "10.00")

@@ -22,10 +22,12 @@ from shared.bootstrap import Container
 from shared.config import Settings
 from shared.domain.customers import Customer
 from shared.domain.errors import ValidationFailed
+from shared.domain.identity import Principal, Role, SignInKind
 from shared.domain.ledger import Figures, MonthWrite
 from shared.domain.subscriptions import Subscription
 from shared.services.ledger import open_months, rebuild, reconcile
-from tests.fakes import FakeClock
+from shared.services.reports.licences import licence_report
+from tests.fakes import FakeClock, onboard
 from tests.unit.test_codec import subscription_priced_without_retail_price
 
 pytestmark = pytest.mark.integration
@@ -244,3 +246,36 @@ def test_a_message_lost_to_poison_is_sent_again_by_the_reconciliation(ledger_wor
     assert rows[b.id].closing.seats == 2 and rows[a.id].closing.seats == 4
     assert reconcile(c.ledger, clock, c.customers, subs, ["demo"]) == {"demo": 0}
     assert rebuild(c.ledger, "demo", [NOV]) == []
+
+
+def test_the_licence_report_on_azurite_refuses_a_key_unsafe_customer_and_pages_with_bound_tokens(
+    ledger_world,
+) -> None:
+    c, queue, clock = ledger_world
+    onboard(c.resellers, clock, "demo", "CZK")
+    customer = "01JCXSTA00000000000000000A"
+    for n in range(3):
+        c.subscriptions.add(record(customer, n + 1))
+    for msg in drain(queue):
+        queue_project_ledger(msg)
+    staff = Principal("u1", "demo", None, Role.READ_ONLY, "u@x.example", SignInKind.PLATFORM)
+    book = c.reports_book
+
+    # Table Storage cannot hold `a/b` as a key: a 400 naming the filter, not a storage error.
+    for bad in ("a/b", "#", "x?y"):
+        with pytest.raises(ValidationFailed) as caught:
+            licence_report(book, staff, "demo", customer_id=bad)
+        assert [e.field for e in caught.value.errors] == ["customer"]
+
+    # Table Storage's own continuation tokens, bound to the query, page through every row.
+    seen, token = [], None
+    while True:
+        page = licence_report(book, staff, "demo", page_size=2, continuation_token=token)
+        seen += [r.subscription_id for r in page.items]
+        token = page.continuation_token
+        if token is None:
+            break
+        with pytest.raises(ValidationFailed) as caught:
+            licence_report(book, staff, "demo", month=DEC, page_size=2, continuation_token=token)
+        assert [e.field for e in caught.value.errors] == ["continuationToken"]
+    assert len(seen) == 3

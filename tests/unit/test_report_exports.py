@@ -156,6 +156,18 @@ def test_a_row_of_another_model_is_refused():
         csv_text(Other, [staff_line(1)], decimal_comma=False)
 
 
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_a_staff_row_is_never_written_under_a_customers_columns(fmt):
+    # LineStaff subclasses LinePublic: the guard wants the very model, not a subclass of it.
+    rows = [public_line(0), staff_line(1)]
+
+    with pytest.raises(TypeError, match="LineStaff row in an export of LinePublic"):
+        if fmt == "csv":
+            csv_text(LinePublic, rows, decimal_comma=True)
+        else:
+            write_xlsx(LinePublic, rows, io.BytesIO(), title="Licences")
+
+
 # --- CSV -------------------------------------------------------------------------------------
 
 
@@ -260,6 +272,18 @@ def test_xlsx_amounts_are_numeric_cells_with_two_decimals_and_exact_values():
         assert Decimal(str(row["Unit price"])) == line.unit_price.amount
         assert row["Seats"] == line.seats and isinstance(row["Seats"], int)
         assert row["Currency"] == "CZK"
+
+
+def test_xlsx_amounts_up_to_moneys_bound_read_back_exactly():
+    amounts = ["999999999999.99", "123456789012.34", "0.01", "-987654321098.76"]
+    lines = [
+        staff_line(i).model_copy(update={"unit_price": Money.of(a, "CZK")})
+        for i, a in enumerate(amounts)
+    ]
+
+    rows = sheet_rows(xlsx_sheet(LineStaff, lines))
+
+    assert [Decimal(repr(r["Unit price"])) for r in rows] == [Decimal(a) for a in amounts]
 
 
 def test_xlsx_dates_are_date_cells_and_datetimes_naive_utc():

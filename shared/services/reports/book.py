@@ -7,7 +7,6 @@ total be summed from rows (the aggregates are per reseller and per customer, not
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -16,15 +15,15 @@ from typing import TypeVar
 from pydantic import BaseModel
 
 from shared.domain.customers import Customer
-from shared.domain.errors import FieldError, NotFound, ValidationFailed
+from shared.domain.errors import NotFound
 from shared.domain.identity import Principal, Reseller
-from shared.domain.ledger import MONTH_PATTERN, Figures, SubscriptionMonth, month_of
+from shared.domain.ledger import Figures, SubscriptionMonth, totals_of
 from shared.ports import Clock, LedgerReader, Repository
 from shared.services import access, resellers
+from shared.services.reports.query import check_filters
 
 # The page size the reports read the ledger with when they need every row (exports, totals).
 READ_PAGE = 1000
-_MONTH = re.compile(MONTH_PATTERN)
 T = TypeVar("T")
 
 
@@ -64,10 +63,16 @@ def country_of(book: ReportsBook, reseller: str) -> str:
 
 
 def scope(
-    book: ReportsBook, principal: Principal, reseller: str, customer_id: str | None
+    book: ReportsBook,
+    principal: Principal,
+    reseller: str,
+    customer_id: str | None,
+    product_id: str | None = None,
 ) -> ReportScope:
     """The report's scope for the caller: a customer user's is its own customer (another
-    customer named is a 404, as is another reseller's); staff may name any of theirs."""
+    customer named is a 404, as is another reseller's); staff may name any of theirs. Filters
+    that are not ids (`a/b`, `#`) are a 400 naming them."""
+    check_filters(customer_id, product_id)
     if principal.is_customer_user:
         customer_id = customer_id or principal.customer_id
         access.ensure_visible(principal, reseller, customer_id)
@@ -81,22 +86,6 @@ def scope(
             raise NotFound("customer not found")
         name = customer.name
     return ReportScope(found, customer_id, name)
-
-
-def check_month(month: str | None, clock: Clock) -> str:
-    """`month` (YYYY-MM), or the current one; a malformed one is a 400 naming `month`."""
-    if month is None:
-        return month_of(clock.now())
-    if not _MONTH.match(month):
-        raise ValidationFailed([FieldError("month", "must be a month as YYYY-MM")])
-    return month
-
-
-def check_months(months: int, maximum: int) -> int:
-    """A series length from 1 to `maximum`, else a 400 naming `months`."""
-    if not 1 <= months <= maximum:
-        raise ValidationFailed([FieldError("months", f"must be 1 to {maximum}")])
-    return months
 
 
 def subscription_pages(
@@ -154,14 +143,6 @@ def subscription_rows(
         yield from page
 
 
-def sum_figures(rows: Iterable[SubscriptionMonth]) -> Figures:
-    """The sum of the rows' figures."""
-    total = Figures()
-    for row in rows:
-        total = total.plus(row.figures)
-    return total
-
-
 def month_figures(
     ledger: LedgerReader,
     reseller: str,
@@ -172,7 +153,7 @@ def month_figures(
     """The month's figures of the reseller or one customer (an aggregate: one read), or, for
     one product, the sum of its rows (the ledger keeps no per-product aggregate)."""
     if product_id is not None:
-        return sum_figures(subscription_rows(ledger, reseller, month, customer_id, product_id))
+        return totals_of(subscription_rows(ledger, reseller, month, customer_id, product_id))
     if customer_id is None:
         return ledger.totals(reseller, month).figures
     row = ledger.customer_month(reseller, month, customer_id)

@@ -15,18 +15,14 @@ from typing import Any
 
 from pydantic import Field
 
-from shared.domain.errors import FieldError, ValidationFailed
 from shared.domain.identity import Principal
-from shared.domain.ledger import Figures, SubscriptionMonth, months_ending
+from shared.domain.ledger import Figures, SubscriptionMonth, months_ending, totals_of
 from shared.domain.model import WireModel
-from shared.domain.pricing import percent
 from shared.services.access import Audience, audience
 from shared.services.reports.book import (
     ReportRows,
     ReportsBook,
     ReportScope,
-    check_month,
-    check_months,
     country_of,
     customer_names,
     month_figures,
@@ -34,7 +30,13 @@ from shared.services.reports.book import (
     scope,
     series_figures,
     subscription_pages,
-    sum_figures,
+)
+from shared.services.reports.query import (
+    bind_token,
+    check_month,
+    check_page_size,
+    check_series_months,
+    unbind_token,
 )
 from shared.services.reports.views import (
     LICENCE_ROW,
@@ -49,10 +51,10 @@ from shared.services.reports.views import (
     LicenceRowStaff,
     figures_values,
     money,
+    shown,
 )
 
-MAX_SERIES_MONTHS = 14
-MAX_PAGE_SIZE = 1000
+REPORT = "licences"
 
 
 class _ReportFields(WireModel):
@@ -61,7 +63,13 @@ class _ReportFields(WireModel):
     customer_id: str | None = Field(description="The customer filter, if any.")
     customer_name: str | None
     product_id: str | None = Field(description="The product filter, if any.")
-    continuation_token: str | None = Field(description="The next page's token; None: last.")
+    continuation_token: str | None = Field(
+        description="The next page's token (valid with the same month and filters); None: last."
+    )
+    opened: bool = Field(
+        description="The month's opening finished: every subscription live when it began is "
+        "in its rows and totals (until then they may be incomplete)."
+    )
 
 
 class LicenceReportPublic(_ReportFields):
@@ -69,9 +77,13 @@ class LicenceReportPublic(_ReportFields):
 
     items: list[LicenceRowPublic]
     customer_totals: list[CustomerTotalsPublic] = Field(
-        description="The month's totals of each customer on this page."
+        description="The month's totals of each customer on this page, each rounded from its "
+        "exact sum (it may differ from the sum of the rows shown by rounding)."
     )
-    totals: FiguresPublic = Field(description="The month's totals of the whole report.")
+    totals: FiguresPublic = Field(
+        description="The month's totals of the whole report, rounded from the exact sums (they "
+        "may differ from the sum of the rows shown by rounding)."
+    )
 
 
 class LicenceReportStaff(_ReportFields):
@@ -147,13 +159,14 @@ def licence_row(
         "monthly_price": money(f.mrr, cur),
     }
     if viewer is not Audience.CUSTOMER:
+        monthly = shown(f.mrr, f.mrr_cost, cur)
         values |= {
             "unit_cost": money(state.unit_reseller_cost, cur),
             "total_cost": total(state.unit_reseller_cost),
-            "monthly_cost": money(f.mrr_cost, cur),
-            "margin": money(f.margin, cur),
-            "margin_percent": percent(f.margin, f.mrr),
-            "markup_percent": percent(f.margin, f.mrr_cost),
+            "monthly_cost": monthly.cost,
+            "margin": monthly.margin,
+            "margin_percent": monthly.margin_percent,
+            "markup_percent": monthly.markup_percent,
         }
     if viewer is Audience.DISTRIBUTOR:
         values |= {
@@ -161,11 +174,6 @@ def licence_row(
             "total_microsoft_cost": total(state.unit_microsoft_cost),
         }
     return LICENCE_ROW[viewer].model_validate(values)
-
-
-def _check_page_size(page_size: int) -> None:
-    if not 1 <= page_size <= MAX_PAGE_SIZE:
-        raise ValidationFailed([FieldError("pageSize", f"must be 1 to {MAX_PAGE_SIZE}")])
 
 
 def _names(book: ReportsBook, sc: ReportScope, rows: list[SubscriptionMonth]) -> dict[str, str]:
@@ -198,7 +206,7 @@ def _customer_figures(
         cid: (
             month_figures(book.ledger, sc.reseller.slug, month, cid, product_id)
             if cid in cut
-            else sum_figures(mine)
+            else totals_of(mine)
         )
         for cid, mine in by_customer.items()
     }
@@ -217,10 +225,12 @@ def licence_report(
 ) -> LicenceReportPublic | LicenceReportStaff:
     """A page of the month's licence report (default: this month) as the caller may see it: a
     customer user's own customer only, at its prices, without cost or margin."""
-    _check_page_size(page_size)
+    check_page_size(page_size)
     month = check_month(month, book.clock)
-    sc = scope(book, principal, reseller, customer_id)
+    sc = scope(book, principal, reseller, customer_id, product_id)
     viewer = audience(principal)
+    query = (REPORT, reseller, month, sc.customer_id, product_id)
+    continuation_token = unbind_token(continuation_token, *query)
     page = book.ledger.subscription_months(
         reseller,
         month,
@@ -249,7 +259,8 @@ def licence_report(
             "customer_id": sc.customer_id,
             "customer_name": sc.customer_name,
             "product_id": product_id,
-            "continuation_token": page.continuation_token,
+            "continuation_token": bind_token(page.continuation_token, *query),
+            "opened": book.ledger.opened(reseller, month),
             "items": [licence_row(r, names.get(r.customer_id), currency, viewer) for r in rows],
             "customer_totals": [
                 {
@@ -275,9 +286,9 @@ def licence_series(
     product_id: str | None = None,
 ) -> LicenceSeriesPublic | LicenceSeriesStaff:
     """The licence figures of `months` months up to `month` (default: this month)."""
-    check_months(months, MAX_SERIES_MONTHS)
+    check_series_months(months)
     last = check_month(month, book.clock)
-    sc = scope(book, principal, reseller, customer_id)
+    sc = scope(book, principal, reseller, customer_id, product_id)
     viewer = audience(principal)
     currency = sc.reseller.currency
     series = series_figures(
@@ -290,7 +301,14 @@ def licence_series(
             "customer_id": sc.customer_id,
             "customer_name": sc.customer_name,
             "product_id": product_id,
-            "months": [{"month": m, **figures_values(f, currency, viewer)} for m, f in series],
+            "months": [
+                {
+                    "month": m,
+                    "opened": book.ledger.opened(reseller, m),
+                    **figures_values(f, currency, viewer),
+                }
+                for m, f in series
+            ],
         }
     )
 
@@ -309,7 +327,7 @@ def licence_rows(
     that page's customers, the next page read ahead, so memory stays bounded whatever the
     report's size."""
     month = check_month(month, book.clock)
-    sc = scope(book, principal, reseller, customer_id)
+    sc = scope(book, principal, reseller, customer_id, product_id)
     viewer = audience(principal)
     rows = _every_row(book, sc, month, product_id, viewer)
     return ReportRows(LICENCE_ROW[viewer], rows, sc.reseller.country)

@@ -8,20 +8,17 @@ from pydantic import Field
 from shared.domain.identity import Principal
 from shared.domain.ledger import Figures, month_of, months_ending
 from shared.domain.model import WireModel
-from shared.domain.pricing import percent
+from shared.domain.money import round_money
 from shared.services.access import Audience, audience
 from shared.services.reports.book import (
     ReportRows,
     ReportsBook,
-    check_months,
     country_of,
     scope,
     series_figures,
 )
-from shared.services.reports.views import RevenueMonthPublic, RevenueMonthStaff, money
-
-DEFAULT_MONTHS = 14
-MAX_MONTHS = 24
+from shared.services.reports.query import DEFAULT_REVENUE_MONTHS, check_revenue_months
+from shared.services.reports.views import RevenueMonthPublic, RevenueMonthStaff, money, shown
 
 
 class _RevenueFields(WireModel):
@@ -45,17 +42,20 @@ class RevenueReportStaff(_RevenueFields):
 def revenue_month(
     month: str, f: Figures, currency: str, viewer: Audience
 ) -> RevenueMonthPublic | RevenueMonthStaff:
-    """One month's revenue row as `viewer` may see it (amounts rounded where shown)."""
+    """One month's revenue row as `viewer` may see it (amounts rounded where shown; a
+    difference shown is the difference of the amounts shown, so the row adds up as read)."""
+    mrr = shown(f.mrr, f.mrr_cost, currency)
+    opening = round_money(f.opening_mrr, currency)
     values = {
         "month": month,
         "currency": currency,
-        "opening_mrr": money(f.opening_mrr, currency),
+        "opening_mrr": opening,
         "new": money(f.new, currency),
         "expansion": money(f.expansion, currency),
         "contraction": money(f.contraction, currency),
         "churn": money(f.churn, currency),
-        "net_change": money(f.mrr - f.opening_mrr, currency),
-        "mrr": money(f.mrr, currency),
+        "net_change": mrr.price - opening,
+        "mrr": mrr.price,
         "seats": f.seats,
         "subscriptions": f.subscriptions,
     }
@@ -64,9 +64,9 @@ def revenue_month(
     return RevenueMonthStaff.model_validate(
         values
         | {
-            "reseller_cost": money(f.mrr_cost, currency),
-            "margin": money(f.margin, currency),
-            "margin_percent": percent(f.margin, f.mrr),
+            "reseller_cost": mrr.cost,
+            "margin": mrr.margin,
+            "margin_percent": mrr.margin_percent,
         }
     )
 
@@ -76,13 +76,13 @@ def revenue_report(
     principal: Principal,
     reseller: str,
     *,
-    months: int = DEFAULT_MONTHS,
+    months: int = DEFAULT_REVENUE_MONTHS,
     customer_id: str | None = None,
 ) -> RevenueReportPublic | RevenueReportStaff:
     """Recurring revenue of the last `months` months (this one included), of the reseller or
     one customer (a customer user: its own, at its prices, without cost or margin). Its rows
     are few (≤ 24): an export takes them from `months`."""
-    check_months(months, MAX_MONTHS)
+    check_revenue_months(months)
     sc = scope(book, principal, reseller, customer_id)
     viewer = audience(principal)
     currency = sc.reseller.currency
@@ -104,7 +104,7 @@ def revenue_rows(
     principal: Principal,
     reseller: str,
     *,
-    months: int = DEFAULT_MONTHS,
+    months: int = DEFAULT_REVENUE_MONTHS,
     customer_id: str | None = None,
 ) -> ReportRows:
     """The report's months as download rows."""

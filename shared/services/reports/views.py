@@ -11,6 +11,7 @@ admins' licence rows only (`...Distributor`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -29,6 +30,35 @@ def money(amount: Decimal | None, currency: str) -> Decimal | None:
     return None if amount is None else round_money(amount, currency)
 
 
+@dataclass(frozen=True)
+class Shown:
+    """A price and its cost as shown (each rounded once), and what follows from the two shown
+    amounts, so that a row adds up as read: margin = shown price − shown cost."""
+
+    price: Decimal
+    cost: Decimal
+
+    @property
+    def margin(self) -> Decimal:
+        """Shown price − shown cost."""
+        return self.price - self.cost
+
+    @property
+    def margin_percent(self) -> Decimal | None:
+        """The shown margin as a percent of the shown price."""
+        return percent(self.margin, self.price)
+
+    @property
+    def markup_percent(self) -> Decimal | None:
+        """The shown margin as a percent of the shown cost."""
+        return percent(self.margin, self.cost)
+
+
+def shown(price: Decimal, cost: Decimal, currency: str) -> Shown:
+    """An exact price and cost as shown, with their margin (see `Shown`)."""
+    return Shown(round_money(price, currency), round_money(cost, currency))
+
+
 # --- month figures (totals, series) -----------------------------------------------------------
 
 
@@ -39,7 +69,8 @@ class FiguresPublic(WireModel):
     subscriptions: int = Field(title="Subscriptions", description="Live subscriptions.")
     monthly_price: Decimal = Field(
         title="Customer price per month",
-        description="Recurring customer price per month (an annual price ÷ 12).",
+        description="Recurring customer price per month (an annual price ÷ 12), rounded from "
+        "the exact sum: it may differ from the sum of the rows shown by rounding.",
     )
     currency: str = Field(title="Currency")
 
@@ -47,8 +78,13 @@ class FiguresPublic(WireModel):
 class FiguresStaff(FiguresPublic):
     """The figures with the reseller's cost and margin."""
 
-    monthly_cost: Decimal = Field(title="Reseller cost per month")
-    margin: Decimal = Field(title="Margin per month", description="Price − reseller cost.")
+    monthly_cost: Decimal = Field(
+        title="Reseller cost per month",
+        description="Rounded from the exact sum, like the price.",
+    )
+    margin: Decimal = Field(
+        title="Margin per month", description="Price − reseller cost, as shown here."
+    )
     margin_percent: Decimal | None = Field(title="Margin %", description="Of the price.")
 
 
@@ -61,10 +97,11 @@ def figures_values(f: Figures, currency: str, audience: Audience) -> dict[str, A
         "currency": currency,
     }
     if audience is not Audience.CUSTOMER:
+        monthly = shown(f.mrr, f.mrr_cost, currency)
         values |= {
-            "monthly_cost": money(f.mrr_cost, currency),
-            "margin": money(f.margin, currency),
-            "margin_percent": percent(f.margin, f.mrr),
+            "monthly_cost": monthly.cost,
+            "margin": monthly.margin,
+            "margin_percent": monthly.margin_percent,
         }
     return values
 
@@ -76,6 +113,11 @@ class _CustomerKey(WireModel):
 
 class _MonthKey(WireModel):
     month: str = Field(title="Month")
+    opened: bool = Field(
+        title="Month complete",
+        description="The month's opening finished: every subscription live when it began is "
+        "counted (until then its figures may be incomplete).",
+    )
 
 
 # The key's fields come first (pydantic orders fields from the last base to the first).
@@ -139,7 +181,9 @@ class LicenceRowStaff(LicenceRowPublic):
     unit_cost: Decimal | None = Field(title="Unit reseller cost")
     total_cost: Decimal | None = Field(title="Total reseller cost")
     monthly_cost: Decimal = Field(title="Reseller cost per month")
-    margin: Decimal = Field(title="Margin per month", description="Price − reseller cost.")
+    margin: Decimal = Field(
+        title="Margin per month", description="Price − reseller cost per month, as shown."
+    )
     margin_percent: Decimal | None = Field(title="Margin %", description="Of the price.")
     markup_percent: Decimal | None = Field(title="Mark-up %", description="Over the cost.")
 
@@ -167,7 +211,11 @@ class RevenueMonthPublic(WireModel):
     month: str = Field(title="Month")
     currency: str = Field(title="Currency")
     opening_mrr: Decimal = Field(title="Opening MRR", description="At the month's start.")
-    new: Decimal = Field(title="New", description="From subscriptions new this month.")
+    new: Decimal = Field(
+        title="New",
+        description="From subscriptions new this month. Each movement is rounded from its "
+        "exact sum, so the movements may differ from the net change by rounding.",
+    )
     expansion: Decimal = Field(title="Expansion")
     contraction: Decimal = Field(title="Contraction")
     churn: Decimal = Field(title="Churn", description="From subscriptions that ended.")
@@ -181,5 +229,5 @@ class RevenueMonthStaff(RevenueMonthPublic):
     """One month of recurring revenue, with the reseller's cost and margin."""
 
     reseller_cost: Decimal = Field(title="Reseller cost per month")
-    margin: Decimal = Field(title="Margin per month")
+    margin: Decimal = Field(title="Margin per month", description="MRR − reseller cost, as shown.")
     margin_percent: Decimal | None = Field(title="Margin %", description="Of the MRR.")
