@@ -11,6 +11,7 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import models_json_schema
 
 from functions._http import PROBLEM_JSON, ROUTES, RouteSpec
+from shared.domain.exports import ExportFormat, ExportQuery
 
 _PARAM = re.compile(r"\{([^}:?*]+)(?::[^}?]+)?\??\}")
 _ERRORS = {
@@ -113,6 +114,12 @@ def _operation(spec: RouteSpec, refs: dict[Any, Any], extra: dict[str, Any]) -> 
     ok: dict[str, Any] = {"description": "Success"}
     if spec.response is not None:
         ok["content"] = {"application/json": {"schema": _schema_ref(spec.response, refs, extra)}}
+    if spec.query is not None and issubclass(spec.query, ExportQuery):
+        # A report also downloads as a file (`?format=` or Accept): its rows as CSV or XLSX.
+        for fmt in (ExportFormat.CSV, ExportFormat.XLSX):
+            ok.setdefault("content", {})[fmt.media_type] = {
+                "schema": {"type": "string", "format": "binary"}
+            }
     op["responses"][str(spec.status)] = ok
     problem = {"$ref": "#/components/schemas/Problem"}
     for status in sorted({400, 500, *spec.errors}):

@@ -249,3 +249,15 @@ def test_log_lines_written_during_a_request_carry_its_request_id(caplog):
     finally:
         REQUEST_ID.reset(token)
     assert "[req-123] provisioning c1" in caplog.text
+
+
+def test_report_routes_document_their_csv_and_xlsx_downloads_and_other_routes_do_not():
+    paths = build_openapi()["paths"]
+    for report in ("licences", "revenue", "usage"):
+        content = paths[f"/api/resellers/{{r}}/reports/{report}"]["get"]["responses"]["200"][
+            "content"
+        ]
+        assert {"application/json", "text/csv"} <= set(content)
+        assert "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" in content
+    renewals = paths["/api/resellers/{r}/renewals"]["get"]["responses"]["200"]["content"]
+    assert set(renewals) == {"application/json"}
