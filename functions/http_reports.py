@@ -4,6 +4,7 @@ Azure usage; each as JSON, CSV or XLSX."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TypedDict
 
 import azure.functions as func
 from pydantic import ConfigDict, Field
@@ -100,47 +101,27 @@ def licence_report(call: Call) -> LicenceAnswer | Reply:
     month = q.month or month_of(book.clock.now())  # the file names the month it holds
     filters = {"month": month, "months": q.months, "customer": q.customer, "product": q.product}
     fmt = requested_format(call)
-    if fmt is not ExportFormat.JSON:
-        if q.months is not None:
-            rows = licences.licence_series_rows(
-                book,
-                call.principal,
-                call.route["r"],
-                months=q.months,
-                month=q.month,
-                customer_id=q.customer,
-                product_id=q.product,
-            )
-        else:
-            rows = licences.licence_rows(
-                book,
-                call.principal,
-                call.route["r"],
-                month=q.month,
-                customer_id=q.customer,
-                product_id=q.product,
-            )
-        return _download(call, fmt, "licences", filters, rows)
+    who = (book, call.principal, call.route["r"])
+    scope = _Scope(month=q.month, customer_id=q.customer, product_id=q.product)
     if q.months is not None:
-        return licences.licence_series(
-            book,
-            call.principal,
-            call.route["r"],
-            months=q.months,
-            month=q.month,
-            customer_id=q.customer,
-            product_id=q.product,
+        if fmt is ExportFormat.JSON:
+            return licences.licence_series(*who, months=q.months, **scope)
+        rows = licences.licence_series_rows(*who, months=q.months, **scope)
+    elif fmt is ExportFormat.JSON:
+        return licences.licence_report(
+            *who, **scope, page_size=q.page_size, continuation_token=q.continuation_token
         )
-    return licences.licence_report(
-        book,
-        call.principal,
-        call.route["r"],
-        month=q.month,
-        customer_id=q.customer,
-        product_id=q.product,
-        page_size=q.page_size,
-        continuation_token=q.continuation_token,
-    )
+    else:
+        rows = licences.licence_rows(*who, **scope)
+    return _download(call, fmt, "licences", filters, rows)
+
+
+class _Scope(TypedDict):
+    """The filters every form of the licence report takes."""
+
+    month: str | None
+    customer_id: str | None
+    product_id: str | None
 
 
 def _download(
